@@ -1,0 +1,37 @@
+// One exception family for everything torchship reports to its callers.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace torchship {
+
+// What went wrong, coarse enough for a front end to map onto an exit code or an HTTP status.
+enum class ErrorKind {
+  BadInput,     // the caller's data does not fit: wrong file, dtype, shape, count
+  BadModel,     // the archive is missing, corrupt, or not TorchScript
+  Unsupported,  // a valid request this build cannot serve (e.g. CUDA on a CPU-only libtorch)
+  Internal,     // a bug or an unexpected failure inside torchship or libtorch
+};
+
+const char* to_string(ErrorKind kind) noexcept;
+
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  ErrorKind kind() const noexcept { return kind_; }
+
+ private:
+  ErrorKind kind_;
+};
+
+inline Error bad_input(const std::string& message) { return Error(ErrorKind::BadInput, message); }
+inline Error bad_model(const std::string& message) { return Error(ErrorKind::BadModel, message); }
+inline Error unsupported(const std::string& message) {
+  return Error(ErrorKind::Unsupported, message);
+}
+inline Error internal_error(const std::string& message) {
+  return Error(ErrorKind::Internal, message);
+}
+
+}  // namespace torchship

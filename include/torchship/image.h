@@ -1,0 +1,32 @@
+// Images as tensors: decoding (any format OpenCV reads), colour order, resize policy, and
+// writing results (overlays) back to files.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include <ATen/core/Tensor.h>
+
+#include "torchship/manifest.h"
+
+namespace torchship {
+
+// Decodes an image file into a uint8 HWC tensor in spec.color order (C = 3, or 1 for Gray),
+// resized per spec.resize. The tensor shares OpenCV's buffer (no copy) and keeps it alive.
+// Throws Error(BadInput) for a missing file or bytes that are not an image.
+at::Tensor decode_image(const std::filesystem::path& path, const ImageSpec& spec = {});
+at::Tensor decode_image(std::string_view bytes, const ImageSpec& spec = {},
+                        std::string_view origin = "image bytes");
+
+// Applies spec to an already decoded uint8 HWC RGB tensor (H x W x 3): colour, then resize.
+at::Tensor prepare_image(const at::Tensor& hwc_rgb, const ImageSpec& spec);
+
+// Writes a uint8 HWC tensor (RGB, or one channel) to an image file; format from the extension.
+void write_image(const std::filesystem::path& path, const at::Tensor& hwc);
+
+// True when the file name has an extension OpenCV can decode (.png, .jpg, .bmp, ...).
+bool looks_like_image(const std::filesystem::path& path);
+
+}  // namespace torchship

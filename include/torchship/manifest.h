@@ -1,0 +1,73 @@
+// The manifest (`torchship.json` inside an archive): what the model expects and returns.
+// Schema: docs/manifest.md.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace torchship {
+
+constexpr int kManifestFormatVersion = 1;
+
+enum class ColorOrder { RGB, BGR, Gray };
+
+enum class ResizeMode {
+  None,     // the model takes any size
+  Stretch,  // resize to exactly (height, width), ignoring aspect ratio (cv2.resize)
+};
+
+enum class Interpolation { Nearest, Linear, Area, Cubic };
+
+struct ResizePolicy {
+  ResizeMode mode = ResizeMode::None;
+  int64_t height = 0;
+  int64_t width = 0;
+  Interpolation interpolation = Interpolation::Linear;
+};
+
+// How an image file becomes this input: decoded, converted to `color`, resized, laid out.
+struct ImageSpec {
+  ColorOrder color = ColorOrder::RGB;
+  ResizePolicy resize;
+};
+
+struct TensorSpec {
+  std::string name;
+  std::string datatype;        // KServe v2 name: "UINT8", "FP32", ...; empty if not a tensor
+  std::vector<int64_t> shape;  // -1 for a free dimension; empty if unknown
+  std::string layout;          // "HWC", "BHWC", "CHW", "BCHW" for images; empty otherwise
+  std::optional<ImageSpec> image;
+  std::string kind;  // free-form role of an output: "logits", "probabilities", "labels", ...
+};
+
+struct ExportInfo {
+  std::string method;  // trace, script or hybrid
+  std::string torch_version;
+  std::string torchship_version;
+  std::string created;  // ISO 8601 UTC
+};
+
+struct Manifest {
+  int format_version = kManifestFormatVersion;
+  std::string name;
+  std::string task = "generic";  // classification, segmentation or generic
+  std::vector<TensorSpec> inputs;
+  std::vector<TensorSpec> outputs;
+  std::vector<std::string> labels;
+  bool batch_dim = false;  // the first dimension of every input and output is a batch
+  ExportInfo exported;
+  std::string source;  // the manifest's JSON text, as stored in the archive
+
+  // Parses and validates; throws Error(BadModel) naming the offending field.
+  static Manifest parse(const std::string& json_text);
+
+  const TensorSpec* find_output(const std::string& name) const;
+  // The label of a class index, or "" when the manifest has none for it.
+  std::string label(int64_t index) const;
+};
+
+const char* to_string(ColorOrder color) noexcept;
+
+}  // namespace torchship

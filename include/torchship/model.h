@@ -1,0 +1,113 @@
+// Model: a loaded archive, ready to run. The one type an embedding application needs.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/script.h>
+
+#include "torchship/archive.h"
+#include "torchship/manifest.h"
+
+namespace torchship {
+
+struct LoadOptions {
+  std::string device = "cpu";  // "cpu", "cuda", "cuda:1", ... (torch::Device syntax)
+  int threads = 0;             // intra-op threads for this process; 0 keeps libtorch's default
+  // Custom-operator libraries to load before the archive (.so / .dll). torchvision's operator
+  // library is found and loaded automatically when an archive needs torchvision::* operators.
+  std::vector<std::filesystem::path> extensions;
+
+  LoadOptions& with_device(std::string value) {
+    device = std::move(value);
+    return *this;
+  }
+  LoadOptions& with_threads(int value) {
+    threads = value;
+    return *this;
+  }
+  LoadOptions& with_extension(std::filesystem::path library) {
+    extensions.push_back(std::move(library));
+    return *this;
+  }
+};
+
+// One argument of the forward schema, as TorchScript declares it.
+struct Argument {
+  std::string name;
+  c10::TypePtr type;
+  bool has_default = false;
+  std::string type_name() const { return type->annotation_str(); }
+};
+
+struct Prediction {
+  int64_t index = 0;
+  std::string label;  // from the manifest, "" when it has none
+  double score = 0;   // softmax probability when the output is logits, else the raw value
+};
+
+struct Segmentation {
+  at::Tensor labels;   // H x W int64 class indices
+  at::Tensor overlay;  // H x W x 3 uint8 RGB, or undefined when the model returns none
+  at::Tensor logits;   // C x H x W float scores, or undefined when the model returns none
+};
+
+struct ModelSummary {
+  std::vector<std::string> methods;
+  int64_t parameter_count = 0;
+  int64_t parameter_bytes = 0;  // parameters and buffers
+};
+
+class Model {
+ public:
+  // Opens and validates the archive, loads custom-operator libraries, loads the module onto the
+  // device, switches it to eval mode. Throws Error (BadModel, BadInput, Unsupported).
+  static Model load(const std::filesystem::path& path, const LoadOptions& options = {});
+
+  const Archive& archive() const;
+  const std::optional<Manifest>& manifest() const;
+  c10::Device device() const;
+  // forward's arguments, `self` excluded.
+  const std::vector<Argument>& inputs() const;
+  const c10::TypePtr& output_type() const;
+  // forward's signature as TorchScript prints it: "forward(Tensor image) -> Tensor".
+  std::string signature() const;
+  ModelSummary summary() const;
+
+  // Runs forward under c10::InferenceMode. Inputs are checked against the schema and the
+  // manifest (count, type, dtype, rank) and moved to the model's device; tensors in the result
+  // stay on that device. Throws Error(BadInput) for inputs that do not fit.
+  c10::IValue forward(std::vector<c10::IValue> inputs) const;
+
+  // The image file as forward's argument `index` expects it: decoded and resized per the
+  // manifest, in its layout and dtype; uint8 HWC RGB when the manifest says nothing.
+  c10::IValue image_input(const std::filesystem::path& image, size_t index = 0) const;
+  c10::IValue image_input(const at::Tensor& hwc_rgb, size_t index = 0) const;
+
+  // Typed helpers for manifests with task "classification" / "segmentation".
+  std::vector<Prediction> classify(const std::filesystem::path& image, int top_k = 5) const;
+  std::vector<Prediction> classify(const at::Tensor& hwc_rgb, int top_k = 5) const;
+  // Top-k of an already computed classification output (logits or probabilities).
+  std::vector<Prediction> top_k(const c10::IValue& output, int k) const;
+  Segmentation segment(const std::filesystem::path& image) const;
+  Segmentation segment(const at::Tensor& hwc_rgb) const;
+
+  torch::jit::Module& module() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// Loads a custom-operator library into the process (idempotent per path). Throws
+// Error(BadModel) when it cannot be loaded.
+void load_extension(const std::filesystem::path& library);
+// Where torchvision's operator library is on this machine, if anywhere (TORCHSHIP_TORCHVISION_OPS
+// overrides the search).
+std::optional<std::filesystem::path> find_torchvision_ops();
+
+}  // namespace torchship

@@ -1,0 +1,11 @@
+// Everything an embedding application needs: #include <torchship/torchship.h>.
+#pragma once
+
+#include "torchship/archive.h"
+#include "torchship/error.h"
+#include "torchship/image.h"
+#include "torchship/input_spec.h"
+#include "torchship/manifest.h"
+#include "torchship/model.h"
+#include "torchship/tensor_io.h"
+#include "torchship/version.h"

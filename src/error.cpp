@@ -1,0 +1,22 @@
+#include "torchship/error.h"
+#include "torchship/version.h"
+
+namespace torchship {
+
+const char* to_string(ErrorKind kind) noexcept {
+  switch (kind) {
+    case ErrorKind::BadInput:
+      return "bad input";
+    case ErrorKind::BadModel:
+      return "bad model";
+    case ErrorKind::Unsupported:
+      return "unsupported";
+    case ErrorKind::Internal:
+      return "internal error";
+  }
+  return "internal error";
+}
+
+const char* version() noexcept { return TORCHSHIP_VERSION; }
+
+}  // namespace torchship

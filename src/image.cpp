@@ -1,0 +1,176 @@
+// Images as uint8 HWC tensors: OpenCV decodes, converts colour and resizes; the tensor borrows
+// OpenCV's buffer and keeps the cv::Mat alive for as long as the tensor lives.
+#include <fstream>
+#include <iterator>
+
+#include <ATen/ATen.h>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "torchship/error.h"
+#include "torchship/image.h"
+#include "torchship/opencv.h"
+
+namespace torchship {
+namespace {
+
+int cv_interpolation(Interpolation interpolation) {
+  switch (interpolation) {
+    case Interpolation::Nearest:
+      return cv::INTER_NEAREST;
+    case Interpolation::Area:
+      return cv::INTER_AREA;
+    case Interpolation::Cubic:
+      return cv::INTER_CUBIC;
+    case Interpolation::Linear:
+      break;
+  }
+  return cv::INTER_LINEAR;
+}
+
+// Wraps a continuous 8-bit Mat as an H x W x C tensor that owns a reference to the Mat.
+at::Tensor tensor_sharing(const cv::Mat& mat) {
+  cv::Mat owner = mat.isContinuous() ? mat : mat.clone();
+  std::vector<int64_t> sizes = {owner.rows, owner.cols, owner.channels()};
+  auto* holder = new cv::Mat(owner);
+  return at::from_blob(
+      holder->data, sizes, [holder](void*) { delete holder; },
+      at::TensorOptions().dtype(at::kByte));
+}
+
+// The Mat viewing a uint8 HWC tensor's memory (no copy); the tensor must outlive it.
+cv::Mat mat_viewing(const at::Tensor& hwc) {
+  return cv::Mat(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)),
+                 CV_8UC(static_cast<int>(hwc.size(2))), hwc.data_ptr());
+}
+
+// `from` is the colour order of `mat` (RGB, BGR or Gray by channel count); returns it in `to`.
+cv::Mat convert_color(const cv::Mat& mat, ColorOrder from, ColorOrder to) {
+  if (mat.channels() == 1) from = ColorOrder::Gray;
+  if (from == to) return mat;
+  static const int kCodes[3][3] = {
+      // to:   RGB                 BGR                  Gray
+      /*RGB*/ {-1, cv::COLOR_RGB2BGR, cv::COLOR_RGB2GRAY},
+      /*BGR*/ {cv::COLOR_BGR2RGB, -1, cv::COLOR_BGR2GRAY},
+      /*Gray*/ {cv::COLOR_GRAY2RGB, cv::COLOR_GRAY2BGR, -1},
+  };
+  cv::Mat converted;
+  cv::cvtColor(mat, converted, kCodes[static_cast<int>(from)][static_cast<int>(to)]);
+  return converted;
+}
+
+cv::Mat apply_resize(const cv::Mat& mat, const ResizePolicy& policy) {
+  if (policy.mode == ResizeMode::None) return mat;
+  if (mat.rows == policy.height && mat.cols == policy.width) return mat;
+  cv::Mat resized;
+  cv::resize(mat, resized, cv::Size(static_cast<int>(policy.width), static_cast<int>(policy.height)),
+             0, 0, cv_interpolation(policy.interpolation));
+  return resized;
+}
+
+at::Tensor finish(const cv::Mat& decoded, ColorOrder decoded_order, const ImageSpec& spec) {
+  return tensor_sharing(apply_resize(convert_color(decoded, decoded_order, spec.color), spec.resize));
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw bad_input("cannot read image " + path.string() + ": no such file");
+  if (std::filesystem::is_directory(path, ec)) {
+    throw bad_input("cannot read image " + path.string() + ": is a directory");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw bad_input("cannot read image " + path.string() + ": not readable");
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+at::Tensor decode_image(std::string_view bytes, const ImageSpec& spec, std::string_view origin) {
+  if (bytes.empty()) throw bad_input(std::string(origin) + " is empty, expected an image");
+  cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
+                 const_cast<char*>(bytes.data()));  // imdecode only reads it
+  int flags = spec.color == ColorOrder::Gray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR;
+  cv::Mat decoded;
+  try {
+    decoded = cv::imdecode(buffer, flags);
+  } catch (const cv::Exception&) {
+    decoded.release();
+  }
+  if (decoded.empty()) {
+    throw bad_input(std::string(origin) +
+                    " is not an image OpenCV can decode (expected PNG, JPEG, BMP, TIFF, WebP, "
+                    "PNM, ...)");
+  }
+  return finish(decoded, ColorOrder::BGR, spec);
+}
+
+at::Tensor decode_image(const std::filesystem::path& path, const ImageSpec& spec) {
+  return decode_image(read_file(path), spec, path.string());
+}
+
+at::Tensor prepare_image(const at::Tensor& hwc_rgb, const ImageSpec& spec) {
+  if (hwc_rgb.scalar_type() != at::kByte || hwc_rgb.dim() != 3 ||
+      (hwc_rgb.size(2) != 3 && hwc_rgb.size(2) != 1)) {
+    throw bad_input("expected a uint8 image tensor H x W x 3 (RGB) or H x W x 1, got " +
+                    std::string(c10::toString(hwc_rgb.scalar_type())) + " " +
+                    c10::str(hwc_rgb.sizes()));
+  }
+  bool converts = !(hwc_rgb.size(2) == 3 && spec.color == ColorOrder::RGB) &&
+                  !(hwc_rgb.size(2) == 1 && spec.color == ColorOrder::Gray);
+  bool resizes = spec.resize.mode == ResizeMode::Stretch &&
+                 (hwc_rgb.size(0) != spec.resize.height || hwc_rgb.size(1) != spec.resize.width);
+  if (!converts && !resizes) return hwc_rgb;
+  at::Tensor source = hwc_rgb.to(at::kCPU).contiguous();
+  cv::Mat prepared = apply_resize(convert_color(mat_viewing(source), ColorOrder::RGB, spec.color),
+                                  spec.resize);
+  // The result may still view `source`'s memory when only one step ran in place: copy then.
+  return prepared.data == source.data_ptr() ? tensor_sharing(prepared.clone())
+                                            : tensor_sharing(prepared);
+}
+
+at::Tensor image_from_mat(const cv::Mat& bgr_or_gray, const ImageSpec& spec) {
+  if (bgr_or_gray.empty() || bgr_or_gray.depth() != CV_8U ||
+      (bgr_or_gray.channels() != 3 && bgr_or_gray.channels() != 1)) {
+    throw bad_input("expected an 8-bit cv::Mat with 3 (BGR) or 1 channel, got depth " +
+                    std::to_string(bgr_or_gray.depth()) + " with " +
+                    std::to_string(bgr_or_gray.channels()) + " channels");
+  }
+  return finish(bgr_or_gray, ColorOrder::BGR, spec);
+}
+
+void write_image(const std::filesystem::path& path, const at::Tensor& hwc) {
+  if (hwc.scalar_type() != at::kByte || hwc.dim() != 3 || (hwc.size(2) != 3 && hwc.size(2) != 1)) {
+    throw bad_input("cannot write " + path.string() + ": expected a uint8 H x W x 3 or x 1 tensor, got " +
+                    std::string(c10::toString(hwc.scalar_type())) + " " + c10::str(hwc.sizes()));
+  }
+  at::Tensor source = hwc.to(at::kCPU).contiguous();
+  cv::Mat bgr = convert_color(mat_viewing(source), ColorOrder::RGB, ColorOrder::BGR);
+  std::vector<uchar> encoded;
+  std::string extension = path.extension().string();
+  bool ok = false;
+  try {
+    ok = cv::imencode(extension.empty() ? ".png" : extension, bgr, encoded);
+  } catch (const cv::Exception&) {
+    ok = false;
+  }
+  if (!ok) {
+    throw bad_input("cannot write " + path.string() + ": no image encoder for '" + extension +
+                    "' (use .png, .jpg, .bmp, ...)");
+  }
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(encoded.data()), static_cast<std::streamsize>(encoded.size()));
+  if (!out) throw bad_input("cannot write " + path.string());
+}
+
+bool looks_like_image(const std::filesystem::path& path) {
+  std::string extension = path.extension().string();
+  std::transform(extension.begin(), extension.end(), extension.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  static const char* kExtensions[] = {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib",
+                                      ".tif", ".tiff", ".webp", ".pbm", ".pgm", ".ppm",
+                                      ".pnm", ".pxm", ".jp2", ".sr", ".ras", ".hdr", ".pic"};
+  return std::find(std::begin(kExtensions), std::end(kExtensions), extension) !=
+         std::end(kExtensions);
+}
+
+}  // namespace torchship

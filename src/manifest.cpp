@@ -1,0 +1,223 @@
+#include "torchship/manifest.h"
+
+#include <nlohmann/json.hpp>
+
+#include "torchship/error.h"
+#include "torchship/tensor_io.h"
+
+namespace torchship {
+namespace {
+
+using nlohmann::json;
+
+// Reads a manifest field with a message that names its path when it is missing or mistyped.
+class FieldReader {
+ public:
+  FieldReader(const json& object, std::string path) : object_(object), path_(std::move(path)) {
+    if (!object_.is_object()) fail("", "an object", object_);
+  }
+
+  template <typename T>
+  T get(const char* key, const T& fallback) const {
+    auto it = object_.find(key);
+    if (it == object_.end() || it->is_null()) return fallback;
+    return convert<T>(key, *it);
+  }
+
+  template <typename T>
+  T require(const char* key) const {
+    auto it = object_.find(key);
+    if (it == object_.end()) {
+      throw bad_model("invalid manifest: missing field '" + field(key) + "'");
+    }
+    return convert<T>(key, *it);
+  }
+
+  const json* child(const char* key) const {
+    auto it = object_.find(key);
+    return it == object_.end() || it->is_null() ? nullptr : &*it;
+  }
+
+  std::string field(const std::string& key) const {
+    return path_.empty() ? key : path_ + "." + key;
+  }
+
+  [[noreturn]] void fail(const std::string& key, const std::string& expected,
+                         const json& got) const {
+    std::string where = key.empty() ? (path_.empty() ? "the manifest" : path_) : field(key);
+    throw bad_model("invalid manifest: '" + where + "' must be " + expected + ", got " +
+                    got.dump());
+  }
+
+ private:
+  template <typename T>
+  T convert(const char* key, const json& value) const {
+    try {
+      return value.get<T>();
+    } catch (const json::exception&) {
+      fail(key, expected_name<T>(), value);
+    }
+  }
+
+  template <typename T>
+  static const char* expected_name() {
+    if constexpr (std::is_same_v<T, std::string>) return "a string";
+    if constexpr (std::is_same_v<T, bool>) return "true or false";
+    if constexpr (std::is_integral_v<T>) return "an integer";
+    if constexpr (std::is_same_v<T, std::vector<int64_t>>) return "a list of integers";
+    if constexpr (std::is_same_v<T, std::vector<std::string>>) return "a list of strings";
+    return "a value of another type";
+  }
+
+  const json& object_;
+  std::string path_;
+};
+
+template <typename Enum, size_t N>
+Enum parse_enum(const FieldReader& reader, const char* key, Enum fallback,
+                const std::pair<const char*, Enum> (&names)[N]) {
+  auto text = reader.get<std::string>(key, "");
+  if (text.empty()) return fallback;
+  for (const auto& [name, value] : names) {
+    if (text == name) return value;
+  }
+  std::string expected = "one of";
+  for (size_t i = 0; i < N; ++i) expected += std::string(i ? ", " : " ") + names[i].first;
+  reader.fail(key, expected, text);
+}
+
+constexpr std::pair<const char*, ColorOrder> kColorNames[] = {
+    {"RGB", ColorOrder::RGB}, {"BGR", ColorOrder::BGR}, {"GRAY", ColorOrder::Gray}};
+constexpr std::pair<const char*, ResizeMode> kResizeNames[] = {{"none", ResizeMode::None},
+                                                              {"stretch", ResizeMode::Stretch}};
+constexpr std::pair<const char*, Interpolation> kInterpolationNames[] = {
+    {"nearest", Interpolation::Nearest},
+    {"linear", Interpolation::Linear},
+    {"area", Interpolation::Area},
+    {"cubic", Interpolation::Cubic}};
+
+ImageSpec parse_image_spec(const json& node, const std::string& path) {
+  FieldReader reader(node, path);
+  ImageSpec spec;
+  spec.color = parse_enum(reader, "color", ColorOrder::RGB, kColorNames);
+  if (const json* resize = reader.child("resize")) {
+    FieldReader resize_reader(*resize, reader.field("resize"));
+    spec.resize.mode = parse_enum(resize_reader, "mode", ResizeMode::None, kResizeNames);
+    spec.resize.interpolation =
+        parse_enum(resize_reader, "interpolation", Interpolation::Linear, kInterpolationNames);
+    if (spec.resize.mode == ResizeMode::Stretch) {
+      auto size = resize_reader.require<std::vector<int64_t>>("size");
+      if (size.size() != 2 || size[0] <= 0 || size[1] <= 0) {
+        resize_reader.fail("size", "[height, width] with positive values", json(size));
+      }
+      spec.resize.height = size[0];
+      spec.resize.width = size[1];
+    }
+  }
+  return spec;
+}
+
+TensorSpec parse_tensor_spec(const json& node, const std::string& path) {
+  FieldReader reader(node, path);
+  TensorSpec spec;
+  spec.name = reader.require<std::string>("name");
+  spec.datatype = reader.get<std::string>("datatype", "");
+  if (!spec.datatype.empty()) {
+    try {
+      scalar_type_from_datatype(spec.datatype);
+    } catch (const Error&) {
+      reader.fail("datatype", "a KServe v2 datatype (UINT8, FP32, ...)", spec.datatype);
+    }
+  }
+  spec.shape = reader.get<std::vector<int64_t>>("shape", {});
+  for (int64_t dim : spec.shape) {
+    if (dim < -1 || dim == 0) reader.fail("shape", "sizes > 0 or -1 (free)", json(spec.shape));
+  }
+  spec.layout = reader.get<std::string>("layout", "");
+  static const char* kLayouts[] = {"", "HWC", "BHWC", "CHW", "BCHW"};
+  if (std::find(std::begin(kLayouts), std::end(kLayouts), spec.layout) == std::end(kLayouts)) {
+    reader.fail("layout", "one of HWC, BHWC, CHW, BCHW", spec.layout);
+  }
+  if (const json* image = reader.child("image")) {
+    spec.image = parse_image_spec(*image, reader.field("image"));
+    if (spec.layout.empty()) spec.layout = "HWC";
+  }
+  spec.kind = reader.get<std::string>("kind", "");
+  return spec;
+}
+
+std::vector<TensorSpec> parse_specs(const FieldReader& reader, const char* key) {
+  std::vector<TensorSpec> specs;
+  const json* list = reader.child(key);
+  if (!list) return specs;
+  if (!list->is_array()) reader.fail(key, "a list", *list);
+  for (size_t i = 0; i < list->size(); ++i) {
+    specs.push_back(parse_tensor_spec((*list)[i], reader.field(key) + "[" + std::to_string(i) + "]"));
+  }
+  return specs;
+}
+
+}  // namespace
+
+Manifest Manifest::parse(const std::string& json_text) {
+  json root;
+  try {
+    root = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    throw bad_model(std::string("invalid manifest: torchship.json is not valid JSON (") +
+                    e.what() + ")");
+  }
+  FieldReader reader(root, "");
+  Manifest manifest;
+  manifest.format_version = reader.require<int>("format_version");
+  if (manifest.format_version < 1 || manifest.format_version > kManifestFormatVersion) {
+    throw bad_model("unsupported manifest format_version " +
+                    std::to_string(manifest.format_version) + ": this torchship reads 1 to " +
+                    std::to_string(kManifestFormatVersion) + "; upgrade torchship");
+  }
+  manifest.name = reader.get<std::string>("name", "");
+  manifest.task = reader.get<std::string>("task", "generic");
+  if (manifest.task != "classification" && manifest.task != "segmentation" &&
+      manifest.task != "generic") {
+    reader.fail("task", "one of classification, segmentation, generic", manifest.task);
+  }
+  manifest.inputs = parse_specs(reader, "inputs");
+  manifest.outputs = parse_specs(reader, "outputs");
+  manifest.labels = reader.get<std::vector<std::string>>("labels", {});
+  manifest.batch_dim = reader.get<bool>("batch_dim", false);
+  if (const json* exported = reader.child("export")) {
+    FieldReader export_reader(*exported, "export");
+    manifest.exported.method = export_reader.get<std::string>("method", "");
+    manifest.exported.torch_version = export_reader.get<std::string>("torch_version", "");
+    manifest.exported.torchship_version = export_reader.get<std::string>("torchship_version", "");
+    manifest.exported.created = export_reader.get<std::string>("created", "");
+  }
+  manifest.source = json_text;
+  return manifest;
+}
+
+const TensorSpec* Manifest::find_output(const std::string& output_name) const {
+  for (const auto& spec : outputs) {
+    if (spec.name == output_name) return &spec;
+  }
+  return nullptr;
+}
+
+std::string Manifest::label(int64_t index) const {
+  if (index < 0 || index >= static_cast<int64_t>(labels.size())) return "";
+  return labels[index];
+}
+
+const char* to_string(ColorOrder color) noexcept {
+  switch (color) {
+    case ColorOrder::RGB:
+      return "RGB";
+    case ColorOrder::BGR:
+      return "BGR";
+    case ColorOrder::Gray:
+      return "GRAY";
+  }
+  return "RGB";
+}
+
+}  // namespace torchship

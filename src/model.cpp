@@ -1,0 +1,399 @@
+#include "torchship/model.h"
+
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/cuda.h>
+
+#include "torchship/error.h"
+#include "torchship/image.h"
+#include "torchship/tensor_io.h"
+
+namespace torchship {
+namespace {
+
+c10::Device parse_device(const std::string& text) {
+  c10::Device device(c10::kCPU);
+  try {
+    device = c10::Device(text);
+  } catch (const c10::Error&) {
+    throw bad_input("invalid device '" + text + "': expected cpu, cuda or cuda:N");
+  }
+  if (device.is_cpu()) return device;
+  if (!device.is_cuda()) {
+    throw unsupported("device '" + text + "' is not supported: expected cpu, cuda or cuda:N");
+  }
+  if (!torch::cuda::is_available()) {
+    throw unsupported("device '" + text + "' requested, but " +
+                      (at::hasCUDA() ? std::string("no CUDA device is visible")
+                                     : std::string("this libtorch was built without CUDA")) +
+                      "; use --device cpu");
+  }
+  auto count = static_cast<int64_t>(torch::cuda::device_count());
+  if (device.has_index() && device.index() >= count) {
+    throw unsupported("device '" + text + "' requested, but only " + std::to_string(count) +
+                      " CUDA device(s) are visible");
+  }
+  return device;
+}
+
+// The operator a failed load names ("torchvision::nms"), or "" when the failure is another.
+std::string missing_operator(const std::string& message) {
+  static const std::string kMarker = "Unknown builtin op: ";
+  auto at = message.find(kMarker);
+  if (at == std::string::npos) return "";
+  auto begin = at + kMarker.size();
+  auto end = message.find_first_of(".\n ", begin);
+  return message.substr(begin, end - begin);
+}
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+// TorchScript errors carry the script traceback; the last line says what happened.
+std::string script_error_summary(const c10::Error& error) {
+  std::string text = error.what_without_backtrace();
+  if (text.find("Traceback of TorchScript") == std::string::npos) return first_line(text);
+  auto end = text.find_last_not_of("\n ");
+  auto begin = text.rfind('\n', end);
+  std::string last = text.substr(begin == std::string::npos ? 0 : begin + 1, end - begin);
+  // "builtins.ValueError: message" -> "message"
+  auto colon = last.find(": ");
+  if (colon != std::string::npos && last.substr(0, colon).find("Error") != std::string::npos) {
+    last = last.substr(colon + 2);
+  }
+  return last;
+}
+
+torch::jit::Module load_module(const Archive& archive, const c10::Device& device) {
+  bool torchvision_tried = false;
+  while (true) {
+    try {
+      return torch::jit::load(archive.path().string(), device);
+    } catch (const c10::Error& e) {
+      std::string message = e.what_without_backtrace();
+      std::string op = missing_operator(message);
+      if (op.empty()) {
+        throw bad_model("cannot load " + archive.path().string() + ": " + first_line(message));
+      }
+      std::string ns = op.substr(0, op.find("::"));
+      if (ns == "torchvision" && !torchvision_tried) {
+        torchvision_tried = true;
+        if (auto library = find_torchvision_ops()) {
+          load_extension(*library);
+          continue;
+        }
+      }
+      std::string provider =
+          ns == "torchvision"
+              ? "torchvision's operator library (python3-torchvision's torchvision/_C*.so, or "
+                "libtorchvision), which was not found; install python3-torchvision, set "
+                "TORCHSHIP_TORCHVISION_OPS, or pass it with --extension PATH"
+              : "a custom-operator library registering namespace '" + ns +
+                    "'; pass it with --extension PATH";
+      throw bad_model("cannot load " + archive.path().string() + ": the model calls operator " +
+                      op + ", which no loaded library provides; it comes from " + provider);
+    }
+  }
+}
+
+c10::IValue to_device(const c10::IValue& value, const c10::Device& device) {
+  if (value.isTensor()) return value.toTensor().to(device);
+  if (device.is_cpu()) {
+    // Inputs built on the CPU need no walk; only tensors elsewhere would have to move.
+    return value;
+  }
+  if (value.isList()) {
+    auto list = value.toList();
+    c10::impl::GenericList moved(list.elementType());
+    for (const c10::IValue& item : list) moved.push_back(to_device(item, device));
+    return moved;
+  }
+  if (value.isTuple()) {
+    std::vector<c10::IValue> items;
+    for (const auto& item : value.toTupleRef().elements()) items.push_back(to_device(item, device));
+    return c10::ivalue::Tuple::create(std::move(items));
+  }
+  if (value.isGenericDict()) {
+    auto dict = value.toGenericDict();
+    c10::impl::GenericDict moved(dict.keyType(), dict.valueType());
+    for (const auto& entry : dict) moved.insert(entry.key(), to_device(entry.value(), device));
+    return moved;
+  }
+  return value;
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
+// Checks a tensor against the manifest's spec for it (dtype, rank, fixed dimensions).
+void check_tensor(const at::Tensor& tensor, const TensorSpec& spec, const std::string& where) {
+  bool dtype_ok = spec.datatype.empty() ||
+                  tensor.scalar_type() == scalar_type_from_datatype(spec.datatype);
+  bool shape_ok = spec.shape.empty() || tensor.dim() == static_cast<int64_t>(spec.shape.size());
+  for (size_t i = 0; shape_ok && i < spec.shape.size(); ++i) {
+    shape_ok = spec.shape[i] == -1 || spec.shape[i] == tensor.size(static_cast<int64_t>(i));
+  }
+  if (dtype_ok && shape_ok) return;
+  std::string expected = spec.datatype.empty() ? "a tensor" : spec.datatype + " tensor";
+  if (!spec.shape.empty()) expected += " of shape " + shape_text(spec.shape);
+  if (!spec.layout.empty()) expected += " (" + spec.layout + ")";
+  throw bad_input(where + ": expected " + expected + ", got " + describe(tensor));
+}
+
+std::string plural(size_t count, const char* word) {
+  return std::to_string(count) + " " + word + (count == 1 ? "" : "s");
+}
+
+// The tensor of a classification output: the output itself, or the tuple element the manifest
+// names as logits/probabilities (the first tensor otherwise).
+at::Tensor scores_tensor(const c10::IValue& output, const Manifest* manifest, bool* is_logits) {
+  *is_logits = true;
+  auto kind_of = [&](size_t index) -> std::string {
+    if (!manifest || index >= manifest->outputs.size()) return "";
+    return manifest->outputs[index].kind;
+  };
+  if (output.isTensor()) {
+    *is_logits = kind_of(0) != "probabilities";
+    return output.toTensor();
+  }
+  if (output.isTuple()) {
+    const auto& elements = output.toTupleRef().elements();
+    for (size_t i = 0; i < elements.size(); ++i) {
+      std::string kind = kind_of(i);
+      if (elements[i].isTensor() && (kind == "logits" || kind == "probabilities")) {
+        *is_logits = kind == "logits";
+        return elements[i].toTensor();
+      }
+    }
+    for (const auto& element : elements) {
+      if (element.isTensor()) return element.toTensor();
+    }
+  }
+  throw bad_model("classify needs a model that returns a tensor of scores, this one returns " +
+                  describe(output));
+}
+
+ImageSpec image_spec_of(const TensorSpec* spec) {
+  return spec && spec->image ? *spec->image : ImageSpec{};
+}
+
+// A prepared H x W x C uint8 image in the layout and dtype the manifest asks for.
+at::Tensor lay_out(at::Tensor image, const TensorSpec* spec) {
+  std::string layout = spec ? spec->layout : "";
+  if (layout == "CHW" || layout == "BCHW") image = image.permute({2, 0, 1});
+  if (layout == "BHWC" || layout == "BCHW") image = image.unsqueeze(0);
+  if (spec && !spec->datatype.empty() && spec->datatype != "UINT8") {
+    // Float image inputs follow torchvision's ToTensor convention: values in [0, 1].
+    image = image.to(scalar_type_from_datatype(spec->datatype)).div_(255);
+  }
+  return image.contiguous();
+}
+
+}  // namespace
+
+struct Model::Impl {
+  Archive archive;
+  c10::Device device{c10::kCPU};
+  mutable torch::jit::Module module;
+  std::vector<Argument> inputs;
+  c10::TypePtr output_type;
+  size_t required_inputs = 0;
+
+  const TensorSpec* input_spec(size_t index) const {
+    const auto& manifest = archive.manifest();
+    if (!manifest || index >= manifest->inputs.size()) return nullptr;
+    return &manifest->inputs[index];
+  }
+
+  std::string argument_list() const {
+    std::string text;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      text += (i ? ", " : "") + inputs[i].name + ": " + inputs[i].type_name();
+    }
+    return text;
+  }
+
+  void check_inputs(const std::vector<c10::IValue>& values) const {
+    if (values.size() < required_inputs || values.size() > inputs.size()) {
+      std::string expected = required_inputs == inputs.size()
+                                 ? plural(inputs.size(), "input")
+                                 : std::to_string(required_inputs) + " to " +
+                                       plural(inputs.size(), "input");
+      throw bad_input("expected " + expected + " (" + argument_list() + "), got " +
+                      std::to_string(values.size()));
+    }
+    for (size_t i = 0; i < values.size(); ++i) {
+      const Argument& argument = inputs[i];
+      std::string where = "input '" + argument.name + "'";
+      if (!values[i].type()->isSubtypeOf(*argument.type)) {
+        throw bad_input(where + ": expected " + argument.type_name() + ", got " +
+                        describe(values[i]));
+      }
+      const TensorSpec* spec = input_spec(i);
+      if (!spec) continue;
+      if (argument.type->kind() == c10::TypeKind::TensorType) {
+        check_tensor(values[i].toTensor(), *spec, where);
+      } else if (argument.type->kind() == c10::TypeKind::ListType && values[i].isList()) {
+        auto list = values[i].toList();
+        for (size_t k = 0; k < list.size(); ++k) {
+          c10::IValue item = list.get(k);
+          if (item.isTensor()) check_tensor(item.toTensor(), *spec, where + "[" + std::to_string(k) + "]");
+        }
+      }
+    }
+  }
+};
+
+Model Model::load(const std::filesystem::path& path, const LoadOptions& options) {
+  c10::Device device = parse_device(options.device);
+  if (options.threads < 0) {
+    throw bad_input("threads must be 0 (default) or positive, got " +
+                    std::to_string(options.threads));
+  }
+  if (options.threads > 0) at::set_num_threads(options.threads);
+  for (const auto& library : options.extensions) load_extension(library);
+
+  auto impl = std::make_shared<Impl>(Impl{Archive::open(path), device, {}, {}, {}, 0});
+  impl->module = load_module(impl->archive, device);
+  impl->module.eval();
+
+  auto method = impl->module.find_method("forward");
+  if (!method) throw bad_model("cannot load " + path.string() + ": the module has no forward method");
+  const c10::FunctionSchema& schema = method->function().getSchema();
+  for (size_t i = 1; i < schema.arguments().size(); ++i) {  // 0 is self
+    const auto& argument = schema.arguments()[i];
+    impl->inputs.push_back({argument.name(), argument.type(), argument.default_value().has_value()});
+    if (!argument.default_value()) impl->required_inputs = impl->inputs.size();
+  }
+  impl->output_type = schema.returns().size() == 1
+                          ? schema.returns()[0].type()
+                          : c10::TupleType::create(c10::fmap(schema.returns(), [](const auto& r) {
+                              return r.type();
+                            }));
+  Model model;
+  model.impl_ = std::move(impl);
+  return model;
+}
+
+const Archive& Model::archive() const { return impl_->archive; }
+const std::optional<Manifest>& Model::manifest() const { return impl_->archive.manifest(); }
+c10::Device Model::device() const { return impl_->device; }
+const std::vector<Argument>& Model::inputs() const { return impl_->inputs; }
+const c10::TypePtr& Model::output_type() const { return impl_->output_type; }
+torch::jit::Module& Model::module() const { return impl_->module; }
+
+std::string Model::signature() const {
+  return "forward(" + impl_->argument_list() + ") -> " + impl_->output_type->annotation_str();
+}
+
+ModelSummary Model::summary() const {
+  ModelSummary summary;
+  for (const auto& method : impl_->module.get_methods()) summary.methods.push_back(method.name());
+  for (const auto& parameter : impl_->module.parameters(/*recurse=*/true)) {
+    summary.parameter_count += parameter.numel();
+    summary.parameter_bytes += static_cast<int64_t>(parameter.nbytes());
+  }
+  for (const auto& buffer : impl_->module.buffers(/*recurse=*/true)) {
+    summary.parameter_bytes += static_cast<int64_t>(buffer.nbytes());
+  }
+  return summary;
+}
+
+c10::IValue Model::forward(std::vector<c10::IValue> inputs) const {
+  impl_->check_inputs(inputs);
+  for (auto& input : inputs) input = to_device(input, impl_->device);
+  c10::InferenceMode guard;
+  try {
+    return impl_->module.forward(std::move(inputs));
+  } catch (const c10::Error& e) {
+    throw bad_input("the model rejected the input: " + script_error_summary(e));
+  }
+}
+
+c10::IValue Model::image_input(const at::Tensor& hwc_rgb, size_t index) const {
+  const TensorSpec* spec = impl_->input_spec(index);
+  return lay_out(prepare_image(hwc_rgb, image_spec_of(spec)), spec);
+}
+
+c10::IValue Model::image_input(const std::filesystem::path& image, size_t index) const {
+  // Decodes straight into the manifest's colour order and size.
+  const TensorSpec* spec = impl_->input_spec(index);
+  return lay_out(decode_image(image, image_spec_of(spec)), spec);
+}
+
+std::vector<Prediction> Model::top_k(const c10::IValue& output, int k) const {
+  const Manifest* manifest = impl_->archive.manifest() ? &*impl_->archive.manifest() : nullptr;
+  bool is_logits = true;
+  at::Tensor scores = scores_tensor(output, manifest, &is_logits).to(at::kCPU).to(at::kFloat);
+  if (scores.dim() == 2 && scores.size(0) == 1) scores = scores.squeeze(0);
+  if (scores.dim() != 1) {
+    throw bad_model("classify needs one row of scores, the model returned " + describe(scores));
+  }
+  if (is_logits) scores = scores.softmax(0);
+  k = std::max(1, std::min<int>(k, static_cast<int>(scores.size(0))));
+  auto [values, indices] = scores.topk(k);
+  std::vector<Prediction> predictions;
+  for (int i = 0; i < k; ++i) {
+    int64_t index = indices[i].item<int64_t>();
+    predictions.push_back({index, manifest ? manifest->label(index) : "", values[i].item<double>()});
+  }
+  return predictions;
+}
+
+std::vector<Prediction> Model::classify(const std::filesystem::path& image, int k) const {
+  return top_k(forward({image_input(image)}), k);
+}
+
+std::vector<Prediction> Model::classify(const at::Tensor& hwc_rgb, int k) const {
+  return top_k(forward({image_input(hwc_rgb)}), k);
+}
+
+namespace {
+
+Segmentation segmentation_from(const c10::IValue& output, const Manifest* manifest) {
+  Segmentation result;
+  auto squeeze_batch = [](at::Tensor t, int64_t rank) {
+    return t.dim() == rank + 1 && t.size(0) == 1 ? t.squeeze(0).to(at::kCPU) : t.to(at::kCPU);
+  };
+  if (output.isTensor()) {
+    result.logits = squeeze_batch(output.toTensor(), 3);
+    result.labels = result.logits.argmax(0);
+    return result;
+  }
+  if (!output.isTuple()) {
+    throw bad_model("segment needs a model that returns logits or a tuple (logits, labels, "
+                    "overlay), this one returns " + describe(output));
+  }
+  const auto& elements = output.toTupleRef().elements();
+  static const char* kDefaultNames[] = {"logits", "labels", "overlay"};
+  for (size_t i = 0; i < elements.size(); ++i) {
+    if (!elements[i].isTensor()) continue;
+    std::string name = manifest && i < manifest->outputs.size() ? manifest->outputs[i].name
+                       : i < 3                                  ? kDefaultNames[i]
+                                                                : "";
+    if (name == "logits") result.logits = squeeze_batch(elements[i].toTensor(), 3);
+    if (name == "labels") result.labels = squeeze_batch(elements[i].toTensor(), 2);
+    if (name == "overlay") result.overlay = squeeze_batch(elements[i].toTensor(), 3);
+  }
+  if (!result.labels.defined() && result.logits.defined()) result.labels = result.logits.argmax(0);
+  if (!result.labels.defined()) {
+    throw bad_model("segment found no 'labels' or 'logits' output in " + describe(output));
+  }
+  return result;
+}
+
+}  // namespace
+
+Segmentation Model::segment(const std::filesystem::path& image) const {
+  const auto& manifest = impl_->archive.manifest();
+  return segmentation_from(forward({image_input(image)}), manifest ? &*manifest : nullptr);
+}
+
+Segmentation Model::segment(const at::Tensor& hwc_rgb) const {
+  const auto& manifest = impl_->archive.manifest();
+  return segmentation_from(forward({image_input(hwc_rgb)}), manifest ? &*manifest : nullptr);
+}
+
+}  // namespace torchship

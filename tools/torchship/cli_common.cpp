@@ -1,0 +1,48 @@
+#include "cli_common.h"
+
+#include <cstdio>
+#include <iostream>
+
+namespace torchship::cli {
+
+void add_model_options(CLI::App& command, ModelOptions& options) {
+  command.add_option("MODEL", options.path, "archive (.pt) written by torchship.export or torch.jit.save")
+      ->required();
+  command.add_option("--device", options.device, "cpu, cuda or cuda:N")->capture_default_str();
+  command.add_option("--threads", options.threads, "intra-op threads (0: libtorch's default)")
+      ->check(CLI::NonNegativeNumber);
+  command.add_option("--extension", options.extensions,
+                     "custom-operator library to load first (repeatable)");
+}
+
+Model load_model(const ModelOptions& options) {
+  LoadOptions load;
+  load.with_device(options.device).with_threads(options.threads);
+  for (const auto& library : options.extensions) load.with_extension(library);
+  return Model::load(options.path, load);
+}
+
+std::string human_bytes(int64_t bytes) {
+  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1000 && unit < 4) {
+    value /= 1000;
+    ++unit;
+  }
+  char text[32];
+  std::snprintf(text, sizeof text, unit == 0 ? "%.0f %s" : "%.1f %s", value, units[unit]);
+  return text;
+}
+
+std::string group_digits(int64_t value) {
+  std::string digits = std::to_string(value < 0 ? -value : value);
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
+  return value < 0 ? "-" + digits : digits;
+}
+
+void print_json(const nlohmann::json& object) {
+  std::cout << object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+}
+
+}  // namespace torchship::cli

@@ -1,0 +1,44 @@
+// What the subcommands share: model options, loading, output helpers.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "torchship/torchship.h"
+
+namespace torchship::cli {
+
+// A registered subcommand: its CLI11 parser and what runs once it parsed. Returns the exit code.
+struct Command {
+  CLI::App* parser = nullptr;
+  std::function<int()> run;
+};
+
+struct ModelOptions {
+  std::string path;
+  std::string device = "cpu";
+  int threads = 0;
+  std::vector<std::string> extensions;
+};
+
+// MODEL (positional) and --device, --threads, --extension.
+void add_model_options(CLI::App& command, ModelOptions& options);
+Model load_model(const ModelOptions& options);
+
+Command add_info_command(CLI::App& app);
+Command add_run_command(CLI::App& app);
+Command add_classify_command(CLI::App& app);
+Command add_segment_command(CLI::App& app);
+
+// "1.50 MB", "87.3 MB": sizes for people.
+std::string human_bytes(int64_t bytes);
+// 21797672 -> "21,797,672"
+std::string group_digits(int64_t value);
+// Stable JSON for programs: one object on one line.
+void print_json(const nlohmann::json& object);
+
+}  // namespace torchship::cli

@@ -1,0 +1,113 @@
+// torchship info MODEL: what an archive holds and how to call it.
+#include <iostream>
+
+#include "cli_common.h"
+
+namespace torchship::cli {
+namespace {
+
+using nlohmann::json;
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    text += (i ? ", " : "") + (shape[i] < 0 ? std::string("-1") : std::to_string(shape[i]));
+  }
+  return text + "]";
+}
+
+std::string describe_spec(const TensorSpec& spec) {
+  std::string text = spec.name;
+  if (!spec.datatype.empty()) text += "  " + spec.datatype;
+  if (!spec.shape.empty()) text += " " + shape_text(spec.shape);
+  if (!spec.layout.empty()) text += " " + spec.layout;
+  if (spec.image) {
+    text += std::string(", ") + to_string(spec.image->color);
+    if (spec.image->resize.mode == ResizeMode::Stretch) {
+      text += ", resized to " + std::to_string(spec.image->resize.height) + "x" +
+              std::to_string(spec.image->resize.width);
+    }
+  }
+  if (!spec.kind.empty()) text += " (" + spec.kind + ")";
+  return text;
+}
+
+int run_info(const ModelOptions& options, bool as_json) {
+  Model model = load_model(options);
+  ModelSummary summary = model.summary();
+  const auto& manifest = model.manifest();
+  std::error_code ec;
+  auto file_size = static_cast<int64_t>(std::filesystem::file_size(options.path, ec));
+
+  if (as_json) {
+    json out;
+    out["path"] = options.path;
+    out["file_bytes"] = file_size;
+    out["manifest"] = manifest ? json::parse(manifest->source) : json(nullptr);
+    out["methods"] = summary.methods;
+    out["signature"] = model.signature();
+    json inputs = json::array();
+    for (const auto& argument : model.inputs()) {
+      inputs.push_back({{"name", argument.name},
+                        {"type", argument.type_name()},
+                        {"has_default", argument.has_default}});
+    }
+    out["inputs"] = inputs;
+    out["output_type"] = model.output_type()->annotation_str();
+    out["parameter_count"] = summary.parameter_count;
+    out["parameter_bytes"] = summary.parameter_bytes;
+    out["golden"] = model.archive().has_golden();
+    print_json(out);
+    return 0;
+  }
+
+  auto row = [](const std::string& key, const std::string& value) {
+    std::cout << key << std::string(key.size() < 10 ? 10 - key.size() : 1, ' ') << value << '\n';
+  };
+  row("archive", options.path + " (" + human_bytes(file_size) + ")");
+  if (manifest) {
+    if (!manifest->name.empty()) row("name", manifest->name);
+    std::string task = manifest->task;
+    if (!manifest->labels.empty()) task += " (" + std::to_string(manifest->labels.size()) + " labels)";
+    row("task", task);
+    const auto& exported = manifest->exported;
+    if (!exported.method.empty()) {
+      std::string text = exported.method;
+      if (!exported.torch_version.empty()) text += " with torch " + exported.torch_version;
+      if (!exported.created.empty()) text += ", " + exported.created;
+      row("exported", text);
+    }
+  } else {
+    row("manifest", "none (plain TorchScript: generic inputs and outputs only)");
+  }
+  row("forward", model.signature());
+  if (manifest) {
+    for (size_t i = 0; i < manifest->inputs.size(); ++i) {
+      row(i == 0 ? "inputs" : "", describe_spec(manifest->inputs[i]));
+    }
+    for (size_t i = 0; i < manifest->outputs.size(); ++i) {
+      row(i == 0 ? "outputs" : "", describe_spec(manifest->outputs[i]));
+    }
+    if (manifest->batch_dim) row("batch", "first dimension of inputs and outputs");
+  }
+  std::string methods;
+  for (const auto& name : summary.methods) methods += (methods.empty() ? "" : ", ") + name;
+  row("methods", methods);
+  row("params", group_digits(summary.parameter_count) + " (" +
+                    human_bytes(summary.parameter_bytes) + " with buffers)");
+  row("golden", model.archive().has_golden() ? "yes (torchship check verifies them)" : "none");
+  return 0;
+}
+
+}  // namespace
+
+Command add_info_command(CLI::App& app) {
+  auto* command = app.add_subcommand("info", "show an archive's manifest, schema and size");
+  auto options = std::make_shared<ModelOptions>();
+  auto as_json = std::make_shared<bool>(false);
+  add_model_options(*command, *options);
+  command->add_flag("--json", *as_json, "print one JSON object");
+  return {command, [options, as_json] { return run_info(*options, *as_json); }};
+}
+
+}  // namespace torchship::cli

@@ -1,0 +1,67 @@
+// torchship: run TorchScript archives from the command line.
+#include <iostream>
+
+#include "cli_common.h"
+
+namespace {
+
+constexpr const char* kCommands[] = {"info", "run", "classify", "segment"};
+
+int report(const std::string& message, int exit_code) {
+  std::cerr << "torchship: error: " << message << '\n';
+  return exit_code;
+}
+
+int exit_code_for(torchship::ErrorKind kind) { return kind == torchship::ErrorKind::Internal ? 1 : 2; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace torchship;
+  CLI::App app{"torchship " + std::string(version()) +
+               ": run PyTorch pipelines exported as TorchScript archives"};
+  app.set_version_flag("--version", version());
+  app.require_subcommand(1);
+  app.fallthrough(false);
+
+  std::vector<cli::Command> commands = {
+      cli::add_info_command(app),
+      cli::add_run_command(app),
+      cli::add_classify_command(app),
+      cli::add_segment_command(app),
+  };
+
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string name = argv[1];
+    if (std::find(std::begin(kCommands), std::end(kCommands), name) == std::end(kCommands)) {
+      return report("unknown command '" + name +
+                        "' (expected info, run, classify or segment; see torchship --help)",
+                    2);
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return report(std::string(e.what()) + " (see torchship --help)", 2);
+  }
+
+  try {
+    for (const auto& command : commands) {
+      if (command.parser->parsed()) return command.run();
+    }
+    return report("no command given", 2);
+  } catch (const Error& e) {
+    return report(e.what(), exit_code_for(e.kind()));
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    return report("libtorch: " + what.substr(0, what.find('\n')), 1);
+  } catch (const std::exception& e) {
+    return report(std::string("internal: ") + e.what(), 1);
+  }
+}
