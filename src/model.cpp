@@ -49,8 +49,9 @@ std::string missing_operator(const std::string& message) {
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 // TorchScript errors carry the script traceback; the last line says what happened.
-std::string script_error_summary(const c10::Error& error) {
-  std::string text = error.what_without_backtrace();
+std::string script_error_summary(const std::exception& error) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&error);
+  std::string text = c10_error ? c10_error->what_without_backtrace() : error.what();
   if (text.find("Traceback of TorchScript") == std::string::npos) return first_line(text);
   auto end = text.find_last_not_of("\n ");
   auto begin = text.rfind('\n', end);
@@ -215,15 +216,19 @@ struct Model::Impl {
     return text;
   }
 
-  void check_inputs(const std::vector<c10::IValue>& values) const {
-    if (values.size() < required_inputs || values.size() > inputs.size()) {
+  void check_input_count(size_t count) const {
+    if (count < required_inputs || count > inputs.size()) {
       std::string expected = required_inputs == inputs.size()
                                  ? plural(inputs.size(), "input")
                                  : std::to_string(required_inputs) + " to " +
                                        plural(inputs.size(), "input");
       throw bad_input("expected " + expected + " (" + argument_list() + "), got " +
-                      std::to_string(values.size()));
+                      std::to_string(count));
     }
+  }
+
+  void check_inputs(const std::vector<c10::IValue>& values) const {
+    check_input_count(values.size());
     for (size_t i = 0; i < values.size(); ++i) {
       const Argument& argument = inputs[i];
       std::string where = "input '" + argument.name + "'";
@@ -288,6 +293,8 @@ std::string Model::signature() const {
   return "forward(" + impl_->argument_list() + ") -> " + impl_->output_type->annotation_str();
 }
 
+void Model::check_input_count(size_t count) const { impl_->check_input_count(count); }
+
 ModelSummary Model::summary() const {
   ModelSummary summary;
   for (const auto& method : impl_->module.get_methods()) summary.methods.push_back(method.name());
@@ -307,7 +314,7 @@ c10::IValue Model::forward(std::vector<c10::IValue> inputs) const {
   c10::InferenceMode guard;
   try {
     return impl_->module.forward(std::move(inputs));
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {  // c10::Error, or torch::jit::JITException from `raise`
     throw bad_input("the model rejected the input: " + script_error_summary(e));
   }
 }

@@ -82,6 +82,9 @@ class Model {
   // manifest (count, type, dtype, rank) and moved to the model's device; tensors in the result
   // stay on that device. Throws Error(BadInput) for inputs that do not fit.
   c10::IValue forward(std::vector<c10::IValue> inputs) const;
+  // Throws Error(BadInput) unless forward takes `count` inputs (arguments with defaults may be
+  // left out).
+  void check_input_count(size_t count) const;
 
   // The image file as forward's argument `index` expects it: decoded and resized per the
   // manifest, in its layout and dtype; uint8 HWC RGB when the manifest says nothing.

@@ -98,6 +98,7 @@ void write_outputs(const Model& model, const c10::IValue& output, const fs::path
 
 int run_forward(const RunOptions& options) {
   Model model = load_model(options.model);
+  model.check_input_count(options.inputs.size());
   std::vector<c10::IValue> inputs;
   for (size_t i = 0; i < options.inputs.size(); ++i) {
     inputs.push_back(input_from_spec(model, i, options.inputs[i]));
@@ -120,7 +121,8 @@ Command add_run_command(CLI::App& app) {
   add_model_options(*command, options->model);
   command->add_option("--input,-i", options->inputs,
                       "one per forward argument, in order: x.npy, photo.png, [a.npy,b.png], "
-                      "tree.json or inline JSON");
+                      "tree.json or inline JSON")
+      ->allow_extra_args(false);  // keep "[a.npy,b.png]" whole: it is one list argument
   command->add_flag("--json", options->json, "print {\"outputs\": TREE} as one JSON object");
   command->add_option("--out", options->out_dir, "write each output tensor as DIR/NAME.npy");
   return {command, [options] { return run_forward(*options); }};

@@ -1,0 +1,72 @@
+"""Exports the article's two pipelines (random weights: no pretrained weights can be downloaded
+here) into a folder:
+
+    /usr/bin/python3 examples/article/export.py OUT_DIR
+
+writes OUT_DIR/classifier.pt (ResNet34, traced) and OUT_DIR/segmentation.pt (LR-ASPP
+MobileNetV3, hybrid: scripted wrapper around the traced network).
+"""
+
+import argparse
+import os
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
+sys.path.insert(0, HERE)
+
+import torchship  # noqa: E402
+from pipelines import (imagenet_labels, lraspp_segmentation, resnet34_classifier,  # noqa: E402
+                       voc_labels)
+
+
+def export_classifier(path: str) -> torchship.ExportResult:
+    model = resnet34_classifier()
+    generator = torch.Generator().manual_seed(1)
+    example = torch.randint(0, 256, (224, 224, 3), dtype=torch.uint8, generator=generator)
+    manifest = torchship.Manifest(
+        name="resnet34-classifier",
+        task="classification",
+        inputs=[torchship.image_input("image", resize=(224, 224))],
+        outputs=[torchship.tensor_spec("logits", "FP32", [1, 1000], kind="logits")],
+        labels=imagenet_labels(),
+    )
+    return torchship.export(model, (example,), path, method="trace", manifest=manifest)
+
+
+def export_segmentation(path: str) -> torchship.ExportResult:
+    model = lraspp_segmentation()
+    generator = torch.Generator().manual_seed(2)
+    images = [torch.randint(0, 256, (64, 96, 3), dtype=torch.uint8, generator=generator)
+              for _ in range(2)]
+    batch = torch.randint(0, 256, (1, 80, 72, 3), dtype=torch.uint8, generator=generator)
+    manifest = torchship.Manifest(
+        name="lraspp-segmentation",
+        task="segmentation",
+        inputs=[torchship.image_input("images")],
+        outputs=[torchship.tensor_spec("logits", "FP32", [-1, 21, -1, -1], kind="logits"),
+                 torchship.tensor_spec("labels", "INT64", [-1, -1, -1], kind="labels"),
+                 torchship.tensor_spec("overlay", "UINT8", [-1, -1, -1, 3], kind="image")],
+        labels=voc_labels(),
+    )
+    return torchship.export(model, (images,), path, method="hybrid", trace=["net"],
+                            golden_inputs=[(batch,)], manifest=manifest)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir")
+    args = parser.parse_args()
+    os.makedirs(args.out_dir, exist_ok=True)
+    for name, export in (("classifier.pt", export_classifier),
+                         ("segmentation.pt", export_segmentation)):
+        result = export(os.path.join(args.out_dir, name))
+        worst = max(result.max_errors.values(), default=0.0)
+        print(f"wrote {result.path} ({result.manifest['export']['method']}, "
+              f"max |exported - eager| = {worst:.2g})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The manifest stored in every torchship archive as ``torchship.json`` (docs/manifest.md)."""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+FORMAT_VERSION = 1
+
+DATATYPES = ("BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BF16")
+TASKS = ("classification", "segmentation", "generic")
+LAYOUTS = ("HWC", "BHWC", "CHW", "BCHW")
+COLORS = ("RGB", "BGR", "GRAY")
+INTERPOLATIONS = ("nearest", "linear", "area", "cubic")
+
+
+@dataclass
+class TensorSpec:
+    """One input or output: its name (the forward argument's), datatype, shape (-1 = free)."""
+
+    name: str
+    datatype: Optional[str] = None
+    shape: Optional[Sequence[int]] = None
+    layout: Optional[str] = None
+    image: Optional[Dict[str, Any]] = None
+    kind: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"name": self.name}
+        for key in ("datatype", "layout", "image", "kind"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.shape is not None:
+            out["shape"] = [int(d) for d in self.shape]
+        return out
+
+
+def image_input(name: str = "image", *, color: str = "RGB", layout: str = "HWC",
+                datatype: str = "UINT8", resize: Optional[Sequence[int]] = None,
+                interpolation: str = "linear") -> TensorSpec:
+    """An image argument: C++ decodes a file into `color`, resizes it to `resize` = (height,
+    width) when given (cv2.resize semantics), and lays it out as `layout`."""
+    channels = 1 if color == "GRAY" else 3
+    image: Dict[str, Any] = {"color": color}
+    if resize is not None:
+        image["resize"] = {"mode": "stretch", "size": [int(resize[0]), int(resize[1])],
+                           "interpolation": interpolation}
+    height, width = (int(resize[0]), int(resize[1])) if resize is not None else (-1, -1)
+    shape = {"HWC": [height, width, channels], "BHWC": [-1, height, width, channels],
+             "CHW": [channels, height, width], "BCHW": [-1, channels, height, width]}[layout]
+    return TensorSpec(name=name, datatype=datatype, shape=shape, layout=layout, image=image)
+
+
+def tensor_spec(name: str, datatype: Optional[str] = None, shape: Optional[Sequence[int]] = None,
+                kind: Optional[str] = None) -> TensorSpec:
+    return TensorSpec(name=name, datatype=datatype, shape=shape, kind=kind)
+
+
+@dataclass
+class Manifest:
+    name: str = ""
+    task: str = "generic"
+    inputs: List[TensorSpec] = field(default_factory=list)
+    outputs: List[TensorSpec] = field(default_factory=list)
+    labels: List[str] = field(default_factory=list)
+    batch_dim: bool = False
+
+    def validate(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"manifest task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        for spec in list(self.inputs) + list(self.outputs):
+            if spec.datatype is not None and spec.datatype not in DATATYPES:
+                raise ValueError(f"{spec.name}: datatype must be one of {', '.join(DATATYPES)}, "
+                                 f"got {spec.datatype!r}")
+            if spec.layout is not None and spec.layout not in LAYOUTS:
+                raise ValueError(f"{spec.name}: layout must be one of {', '.join(LAYOUTS)}, "
+                                 f"got {spec.layout!r}")
+            if spec.image is not None:
+                color = spec.image.get("color", "RGB")
+                if color not in COLORS:
+                    raise ValueError(f"{spec.name}: image color must be one of "
+                                     f"{', '.join(COLORS)}, got {color!r}")
+                resize = spec.image.get("resize")
+                if resize and resize.get("interpolation", "linear") not in INTERPOLATIONS:
+                    raise ValueError(f"{spec.name}: interpolation must be one of "
+                                     f"{', '.join(INTERPOLATIONS)}")
+
+    def to_dict(self, export_info: Dict[str, Any]) -> Dict[str, Any]:
+        self.validate()
+        return {
+            "format": "torchship",
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "task": self.task,
+            "inputs": [spec.to_dict() for spec in self.inputs],
+            "outputs": [spec.to_dict() for spec in self.outputs],
+            "labels": list(self.labels),
+            "batch_dim": bool(self.batch_dim),
+            "export": export_info,
+        }
