@@ -70,7 +70,8 @@ Archive Archive::open(const fs::path& path) {
         what.find("failed reading zip") != std::string::npos) {
       reject(path, "the zip is truncated or corrupt");
     }
-    reject(path, "not a TorchScript archive (" + what.substr(0, what.find('\n')) + ")");
+    // A zip, but not one PyTorch wrote (no "<name>/version" record and folder).
+    reject(path, "this zip is not a TorchScript archive (it was not written by torch.jit.save)");
   }
 
   std::vector<std::string> records;

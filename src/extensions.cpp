@@ -36,6 +36,8 @@ void load_extension(const fs::path& library) {
 
 std::optional<fs::path> find_torchvision_ops() {
   if (const char* overridden = std::getenv("TORCHSHIP_TORCHVISION_OPS")) {
+    // A path names the library; an empty value turns the automatic search off.
+    if (*overridden == '\0') return std::nullopt;
     return fs::path(overridden);
   }
   // Where python3-torchvision (Debian) and pip wheels put the operator library.

@@ -85,7 +85,7 @@ std::string read_file(const std::filesystem::path& path) {
 
 }  // namespace
 
-at::Tensor decode_image(std::string_view bytes, const ImageSpec& spec, std::string_view origin) {
+at::Tensor decode_image_bytes(std::string_view bytes, const ImageSpec& spec, std::string_view origin) {
   if (bytes.empty()) throw bad_input(std::string(origin) + " is empty, expected an image");
   cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
                  const_cast<char*>(bytes.data()));  // imdecode only reads it
@@ -105,7 +105,7 @@ at::Tensor decode_image(std::string_view bytes, const ImageSpec& spec, std::stri
 }
 
 at::Tensor decode_image(const std::filesystem::path& path, const ImageSpec& spec) {
-  return decode_image(read_file(path), spec, path.string());
+  return decode_image_bytes(read_file(path), spec, path.string());
 }
 
 at::Tensor prepare_image(const at::Tensor& hwc_rgb, const ImageSpec& spec) {

@@ -69,11 +69,14 @@ torch::jit::Module load_module(const Archive& archive, const c10::Device& device
   while (true) {
     try {
       return torch::jit::load(archive.path().string(), device);
-    } catch (const c10::Error& e) {
-      std::string message = e.what_without_backtrace();
+    } catch (const std::exception& e) {  // c10::Error, or torch::jit::ErrorReport
+      const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+      std::string message = c10_error ? c10_error->what_without_backtrace() : e.what();
       std::string op = missing_operator(message);
       if (op.empty()) {
-        throw bad_model("cannot load " + archive.path().string() + ": " + first_line(message));
+        auto start = message.find_first_not_of("\n ");
+        throw bad_model("cannot load " + archive.path().string() + ": " +
+                        first_line(message.substr(start == std::string::npos ? 0 : start)));
       }
       std::string ns = op.substr(0, op.find("::"));
       if (ns == "torchvision" && !torchvision_tried) {

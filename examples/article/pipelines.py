@@ -91,9 +91,10 @@ class SegmentationPipeline(nn.Module):
                     raise ValueError("all images of a list must have the same size: got "
                                      + str(list(size)) + " and " + str(list(image.shape)))
             batch = torch.stack(images)
-        if batch.dim() != 4 or batch.size(3) != 3 or batch.dtype != torch.uint8:
-            raise ValueError("expected uint8 images H x W x 3 (RGB), got "
-                             + str(batch.dtype) + " " + str(list(batch.shape)))
+        if batch.dim() != 4 or batch.size(3) != 3:
+            raise ValueError("expected images H x W x 3 (RGB), got shape " + str(list(batch.shape)))
+        if batch.dtype != torch.uint8:
+            raise ValueError("expected uint8 images (0-255), got another dtype")
         x = batch.permute(0, 3, 1, 2).float().div(255.0)
         logits = self.net((x - self.mean) / self.std)
         labels = logits.argmax(1)

@@ -17,8 +17,8 @@ namespace torchship {
 // resized per spec.resize. The tensor shares OpenCV's buffer (no copy) and keeps it alive.
 // Throws Error(BadInput) for a missing file or bytes that are not an image.
 at::Tensor decode_image(const std::filesystem::path& path, const ImageSpec& spec = {});
-at::Tensor decode_image(std::string_view bytes, const ImageSpec& spec = {},
-                        std::string_view origin = "image bytes");
+at::Tensor decode_image_bytes(std::string_view bytes, const ImageSpec& spec = {},
+                              std::string_view origin = "image bytes");
 
 // Applies spec to an already decoded uint8 HWC RGB tensor (H x W x 3): colour, then resize.
 at::Tensor prepare_image(const at::Tensor& hwc_rgb, const ImageSpec& spec);

@@ -109,8 +109,8 @@ class Model {
 // Loads a custom-operator library into the process (idempotent per path). Throws
 // Error(BadModel) when it cannot be loaded.
 void load_extension(const std::filesystem::path& library);
-// Where torchvision's operator library is on this machine, if anywhere (TORCHSHIP_TORCHVISION_OPS
-// overrides the search).
+// Where torchvision's operator library is on this machine, if anywhere. TORCHSHIP_TORCHVISION_OPS
+// overrides the search: a path names the library, an empty value turns the search off.
 std::optional<std::filesystem::path> find_torchvision_ops();
 
 }  // namespace torchship

@@ -62,6 +62,9 @@ int main(int argc, char** argv) {
     std::string what = e.what_without_backtrace();
     return report("libtorch: " + what.substr(0, what.find('\n')), 1);
   } catch (const std::exception& e) {
-    return report(std::string("internal: ") + e.what(), 1);
+    std::string what = e.what();
+    auto start = what.find_first_not_of("\n ");
+    what = start == std::string::npos ? what : what.substr(start);
+    return report("internal: " + what.substr(0, what.find('\n')), 1);
   }
 }
