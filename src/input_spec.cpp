@@ -93,8 +93,9 @@ c10::IValue input_from_spec(const Model& model, size_t index, const std::string&
     }
     return list;
   }
-  if (argument.type->kind() == c10::TypeKind::ListType) {
-    // One file for a List[...] argument: a list of one.
+  bool is_tree = lowercase_extension(spec) == ".json";
+  if (argument.type->kind() == c10::TypeKind::ListType && !is_tree) {
+    // One tensor or image file for a List[...] argument: a list of one.
     c10::TypePtr element = argument.type->expectRef<c10::ListType>().getElementType();
     c10::impl::GenericList list(element);
     list.push_back(value_from_file(model, index, spec, element, where + "[0]"));

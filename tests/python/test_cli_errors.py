@@ -1,0 +1,128 @@
+"""Every bad input gets one line on stderr that says what was expected and what came, and the
+documented exit code (2 for bad usage, input or model); nothing prints a stack trace."""
+
+import pytest
+
+from conftest import stderr_lines
+
+
+def assert_error(result, message: str, code: int = 2) -> None:
+    assert result.returncode == code, result.stderr
+    assert stderr_lines(result) == [f"torchship: error: {message}"]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("name,why", [
+    ("missing.pt", "no such file"),
+    ("empty.pt", "the file is empty, expected a TorchScript archive"),
+    ("random.pt", "not a TorchScript archive (expected a zip file written by torch.jit.save)"),
+    ("truncated.pt", "the zip is truncated or corrupt"),
+    ("checkpoint.pt", "this zip is a torch.save checkpoint, not a TorchScript module; export the "
+                      "model with torchship.export or torch.jit.save"),
+    ("other.zip", "this zip is not a TorchScript archive (it was not written by torch.jit.save)"),
+])
+@pytest.mark.parametrize("command", ["info", "run", "classify"])
+def test_bad_model_files(run, command, name, why):
+    args = [command, name] + (["chelsea.png"] if command == "classify" else [])
+    assert_error(run(*args), f"cannot load {name}: {why}")
+
+
+def test_not_an_image(run):
+    assert_error(run("classify", "classifier.pt", "not_an_image.png"),
+                 "not_an_image.png is not an image OpenCV can decode (expected PNG, JPEG, BMP, "
+                 "TIFF, WebP, PNM, ...)")
+    assert_error(run("run", "classifier.pt", "--input", "not_an_image.png"),
+                 "not_an_image.png is not an image OpenCV can decode (expected PNG, JPEG, BMP, "
+                 "TIFF, WebP, PNM, ...)")
+
+
+def test_classify_goes_on_after_a_bad_image_and_says_so_in_the_exit_code(run):
+    result = run("classify", "classifier.pt", "not_an_image.png", "chelsea.png", "-k", "1")
+    assert result.returncode == 2
+    assert stderr_lines(result)[0].startswith("torchship: error: not_an_image.png is not an image")
+    assert result.stdout.startswith("chelsea.png\n")
+
+
+def test_npy_with_wrong_dtype_or_rank(run):
+    assert_error(run("run", "classifier.pt", "--input", "wrong_dtype.npy"),
+                 "input 'image': expected UINT8 tensor of shape [224, 224, 3] (HWC), got FP32 "
+                 "[224, 224, 3]")
+    assert_error(run("run", "classifier.pt", "--input", "wrong_rank.npy"),
+                 "input 'image': expected UINT8 tensor of shape [224, 224, 3] (HWC), got UINT8 "
+                 "[224, 224]")
+    assert_error(run("run", "classifier.pt", "--input", "fortran.npy"),
+                 "cannot read fortran.npy as .npy: Fortran-order arrays are not supported; save "
+                 "with numpy.save(path, numpy.ascontiguousarray(array))")
+
+
+def test_wrong_number_of_inputs(run):
+    assert_error(run("run", "classifier.pt"), "expected 1 input (image: Tensor), got 0")
+    assert_error(run("run", "classifier.pt", "-i", "chelsea.png", "-i", "chelsea.png"),
+                 "expected 1 input (image: Tensor), got 2")
+    assert_error(run("run", "plain.pt", "-i", "wrong_rank.npy"),
+                 "expected 2 inputs (a: Tensor, b: Tensor), got 1")
+
+
+def test_inputs_the_model_itself_rejects(run):
+    assert_error(run("run", "segmentation.pt", "--input", "[chelsea.png,random_0.png]"),
+                 "the model rejected the input: all images of a list must have the same size: "
+                 "got [300, 451, 3] and [97, 131, 3]")
+    assert_error(run("run", "generic.pt", "-i", "[]", "-i", "[1, 2]", "-i", "{}", "-i", "null",
+                     "-i", '"x"'),
+                 "input 'pair'[0]: expected a tensor object {\"datatype\", \"shape\", \"data\"}, "
+                 "got an integer")
+
+
+def test_missing_input_file(run):
+    assert_error(run("run", "classifier.pt", "--input", "nowhere.png"),
+                 "input 'image': no such file nowhere.png")
+    assert_error(run("run", "classifier.pt", "--input", "nowhere.npy"),
+                 "cannot read nowhere.npy: no such file or not readable")
+
+
+def test_unknown_subcommand_and_bad_usage(run):
+    assert_error(run("frobnicate", "classifier.pt"),
+                 "unknown command 'frobnicate' (expected info, run, classify or segment; see "
+                 "torchship --help)")
+    result = run("info")
+    assert result.returncode == 2
+    assert stderr_lines(result) == [
+        "torchship: error: MODEL is required (see torchship --help)"]
+    result = run("classify", "classifier.pt", "chelsea.png", "--top-k", "0")
+    assert result.returncode == 2
+    assert len(stderr_lines(result)) == 1
+
+
+def test_help_on_every_subcommand(run):
+    for command in ["info", "run", "classify", "segment"]:
+        result = run(command, "--help")
+        assert result.returncode == 0
+        assert "--device" in result.stdout and "MODEL" in result.stdout
+
+
+def test_cuda_on_a_cpu_only_build(run):
+    assert_error(run("info", "plain.pt", "--device", "cuda"),
+                 "device 'cuda' requested, but this libtorch was built without CUDA; use "
+                 "--device cpu")
+    assert_error(run("info", "plain.pt", "--device", "tpu"),
+                 "invalid device 'tpu': expected cpu, cuda or cuda:N")
+
+
+def test_missing_custom_operator_names_it_and_its_library(run):
+    result = run("info", "detection.pt", env={"TORCHSHIP_TORCHVISION_OPS": ""})
+    assert_error(result,
+                 "cannot load detection.pt: the model calls operator torchvision::nms, which no "
+                 "loaded library provides; it comes from torchvision's operator library "
+                 "(python3-torchvision's torchvision/_C*.so, or libtorchvision), which was not "
+                 "found; install python3-torchvision, set TORCHSHIP_TORCHVISION_OPS, or pass it "
+                 "with --extension PATH")
+
+
+def test_extension_option_loads_a_library(run):
+    import glob
+    library = glob.glob("/usr/lib/python3/dist-packages/torchvision/_C*.so")[0]
+    result = run("info", "detection.pt", "--extension", library,
+                 env={"TORCHSHIP_TORCHVISION_OPS": ""})
+    assert result.returncode == 0, result.stderr
+    assert_error(run("info", "plain.pt", "--extension", "/nonexistent/libops.so"),
+                 "cannot load extension library /nonexistent/libops.so: no such file")

@@ -1,0 +1,161 @@
+"""The CLI computes what Python computes: the article's classifier and segmentation pipeline on
+chelsea.png and random images, a scripted torchvision detector, generic inputs and outputs."""
+
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import tensor_from_tree
+
+TOLERANCE = 1e-4
+
+
+def load(folder: str, name: str) -> np.ndarray:
+    return np.load(os.path.join(folder, name))
+
+
+def assert_close(expected: np.ndarray, actual: np.ndarray, exact: bool = False) -> None:
+    assert expected.shape == actual.shape
+    assert expected.dtype == actual.dtype
+    diff = np.abs(expected.astype(np.float64) - actual.astype(np.float64)).max()
+    assert diff <= (0 if exact else TOLERANCE), f"max abs diff {diff}"
+
+
+@pytest.mark.parametrize("image", ["chelsea", "random_0", "random_1"])
+def test_classifier_run_json_matches_python(run, fixtures, image):
+    out = run.json("run", "classifier.pt", "--input", f"{image}.png", "--json")
+    assert_close(load(fixtures, f"classifier_{image}.npy"), tensor_from_tree(out["outputs"]))
+
+
+def test_classifier_run_out_writes_npy(run, fixtures, tmp_path):
+    result = run("run", "classifier.pt", "--input", "chelsea.png", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "output: FP32 [1, 1000]" in result.stdout
+    assert_close(load(fixtures, "classifier_chelsea.npy"), np.load(tmp_path / "output.npy"))
+
+
+def test_classify_top_k_matches_python(run, fixtures):
+    out = run.json("classify", "classifier.pt", "chelsea.png", "random_0.png", "--top-k", "3",
+                   "--json")
+    assert [r["path"] for r in out["results"]] == ["chelsea.png", "random_0.png"]
+    for result, name in zip(out["results"], ["chelsea", "random_0"]):
+        logits = load(fixtures, f"classifier_{name}.npy")[0].astype(np.float64)
+        probabilities = np.exp(logits - logits.max())
+        probabilities /= probabilities.sum()
+        expected = np.argsort(-probabilities)[:3]
+        assert [p["index"] for p in result["topk"]] == expected.tolist()
+        assert result["topk"][0]["score"] == pytest.approx(probabilities[expected[0]], abs=1e-6)
+        assert result["topk"][0]["label"]  # ImageNet class names come from the manifest
+
+
+def test_classify_prints_a_readable_table(run):
+    result = run("classify", "classifier.pt", "chelsea.png", "-k", "2")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "chelsea.png"
+    assert len(lines) == 3 and lines[1].lstrip().startswith("1. ")
+
+
+def segmentation_outputs(folder: str, case: str):
+    return [load(folder, f"segmentation_{case}_{name}.npy")
+            for name in ("logits", "labels", "overlay")]
+
+
+@pytest.mark.parametrize("case,spec", [
+    ("single", "chelsea.png"),
+    ("list", "[chelsea.png,chelsea_flipped.png]"),
+    ("batch", "segmentation_batch_input.npy"),
+])
+def test_segmentation_run_matches_python(run, fixtures, tmp_path, case, spec):
+    result = run("run", "segmentation.pt", "--input", spec, "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    logits, labels, overlay = segmentation_outputs(fixtures, case)
+    assert_close(logits, np.load(tmp_path / "logits.npy"))
+    assert_close(labels, np.load(tmp_path / "labels.npy"), exact=True)
+    assert_close(overlay, np.load(tmp_path / "overlay.npy"), exact=True)
+
+
+def test_segmentation_run_json_is_one_tree(run, fixtures):
+    out = run.json("run", "segmentation.pt", "--input", "segmentation_batch_input.npy", "--json")
+    logits, labels, overlay = segmentation_outputs(fixtures, "batch")
+    assert len(out["outputs"]) == 3
+    assert_close(logits, tensor_from_tree(out["outputs"][0]))
+    assert_close(labels, tensor_from_tree(out["outputs"][1]), exact=True)
+    assert_close(overlay, tensor_from_tree(out["outputs"][2]), exact=True)
+
+
+def test_segment_writes_the_overlay_and_a_histogram(run, fixtures, tmp_path):
+    overlay_path = tmp_path / "overlay.png"
+    out = run.json("segment", "segmentation.pt", "chelsea.png", "--overlay", str(overlay_path),
+                   "--json")
+    _, labels, overlay = segmentation_outputs(fixtures, "single")
+    written = cv2.cvtColor(cv2.imread(str(overlay_path)), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(written, overlay[0])
+    assert (out["height"], out["width"]) == (300, 451)
+    counts = np.bincount(labels.flatten())
+    assert {c["index"]: c["pixels"] for c in out["classes"]} == {
+        i: int(n) for i, n in enumerate(counts) if n > 0}
+
+
+def test_detector_with_torchvision_ops_matches_python(run, fixtures):
+    out = run.json("run", "detection.pt", "--input", "astronaut_small.png", "--json")
+    detections = out["outputs"][0]
+    for key in ("boxes", "scores", "labels"):
+        expected = load(fixtures, f"detection_{key}.npy")
+        assert len(expected) > 0
+        assert_close(expected, tensor_from_tree(detections[key]), exact=(key == "labels"))
+
+
+def test_generic_inputs_and_outputs_round_trip(run, fixtures):
+    xs = json.dumps([{"datatype": "FP32", "shape": [2, 3], "data": [0, 1, 2, 3, 4, 5]},
+                     {"datatype": "FP32", "shape": [2], "data": [1, 1]}])
+    pair = json.dumps([{"datatype": "INT64", "shape": [2], "data": [1, 2]}, 3])
+    table = json.dumps({"a": {"datatype": "FP32", "shape": [2, 2], "data": [1, 0, 0, 1]},
+                        "b": {"datatype": "FP32", "shape": [3, 2], "data": [2] * 6}})
+    out = run.json("run", "generic.pt", "-i", xs, "-i", pair, "-i", table, "-i", "0.5",
+                   "-i", '"cat"', "--json")
+    with open(os.path.join(fixtures, "generic_expected.json")) as f:
+        expected = json.load(f)["output"]
+    assert out["outputs"] == expected
+
+
+def test_generic_optional_none_and_json_files(run, tmp_path):
+    xs = tmp_path / "xs.json"
+    xs.write_text(json.dumps([{"datatype": "FP32", "shape": [1], "data": [2.0]}]))
+    pair = json.dumps([{"datatype": "INT64", "shape": [1], "data": [5]}, 0])
+    out = run.json("run", "generic.pt", "-i", str(xs), "-i", pair, "-i", "{}", "-i", "null",
+                   "-i", '"dog"', "--json")
+    sums, doubled, maybe, result, count = out["outputs"]
+    assert sums == {}
+    assert doubled == [{"datatype": "FP32", "shape": [1], "data": [4.0]}]
+    assert maybe is None  # pair[1] == 0: the Optional output is None
+    assert result == {"total": {"datatype": "FP32", "shape": [1], "data": [2.0]}, "label": "DOG"}
+    assert count == 1
+
+
+def test_plain_torchscript_without_manifest(run, fixtures, tmp_path):
+    info = run.json("info", "plain.pt", "--json")
+    assert info["manifest"] is None
+    assert info["signature"] == "forward(a: Tensor, b: Tensor) -> Tensor"
+    np.save(tmp_path / "a.npy", np.arange(6, dtype=np.float32).reshape(2, 3))
+    np.save(tmp_path / "b.npy", np.ones((3, 1), dtype=np.float32))
+    out = run.json("run", "plain.pt", "-i", str(tmp_path / "a.npy"), "-i",
+                   str(tmp_path / "b.npy"), "--json")
+    assert out["outputs"] == {"datatype": "FP32", "shape": [2, 1], "data": [3.0, 12.0]}
+
+
+def test_info_describes_the_archive(run):
+    result = run("info", "classifier.pt")
+    assert result.returncode == 0
+    text = result.stdout
+    assert "task      classification (1000 labels)" in text
+    assert "forward   forward(image: Tensor) -> Tensor" in text
+    assert "params    21,797,672" in text
+    info = run.json("info", "segmentation.pt", "--json")
+    assert info["manifest"]["export"]["method"] == "hybrid"
+    assert info["inputs"] == [{"name": "images", "type": "Union[Tensor, List[Tensor]]",
+                               "has_default": False}]
+    assert info["output_type"] == "Tuple[Tensor, Tensor, Tensor]"
