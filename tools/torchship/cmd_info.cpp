@@ -32,6 +32,15 @@ std::string describe_spec(const TensorSpec& spec) {
   return text;
 }
 
+// "2 cases recorded at export" from the golden index, or "none".
+std::string golden_summary(const Archive& archive) {
+  auto index = archive.read_extra(kGoldenIndexFile);
+  if (!index) return "none";
+  json parsed = json::parse(*index, nullptr, /*allow_exceptions=*/false);
+  size_t cases = parsed.is_object() && parsed.contains("cases") ? parsed["cases"].size() : 0;
+  return std::to_string(cases) + (cases == 1 ? " case" : " cases") + " recorded at export";
+}
+
 int run_info(const ModelOptions& options, bool as_json) {
   Model model = load_model(options);
   ModelSummary summary = model.summary();
@@ -95,7 +104,7 @@ int run_info(const ModelOptions& options, bool as_json) {
   row("methods", methods);
   row("params", group_digits(summary.parameter_count) + " (" +
                     human_bytes(summary.parameter_bytes) + " with buffers)");
-  row("golden", model.archive().has_golden() ? "yes (torchship check verifies them)" : "none");
+  row("golden", golden_summary(model.archive()));
   return 0;
 }
 

@@ -59,7 +59,7 @@ int run_segment(const SegmentOptions& options) {
   }
   std::cout << options.image << ": " << result.labels.size(0) << "x"
             << (result.labels.dim() > 1 ? result.labels.size(1) : 1) << " pixels, "
-            << present.size() << " classes present\n";
+            << present.size() << (present.size() == 1 ? " class" : " classes") << " present\n";
   for (const auto& [count, c] : present) {
     char line[64];
     std::snprintf(line, sizeof line, "  %6.2f%%  %4lld  ",
