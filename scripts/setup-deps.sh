@@ -8,6 +8,7 @@ packages=(
   libgtest-dev libgmock-dev
   python3-torch python3-torchvision python3-numpy python3-opencv python3-pytest
   python3-skimage dataset-fashion-mnist
+  libopenblas0-openmp  # Debian's libtorch otherwise multiplies matrices with reference BLAS
 )
 
 missing=()

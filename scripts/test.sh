@@ -8,5 +8,6 @@ PY=/usr/bin/python3  # Debian's interpreter, where python3-torch lives
 scripts/setup-deps.sh
 scripts/build.sh
 "$PY" tests/fixtures/make_fixtures.py build/fixtures
+"$PY" examples/fashion_mnist/build.py build/models --testset  # trains once, then cached
 ctest --test-dir build --output-on-failure
 "$PY" -m pytest tests/python -q -p no:cacheprovider

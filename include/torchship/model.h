@@ -94,8 +94,15 @@ class Model {
   // Typed helpers for manifests with task "classification" / "segmentation".
   std::vector<Prediction> classify(const std::filesystem::path& image, int top_k = 5) const;
   std::vector<Prediction> classify(const at::Tensor& hwc_rgb, int top_k = 5) const;
-  // Top-k of an already computed classification output (logits or probabilities).
+  // Classifies several images prepared by image_input(). When the manifest declares a batch
+  // dimension and the images have one size, they run as real batches of up to `batch_size`
+  // (one forward per batch); otherwise one forward each. One result per image, in order.
+  std::vector<std::vector<Prediction>> classify_batch(const std::vector<c10::IValue>& images,
+                                                      int top_k = 5, size_t batch_size = 32) const;
+  // Top-k of an already computed classification output (logits or probabilities) for one image.
   std::vector<Prediction> top_k(const c10::IValue& output, int k) const;
+  // Top-k per row of a batched output (B x C scores).
+  std::vector<std::vector<Prediction>> top_k_rows(const c10::IValue& output, int k) const;
   Segmentation segment(const std::filesystem::path& image) const;
   Segmentation segment(const at::Tensor& hwc_rgb) const;
 

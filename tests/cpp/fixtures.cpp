@@ -4,16 +4,24 @@
 
 namespace torchship::testing {
 
-std::filesystem::path fixture(const std::string& name) {
-  const char* folder = std::getenv("TORCHSHIP_FIXTURES");
-  if (!folder) {
-    ADD_FAILURE() << "TORCHSHIP_FIXTURES is not set: run the tests through ctest or "
-                     "scripts/test.sh, which build the fixtures first";
-    return name;
-  }
-  auto path = std::filesystem::path(folder) / name;
-  EXPECT_TRUE(std::filesystem::exists(path)) << path << " is missing: rebuild the fixtures";
+namespace {
+
+std::filesystem::path in_folder(const char* variable, const char* built_in, const std::string& name) {
+  const char* folder = std::getenv(variable);
+  auto path = std::filesystem::path(folder ? folder : built_in) / name;
+  EXPECT_TRUE(std::filesystem::exists(path))
+      << path << " is missing: scripts/test.sh builds it before the tests run";
   return path;
+}
+
+}  // namespace
+
+std::filesystem::path fixture(const std::string& name) {
+  return in_folder("TORCHSHIP_FIXTURES", TORCHSHIP_TEST_FIXTURES, name);
+}
+
+std::filesystem::path trained(const std::string& name) {
+  return in_folder("TORCHSHIP_MODELS", TORCHSHIP_TEST_MODELS, name);
 }
 
 double max_abs_diff(const at::Tensor& expected, const at::Tensor& actual) {

@@ -9,8 +9,10 @@
 
 namespace torchship::testing {
 
-// $TORCHSHIP_FIXTURES/name; skips nothing: a missing fixture folder fails the test loudly.
+// A file of tests/fixtures/make_fixtures.py's folder; a missing one fails the test loudly.
 std::filesystem::path fixture(const std::string& name);
+// A file of examples/fashion_mnist/build.py's folder (the trained model and its test set).
+std::filesystem::path trained(const std::string& name);
 
 // Max |a - b| over all elements, after checking shape and dtype agree.
 double max_abs_diff(const at::Tensor& expected, const at::Tensor& actual);

@@ -244,3 +244,45 @@ TEST(Image, WritesWhatItReads) {
 
 }  // namespace
 }  // namespace torchship
+
+namespace torchship {
+namespace {
+
+using testing::fixture;
+using testing::trained;
+
+TEST(TrainedModel, LibraryBatchesGivePythonsPredictionsOnTheWholeTestSet) {
+  Model model = Model::load(trained("fashion_mnist.pt"));
+  ASSERT_TRUE(model.manifest()->batch_dim);
+  EXPECT_EQ(model.manifest()->labels.at(9), "Ankle boot");
+  at::Tensor python = read_npy(trained("fashion_mnist_python_predictions.npy"));
+  ASSERT_EQ(python.size(0), 10000);
+
+  std::vector<c10::IValue> images;
+  for (int i = 0; i < 10000; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "fashion_mnist_test/%05d.png", i);
+    images.push_back(model.image_input(trained(name)));
+  }
+  auto predictions = model.classify_batch(images, 1, 256);
+  ASSERT_EQ(predictions.size(), 10000u);
+  int64_t differ = 0;
+  for (int i = 0; i < 10000; ++i) differ += predictions[i][0].index != python[i].item<int64_t>();
+  EXPECT_EQ(differ, 0) << "predictions that differ from Python's";
+}
+
+TEST(TrainedModel, OneImageAtATimeAgreesWithBatches) {
+  Model model = Model::load(trained("fashion_mnist.pt"));
+  auto image = trained("fashion_mnist_test/00000.png");
+  auto single = model.classify(image, 3);
+  auto batched = model.classify_batch({model.image_input(image), model.image_input(image)}, 3, 2);
+  ASSERT_EQ(batched.size(), 2u);
+  EXPECT_EQ(single[0].index, batched[1][0].index);
+  EXPECT_NEAR(single[0].score, batched[1][0].score, 1e-5);
+  // Any size, any colour: decoded to gray and resized to 28 x 28 by the manifest.
+  at::Tensor cat = model.image_input(fixture("chelsea.png")).toTensor();
+  EXPECT_EQ(cat.sizes(), (std::vector<int64_t>{1, 28, 28, 1}));
+}
+
+}  // namespace
+}  // namespace torchship

@@ -65,3 +65,29 @@ def tensor_from_tree(tree: dict) -> np.ndarray:
 def stderr_lines(result: subprocess.CompletedProcess) -> List[str]:
     """stderr without libpng's notes about the colour profiles of some PNG files."""
     return [line for line in result.stderr.splitlines() if not line.startswith("libpng warning")]
+
+
+@pytest.fixture(scope="session")
+def models() -> str:
+    """build/models with the trained Fashion-MNIST archive and its test set (trains once; the
+    weights are cached in ~/.cache/torchship)."""
+    folder = os.environ.get("TORCHSHIP_MODELS", os.path.join(BUILD, "models"))
+    subprocess.run([sys.executable, os.path.join(ROOT, "examples", "fashion_mnist", "build.py"),
+                    folder, "--testset"], check=True, stdout=subprocess.DEVNULL)
+    return folder
+
+
+_MEASURED: List[str] = []
+
+
+@pytest.fixture
+def report():
+    """Lines a test wants in the run's output (the numbers it measured)."""
+    return _MEASURED.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _MEASURED:
+        terminalreporter.section("measured")
+        for line in _MEASURED:
+            terminalreporter.write_line(line)

@@ -3,6 +3,9 @@
 #include <cstdio>
 #include <iostream>
 
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
 namespace torchship::cli {
 
 void add_model_options(CLI::App& command, ModelOptions& options) {
@@ -43,6 +46,16 @@ std::string group_digits(int64_t value) {
 
 void print_json(const nlohmann::json& object) {
   std::cout << object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+}
+
+void warn(const std::string& message) { spdlog::warn(message); }
+
+void report_error(const std::string& message) { spdlog::error(message); }
+
+void setup_logging() {
+  auto logger = spdlog::stderr_logger_st("torchship");
+  logger->set_pattern("torchship: %l: %v");
+  spdlog::set_default_logger(logger);
 }
 
 }  // namespace torchship::cli

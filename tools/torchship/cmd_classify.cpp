@@ -1,67 +1,279 @@
-// torchship classify MODEL IMAGE...: top-k classes per image.
+// torchship classify MODEL IMAGE_OR_DIR...: top-k classes per image, in real batches, with a
+// summary (throughput, and accuracy plus confusion matrix when truth labels are given).
+#include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <map>
 
 #include "cli_common.h"
+#include "progress.h"
 
 namespace torchship::cli {
 namespace {
 
+namespace fs = std::filesystem;
+using nlohmann::json;
+
 struct ClassifyOptions {
   ModelOptions model;
-  std::vector<std::string> images;
+  std::vector<std::string> inputs;
   int top_k = 5;
+  size_t batch_size = 32;
   bool json = false;
+  bool jsonl = false;
+  std::string labels_csv;
 };
 
-nlohmann::json prediction_json(const Prediction& prediction) {
+std::string path_key(const fs::path& path) {
+  std::error_code ec;
+  auto canonical = fs::weakly_canonical(path, ec);
+  return (ec ? path : canonical).lexically_normal().string();
+}
+
+// Files named on the command line, and the images found by walking the folders named there
+// (sorted; files that are not images by their extension are skipped with a warning, except the
+// truth CSV, which often sits beside the images).
+std::vector<fs::path> collect_images(const std::vector<std::string>& inputs,
+                                     const std::string& labels_csv) {
+  std::string labels_key = labels_csv.empty() ? "" : path_key(labels_csv);
+  std::vector<fs::path> images;
+  for (const auto& input : inputs) {
+    std::error_code ec;
+    if (!fs::is_directory(input, ec)) {
+      images.emplace_back(input);
+      continue;
+    }
+    std::vector<fs::path> found;
+    for (auto it = fs::recursive_directory_iterator(input, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (!it->is_regular_file(ec)) continue;
+      if (looks_like_image(it->path())) {
+        found.push_back(it->path());
+      } else if (path_key(it->path()) != labels_key) {
+        warn("skipping " + it->path().string() + ": not an image file");
+      }
+    }
+    if (ec) throw bad_input("cannot read folder " + input + ": " + ec.message());
+    std::sort(found.begin(), found.end());
+    images.insert(images.end(), found.begin(), found.end());
+  }
+  return images;
+}
+
+// CSV "path,label": label is a class name from the manifest or an index; relative paths are
+// relative to the CSV's folder.
+std::map<std::string, int64_t> read_truth(const std::string& csv, const Model& model) {
+  std::ifstream in(csv);
+  if (!in) throw bad_input("--labels: cannot read " + csv + ": no such file");
+  const auto& manifest = model.manifest();
+  std::map<std::string, int64_t> truth;
+  std::string line;
+  size_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || (number == 1 && line == "path,label")) continue;
+    auto comma = line.rfind(',');
+    if (comma == std::string::npos) {
+      throw bad_input("--labels " + csv + " line " + std::to_string(number) +
+                      ": expected \"path,label\", got \"" + line + "\"");
+    }
+    fs::path path = line.substr(0, comma);
+    std::string label = line.substr(comma + 1);
+    int64_t index = -1;
+    if (manifest) {
+      auto it = std::find(manifest->labels.begin(), manifest->labels.end(), label);
+      if (it != manifest->labels.end()) index = it - manifest->labels.begin();
+    }
+    if (index < 0) {
+      char* end = nullptr;
+      long long parsed = std::strtoll(label.c_str(), &end, 10);
+      if (label.empty() || *end != '\0' || parsed < 0) {
+        throw bad_input("--labels " + csv + " line " + std::to_string(number) +
+                        ": unknown label \"" + label +
+                        "\" (expected one of the manifest's labels or a class index)");
+      }
+      index = parsed;
+    }
+    if (path.is_relative()) path = fs::path(csv).parent_path() / path;
+    truth[path_key(path)] = index;
+  }
+  return truth;
+}
+
+json prediction_json(const Prediction& prediction) {
   return {{"index", prediction.index}, {"label", prediction.label}, {"score", prediction.score}};
 }
 
-int run_classify(const ClassifyOptions& options) {
-  Model model = load_model(options.model);
-  nlohmann::json results = nlohmann::json::array();
-  int failed = 0;
-  for (const auto& image : options.images) {
-    std::vector<Prediction> predictions;
-    try {
-      predictions = model.classify(std::filesystem::path(image), options.top_k);
-    } catch (const Error& e) {
-      if (e.kind() != ErrorKind::BadInput) throw;
-      std::cerr << "torchship: error: " << e.what() << '\n';
-      ++failed;
-      continue;
+json result_json(const fs::path& path, const std::vector<Prediction>& predictions) {
+  json topk = json::array();
+  for (const auto& prediction : predictions) topk.push_back(prediction_json(prediction));
+  return {{"path", path.string()},
+          {"index", predictions[0].index},
+          {"label", predictions[0].label},
+          {"score", predictions[0].score},
+          {"topk", topk}};
+}
+
+void print_human(const fs::path& path, const std::vector<Prediction>& predictions) {
+  std::cout << path.string() << '\n';
+  for (size_t i = 0; i < predictions.size(); ++i) {
+    const auto& p = predictions[i];
+    char line[64];
+    std::snprintf(line, sizeof line, "  %zu. %.4f  %5lld  ", i + 1, p.score,
+                  static_cast<long long>(p.index));
+    std::cout << line << (p.label.empty() ? "-" : p.label) << '\n';
+  }
+}
+
+struct Summary {
+  size_t images = 0;
+  size_t failed = 0;
+  double seconds = 0;
+  size_t labelled = 0;
+  size_t correct = 0;
+  std::vector<std::vector<int64_t>> confusion;  // [truth][predicted]
+
+  void count(int64_t truth, int64_t predicted) {
+    size_t needed = static_cast<size_t>(std::max(truth, predicted)) + 1;
+    if (confusion.size() < needed) {
+      confusion.resize(needed);
+      for (auto& row : confusion) row.resize(needed, 0);
     }
-    if (options.json) {
-      nlohmann::json topk = nlohmann::json::array();
-      for (const auto& prediction : predictions) topk.push_back(prediction_json(prediction));
-      results.push_back({{"path", image}, {"topk", topk}});
-      continue;
+    for (auto& row : confusion) row.resize(confusion.size(), 0);
+    ++confusion[truth][predicted];
+    ++labelled;
+    if (truth == predicted) ++correct;
+  }
+
+  double throughput() const { return seconds > 0 ? images / seconds : 0; }
+
+  json to_json() const {
+    json out = {{"images", images},
+                {"failed", failed},
+                {"seconds", seconds},
+                {"images_per_second", throughput()}};
+    if (labelled > 0) {
+      out["labelled"] = labelled;
+      out["correct"] = correct;
+      out["accuracy"] = static_cast<double>(correct) / static_cast<double>(labelled);
+      out["confusion"] = confusion;
     }
-    std::cout << image << '\n';
-    for (size_t i = 0; i < predictions.size(); ++i) {
-      const auto& p = predictions[i];
-      char line[64];
-      std::snprintf(line, sizeof line, "  %zu. %.4f  %5lld  ", i + 1, p.score,
-                    static_cast<long long>(p.index));
-      std::cout << line << (p.label.empty() ? "-" : p.label) << '\n';
+    return out;
+  }
+
+  void print(std::ostream& out, const Model& model) const {
+    char line[160];
+    std::snprintf(line, sizeof line, "%zu images in %.2f s (%.1f images/s), %zu failed\n", images,
+                  seconds, throughput(), failed);
+    out << line;
+    if (labelled == 0) return;
+    std::snprintf(line, sizeof line, "accuracy %.2f%% (%zu of %zu labelled images)\n",
+                  100.0 * static_cast<double>(correct) / static_cast<double>(labelled), correct,
+                  labelled);
+    out << line;
+    if (confusion.size() > 20) {
+      out << "(confusion matrix omitted: " << confusion.size() << " classes; see --json)\n";
+      return;
+    }
+    const auto& manifest = model.manifest();
+    out << "confusion matrix (rows: truth, columns: predicted)\n" << std::string(18, ' ');
+    for (size_t c = 0; c < confusion.size(); ++c) {
+      std::snprintf(line, sizeof line, "%6zu", c);
+      out << line;
+    }
+    out << '\n';
+    for (size_t t = 0; t < confusion.size(); ++t) {
+      std::string name = manifest ? manifest->label(static_cast<int64_t>(t)) : "";
+      std::snprintf(line, sizeof line, "%3zu %-14.14s", t, name.c_str());
+      out << line;
+      for (int64_t count : confusion[t]) {
+        std::snprintf(line, sizeof line, "%6lld", static_cast<long long>(count));
+        out << line;
+      }
+      out << '\n';
     }
   }
-  if (options.json) print_json({{"results", results}});
-  return failed == 0 ? 0 : 2;
+};
+
+int run_classify(const ClassifyOptions& options) {
+  Model model = load_model(options.model);
+  std::vector<fs::path> images = collect_images(options.inputs, options.labels_csv);
+  std::map<std::string, int64_t> truth;
+  if (!options.labels_csv.empty()) truth = read_truth(options.labels_csv, model);
+
+  Summary summary;
+  json results = json::array();
+  Progress progress("classify", images.size());
+  auto started = std::chrono::steady_clock::now();
+  for (size_t start = 0; start < images.size(); start += options.batch_size) {
+    size_t end = std::min(images.size(), start + options.batch_size);
+    std::vector<fs::path> batch_paths;
+    std::vector<c10::IValue> batch;
+    for (size_t i = start; i < end; ++i) {
+      try {
+        batch.push_back(model.image_input(images[i]));
+        batch_paths.push_back(images[i]);
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::BadInput) throw;
+        progress.finish();
+        report_error(e.what());
+        ++summary.failed;
+      }
+    }
+    auto predictions = model.classify_batch(batch, options.top_k, options.batch_size);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      ++summary.images;
+      if (!truth.empty()) {
+        auto it = truth.find(path_key(batch_paths[i]));
+        if (it != truth.end()) summary.count(it->second, predictions[i][0].index);
+      }
+      if (options.jsonl) {
+        print_json(result_json(batch_paths[i], predictions[i]));
+      } else if (options.json) {
+        results.push_back(result_json(batch_paths[i], predictions[i]));
+      } else {
+        print_human(batch_paths[i], predictions[i]);
+      }
+    }
+    progress.update(end);
+  }
+  progress.finish();
+  summary.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+
+  if (options.json) {
+    print_json({{"results", results}, {"summary", summary.to_json()}});
+  } else if (options.jsonl) {
+    summary.print(std::cerr, model);
+  } else if (images.size() > 1 || !truth.empty()) {
+    std::cout << '\n';
+    summary.print(std::cout, model);
+  }
+  return summary.failed == 0 ? 0 : 2;
 }
 
 }  // namespace
 
 Command add_classify_command(CLI::App& app) {
-  auto* command = app.add_subcommand("classify", "top-k classes of images");
+  auto* command = app.add_subcommand("classify", "top-k classes of images and image folders");
   auto options = std::make_shared<ClassifyOptions>();
   add_model_options(*command, options->model);
-  command->add_option("IMAGE", options->images, "image files")->required();
+  command->add_option("IMAGE", options->inputs, "image files and folders (walked recursively)")
+      ->required();
   command->add_option("--top-k,-k", options->top_k, "classes to show per image")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  command->add_flag("--json", options->json, "print one JSON object {\"results\": [...]}");
+  command->add_option("--batch-size,-b", options->batch_size,
+                      "images per forward (when the manifest declares a batch dimension)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_option("--labels", options->labels_csv,
+                      "CSV path,label of true classes: adds accuracy and a confusion matrix");
+  auto* json_flag = command->add_flag("--json", options->json, "print one JSON object at the end");
+  command->add_flag("--jsonl", options->jsonl, "print one JSON line per image as it is classified")
+      ->excludes(json_flag);
   return {command, [options] { return run_classify(*options); }};
 }
 

@@ -8,7 +8,7 @@ namespace {
 constexpr const char* kCommands[] = {"info", "run", "classify", "segment"};
 
 int report(const std::string& message, int exit_code) {
-  std::cerr << "torchship: error: " << message << '\n';
+  torchship::cli::report_error(message);
   return exit_code;
 }
 
@@ -18,6 +18,7 @@ int exit_code_for(torchship::ErrorKind kind) { return kind == torchship::ErrorKi
 
 int main(int argc, char** argv) {
   using namespace torchship;
+  cli::setup_logging();
   CLI::App app{"torchship " + std::string(version()) +
                ": run PyTorch pipelines exported as TorchScript archives"};
   app.set_version_flag("--version", version());

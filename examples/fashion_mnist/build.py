@@ -1,0 +1,153 @@
+"""Trains (or reuses) the Fashion-MNIST model and exports it as a torchship archive.
+
+    /usr/bin/python3 examples/fashion_mnist/build.py OUT_DIR [--testset]
+
+- weights: trained once and cached in $TORCHSHIP_CACHE (default ~/.cache/torchship), keyed by
+  the training sources, so the demo, the tests and CI on the same machine train only once;
+- OUT_DIR/fashion_mnist.pt: the archive (uint8 grayscale image of any size in, resized to 28x28
+  by the manifest's policy; normalization inside; the ten class names as labels);
+- OUT_DIR/fashion_mnist_python_predictions.npy: the class Python predicts for each test image
+  through the exported module (batches of 256, in order), for the C++ parity tests;
+- with --testset: OUT_DIR/fashion_mnist_test/NNNNN.png, the 10,000 test images, and truth.csv.
+
+Prints the archive's test accuracy, computed in Python through the exported module. Skips the
+export when the archive is already there for the same weights.
+"""
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+
+import cv2
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
+
+import data  # noqa: E402
+import torchship  # noqa: E402
+from model import FashionNet, FashionPipeline  # noqa: E402
+
+EPOCHS = 12
+
+
+def sources_key() -> str:
+    digest = hashlib.sha256(str(EPOCHS).encode())
+    for name in ("data.py", "model.py", "train.py"):
+        with open(os.path.join(HERE, name), "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+def archive_key() -> str:
+    """The weights' key plus everything that shapes the archive and the Python predictions
+    recorded beside it (the torchship package, this file, torch and the BLAS it calls)."""
+    blas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
+    digest = hashlib.sha256(f"{sources_key()} {torch.__version__} {blas}".encode())
+    package = os.path.join(HERE, "..", "..", "python", "torchship")
+    files = [os.path.abspath(__file__)] + [os.path.join(package, name)
+                                           for name in sorted(os.listdir(package))
+                                           if name.endswith(".py")]
+    for path in files:
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+def cached_weights() -> str:
+    cache = os.environ.get("TORCHSHIP_CACHE",
+                           os.path.join(os.path.expanduser("~"), ".cache", "torchship"))
+    os.makedirs(cache, exist_ok=True)
+    path = os.path.join(cache, f"fashion_mnist-{sources_key()}.pth")
+    if os.path.exists(path):
+        print(f"reusing trained weights {path}")
+        return path
+    print(f"training Fashion-MNIST ({EPOCHS} epochs; cached afterwards in {cache})", flush=True)
+    import train
+    torch.set_num_threads(os.cpu_count() or 2)
+    net = train.train(EPOCHS)
+    torch.save(net.state_dict(), path + ".tmp")
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def python_predictions(module: torch.jit.ScriptModule, batch_size: int = 256) -> np.ndarray:
+    images, _ = data.load("test")
+    batch = torch.from_numpy(images.copy()).unsqueeze(-1)  # N x 28 x 28 x 1 uint8, as C++ decodes
+    predicted = []
+    with torch.no_grad():
+        for start in range(0, len(batch), batch_size):
+            predicted.append(module(batch[start:start + batch_size]).argmax(1))
+    return torch.cat(predicted).numpy()
+
+
+def export(out_dir: str) -> str:
+    path = os.path.join(out_dir, "fashion_mnist.pt")
+    predictions_path = os.path.join(out_dir, "fashion_mnist_python_predictions.npy")
+    key_path = os.path.join(out_dir, "fashion_mnist.key")
+    weights = cached_weights()
+    _, labels = data.load("test")
+    if os.path.exists(path) and os.path.exists(predictions_path) and os.path.exists(key_path) \
+            and open(key_path).read() == archive_key():
+        accuracy = float((np.load(predictions_path) == labels).mean())
+        print(f"reusing {path}; test accuracy in Python: {accuracy:.2%}")
+        return path
+    net = FashionNet()
+    net.load_state_dict(torch.load(weights))
+    pipeline = FashionPipeline(net)
+    images, _ = data.load("test")
+    images = images.copy()
+    example = torch.from_numpy(images[:8]).unsqueeze(-1)
+    manifest = torchship.Manifest(
+        name="fashion-mnist-cnn",
+        task="classification",
+        inputs=[torchship.image_input("images", color="GRAY", layout="BHWC", resize=(28, 28),
+                                      interpolation="area")],
+        outputs=[torchship.tensor_spec("logits", "FP32", [-1, 10], kind="logits")],
+        labels=data.CLASSES,
+        batch_dim=True,
+    )
+    result = torchship.export(pipeline, (example,), path, method="trace", manifest=manifest,
+                              golden_inputs=[(torch.from_numpy(images[8:9]).unsqueeze(-1),)])
+    predictions = python_predictions(result.module)
+    np.save(predictions_path, predictions)
+    with open(key_path, "w") as f:
+        f.write(archive_key())
+    print(f"wrote {path}; test accuracy in Python: {(predictions == labels).mean():.2%}")
+    return path
+
+
+def write_testset(out_dir: str) -> None:
+    folder = os.path.join(out_dir, "fashion_mnist_test")
+    images, labels = data.load("test")
+    if os.path.exists(os.path.join(folder, "truth.csv")):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    lines = ["path,label"]
+    for index, (image, label) in enumerate(zip(images, labels)):
+        name = f"{index:05d}.png"
+        cv2.imwrite(os.path.join(folder, name), image)
+        lines.append(f"{name},{data.CLASSES[label]}")
+    with open(os.path.join(folder, "truth.csv"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {len(images)} test images and truth.csv to {folder}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir")
+    parser.add_argument("--testset", action="store_true")
+    args = parser.parse_args()
+    os.makedirs(args.out_dir, exist_ok=True)
+    export(args.out_dir)
+    if args.testset:
+        write_testset(args.out_dir)
+
+
+if __name__ == "__main__":
+    main()
