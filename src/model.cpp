@@ -5,6 +5,7 @@
 #include <torch/cuda.h>
 
 #include "torchship/error.h"
+#include "torchship/golden.h"
 #include "torchship/image.h"
 #include "torchship/tensor_io.h"
 
@@ -282,6 +283,17 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
                             }));
   Model model;
   model.impl_ = std::move(impl);
+  if (options.check_golden && model.archive().has_golden()) {
+    GoldenReport report = check_golden(model);
+    for (size_t number = 0; number < report.cases.size(); ++number) {
+      for (const auto& leaf : report.cases[number].leaves) {
+        if (leaf.ok) continue;
+        throw bad_model("golden check failed for " + path.string() + ": case " +
+                        std::to_string(number) + ", " + leaf.path + ": " + leaf.problem +
+                        " (max abs error " + c10::str(leaf.max_abs) + ")");
+      }
+    }
+  }
   return model;
 }
 

@@ -21,7 +21,14 @@ struct LoadOptions {
   // Custom-operator libraries to load before the archive (.so / .dll). torchvision's operator
   // library is found and loaded automatically when an archive needs torchvision::* operators.
   std::vector<std::filesystem::path> extensions;
+  // Rerun the archive's golden vectors after loading and refuse a model that does not
+  // reproduce them (see golden.h); archives without golden vectors load as usual.
+  bool check_golden = false;
 
+  LoadOptions& with_golden_check(bool value = true) {
+    check_golden = value;
+    return *this;
+  }
   LoadOptions& with_device(std::string value) {
     device = std::move(value);
     return *this;

@@ -3,6 +3,7 @@
 
 #include "torchship/archive.h"
 #include "torchship/error.h"
+#include "torchship/golden.h"
 #include "torchship/image.h"
 #include "torchship/input_spec.h"
 #include "torchship/manifest.h"

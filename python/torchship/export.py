@@ -3,11 +3,16 @@
 import copy
 import datetime
 import json
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from . import __version__
+from .checks import IDS as CHECK_IDS
+from .checks import (Finding, Findings, device_literals, frozen_branches,
+                     trace_recording_warnings, train_mode)
+from .doctor import diagnose
 from .manifest import Manifest
 from .tree import max_difference, npy_bytes, to_tree
 
@@ -20,14 +25,20 @@ GOLDEN_PREFIX = "torchship/golden/"
 class ExportError(RuntimeError):
     """The pipeline could not be exported, or the export does not compute what Python does."""
 
+    def __init__(self, message: str, findings: Sequence[Finding] = ()):
+        super().__init__(message)
+        self.findings = list(findings)
+
 
 class ExportResult:
     def __init__(self, path: str, module: torch.jit.ScriptModule, manifest: Dict[str, Any],
-                 max_errors: Dict[str, float]):
+                 max_errors: Dict[str, float], findings: List[Finding], notes: List[str]):
         self.path = path
         self.module = module
         self.manifest = manifest
         self.max_errors = max_errors  # per output leaf, exported vs eager, on every golden case
+        self.findings = findings  # every check's findings, allowed and notes included
+        self.notes = notes  # what the exporter decided (e.g. hybrid fallbacks)
 
     def __repr__(self) -> str:
         worst = max(self.max_errors.values(), default=0.0)
@@ -49,45 +60,90 @@ def _submodule(root: torch.nn.Module, dotted: str) -> Tuple[torch.nn.Module, str
     return parent, leaf
 
 
-def _trace_submodules(module: torch.nn.Module, names: Sequence[str], args: Tuple[Any, ...]) -> None:
-    """Replaces each named submodule by its trace, on the inputs it sees when `module` runs on
-    `args` (captured by a forward pre-hook)."""
+def _capture_inputs(module: torch.nn.Module, names: Sequence[str],
+                    args: Tuple[Any, ...]) -> Dict[str, Tuple[Any, ...]]:
+    """The inputs each named submodule sees when `module` runs on `args`."""
     captured: Dict[str, Tuple[Any, ...]] = {}
     hooks = []
     for name in names:
         parent, leaf = _submodule(module, name)
-        sub = getattr(parent, leaf)
 
         def remember(_mod, inputs, name=name):
             captured.setdefault(name, inputs)
 
-        hooks.append(sub.register_forward_pre_hook(remember))
+        hooks.append(getattr(parent, leaf).register_forward_pre_hook(remember))
     try:
-        module(*args)
+        with torch.no_grad():
+            module(*args)
     finally:
         for hook in hooks:
             hook.remove()
+    return captured
+
+
+def _trace_submodules(module: torch.nn.Module, names: Sequence[str], args: Tuple[Any, ...],
+                      findings: Findings) -> None:
+    """Replaces each named submodule by its trace, on the inputs it sees when `module` runs on
+    `args`."""
+    captured = _capture_inputs(module, names, args)
     for name in names:
         if name not in captured:
             raise ExportError(f"hybrid export: submodule {name!r} never ran on the example inputs, "
                               "so it cannot be traced")
         parent, leaf = _submodule(module, name)
-        traced = torch.jit.trace(getattr(parent, leaf), captured[name], check_trace=False)
+        sub = getattr(parent, leaf)
+        traced, warned = trace_recording_warnings(
+            lambda: torch.jit.trace(sub, captured[name], check_trace=False))
+        for finding in warned:
+            findings.add(finding)
         setattr(parent, leaf, traced)
 
 
-def _convert(module: torch.nn.Module, args: Tuple[Any, ...], method: str,
-             trace: Optional[Sequence[str]]) -> torch.jit.ScriptModule:
-    if method == "trace":
-        return torch.jit.trace(module, args, check_trace=False, strict=False)
-    if method == "script":
+def _script(module: torch.nn.Module) -> torch.jit.ScriptModule:
+    try:
         return torch.jit.script(module)
-    if not trace:
-        raise ExportError("hybrid export needs trace=[...]: the submodules to trace "
-                          "(the rest of the module is scripted)")
+    except Exception as error:
+        raise ExportError(f"torch.jit.script cannot compile {type(module).__name__}:\n"
+                          f"{diagnose(error)}") from error
+
+
+def _untraced_children_failing_script(module: torch.nn.Module) -> List[str]:
+    """Direct children that do not script on their own: the ones hybrid export traces."""
+    failing = []
+    for name, child in module.named_children():
+        if isinstance(child, torch.jit.ScriptModule):
+            continue
+        try:
+            torch.jit.script(child)
+        except Exception:
+            failing.append(name)
+    return failing
+
+
+def _convert(module: torch.nn.Module, args: Tuple[Any, ...], method: str,
+             trace: Optional[Sequence[str]], findings: Findings,
+             notes: List[str]) -> torch.jit.ScriptModule:
+    if method == "trace":
+        traced, warned = trace_recording_warnings(
+            lambda: torch.jit.trace(module, args, check_trace=False, strict=False))
+        for finding in warned:
+            findings.add(finding)
+        return traced
+    if method == "script":
+        return _script(module)
     module = copy.deepcopy(module)  # tracing replaces submodules: leave the caller's intact
-    _trace_submodules(module, trace, args)
-    return torch.jit.script(module)
+    if trace is None:
+        # Script what scripts; trace the children that do not, then script the whole.
+        try:
+            return torch.jit.script(module)
+        except Exception:
+            trace = _untraced_children_failing_script(module)
+            if not trace:
+                return _script(module)  # the wrapper itself fails: explain it
+            notes.append("hybrid: scripting failed in submodule(s) " + ", ".join(trace) +
+                         "; traced them and scripted the rest")
+    _trace_submodules(module, trace, args, findings)
+    return _script(module)
 
 
 def _golden_files(cases: List[Tuple[Tuple[Any, ...], Any]], rtol: float,
@@ -112,28 +168,44 @@ def _golden_files(cases: List[Tuple[Tuple[Any, ...], Any]], rtol: float,
 def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
            method: str = "trace", manifest: Optional[Manifest] = None,
            trace: Optional[Sequence[str]] = None, golden_inputs: Sequence[Any] = (),
-           rtol: float = 1e-4, atol: float = 1e-4) -> ExportResult:
+           allow: Sequence[str] = (), rtol: float = 1e-4, atol: float = 1e-4) -> ExportResult:
     """Exports `module` to the archive `path`.
 
     example_inputs: forward's arguments (a tuple, or one value); they drive tracing and become
       the first golden case. golden_inputs: further argument tuples recorded as golden cases.
-    method: "trace", "script", or "hybrid" (script the module, trace the submodules named in
-      `trace` on the inputs they receive).
-    The module is switched to eval mode and exported under no_grad; the export is rerun on every
-    golden case and compared with the eager module (max abs diff <= atol + rtol * |expected|),
-    and ExportError is raised when they differ.
+    method: "trace", "script", or "hybrid": script the module and trace the submodules named in
+      `trace` on the inputs they receive; without `trace`, script everything that scripts and
+      trace the direct children that do not (result.notes says which).
+    The module is switched to eval mode and exported under no_grad. The export is rerun on every
+    golden case and compared with the eager module (|diff| <= atol + rtol * |expected|), and
+    the checks of torchship.checks run (train-mode, tracer-warning, frozen-branch,
+    device-literal). A finding stops the export with ExportError unless its id is in `allow`.
     """
     if method not in METHODS:
         raise ExportError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    unknown = sorted(set(allow) - set(CHECK_IDS))
+    if unknown:
+        raise ExportError(f"allow: unknown check id(s) {', '.join(unknown)} "
+                          f"(expected {', '.join(CHECK_IDS)})")
     manifest = manifest or Manifest()
+    findings = Findings()
+    notes: List[str] = []
+    for finding in train_mode(module):
+        findings.add(finding)
     module.eval()
     cases_inputs = [_as_args(example_inputs)] + [_as_args(extra) for extra in golden_inputs]
 
     with torch.no_grad():
         expected = [module(*args) for args in cases_inputs]
-        exported = _convert(module, cases_inputs[0], method, trace)
+        exported = _convert(module, cases_inputs[0], method, trace, findings, notes)
         exported.eval()
-        actual = [exported(*args) for args in cases_inputs]
+        actual = []
+        for number, args in enumerate(cases_inputs):
+            try:
+                actual.append(exported(*args))
+            except Exception as error:
+                raise ExportError(f"the exported module fails on golden case {number}:\n"
+                                  f"{diagnose(error)}") from error
 
     max_errors: Dict[str, float] = {}
     for number, (want, got) in enumerate(zip(expected, actual)):
@@ -144,7 +216,31 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
                               f"structure than the Python module: {error}") from None
         for leaf, error in errors.items():
             max_errors[leaf] = max(max_errors.get(leaf, 0.0), error)
-        _check_close(want, got, rtol, atol, f"golden case {number}")
+        mismatch = _first_mismatch(want, got, rtol, atol)
+        if mismatch:
+            if method == "script":
+                raise ExportError(f"golden case {number}: the scripted module computes something "
+                                  f"else than the Python module ({mismatch})")
+            findings.add(Finding(
+                "frozen-branch",
+                f"on golden case {number}, the trace computes something else than the Python "
+                f"module ({mismatch}): tracing froze data-dependent control flow or shapes",
+                "script the code with the branch (method='script'), or script the wrapper and "
+                "trace only the network (method='hybrid', trace=[...])"))
+    if method != "script" and not any(f.id == "frozen-branch" for f in findings.items):
+        free = {i: spec.free_dims(manifest.batch_dim) for i, spec in enumerate(manifest.inputs)}
+        for finding in frozen_branches(module, exported, cases_inputs[0], free, rtol, atol):
+            findings.add(finding)
+    for finding in device_literals(exported):
+        findings.add(finding)
+
+    blocking = findings.blocking(allow)
+    if blocking:
+        raise ExportError(f"export of {type(module).__name__} refused by {len(blocking)} "
+                          f"check(s) (pass allow=[...] with their ids to accept):\n" +
+                          "\n".join(str(f) for f in blocking), blocking)
+    for finding in findings.items:
+        warnings.warn(f"torchship.export: {finding}", ExportWarning, stacklevel=2)
 
     export_info = {
         "method": method,
@@ -156,27 +252,35 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
     extra_files = {MANIFEST_FILE: json.dumps(manifest_dict, indent=2).encode()}
     extra_files.update(_golden_files(list(zip(cases_inputs, actual)), rtol, atol))
     torch.jit.save(exported, path, _extra_files=extra_files)
-    return ExportResult(path, exported, manifest_dict, max_errors)
+    return ExportResult(path, exported, manifest_dict, max_errors, findings.items, notes)
 
 
-def _check_close(expected: Any, actual: Any, rtol: float, atol: float, where: str) -> None:
+class ExportWarning(UserWarning):
+    """A finding the export accepted (a note, or a check id passed in `allow`)."""
+
+
+def _first_mismatch(expected: Any, actual: Any, rtol: float, atol: float,
+                    path: str = "output") -> Optional[str]:
     if isinstance(expected, torch.Tensor):
         if expected.is_floating_point():
-            ok = torch.allclose(actual.double(), expected.double(), rtol=rtol, atol=atol,
-                                equal_nan=True)
-        else:
-            ok = torch.equal(actual, expected)
-        if not ok:
-            raise ExportError(f"{where}: the exported module computes other values than the "
-                              "Python module (a traced branch or device may be frozen; try "
-                              "method='script' or 'hybrid')")
+            if not torch.allclose(actual.double(), expected.double(), rtol=rtol, atol=atol,
+                                  equal_nan=True):
+                diff = (actual.double() - expected.double()).abs().max()
+                return f"{path}: max abs difference {float(diff):.3g}"
+        elif not torch.equal(actual, expected):
+            return f"{path}: values differ"
     elif isinstance(expected, (list, tuple)):
-        for e, a in zip(expected, actual):
-            _check_close(e, a, rtol, atol, where)
+        for i, (e, a) in enumerate(zip(expected, actual)):
+            found = _first_mismatch(e, a, rtol, atol, f"{path}[{i}]")
+            if found:
+                return found
     elif isinstance(expected, dict):
         actual_by_name = {str(k): v for k, v in actual.items()}
         for key, value in expected.items():
-            _check_close(value, actual_by_name[str(key)], rtol, atol, where)
+            found = _first_mismatch(value, actual_by_name[str(key)], rtol, atol, f"{path}.{key}")
+            if found:
+                return found
+    return None
 
 
 def load(path: str, map_location: Union[str, torch.device] = "cpu"):

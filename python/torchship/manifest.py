@@ -23,6 +23,11 @@ class TensorSpec:
     image: Optional[Dict[str, Any]] = None
     kind: Optional[str] = None
 
+    def free_dims(self, batch_dim: bool) -> List[int]:
+        """Dimensions whose size may vary (-1 in the shape, and the batch dimension)."""
+        dims = [i for i, size in enumerate(self.shape or []) if size == -1]
+        return sorted(set(dims + ([0] if batch_dim and self.shape else [])))
+
     def to_dict(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"name": self.name}
         for key in ("datatype", "layout", "image", "kind"):

@@ -286,3 +286,33 @@ TEST(TrainedModel, OneImageAtATimeAgreesWithBatches) {
 
 }  // namespace
 }  // namespace torchship
+
+namespace torchship {
+namespace {
+
+using testing::error_message;
+using testing::fixture;
+
+TEST(Golden, FaithfulArchivesReproduceTheirVectors) {
+  GoldenReport report = check_golden(Model::load(fixture("classifier.pt")));
+  ASSERT_EQ(report.cases.size(), 1u);
+  EXPECT_TRUE(report.ok());
+  EXPECT_EQ(report.cases[0].leaves.at(0).path, "output");
+  EXPECT_LE(report.cases[0].leaves.at(0).max_abs, 1e-4);
+}
+
+TEST(Golden, AlteredVectorsFailTheCheckAndTheCheckedLoad) {
+  GoldenReport report = check_golden(Model::load(fixture("tampered.pt")));
+  EXPECT_FALSE(report.ok());
+  EXPECT_DOUBLE_EQ(report.cases[0].leaves[0].max_abs, 0.5);
+  auto path = fixture("tampered.pt");
+  EXPECT_EQ(error_message([&] { Model::load(path, LoadOptions().with_golden_check()); }),
+            "golden check failed for " + path.string() +
+                ": case 0, output: values differ beyond tolerance (max abs error 0.5)");
+  EXPECT_EQ(error_message([] { check_golden(Model::load(fixture("plain.pt"))); }),
+            fixture("plain.pt").string() +
+                " has no golden vectors (export it with torchship.export to record them)");
+}
+
+}  // namespace
+}  // namespace torchship

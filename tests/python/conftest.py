@@ -44,6 +44,13 @@ class Cli:
     def json(self, *args: str) -> dict:
         result = self(*args)
         assert result.returncode == 0, result.stderr
+        return self._one_object(result)
+
+    def json_any_code(self, *args: str) -> dict:
+        return self._one_object(self(*args))
+
+    @staticmethod
+    def _one_object(result: subprocess.CompletedProcess) -> dict:
         lines = [line for line in result.stdout.splitlines() if line.strip()]
         assert len(lines) == 1, "--json must print exactly one line"
         return json.loads(lines[0])

@@ -82,7 +82,7 @@ def test_missing_input_file(run):
 
 def test_unknown_subcommand_and_bad_usage(run):
     assert_error(run("frobnicate", "classifier.pt"),
-                 "unknown command 'frobnicate' (expected info, run, classify or segment; see "
+                 "unknown command 'frobnicate' (expected info, run, classify, segment or check; see "
                  "torchship --help)")
     result = run("info")
     assert result.returncode == 2
@@ -94,7 +94,7 @@ def test_unknown_subcommand_and_bad_usage(run):
 
 
 def test_help_on_every_subcommand(run):
-    for command in ["info", "run", "classify", "segment"]:
+    for command in ["info", "run", "classify", "segment", "check"]:
         result = run(command, "--help")
         assert result.returncode == 0
         assert "--device" in result.stdout and "MODEL" in result.stdout
@@ -126,3 +126,31 @@ def test_extension_option_loads_a_library(run):
     assert result.returncode == 0, result.stderr
     assert_error(run("info", "plain.pt", "--extension", "/nonexistent/libops.so"),
                  "cannot load extension library /nonexistent/libops.so: no such file")
+
+
+def test_check_passes_on_faithful_archives(run):
+    for name in ["classifier.pt", "segmentation.pt", "generic.pt", "detection.pt"]:
+        result = run("check", name)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.splitlines()[-1].startswith("PASS: ")
+    out = run.json("check", "segmentation.pt", "--json")
+    assert out["ok"] is True and len(out["cases"]) == 2
+    assert [leaf["path"] for leaf in out["cases"][0]["outputs"]] == [
+        "output[0]", "output[1]", "output[2]"]
+
+
+def test_check_fails_with_exit_3_when_outputs_differ(run):
+    result = run("check", "tampered.pt")
+    assert result.returncode == 3
+    lines = result.stdout.splitlines()
+    assert lines[0] == "golden case 0"
+    assert "MISMATCH: values differ beyond tolerance" in lines[1]
+    assert "max abs 0.5" in lines[1]
+    assert lines[-1].startswith("FAIL: 1 golden case")
+    out = run.json_any_code("check", "tampered.pt", "--json")
+    assert out["ok"] is False and out["cases"][0]["outputs"][0]["max_abs"] == 0.5
+
+
+def test_check_without_golden_vectors(run):
+    assert_error(run("check", "plain.pt"),
+                 "plain.pt has no golden vectors (export it with torchship.export to record them)")

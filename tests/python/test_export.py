@@ -94,14 +94,106 @@ def test_golden_vectors_hold_the_exported_outputs(tmp_path):
     assert torch.equal(tensor, torch.full((2,), -2.0))
 
 
-def test_trace_that_froze_a_branch_is_refused(tmp_path):
-    # The article's my_abs: traced on a non-negative sample, the trace returns x for negatives.
-    with pytest.raises(torchship.ExportError, match="computes other values than the Python"):
+def finding_ids(error) -> set:
+    return {finding.id for finding in error.value.findings}
+
+
+def test_the_articles_my_abs_trace_is_refused(tmp_path):
+    # Traced on torch.tensor(0) as in the article: the trace returns x for negative inputs too.
+    # The exporter derives other inputs (random, negated, zeros) and catches it without help.
+    with pytest.raises(torchship.ExportError) as error:
+        torchship.export(MyAbs(), torch.tensor(0), str(tmp_path / "abs.pt"))
+    assert finding_ids(error) == {"tracer-warning", "frozen-branch"}
+    message = str(error.value)
+    assert "[frozen-branch] on input 0 with negative values, the trace computes something " \
+           "else than the Python module" in message
+    assert "method='script'" in message
+    assert f"{__file__}:" in message  # the tracer warning names the source line
+    # Allowing the warning does not allow the wrong numbers.
+    with pytest.raises(torchship.ExportError) as error:
+        torchship.export(MyAbs(), torch.tensor(0), str(tmp_path / "abs.pt"),
+                         allow=["tracer-warning"])
+    assert finding_ids(error) == {"frozen-branch"}
+    # User-given golden inputs are compared too.
+    with pytest.raises(torchship.ExportError, match="on golden case 1"):
         torchship.export(MyAbs(), torch.tensor([1.0]), str(tmp_path / "abs.pt"),
-                         golden_inputs=[(torch.tensor([-1.0]),)])
-    result = torchship.export(MyAbs(), torch.tensor([1.0]), str(tmp_path / "abs.pt"),
+                         golden_inputs=[(torch.tensor([-1.0]),)], allow=["tracer-warning"])
+    result = torchship.export(MyAbs(), torch.tensor(0), str(tmp_path / "abs.pt"),
                               method="script", golden_inputs=[(torch.tensor([-1.0]),)])
     assert torch.equal(result.module(torch.tensor([-3.0])), torch.tensor([3.0]))
+
+
+class ArticleClassifier(nn.Module):
+    """The article's classifier, written the article's way: normalize() inside the trace."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Conv2d(3, 4, 3)
+
+    def forward(self, image):
+        import torchvision.transforms.functional as F
+        x = image.permute(2, 0, 1).float().div(255)
+        x = F.normalize(x, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+        return self.net(x.unsqueeze(0))
+
+
+def test_device_literals_frozen_by_tracing_are_refused(tmp_path):
+    image = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8)
+    with pytest.raises(torchship.ExportError) as error:
+        torchship.export(ArticleClassifier(), image, str(tmp_path / "c.pt"),
+                         allow=["tracer-warning"])
+    assert finding_ids(error) == {"device-literal"}
+    message = str(error.value)
+    assert "names device(s) cpu" in message
+    assert "tracing captured 2 tensor constant(s) (shapes [3], [3])" in message
+    assert "register_buffer" in message
+
+
+def test_train_mode_is_a_note_and_unknown_allow_ids_are_rejected(tmp_path):
+    with pytest.warns(torchship.ExportWarning, match=r"\[train-mode\] 1 submodule\(s\)"):
+        result = torchship.export(Scale().train(), torch.ones(2), str(tmp_path / "s.pt"))
+    assert [f.id for f in result.findings] == ["train-mode"]
+    with pytest.raises(torchship.ExportError, match="allow: unknown check id"):
+        torchship.export(Scale(), torch.ones(2), str(tmp_path / "s.pt"), allow=["frozen"])
+
+
+class ArticleMyModule(nn.Module):
+    """The article's MyModule: a scripted shape check around a traced ResNet."""
+
+    def __init__(self):
+        super().__init__()
+        import torchvision
+        self.resnet = torchvision.models.resnet18(weights=None)
+
+    def forward(self, x):
+        if x.shape[2] < 224 or x.shape[3] < 224:
+            return torch.tensor(0)
+        else:
+            return self.resnet(x)
+
+
+def test_the_articles_hybrid_module_exports_and_passes_every_check(tmp_path):
+    torch.manual_seed(0)
+    module = ArticleMyModule()
+    x = torch.rand(1, 3, 224, 224)
+    result = torchship.export(module, x, str(tmp_path / "hybrid.pt"), method="hybrid",
+                              trace=["resnet"], golden_inputs=[(torch.rand(1, 3, 100, 100),)])
+    assert [f.id for f in result.findings if f.fatal] == []  # only the train-mode note
+    assert torch.equal(result.module(torch.rand(1, 3, 64, 64)), torch.tensor(0))  # branch kept
+    assert isinstance(result.module.resnet, torch.jit.ScriptModule)
+
+
+class UsesTensorConstructor(nn.Module):
+    def forward(self, x):
+        return x + torch.Tensor([1.0, 2.0])
+
+
+def test_hybrid_without_a_list_traces_what_does_not_script(tmp_path):
+    xs = [torch.ones(2), torch.full((2,), 3.0)]
+    result = torchship.export(Shapes(), (xs,), str(tmp_path / "auto.pt"), method="hybrid")
+    assert result.notes == ["hybrid: scripting failed in submodule(s) inner; traced them and "
+                            "scripted the rest"]
+    assert torch.equal(result.module([]), torch.zeros(1))
 
 
 def test_hybrid_traces_named_submodules_and_scripts_the_rest(tmp_path):
@@ -120,8 +212,9 @@ def test_hybrid_traces_named_submodules_and_scripts_the_rest(tmp_path):
 def test_bad_arguments_are_explained(tmp_path):
     with pytest.raises(torchship.ExportError, match="method must be one of trace, script, hybrid"):
         torchship.export(Scale(), torch.ones(1), str(tmp_path / "x.pt"), method="compile")
-    with pytest.raises(torchship.ExportError, match="hybrid export needs trace="):
-        torchship.export(Shapes(), ([torch.ones(1)],), str(tmp_path / "x.pt"), method="hybrid")
+    with pytest.raises(torchship.ExportError, match=r"\[tensor-constructor\]"):
+        torchship.export(UsesTensorConstructor(), torch.ones(2), str(tmp_path / "x.pt"),
+                         method="script")
     with pytest.raises(torchship.ExportError, match="has no submodule 'nothing'"):
         torchship.export(Shapes(), ([torch.ones(1)],), str(tmp_path / "x.pt"), method="hybrid",
                          trace=["nothing"])

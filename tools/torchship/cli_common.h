@@ -33,6 +33,7 @@ Command add_info_command(CLI::App& app);
 Command add_run_command(CLI::App& app);
 Command add_classify_command(CLI::App& app);
 Command add_segment_command(CLI::App& app);
+Command add_check_command(CLI::App& app);
 
 // "1.50 MB", "87.3 MB": sizes for people.
 std::string human_bytes(int64_t bytes);

@@ -1,0 +1,185 @@
+#include "torchship/golden.h"
+
+#include <ATen/ATen.h>
+
+#include "torchship/error.h"
+#include "torchship/tensor_io.h"
+
+namespace torchship {
+namespace {
+
+using nlohmann::json;
+
+class Comparer {
+ public:
+  Comparer(double rtol, double atol, const NpyResolver& resolve)
+      : rtol_(rtol), atol_(atol), resolve_(resolve) {}
+
+  void compare(const c10::IValue& actual, const json& expected, const std::string& path,
+               std::vector<GoldenLeaf>& leaves) const {
+    if (is_tensor_tree(expected)) {
+      leaves.push_back(compare_tensor(actual, expected, path));
+    } else if (expected.is_array()) {
+      std::vector<c10::IValue> items;
+      if (actual.isTuple()) items = actual.toTupleRef().elements().vec();
+      if (actual.isList()) items = actual.toListRef().vec();
+      if ((!actual.isTuple() && !actual.isList()) || items.size() != expected.size()) {
+        leaves.push_back(failure(path, "expected a sequence of " + std::to_string(expected.size()) +
+                                           ", got " + describe(actual)));
+        return;
+      }
+      for (size_t i = 0; i < items.size(); ++i) {
+        compare(items[i], expected[i], path + "[" + std::to_string(i) + "]", leaves);
+      }
+    } else if (expected.is_object()) {
+      json actual_tree = actual.isGenericDict() || actual.isTuple() ? shallow_keys(actual) : json();
+      if (!actual_tree.is_object() || actual_tree.size() != expected.size()) {
+        leaves.push_back(failure(path, "expected an object of " + std::to_string(expected.size()) +
+                                           " fields, got " + describe(actual)));
+        return;
+      }
+      for (const auto& [key, value] : expected.items()) {
+        c10::IValue item = field(actual, key);
+        if (item.isNone() && !value.is_null() && !actual_tree.contains(key)) {
+          leaves.push_back(failure(path + "." + key, "missing"));
+          continue;
+        }
+        compare(item, value, path + "." + key, leaves);
+      }
+    } else {
+      json got = to_json(actual);
+      bool equal = expected.is_number() && got.is_number()
+                       ? std::abs(got.get<double>() - expected.get<double>()) <=
+                             atol_ + rtol_ * std::abs(expected.get<double>())
+                       : got == expected;
+      leaves.push_back(equal ? GoldenLeaf{path, 0, 0, true, ""}
+                             : failure(path, "expected " + expected.dump() + ", got " + got.dump()));
+    }
+  }
+
+ private:
+  static bool is_tensor_tree(const json& tree) {
+    return tree.is_object() && tree.contains("datatype") && tree.contains("shape");
+  }
+
+  // The keys of a dict or named tuple, to compare field sets.
+  static json shallow_keys(const c10::IValue& value) {
+    json keys = json::object();
+    if (value.isGenericDict()) {
+      for (const auto& entry : value.toGenericDict()) {
+        const auto& key = entry.key();
+        keys[key.isString() ? key.toStringRef() : std::to_string(key.toInt())] = true;
+      }
+    } else if (auto names = value.type()->expect<c10::TupleType>()->names()) {
+      for (const auto& name : *names) keys[std::string(name.data(), name.size())] = true;
+    }
+    return keys;
+  }
+
+  static c10::IValue field(const c10::IValue& value, const std::string& key) {
+    if (value.isGenericDict()) {
+      for (const auto& entry : value.toGenericDict()) {
+        const auto& k = entry.key();
+        if ((k.isString() && k.toStringRef() == key) || (k.isInt() && std::to_string(k.toInt()) == key)) {
+          return entry.value();
+        }
+      }
+      return c10::IValue();
+    }
+    auto names = value.type()->expect<c10::TupleType>()->names();
+    for (size_t i = 0; names && i < names->size(); ++i) {
+      if (std::string((*names)[i].data(), (*names)[i].size()) == key) {
+        return value.toTupleRef().elements()[i];
+      }
+    }
+    return c10::IValue();
+  }
+
+  static GoldenLeaf failure(const std::string& path, const std::string& problem) {
+    return {path, 0, 0, false, problem};
+  }
+
+  GoldenLeaf compare_tensor(const c10::IValue& actual, const json& expected_tree,
+                            const std::string& path) const {
+    if (!actual.isTensor()) return failure(path, "expected a tensor, got " + describe(actual));
+    at::Tensor got = actual.toTensor().to(at::kCPU);
+    at::Tensor expected = tensor_from_json(expected_tree, "golden " + path, resolve_);
+    if (got.sizes() != expected.sizes() || got.scalar_type() != expected.scalar_type()) {
+      return failure(path, "expected " + describe(expected) + ", got " + describe(got));
+    }
+    GoldenLeaf leaf{path, 0, 0, true, ""};
+    if (got.numel() == 0) return leaf;
+    if (!expected.is_floating_point()) {
+      leaf.ok = at::equal(got, expected);
+      leaf.max_abs = (got.to(at::kDouble) - expected.to(at::kDouble)).abs().max().item<double>();
+      if (!leaf.ok) leaf.problem = "values differ";
+      return leaf;
+    }
+    at::Tensor a = got.to(at::kDouble);
+    at::Tensor b = expected.to(at::kDouble);
+    at::Tensor diff = (a - b).abs();
+    at::Tensor both_nan = a.isnan() & b.isnan();
+    diff = at::where(both_nan, at::zeros_like(diff), diff);
+    leaf.max_abs = diff.max().item<double>();
+    leaf.max_rel = (diff / b.abs().clamp_min(1e-12)).max().item<double>();
+    leaf.ok = (diff <= atol_ + rtol_ * b.abs()).all().item<bool>();
+    if (!leaf.ok) leaf.problem = "values differ beyond tolerance";
+    return leaf;
+  }
+
+  double rtol_;
+  double atol_;
+  const NpyResolver& resolve_;
+};
+
+}  // namespace
+
+bool GoldenCase::ok() const {
+  return std::all_of(leaves.begin(), leaves.end(), [](const GoldenLeaf& leaf) { return leaf.ok; });
+}
+
+bool GoldenReport::ok() const {
+  return std::all_of(cases.begin(), cases.end(), [](const GoldenCase& c) { return c.ok(); });
+}
+
+GoldenReport check_golden(const Model& model) {
+  const Archive& archive = model.archive();
+  auto index_text = archive.read_extra(kGoldenIndexFile);
+  if (!index_text) {
+    throw bad_input(archive.path().string() +
+                    " has no golden vectors (export it with torchship.export to record them)");
+  }
+  json index = json::parse(*index_text, nullptr, /*allow_exceptions=*/false);
+  if (!index.is_object() || !index.contains("cases") || !index["cases"].is_array()) {
+    throw bad_model(archive.path().string() + ": golden index is not valid JSON with \"cases\"");
+  }
+  NpyResolver resolve = [&archive](const std::string& name) {
+    auto bytes = archive.read_extra(name);
+    if (!bytes) throw bad_model(archive.path().string() + ": golden file " + name + " is missing");
+    return parse_npy(*bytes, name);
+  };
+
+  GoldenReport report;
+  report.rtol = index.value("rtol", 1e-4);
+  report.atol = index.value("atol", 1e-4);
+  Comparer comparer(report.rtol, report.atol, resolve);
+  const auto& arguments = model.inputs();
+  for (size_t number = 0; number < index["cases"].size(); ++number) {
+    const json& golden = index["cases"][number];
+    const json& trees = golden.at("inputs");
+    std::vector<c10::IValue> inputs;
+    for (size_t i = 0; i < trees.size() && i < arguments.size(); ++i) {
+      inputs.push_back(from_json(trees[i], arguments[i].type,
+                                 "golden case " + std::to_string(number) + " input '" +
+                                     arguments[i].name + "'",
+                                 resolve));
+    }
+    GoldenCase result;
+    comparer.compare(model.forward(std::move(inputs)), golden.at("output"), "output",
+                     result.leaves);
+    report.cases.push_back(std::move(result));
+  }
+  return report;
+}
+
+}  // namespace torchship
