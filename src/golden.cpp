@@ -142,8 +142,9 @@ bool GoldenReport::ok() const {
   return std::all_of(cases.begin(), cases.end(), [](const GoldenCase& c) { return c.ok(); });
 }
 
-GoldenReport check_golden(const Model& model) {
-  const Archive& archive = model.archive();
+namespace {
+
+json read_index(const Archive& archive) {
   auto index_text = archive.read_extra(kGoldenIndexFile);
   if (!index_text) {
     throw bad_input(archive.path().string() +
@@ -153,30 +154,54 @@ GoldenReport check_golden(const Model& model) {
   if (!index.is_object() || !index.contains("cases") || !index["cases"].is_array()) {
     throw bad_model(archive.path().string() + ": golden index is not valid JSON with \"cases\"");
   }
-  NpyResolver resolve = [&archive](const std::string& name) {
+  return index;
+}
+
+NpyResolver resolver_for(const Archive& archive) {
+  return [&archive](const std::string& name) {
     auto bytes = archive.read_extra(name);
     if (!bytes) throw bad_model(archive.path().string() + ": golden file " + name + " is missing");
     return parse_npy(*bytes, name);
   };
+}
+
+std::vector<c10::IValue> case_inputs(const Model& model, const json& golden, size_t number,
+                                     const NpyResolver& resolve) {
+  const json& trees = golden.at("inputs");
+  const auto& arguments = model.inputs();
+  std::vector<c10::IValue> inputs;
+  for (size_t i = 0; i < trees.size() && i < arguments.size(); ++i) {
+    inputs.push_back(from_json(trees[i], arguments[i].type,
+                               "golden case " + std::to_string(number) + " input '" +
+                                   arguments[i].name + "'",
+                               resolve));
+  }
+  return inputs;
+}
+
+}  // namespace
+
+std::vector<c10::IValue> golden_inputs(const Model& model, size_t number) {
+  if (!model.archive().has_golden()) return {};
+  json index = read_index(model.archive());
+  if (number >= index["cases"].size()) return {};
+  return case_inputs(model, index["cases"][number], number, resolver_for(model.archive()));
+}
+
+GoldenReport check_golden(const Model& model) {
+  const Archive& archive = model.archive();
+  json index = read_index(archive);
+  NpyResolver resolve = resolver_for(archive);
 
   GoldenReport report;
   report.rtol = index.value("rtol", 1e-4);
   report.atol = index.value("atol", 1e-4);
   Comparer comparer(report.rtol, report.atol, resolve);
-  const auto& arguments = model.inputs();
   for (size_t number = 0; number < index["cases"].size(); ++number) {
     const json& golden = index["cases"][number];
-    const json& trees = golden.at("inputs");
-    std::vector<c10::IValue> inputs;
-    for (size_t i = 0; i < trees.size() && i < arguments.size(); ++i) {
-      inputs.push_back(from_json(trees[i], arguments[i].type,
-                                 "golden case " + std::to_string(number) + " input '" +
-                                     arguments[i].name + "'",
-                                 resolve));
-    }
     GoldenCase result;
-    comparer.compare(model.forward(std::move(inputs)), golden.at("output"), "output",
-                     result.leaves);
+    comparer.compare(model.forward(case_inputs(model, golden, number, resolve)),
+                     golden.at("output"), "output", result.leaves);
     report.cases.push_back(std::move(result));
   }
   return report;

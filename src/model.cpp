@@ -2,7 +2,9 @@
 
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/cuda.h>
+#include <torch/version.h>
 
 #include "torchship/error.h"
 #include "torchship/golden.h"
@@ -11,6 +13,22 @@
 
 namespace torchship {
 namespace {
+
+// Swallows libtorch's warnings while a candidate optimized module is probed on the golden
+// vectors: a rejected candidate must leave no trace on the user's stderr.
+class DiscardWarnings : public c10::WarningHandler {
+ public:
+#if TORCH_VERSION_MAJOR >= 2
+  void process(const c10::Warning&) override {}
+#else
+  void process(const c10::SourceLocation&, const std::string&, const bool) override {}
+#endif
+};
+#if TORCH_VERSION_MAJOR >= 2
+using WarningGuard = c10::WarningUtils::WarningHandlerGuard;
+#else
+using WarningGuard = c10::Warning::WarningHandlerGuard;
+#endif
 
 c10::Device parse_device(const std::string& text) {
   c10::Device device(c10::kCPU);
@@ -180,6 +198,19 @@ at::Tensor scores_tensor(const c10::IValue& output, const Manifest* manifest, bo
                   describe(output));
 }
 
+ModelSummary summarize(const torch::jit::Module& module) {
+  ModelSummary summary;
+  for (const auto& method : module.get_methods()) summary.methods.push_back(method.name());
+  for (const auto& parameter : module.parameters(/*recurse=*/true)) {
+    summary.parameter_count += parameter.numel();
+    summary.parameter_bytes += static_cast<int64_t>(parameter.nbytes());
+  }
+  for (const auto& buffer : module.buffers(/*recurse=*/true)) {
+    summary.parameter_bytes += static_cast<int64_t>(buffer.nbytes());
+  }
+  return summary;
+}
+
 ImageSpec image_spec_of(const TensorSpec* spec) {
   return spec && spec->image ? *spec->image : ImageSpec{};
 }
@@ -205,6 +236,9 @@ struct Model::Impl {
   std::vector<Argument> inputs;
   c10::TypePtr output_type;
   size_t required_inputs = 0;
+  ModelSummary summary;
+  bool optimized = false;
+  std::vector<std::string> notes;
 
   const TensorSpec* input_spec(size_t index) const {
     const auto& manifest = archive.manifest();
@@ -218,6 +252,43 @@ struct Model::Impl {
       text += (i ? ", " : "") + inputs[i].name + ": " + inputs[i].type_name();
     }
     return text;
+  }
+
+  // Freezes and optimizes the module, and keeps the result only when it still reproduces the
+  // archive's golden vectors: conv-bn folding and oneDNN kernels change float results, by
+  // rounding on most models and by far more on some.
+  void try_optimize(const Model& model) {
+    if (!archive.has_golden()) {
+      notes.push_back("not optimized: the archive has no golden vectors to verify an optimized "
+                      "module against");
+      return;
+    }
+    torch::jit::Module stored = module;
+    DiscardWarnings discard;
+    WarningGuard quiet(&discard);
+    try {
+      torch::jit::Module frozen = torch::jit::freeze(stored);
+      module = torch::jit::optimize_for_inference(frozen);
+    } catch (const std::exception& e) {
+      notes.push_back("not optimized: the model does not freeze (" + first_line(e.what()) + ")");
+      return;
+    }
+    GoldenReport report = check_golden(model);
+    if (report.ok()) {
+      optimized = true;
+      return;
+    }
+    module = stored;
+    std::string miss;
+    for (const auto& golden_case : report.cases) {
+      for (const auto& leaf : golden_case.leaves) {
+        if (!leaf.ok && miss.empty()) {
+          miss = leaf.path + ": " + leaf.problem + ", max abs error " + c10::str(leaf.max_abs);
+        }
+      }
+    }
+    notes.push_back("not optimized: the optimized module misses the golden vectors (" + miss +
+                    "), so the model runs as stored");
   }
 
   void check_input_count(size_t count) const {
@@ -262,12 +333,23 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
                     std::to_string(options.threads));
   }
   if (options.threads > 0) at::set_num_threads(options.threads);
+  if (options.interop_threads > 0 && at::get_num_interop_threads() != options.interop_threads) {
+    try {
+      at::set_num_interop_threads(options.interop_threads);
+    } catch (const c10::Error&) {
+      throw unsupported("inter-op threads can be set once per process, before any model runs; "
+                        "it is already " + std::to_string(at::get_num_interop_threads()));
+    }
+  }
   for (const auto& library : options.extensions) load_extension(library);
+  if (!options.profiling_executor) torch::jit::getProfilingMode() = false;
 
-  auto impl = std::make_shared<Impl>(Impl{Archive::open(path), device, {}, {}, {}, 0});
+  auto impl = std::make_shared<Impl>();
+  impl->archive = Archive::open(path);
+  impl->device = device;
   impl->module = load_module(impl->archive, device);
   impl->module.eval();
-
+  impl->summary = summarize(impl->module);
   auto method = impl->module.find_method("forward");
   if (!method) throw bad_model("cannot load " + path.string() + ": the module has no forward method");
   const c10::FunctionSchema& schema = method->function().getSchema();
@@ -283,6 +365,14 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
                             }));
   Model model;
   model.impl_ = std::move(impl);
+  if (options.optimize) model.impl_->try_optimize(model);
+  if (options.warmup_runs > 0) {
+    auto inputs = golden_inputs(model);
+    if (inputs.empty()) {
+      model.impl_->notes.push_back("no warm-up: the archive has no golden inputs to run");
+    }
+    for (int run = 0; run < options.warmup_runs && !inputs.empty(); ++run) model.forward(inputs);
+  }
   if (options.check_golden && model.archive().has_golden()) {
     GoldenReport report = check_golden(model);
     for (size_t number = 0; number < report.cases.size(); ++number) {
@@ -310,18 +400,9 @@ std::string Model::signature() const {
 
 void Model::check_input_count(size_t count) const { impl_->check_input_count(count); }
 
-ModelSummary Model::summary() const {
-  ModelSummary summary;
-  for (const auto& method : impl_->module.get_methods()) summary.methods.push_back(method.name());
-  for (const auto& parameter : impl_->module.parameters(/*recurse=*/true)) {
-    summary.parameter_count += parameter.numel();
-    summary.parameter_bytes += static_cast<int64_t>(parameter.nbytes());
-  }
-  for (const auto& buffer : impl_->module.buffers(/*recurse=*/true)) {
-    summary.parameter_bytes += static_cast<int64_t>(buffer.nbytes());
-  }
-  return summary;
-}
+ModelSummary Model::summary() const { return impl_->summary; }
+bool Model::optimized() const { return impl_->optimized; }
+const std::vector<std::string>& Model::notes() const { return impl_->notes; }
 
 c10::IValue Model::forward(std::vector<c10::IValue> inputs) const {
   impl_->check_inputs(inputs);

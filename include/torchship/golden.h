@@ -35,4 +35,8 @@ struct GoldenReport {
 // when they are unreadable.
 GoldenReport check_golden(const Model& model);
 
+// The inputs of golden case `number`, typed by the model's forward schema; empty when the
+// archive has no such case.
+std::vector<c10::IValue> golden_inputs(const Model& model, size_t number = 0);
+
 }  // namespace torchship

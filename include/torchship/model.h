@@ -18,6 +18,18 @@ namespace torchship {
 struct LoadOptions {
   std::string device = "cpu";  // "cpu", "cuda", "cuda:1", ... (torch::Device syntax)
   int threads = 0;             // intra-op threads for this process; 0 keeps libtorch's default
+  int interop_threads = 0;     // inter-op threads; settable once per process; 0 keeps default
+  // Freeze the module and run torch.jit.optimize_for_inference (conv-bn folding, oneDNN
+  // layouts), and keep the result only if it reproduces the archive's golden vectors within
+  // their tolerance. Otherwise (no golden vectors, does not freeze, results change) the model
+  // runs as stored and notes() says why.
+  bool optimize = true;
+  // Forward runs on the archive's first golden case right after loading, so that the first
+  // real request does not pay for the executor's profiling and optimization.
+  int warmup_runs = 2;
+  // TorchScript's profiling executor re-specializes the graph for every new input shape (the
+  // first call at each batch size is slow); false selects the legacy executor, process-wide.
+  bool profiling_executor = true;
   // Custom-operator libraries to load before the archive (.so / .dll). torchvision's operator
   // library is found and loaded automatically when an archive needs torchvision::* operators.
   std::vector<std::filesystem::path> extensions;
@@ -25,6 +37,22 @@ struct LoadOptions {
   // reproduce them (see golden.h); archives without golden vectors load as usual.
   bool check_golden = false;
 
+  LoadOptions& with_optimize(bool value) {
+    optimize = value;
+    return *this;
+  }
+  LoadOptions& with_profiling_executor(bool value) {
+    profiling_executor = value;
+    return *this;
+  }
+  LoadOptions& with_warmup(int runs) {
+    warmup_runs = runs;
+    return *this;
+  }
+  LoadOptions& with_interop_threads(int value) {
+    interop_threads = value;
+    return *this;
+  }
   LoadOptions& with_golden_check(bool value = true) {
     check_golden = value;
     return *this;
@@ -83,7 +111,10 @@ class Model {
   const c10::TypePtr& output_type() const;
   // forward's signature as TorchScript prints it: "forward(Tensor image) -> Tensor".
   std::string signature() const;
-  ModelSummary summary() const;
+  ModelSummary summary() const;  // of the module as stored, before any optimization
+  bool optimized() const;
+  // What load decided and the caller may want to know ("not optimized: ...").
+  const std::vector<std::string>& notes() const;
 
   // Runs forward under c10::InferenceMode. Inputs are checked against the schema and the
   // manifest (count, type, dtype, rank) and moved to the model's device; tensors in the result

@@ -316,3 +316,35 @@ TEST(Golden, AlteredVectorsFailTheCheckAndTheCheckedLoad) {
 
 }  // namespace
 }  // namespace torchship
+
+namespace torchship {
+namespace {
+
+using testing::fixture;
+
+TEST(Optimization, KeptOnlyWhenTheGoldenVectorsStillHold) {
+  Model classifier = Model::load(fixture("classifier.pt"));
+  EXPECT_TRUE(classifier.optimized());
+  EXPECT_TRUE(classifier.notes().empty());
+  EXPECT_EQ(classifier.summary().parameter_count, 21797672);  // of the module as stored
+
+  // LR-ASPP's optimized kernels move its logits beyond the golden tolerance: runs as stored.
+  Model segmentation = Model::load(fixture("segmentation.pt"));
+  EXPECT_FALSE(segmentation.optimized());
+  ASSERT_EQ(segmentation.notes().size(), 1u);
+  EXPECT_EQ(segmentation.notes()[0].rfind(
+                "not optimized: the optimized module misses the golden vectors (output[0]: values "
+                "differ beyond tolerance",
+                0),
+            0u);
+
+  Model plain = Model::load(fixture("plain.pt"));
+  EXPECT_FALSE(plain.optimized());
+  EXPECT_EQ(plain.notes().at(0),
+            "not optimized: the archive has no golden vectors to verify an optimized module "
+            "against");
+  EXPECT_FALSE(Model::load(fixture("classifier.pt"), LoadOptions().with_optimize(false)).optimized());
+}
+
+}  // namespace
+}  // namespace torchship

@@ -82,7 +82,7 @@ def test_missing_input_file(run):
 
 def test_unknown_subcommand_and_bad_usage(run):
     assert_error(run("frobnicate", "classifier.pt"),
-                 "unknown command 'frobnicate' (expected info, run, classify, segment or check; see "
+                 "unknown command 'frobnicate' (expected info, run, classify, segment, check or bench; see "
                  "torchship --help)")
     result = run("info")
     assert result.returncode == 2
@@ -94,7 +94,7 @@ def test_unknown_subcommand_and_bad_usage(run):
 
 
 def test_help_on_every_subcommand(run):
-    for command in ["info", "run", "classify", "segment", "check"]:
+    for command in ["info", "run", "classify", "segment", "check", "bench"]:
         result = run(command, "--help")
         assert result.returncode == 0
         assert "--device" in result.stdout and "MODEL" in result.stdout

@@ -159,3 +159,22 @@ def test_info_describes_the_archive(run):
     assert info["inputs"] == [{"name": "images", "type": "Union[Tensor, List[Tensor]]",
                                "has_default": False}]
     assert info["output_type"] == "Tuple[Tensor, Tensor, Tensor]"
+
+
+def test_bench_reports_latency_percentiles_and_throughput(run, models):
+    out = run.json("bench", os.path.join(models, "fashion_mnist.pt"), "--runs", "5",
+                   "--batch-sizes", "1,16", "--threads", "1", "--json")
+    assert set(out["latency_ms"]) == {"p50", "p90", "p99", "mean"}
+    assert out["latency_ms"]["p50"] <= out["latency_ms"]["p99"]
+    assert out["throughput_per_s"] > 0 and out["first_ms"] > 0
+    assert out["optimized"] is True
+    assert [row["batch_size"] for row in out["sweep"]] == [1, 16]
+    human = run("bench", "classifier.pt", "--runs", "2", "--no-optimize")
+    assert human.returncode == 0, human.stderr
+    assert "(as stored)" in human.stdout.splitlines()[0]
+    assert "first inference after load" in human.stdout
+    out = run.json("bench", "plain.pt", "--runs", "2", "-i", "wrong_rank.npy", "-i",
+                   "wrong_rank.npy", "--json")
+    assert out["notes"] == ["not optimized: the archive has no golden vectors to verify an "
+                            "optimized module against",
+                            "no warm-up: the archive has no golden inputs to run"]

@@ -14,13 +14,29 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
   command.add_option("--device", options.device, "cpu, cuda or cuda:N")->capture_default_str();
   command.add_option("--threads", options.threads, "intra-op threads (0: libtorch's default)")
       ->check(CLI::NonNegativeNumber);
+  command.add_option("--interop-threads", options.interop_threads,
+                     "inter-op threads (0: libtorch's default)")
+      ->check(CLI::NonNegativeNumber);
   command.add_option("--extension", options.extensions,
                      "custom-operator library to load first (repeatable)");
+  command.add_flag("--no-optimize", options.no_optimize,
+                   "run the module as stored (no freeze + optimize_for_inference)");
+  command.add_flag("--no-profiling", options.no_profiling,
+                   "use TorchScript's legacy executor instead of the profiling one");
+  command.add_option("--warmup", options.warmup,
+                     "forward runs on the golden inputs right after loading")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
 }
 
 Model load_model(const ModelOptions& options) {
   LoadOptions load;
-  load.with_device(options.device).with_threads(options.threads);
+  load.with_device(options.device)
+      .with_threads(options.threads)
+      .with_interop_threads(options.interop_threads)
+      .with_optimize(!options.no_optimize)
+      .with_profiling_executor(!options.no_profiling)
+      .with_warmup(options.warmup);
   for (const auto& library : options.extensions) load.with_extension(library);
   return Model::load(options.path, load);
 }

@@ -22,10 +22,15 @@ struct ModelOptions {
   std::string path;
   std::string device = "cpu";
   int threads = 0;
+  int interop_threads = 0;
   std::vector<std::string> extensions;
+  bool no_optimize = false;
+  bool no_profiling = false;
+  int warmup = 0;  // one-shot commands pay for no warm-up; bench sets its own default
 };
 
-// MODEL (positional) and --device, --threads, --extension.
+// MODEL (positional) and --device, --threads, --interop-threads, --extension, --no-optimize,
+// --warmup.
 void add_model_options(CLI::App& command, ModelOptions& options);
 Model load_model(const ModelOptions& options);
 
@@ -34,6 +39,7 @@ Command add_run_command(CLI::App& app);
 Command add_classify_command(CLI::App& app);
 Command add_segment_command(CLI::App& app);
 Command add_check_command(CLI::App& app);
+Command add_bench_command(CLI::App& app);
 
 // "1.50 MB", "87.3 MB": sizes for people.
 std::string human_bytes(int64_t bytes);

@@ -5,7 +5,7 @@
 
 namespace {
 
-constexpr const char* kCommands[] = {"info", "run", "classify", "segment", "check"};
+constexpr const char* kCommands[] = {"info", "run", "classify", "segment", "check", "bench"};
 
 int report(const std::string& message, int exit_code) {
   torchship::cli::report_error(message);
@@ -31,13 +31,14 @@ int main(int argc, char** argv) {
       cli::add_classify_command(app),
       cli::add_segment_command(app),
       cli::add_check_command(app),
+      cli::add_bench_command(app),
   };
 
   if (argc > 1 && argv[1][0] != '-') {
     std::string name = argv[1];
     if (std::find(std::begin(kCommands), std::end(kCommands), name) == std::end(kCommands)) {
       return report("unknown command '" + name +
-                        "' (expected info, run, classify, segment or check; see torchship --help)",
+                        "' (expected info, run, classify, segment, check or bench; see torchship --help)",
                     2);
     }
   }

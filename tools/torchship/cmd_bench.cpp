@@ -1,0 +1,231 @@
+// torchship bench MODEL [--input SPEC ...]: latency percentiles and throughput, optionally swept
+// over batch sizes and thread counts.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include "cli_common.h"
+#include "progress.h"
+
+namespace torchship::cli {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+struct BenchOptions {
+  ModelOptions model;
+  std::vector<std::string> inputs;
+  int runs = 30;
+  std::vector<int> batch_sizes;
+  std::vector<int> thread_counts;
+  bool json = false;
+};
+
+struct Measurement {
+  int batch_size = 1;
+  int threads = 1;
+  double first_ms = 0;  // the first request after load; set on the first row only
+  double p50 = 0, p90 = 0, p99 = 0, mean = 0;
+  double throughput = 0;  // items per second
+
+  json to_json() const {
+    return {{"batch_size", batch_size},
+            {"threads", threads},
+            {"latency_ms", {{"p50", p50}, {"p90", p90}, {"p99", p99}, {"mean", mean}}},
+            {"throughput_per_s", throughput}};
+  }
+};
+
+// A random tensor as the manifest describes an input (free dimensions: 224 for image sides, 1
+// otherwise).
+at::Tensor synthesize(const TensorSpec& spec) {
+  std::vector<int64_t> shape;
+  for (size_t i = 0; i < spec.shape.size(); ++i) {
+    bool image_side = spec.image && spec.layout.find("HW") != std::string::npos;
+    shape.push_back(spec.shape[i] > 0 ? spec.shape[i] : (image_side && i + 3 >= spec.shape.size() ? 224 : 1));
+  }
+  auto type = spec.datatype.empty() ? c10::kFloat : scalar_type_from_datatype(spec.datatype);
+  if (type == c10::kByte) return at::randint(0, 256, shape, at::TensorOptions().dtype(type));
+  if (c10::isFloatingType(type)) return at::rand(shape).to(type);
+  return at::randint(0, 10, shape, at::TensorOptions().dtype(type));
+}
+
+std::vector<c10::IValue> bench_inputs(const Model& model, const BenchOptions& options) {
+  if (!options.inputs.empty()) {
+    model.check_input_count(options.inputs.size());
+    std::vector<c10::IValue> inputs;
+    for (size_t i = 0; i < options.inputs.size(); ++i) {
+      inputs.push_back(input_from_spec(model, i, options.inputs[i]));
+    }
+    return inputs;
+  }
+  auto golden = golden_inputs(model);
+  if (!golden.empty()) return golden;
+  const auto& manifest = model.manifest();
+  if (manifest && manifest->inputs.size() == model.inputs().size() && !manifest->inputs.empty()) {
+    std::vector<c10::IValue> inputs;
+    for (const auto& spec : manifest->inputs) inputs.push_back(synthesize(spec));
+    return inputs;
+  }
+  throw bad_input("no inputs to benchmark with: pass --input SPEC (the archive has neither golden "
+                  "vectors nor a manifest to synthesize them from)");
+}
+
+// The single batched tensor input resized to `batch` items (the first item repeated).
+std::vector<c10::IValue> with_batch(const Model& model, const std::vector<c10::IValue>& inputs,
+                                    int batch) {
+  const auto& manifest = model.manifest();
+  if (!manifest || !manifest->batch_dim || inputs.size() != 1 || !inputs[0].isTensor()) {
+    throw bad_input("--batch-sizes needs a model whose manifest declares a batch dimension and "
+                    "that takes one tensor");
+  }
+  at::Tensor first = inputs[0].toTensor().narrow(0, 0, 1);
+  std::vector<int64_t> repeats(static_cast<size_t>(first.dim()), 1);
+  repeats[0] = batch;
+  return {first.repeat(repeats)};
+}
+
+double percentile(const std::vector<double>& sorted, double p) {
+  size_t index = static_cast<size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5);
+  return sorted[std::min(index, sorted.size() - 1)];
+}
+
+double time_one_ms(const Model& model, const std::vector<c10::IValue>& inputs) {
+  auto t0 = Clock::now();
+  model.forward(inputs);
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// `warmup` untimed runs (new shapes and thread counts build new oneDNN primitives), then `runs`
+// timed ones.
+Measurement measure(const Model& model, const std::vector<c10::IValue>& inputs, int batch,
+                    int threads, int warmup, int runs, Progress& progress, size_t& done) {
+  if (at::get_num_threads() != threads) at::set_num_threads(threads);
+  for (int run = 0; run < warmup; ++run) model.forward(inputs);
+  std::vector<double> latencies;
+  auto started = Clock::now();
+  for (int run = 0; run < runs; ++run) {
+    auto t0 = Clock::now();
+    model.forward(inputs);
+    latencies.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    progress.update(++done);
+  }
+  double total_s = std::chrono::duration<double>(Clock::now() - started).count();
+  Measurement m;
+  m.batch_size = batch;
+  m.threads = threads;
+  std::sort(latencies.begin(), latencies.end());
+  m.p50 = percentile(latencies, 0.50);
+  m.p90 = percentile(latencies, 0.90);
+  m.p99 = percentile(latencies, 0.99);
+  double sum = 0;
+  for (double l : latencies) sum += l;
+  m.mean = sum / static_cast<double>(latencies.size());
+  m.throughput = batch * runs / total_s;
+  return m;
+}
+
+void print_row(const Measurement& m) {
+  char line[160];
+  std::snprintf(line, sizeof line, "%6d %8d %9.2f %9.2f %9.2f %9.2f %11.1f\n", m.batch_size,
+                m.threads, m.p50, m.p90, m.p99, m.mean, m.throughput);
+  std::cout << line;
+}
+
+int run_bench(const BenchOptions& options) {
+  Model model = load_model(options.model);
+  std::vector<c10::IValue> inputs = bench_inputs(model, options);
+  int default_threads = options.model.threads > 0 ? options.model.threads : at::get_num_threads();
+
+  std::vector<int> batches = options.batch_sizes.empty() ? std::vector<int>{0} : options.batch_sizes;
+  std::vector<int> threads =
+      options.thread_counts.empty() ? std::vector<int>{default_threads} : options.thread_counts;
+  Progress progress("bench", batches.size() * threads.size() * static_cast<size_t>(options.runs));
+  size_t done = 0;
+
+  // The first request after load (and the load's warm-up on the golden inputs).
+  double first_ms = time_one_ms(model, inputs);
+  std::vector<Measurement> results;
+  for (int batch : batches) {
+    auto batch_inputs = batch == 0 ? inputs : with_batch(model, inputs, batch);
+    int items = 1;
+    if (batch > 0) {
+      items = batch;
+    } else if (model.manifest() && model.manifest()->batch_dim && inputs.size() == 1 &&
+               inputs[0].isTensor()) {
+      items = static_cast<int>(inputs[0].toTensor().size(0));
+    }
+    for (int thread_count : threads) {
+      results.push_back(measure(model, batch_inputs, items, thread_count,
+                                std::max(1, options.model.warmup), options.runs, progress, done));
+    }
+  }
+  progress.finish();
+
+  Measurement& main = results.front();
+  main.first_ms = first_ms;
+  if (options.json) {
+    json out = main.to_json();
+    out["runs"] = options.runs;
+    out["optimized"] = model.optimized();
+    out["notes"] = model.notes();
+    out["warmup_runs"] = options.model.warmup;
+    out["first_ms"] = first_ms;
+    out["first_over_steady"] = first_ms / main.p50;
+    if (results.size() > 1) {
+      json sweep = json::array();
+      for (const auto& m : results) sweep.push_back(m.to_json());
+      out["sweep"] = sweep;
+    }
+    print_json(out);
+    return 0;
+  }
+  std::cout << "model    " << options.model.path
+            << (model.optimized() ? " (optimized)" : " (as stored)") << ", " << options.runs
+            << " timed runs per row after " << options.model.warmup << " warm-up runs\n";
+  for (const auto& note : model.notes()) std::cout << "note     " << note << '\n';
+  std::string shapes;
+  for (const auto& input : inputs) shapes += (shapes.empty() ? "" : ", ") + describe(input);
+  std::cout << "input    " << shapes << "\n\n";
+  std::cout << " batch  threads    p50 ms    p90 ms    p99 ms   mean ms     items/s\n";
+  for (const auto& m : results) print_row(m);
+  char line[128];
+  std::snprintf(line, sizeof line,
+                "\nfirst inference after load (on the load's input shape): %.2f ms (%.2fx the "
+                "first row's p50)\n",
+                first_ms, first_ms / main.p50);
+  std::cout << line;
+  return 0;
+}
+
+}  // namespace
+
+Command add_bench_command(CLI::App& app) {
+  auto* command = app.add_subcommand("bench", "latency percentiles and throughput");
+  auto options = std::make_shared<BenchOptions>();
+  options->model.warmup = 2;
+  add_model_options(*command, options->model);
+  command->add_option("--input,-i", options->inputs,
+                      "as for run; without it, the golden inputs or inputs synthesized from the "
+                      "manifest")
+      ->allow_extra_args(false);
+  command->add_option("--runs", options->runs, "timed runs per configuration")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_option("--batch-sizes", options->batch_sizes,
+                      "sweep batch sizes, e.g. 1,8,32 (models with a batch dimension)")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber);
+  command->add_option("--thread-counts", options->thread_counts, "sweep thread counts, e.g. 1,2")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber);
+  command->add_flag("--json", options->json,
+                    "one JSON object: latency_ms {p50, p90, p99, mean}, throughput_per_s, ...");
+  return {command, [options] { return run_bench(*options); }};
+}
+
+}  // namespace torchship::cli
