@@ -19,8 +19,12 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
       ->check(CLI::NonNegativeNumber);
   command.add_option("--extension", options.extensions,
                      "custom-operator library to load first (repeatable)");
-  command.add_flag("--no-optimize", options.no_optimize,
-                   "run the module as stored (no freeze + optimize_for_inference)");
+  auto* optimize = command.add_flag(
+      "--optimize", options.optimize,
+      "freeze + optimize_for_inference at load, kept if the golden vectors still hold (default "
+      "when the command runs more than one forward)");
+  command.add_flag("--no-optimize", options.no_optimize, "run the module as stored")
+      ->excludes(optimize);
   command.add_flag("--no-profiling", options.no_profiling,
                    "use TorchScript's legacy executor instead of the profiling one");
   command.add_option("--warmup", options.warmup,
@@ -29,12 +33,13 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
       ->capture_default_str();
 }
 
-Model load_model(const ModelOptions& options) {
+Model load_model(const ModelOptions& options, size_t expected_forwards) {
+  bool optimize = options.optimize || (!options.no_optimize && expected_forwards > 1);
   LoadOptions load;
   load.with_device(options.device)
       .with_threads(options.threads)
       .with_interop_threads(options.interop_threads)
-      .with_optimize(!options.no_optimize)
+      .with_optimize(optimize)
       .with_profiling_executor(!options.no_profiling)
       .with_warmup(options.warmup);
   for (const auto& library : options.extensions) load.with_extension(library);

@@ -24,7 +24,8 @@ struct ModelOptions {
   int threads = 0;
   int interop_threads = 0;
   std::vector<std::string> extensions;
-  bool no_optimize = false;
+  bool optimize = false;     // --optimize
+  bool no_optimize = false;  // --no-optimize; neither: optimize when it pays (see load_model)
   bool no_profiling = false;
   int warmup = 0;  // one-shot commands pay for no warm-up; bench sets its own default
 };
@@ -32,7 +33,10 @@ struct ModelOptions {
 // MODEL (positional) and --device, --threads, --interop-threads, --extension, --no-optimize,
 // --warmup.
 void add_model_options(CLI::App& command, ModelOptions& options);
-Model load_model(const ModelOptions& options);
+// Load-time optimization (freeze, optimize_for_inference, golden verification) costs about one
+// forward pass and a second copy of the weights; it pays off only over repeated runs. Without
+// --optimize / --no-optimize, a command optimizes when it expects more than one forward call.
+Model load_model(const ModelOptions& options, size_t expected_forwards);
 
 Command add_info_command(CLI::App& app);
 Command add_run_command(CLI::App& app);

@@ -137,7 +137,7 @@ void print_row(const Measurement& m) {
 }
 
 int run_bench(const BenchOptions& options) {
-  Model model = load_model(options.model);
+  Model model = load_model(options.model, static_cast<size_t>(options.runs));
   std::vector<c10::IValue> inputs = bench_inputs(model, options);
   int default_threads = options.model.threads > 0 ? options.model.threads : at::get_num_threads();
 

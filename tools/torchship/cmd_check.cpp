@@ -15,7 +15,7 @@ struct CheckOptions {
 };
 
 int run_check(const CheckOptions& options) {
-  Model model = load_model(options.model);
+  Model model = load_model(options.model, 1);
   GoldenReport report = check_golden(model);
   if (options.json) {
     nlohmann::json cases = nlohmann::json::array();

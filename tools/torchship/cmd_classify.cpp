@@ -198,8 +198,8 @@ struct Summary {
 };
 
 int run_classify(const ClassifyOptions& options) {
-  Model model = load_model(options.model);
   std::vector<fs::path> images = collect_images(options.inputs, options.labels_csv);
+  Model model = load_model(options.model, images.size());
   std::map<std::string, int64_t> truth;
   if (!options.labels_csv.empty()) truth = read_truth(options.labels_csv, model);
 

@@ -41,9 +41,8 @@ std::string golden_summary(const Archive& archive) {
   return std::to_string(cases) + (cases == 1 ? " case" : " cases") + " recorded at export";
 }
 
-int run_info(ModelOptions options, bool as_json) {
-  options.no_optimize = true;  // describe the module as stored
-  Model model = load_model(options);
+int run_info(const ModelOptions& options, bool as_json) {
+  Model model = load_model(options, 0);  // describes the module as stored
   ModelSummary summary = model.summary();
   const auto& manifest = model.manifest();
   std::error_code ec;

@@ -97,7 +97,7 @@ void write_outputs(const Model& model, const c10::IValue& output, const fs::path
 }
 
 int run_forward(const RunOptions& options) {
-  Model model = load_model(options.model);
+  Model model = load_model(options.model, 1);
   model.check_input_count(options.inputs.size());
   std::vector<c10::IValue> inputs;
   for (size_t i = 0; i < options.inputs.size(); ++i) {

@@ -18,7 +18,7 @@ struct SegmentOptions {
 };
 
 int run_segment(const SegmentOptions& options) {
-  Model model = load_model(options.model);
+  Model model = load_model(options.model, 1);
   Segmentation result = model.segment(std::filesystem::path(options.image));
   if (!options.overlay.empty()) {
     if (!result.overlay.defined()) {
