@@ -186,8 +186,13 @@ def write_report(args, rows, e2e) -> None:
         "",
         "torchship optimizes at load (freeze + optimize_for_inference) only when the optimized "
         "module still reproduces the archive's golden vectors; LR-ASPP's optimized kernels move "
-        "its logits beyond the tolerance, so torchship runs it as stored (the Python frozen "
-        "column shows what that would have gained).",
+        "its logits beyond the tolerance, so torchship runs it as stored. Its row is faster in "
+        "C++ for another reason: the CLI keeps freed tensor memory in the process "
+        "(`mallopt(M_MMAP_THRESHOLD / M_TRIM_THRESHOLD)`); with glibc's defaults, LR-ASPP's "
+        "activations above 32 MB are mapped afresh and page-fault on every call (~115 ms instead "
+        "of ~27 ms here). Python gets the same with `MALLOC_MMAP_THRESHOLD_=1000000000 "
+        "MALLOC_TRIM_THRESHOLD_=1000000000` in its environment; the Python columns use the "
+        "defaults a researcher runs with.",
         "",
         "## One image end to end (process start to answer), ResNet34 classifier, 1920x1080 JPEG",
         "",
