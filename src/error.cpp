@@ -17,6 +17,8 @@ const char* to_string(ErrorKind kind) noexcept {
   return "internal error";
 }
 
-const char* version() noexcept { return TORCHSHIP_VERSION; }
+const char* version() noexcept {
+  return TORCHSHIP_VERSION;
+}
 
 }  // namespace torchship

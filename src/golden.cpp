@@ -52,8 +52,9 @@ class Comparer {
                        ? std::abs(got.get<double>() - expected.get<double>()) <=
                              atol_ + rtol_ * std::abs(expected.get<double>())
                        : got == expected;
-      leaves.push_back(equal ? GoldenLeaf{path, 0, 0, true, ""}
-                             : failure(path, "expected " + expected.dump() + ", got " + got.dump()));
+      leaves.push_back(equal
+                           ? GoldenLeaf{path, 0, 0, true, ""}
+                           : failure(path, "expected " + expected.dump() + ", got " + got.dump()));
     }
   }
 
@@ -80,7 +81,8 @@ class Comparer {
     if (value.isGenericDict()) {
       for (const auto& entry : value.toGenericDict()) {
         const auto& k = entry.key();
-        if ((k.isString() && k.toStringRef() == key) || (k.isInt() && std::to_string(k.toInt()) == key)) {
+        if ((k.isString() && k.toStringRef() == key) ||
+            (k.isInt() && std::to_string(k.toInt()) == key)) {
           return entry.value();
         }
       }
@@ -171,10 +173,9 @@ std::vector<c10::IValue> case_inputs(const Model& model, const json& golden, siz
   const auto& arguments = model.inputs();
   std::vector<c10::IValue> inputs;
   for (size_t i = 0; i < trees.size() && i < arguments.size(); ++i) {
-    inputs.push_back(from_json(trees[i], arguments[i].type,
-                               "golden case " + std::to_string(number) + " input '" +
-                                   arguments[i].name + "'",
-                               resolve));
+    inputs.push_back(from_json(
+        trees[i], arguments[i].type,
+        "golden case " + std::to_string(number) + " input '" + arguments[i].name + "'", resolve));
   }
   return inputs;
 }

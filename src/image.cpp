@@ -63,18 +63,21 @@ cv::Mat apply_resize(const cv::Mat& mat, const ResizePolicy& policy) {
   if (policy.mode == ResizeMode::None) return mat;
   if (mat.rows == policy.height && mat.cols == policy.width) return mat;
   cv::Mat resized;
-  cv::resize(mat, resized, cv::Size(static_cast<int>(policy.width), static_cast<int>(policy.height)),
-             0, 0, cv_interpolation(policy.interpolation));
+  cv::resize(mat, resized,
+             cv::Size(static_cast<int>(policy.width), static_cast<int>(policy.height)), 0, 0,
+             cv_interpolation(policy.interpolation));
   return resized;
 }
 
 at::Tensor finish(const cv::Mat& decoded, ColorOrder decoded_order, const ImageSpec& spec) {
-  return tensor_sharing(apply_resize(convert_color(decoded, decoded_order, spec.color), spec.resize));
+  return tensor_sharing(
+      apply_resize(convert_color(decoded, decoded_order, spec.color), spec.resize));
 }
 
 std::string read_file(const std::filesystem::path& path) {
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) throw bad_input("cannot read image " + path.string() + ": no such file");
+  if (!std::filesystem::exists(path, ec))
+    throw bad_input("cannot read image " + path.string() + ": no such file");
   if (std::filesystem::is_directory(path, ec)) {
     throw bad_input("cannot read image " + path.string() + ": is a directory");
   }
@@ -85,7 +88,8 @@ std::string read_file(const std::filesystem::path& path) {
 
 }  // namespace
 
-at::Tensor decode_image_bytes(std::string_view bytes, const ImageSpec& spec, std::string_view origin) {
+at::Tensor decode_image_bytes(std::string_view bytes, const ImageSpec& spec,
+                              std::string_view origin) {
   if (bytes.empty()) throw bad_input(std::string(origin) + " is empty, expected an image");
   cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
                  const_cast<char*>(bytes.data()));  // imdecode only reads it
@@ -121,8 +125,8 @@ at::Tensor prepare_image(const at::Tensor& hwc_rgb, const ImageSpec& spec) {
                  (hwc_rgb.size(0) != spec.resize.height || hwc_rgb.size(1) != spec.resize.width);
   if (!converts && !resizes) return hwc_rgb;
   at::Tensor source = hwc_rgb.to(at::kCPU).contiguous();
-  cv::Mat prepared = apply_resize(convert_color(mat_viewing(source), ColorOrder::RGB, spec.color),
-                                  spec.resize);
+  cv::Mat prepared =
+      apply_resize(convert_color(mat_viewing(source), ColorOrder::RGB, spec.color), spec.resize);
   // The result may still view `source`'s memory when only one step ran in place: copy then.
   return prepared.data == source.data_ptr() ? tensor_sharing(prepared.clone())
                                             : tensor_sharing(prepared);
@@ -140,7 +144,8 @@ at::Tensor image_from_mat(const cv::Mat& bgr_or_gray, const ImageSpec& spec) {
 
 void write_image(const std::filesystem::path& path, const at::Tensor& hwc) {
   if (hwc.scalar_type() != at::kByte || hwc.dim() != 3 || (hwc.size(2) != 3 && hwc.size(2) != 1)) {
-    throw bad_input("cannot write " + path.string() + ": expected a uint8 H x W x 3 or x 1 tensor, got " +
+    throw bad_input("cannot write " + path.string() +
+                    ": expected a uint8 H x W x 3 or x 1 tensor, got " +
                     std::string(c10::toString(hwc.scalar_type())) + " " + c10::str(hwc.sizes()));
   }
   at::Tensor source = hwc.to(at::kCPU).contiguous();
@@ -158,7 +163,8 @@ void write_image(const std::filesystem::path& path, const at::Tensor& hwc) {
                     "' (use .png, .jpg, .bmp, ...)");
   }
   std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(encoded.data()), static_cast<std::streamsize>(encoded.size()));
+  out.write(reinterpret_cast<const char*>(encoded.data()),
+            static_cast<std::streamsize>(encoded.size()));
   if (!out) throw bad_input("cannot write " + path.string());
 }
 
@@ -166,9 +172,9 @@ bool looks_like_image(const std::filesystem::path& path) {
   std::string extension = path.extension().string();
   std::transform(extension.begin(), extension.end(), extension.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  static const char* kExtensions[] = {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib",
-                                      ".tif", ".tiff", ".webp", ".pbm", ".pgm", ".ppm",
-                                      ".pnm", ".pxm", ".jp2", ".sr", ".ras", ".hdr", ".pic"};
+  static const char* kExtensions[] = {".png",  ".jpg",  ".jpeg", ".jpe", ".bmp", ".dib", ".tif",
+                                      ".tiff", ".webp", ".pbm",  ".pgm", ".ppm", ".pnm", ".pxm",
+                                      ".jp2",  ".sr",   ".ras",  ".hdr", ".pic"};
   return std::find(std::begin(kExtensions), std::end(kExtensions), extension) !=
          std::end(kExtensions);
 }

@@ -88,8 +88,8 @@ c10::IValue input_from_spec(const Model& model, size_t index, const std::string&
     c10::impl::GenericList list(element);
     auto items = split_list(spec);
     for (size_t i = 0; i < items.size(); ++i) {
-      list.push_back(value_from_file(model, index, items[i], element,
-                                     where + "[" + std::to_string(i) + "]"));
+      list.push_back(
+          value_from_file(model, index, items[i], element, where + "[" + std::to_string(i) + "]"));
     }
     return list;
   }

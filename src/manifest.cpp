@@ -89,7 +89,7 @@ Enum parse_enum(const FieldReader& reader, const char* key, Enum fallback,
 constexpr std::pair<const char*, ColorOrder> kColorNames[] = {
     {"RGB", ColorOrder::RGB}, {"BGR", ColorOrder::BGR}, {"GRAY", ColorOrder::Gray}};
 constexpr std::pair<const char*, ResizeMode> kResizeNames[] = {{"none", ResizeMode::None},
-                                                              {"stretch", ResizeMode::Stretch}};
+                                                               {"stretch", ResizeMode::Stretch}};
 constexpr std::pair<const char*, Interpolation> kInterpolationNames[] = {
     {"nearest", Interpolation::Nearest},
     {"linear", Interpolation::Linear},
@@ -152,7 +152,8 @@ std::vector<TensorSpec> parse_specs(const FieldReader& reader, const char* key) 
   if (!list) return specs;
   if (!list->is_array()) reader.fail(key, "a list", *list);
   for (size_t i = 0; i < list->size(); ++i) {
-    specs.push_back(parse_tensor_spec((*list)[i], reader.field(key) + "[" + std::to_string(i) + "]"));
+    specs.push_back(
+        parse_tensor_spec((*list)[i], reader.field(key) + "[" + std::to_string(i) + "]"));
   }
   return specs;
 }
@@ -164,8 +165,8 @@ Manifest Manifest::parse(const std::string& json_text) {
   try {
     root = json::parse(json_text);
   } catch (const json::parse_error& e) {
-    throw bad_model(std::string("invalid manifest: torchship.json is not valid JSON (") +
-                    e.what() + ")");
+    throw bad_model(std::string("invalid manifest: torchship.json is not valid JSON (") + e.what() +
+                    ")");
   }
   FieldReader reader(root, "");
   Manifest manifest;

@@ -65,7 +65,9 @@ std::string missing_operator(const std::string& message) {
   return message.substr(begin, end - begin);
 }
 
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+std::string first_line(const std::string& text) {
+  return text.substr(0, text.find('\n'));
+}
 
 // TorchScript errors carry the script traceback; the last line says what happened.
 std::string script_error_summary(const std::exception& error) {
@@ -152,8 +154,8 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 
 // Checks a tensor against the manifest's spec for it (dtype, rank, fixed dimensions).
 void check_tensor(const at::Tensor& tensor, const TensorSpec& spec, const std::string& where) {
-  bool dtype_ok = spec.datatype.empty() ||
-                  tensor.scalar_type() == scalar_type_from_datatype(spec.datatype);
+  bool dtype_ok =
+      spec.datatype.empty() || tensor.scalar_type() == scalar_type_from_datatype(spec.datatype);
   bool shape_ok = spec.shape.empty() || tensor.dim() == static_cast<int64_t>(spec.shape.size());
   for (size_t i = 0; shape_ok && i < spec.shape.size(); ++i) {
     shape_ok = spec.shape[i] == -1 || spec.shape[i] == tensor.size(static_cast<int64_t>(i));
@@ -259,8 +261,9 @@ struct Model::Impl {
   // rounding on most models and by far more on some.
   void try_optimize(const Model& model) {
     if (!archive.has_golden()) {
-      notes.push_back("not optimized: the archive has no golden vectors to verify an optimized "
-                      "module against");
+      notes.push_back(
+          "not optimized: the archive has no golden vectors to verify an optimized "
+          "module against");
       return;
     }
     torch::jit::Module stored = module;
@@ -293,10 +296,10 @@ struct Model::Impl {
 
   void check_input_count(size_t count) const {
     if (count < required_inputs || count > inputs.size()) {
-      std::string expected = required_inputs == inputs.size()
-                                 ? plural(inputs.size(), "input")
-                                 : std::to_string(required_inputs) + " to " +
-                                       plural(inputs.size(), "input");
+      std::string expected =
+          required_inputs == inputs.size()
+              ? plural(inputs.size(), "input")
+              : std::to_string(required_inputs) + " to " + plural(inputs.size(), "input");
       throw bad_input("expected " + expected + " (" + argument_list() + "), got " +
                       std::to_string(count));
     }
@@ -319,7 +322,8 @@ struct Model::Impl {
         auto list = values[i].toList();
         for (size_t k = 0; k < list.size(); ++k) {
           c10::IValue item = list.get(k);
-          if (item.isTensor()) check_tensor(item.toTensor(), *spec, where + "[" + std::to_string(k) + "]");
+          if (item.isTensor())
+            check_tensor(item.toTensor(), *spec, where + "[" + std::to_string(k) + "]");
         }
       }
     }
@@ -337,8 +341,10 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
     try {
       at::set_num_interop_threads(options.interop_threads);
     } catch (const c10::Error&) {
-      throw unsupported("inter-op threads can be set once per process, before any model runs; "
-                        "it is already " + std::to_string(at::get_num_interop_threads()));
+      throw unsupported(
+          "inter-op threads can be set once per process, before any model runs; "
+          "it is already " +
+          std::to_string(at::get_num_interop_threads()));
     }
   }
   for (const auto& library : options.extensions) load_extension(library);
@@ -351,18 +357,19 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
   impl->module.eval();
   impl->summary = summarize(impl->module);
   auto method = impl->module.find_method("forward");
-  if (!method) throw bad_model("cannot load " + path.string() + ": the module has no forward method");
+  if (!method)
+    throw bad_model("cannot load " + path.string() + ": the module has no forward method");
   const c10::FunctionSchema& schema = method->function().getSchema();
   for (size_t i = 1; i < schema.arguments().size(); ++i) {  // 0 is self
     const auto& argument = schema.arguments()[i];
-    impl->inputs.push_back({argument.name(), argument.type(), argument.default_value().has_value()});
+    impl->inputs.push_back(
+        {argument.name(), argument.type(), argument.default_value().has_value()});
     if (!argument.default_value()) impl->required_inputs = impl->inputs.size();
   }
   impl->output_type = schema.returns().size() == 1
                           ? schema.returns()[0].type()
-                          : c10::TupleType::create(c10::fmap(schema.returns(), [](const auto& r) {
-                              return r.type();
-                            }));
+                          : c10::TupleType::create(c10::fmap(
+                                schema.returns(), [](const auto& r) { return r.type(); }));
   Model model;
   model.impl_ = std::move(impl);
   if (options.optimize) model.impl_->try_optimize(model);
@@ -387,22 +394,42 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
   return model;
 }
 
-const Archive& Model::archive() const { return impl_->archive; }
-const std::optional<Manifest>& Model::manifest() const { return impl_->archive.manifest(); }
-c10::Device Model::device() const { return impl_->device; }
-const std::vector<Argument>& Model::inputs() const { return impl_->inputs; }
-const c10::TypePtr& Model::output_type() const { return impl_->output_type; }
-torch::jit::Module& Model::module() const { return impl_->module; }
+const Archive& Model::archive() const {
+  return impl_->archive;
+}
+const std::optional<Manifest>& Model::manifest() const {
+  return impl_->archive.manifest();
+}
+c10::Device Model::device() const {
+  return impl_->device;
+}
+const std::vector<Argument>& Model::inputs() const {
+  return impl_->inputs;
+}
+const c10::TypePtr& Model::output_type() const {
+  return impl_->output_type;
+}
+torch::jit::Module& Model::module() const {
+  return impl_->module;
+}
 
 std::string Model::signature() const {
   return "forward(" + impl_->argument_list() + ") -> " + impl_->output_type->annotation_str();
 }
 
-void Model::check_input_count(size_t count) const { impl_->check_input_count(count); }
+void Model::check_input_count(size_t count) const {
+  impl_->check_input_count(count);
+}
 
-ModelSummary Model::summary() const { return impl_->summary; }
-bool Model::optimized() const { return impl_->optimized; }
-const std::vector<std::string>& Model::notes() const { return impl_->notes; }
+ModelSummary Model::summary() const {
+  return impl_->summary;
+}
+bool Model::optimized() const {
+  return impl_->optimized;
+}
+const std::vector<std::string>& Model::notes() const {
+  return impl_->notes;
+}
 
 c10::IValue Model::forward(std::vector<c10::IValue> inputs) const {
   impl_->check_inputs(inputs);
@@ -518,8 +545,10 @@ Segmentation segmentation_from(const c10::IValue& output, const Manifest* manife
     return result;
   }
   if (!output.isTuple()) {
-    throw bad_model("segment needs a model that returns logits or a tuple (logits, labels, "
-                    "overlay), this one returns " + describe(output));
+    throw bad_model(
+        "segment needs a model that returns logits or a tuple (logits, labels, "
+        "overlay), this one returns " +
+        describe(output));
   }
   const auto& elements = output.toTupleRef().elements();
   static const char* kDefaultNames[] = {"logits", "labels", "overlay"};

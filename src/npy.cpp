@@ -116,7 +116,8 @@ std::pair<size_t, size_t> header_extent(std::string_view bytes, std::string_view
   auto byte = [&](size_t i) { return static_cast<size_t>(static_cast<uint8_t>(bytes[i])); };
   uint8_t major = static_cast<uint8_t>(bytes[6]);
   if (major == 1) return {10, byte(8) | byte(9) << 8};
-  if (major != 2 && major != 3) reject(origin, "unsupported format version " + std::to_string(major));
+  if (major != 2 && major != 3)
+    reject(origin, "unsupported format version " + std::to_string(major));
   if (bytes.size() < 12) reject(origin, "truncated header");
   return {12, byte(8) | byte(9) << 8 | byte(10) << 16 | byte(11) << 24};
 }
@@ -136,8 +137,8 @@ NpyHeader parse_header(std::string_view bytes, std::string_view origin) {
              "numpy.save(path, numpy.ascontiguousarray(array))");
     }
   }
-  header.type = scalar_type_from_descr(dict_value(dict, "descr", origin), &header.swap_bytes,
-                                       origin);
+  header.type =
+      scalar_type_from_descr(dict_value(dict, "descr", origin), &header.swap_bytes, origin);
   header.shape = parse_shape(dict_value(dict, "shape", origin), origin);
   header.data_offset = prefix + header_len;
   return header;
@@ -236,7 +237,8 @@ std::string encode_npy(const at::Tensor& tensor) {
   at::Tensor data = tensor.to(at::kCPU).contiguous();
   std::string shape = "(";
   for (int64_t i = 0; i < data.dim(); ++i) {
-    shape += std::to_string(data.size(i)) + (data.dim() == 1 ? "," : (i + 1 < data.dim() ? ", " : ""));
+    shape +=
+        std::to_string(data.size(i)) + (data.dim() == 1 ? "," : (i + 1 < data.dim() ? ", " : ""));
   }
   shape += ")";
   std::string dict = "{'descr': '" + descr_for(data.scalar_type()) +

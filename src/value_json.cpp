@@ -16,10 +16,9 @@ struct DatatypeName {
 };
 
 constexpr DatatypeName kDatatypes[] = {
-    {"BOOL", c10::kBool},   {"UINT8", c10::kByte},    {"INT8", c10::kChar},
-    {"INT16", c10::kShort}, {"INT32", c10::kInt},     {"INT64", c10::kLong},
-    {"FP16", c10::kHalf},   {"FP32", c10::kFloat},    {"FP64", c10::kDouble},
-    {"BF16", c10::kBFloat16},
+    {"BOOL", c10::kBool},   {"UINT8", c10::kByte},    {"INT8", c10::kChar}, {"INT16", c10::kShort},
+    {"INT32", c10::kInt},   {"INT64", c10::kLong},    {"FP16", c10::kHalf}, {"FP32", c10::kFloat},
+    {"FP64", c10::kDouble}, {"BF16", c10::kBFloat16},
 };
 
 std::string json_kind(const json& value) {
@@ -44,8 +43,7 @@ std::string json_kind(const json& value) {
   }
 }
 
-[[noreturn]] void mismatch(const std::string& where, const std::string& expected,
-                           const json& got) {
+[[noreturn]] void mismatch(const std::string& where, const std::string& expected, const json& got) {
   throw bad_input(where + ": expected " + expected + ", got " + json_kind(got));
 }
 
@@ -71,7 +69,8 @@ void fill(at::Tensor& tensor, const std::vector<const json*>& leaves, const std:
   for (size_t i = 0; i < leaves.size(); ++i) {
     const json& leaf = *leaves[i];
     if constexpr (std::is_same_v<T, bool>) {
-      if (!leaf.is_boolean()) mismatch(where + " data[" + std::to_string(i) + "]", "a boolean for BOOL", leaf);
+      if (!leaf.is_boolean())
+        mismatch(where + " data[" + std::to_string(i) + "]", "a boolean for BOOL", leaf);
       out[i] = leaf.get<bool>();
     } else if constexpr (std::is_integral_v<T>) {
       if (!leaf.is_number_integer()) {
@@ -85,7 +84,8 @@ void fill(at::Tensor& tensor, const std::vector<const json*>& leaves, const std:
       }
       out[i] = static_cast<T>(value);
     } else {
-      if (!leaf.is_number()) mismatch(where + " data[" + std::to_string(i) + "]", "a number for " + datatype, leaf);
+      if (!leaf.is_number())
+        mismatch(where + " data[" + std::to_string(i) + "]", "a number for " + datatype, leaf);
       out[i] = static_cast<T>(leaf.get<double>());
     }
   }
@@ -101,8 +101,8 @@ json leaves_to_json(const at::Tensor& tensor) {
   return data;
 }
 
-c10::IValue list_from_json(const json& tree, const c10::ListTypePtr& type,
-                           const std::string& where, const NpyResolver& resolve) {
+c10::IValue list_from_json(const json& tree, const c10::ListTypePtr& type, const std::string& where,
+                           const NpyResolver& resolve) {
   if (!tree.is_array()) mismatch(where, "an array for " + type->annotation_str(), tree);
   c10::impl::GenericList list(type->getElementType());
   list.reserve(tree.size());
@@ -129,11 +129,13 @@ c10::IValue tuple_from_json(const json& tree, const c10::TupleTypePtr& type,
     return c10::ivalue::Tuple::createNamed(std::move(values), type);
   }
   if (!tree.is_array() || tree.size() != elements.size()) {
-    mismatch(where, "an array of " + std::to_string(elements.size()) + " for " +
-                        type->annotation_str(), tree);
+    mismatch(where,
+             "an array of " + std::to_string(elements.size()) + " for " + type->annotation_str(),
+             tree);
   }
   for (size_t i = 0; i < elements.size(); ++i) {
-    values.push_back(from_json(tree[i], elements[i], where + "[" + std::to_string(i) + "]", resolve));
+    values.push_back(
+        from_json(tree[i], elements[i], where + "[" + std::to_string(i) + "]", resolve));
   }
   if (type->names().has_value()) return c10::ivalue::Tuple::createNamed(std::move(values), type);
   return c10::ivalue::Tuple::create(std::move(values));
@@ -255,11 +257,11 @@ json to_json(const c10::IValue& value) {
     json object = json::object();
     for (const auto& entry : value.toGenericDict()) {
       const c10::IValue& key = entry.key();
-      std::string name = key.isString() ? key.toStringRef()
-                         : key.isInt()  ? std::to_string(key.toInt())
-                                        : throw unsupported("dict keys of type " +
-                                                            key.type()->annotation_str() +
-                                                            " have no JSON form");
+      std::string name =
+          key.isString() ? key.toStringRef()
+          : key.isInt()  ? std::to_string(key.toInt())
+                         : throw unsupported("dict keys of type " + key.type()->annotation_str() +
+                                             " have no JSON form");
       object[name] = to_json(entry.value());
     }
     return object;
@@ -319,10 +321,9 @@ at::Tensor tensor_from_json(const json& tree, const std::string& where,
                     " values, \"data\" has " + std::to_string(leaves.size()));
   }
 
-  at::Tensor tensor = at::empty(shape, at::TensorOptions().dtype(
-                                           type == c10::kHalf || type == c10::kBFloat16
-                                               ? c10::kFloat
-                                               : type));
+  at::Tensor tensor = at::empty(
+      shape,
+      at::TensorOptions().dtype(type == c10::kHalf || type == c10::kBFloat16 ? c10::kFloat : type));
   switch (tensor.scalar_type()) {
     case c10::kBool:
       fill<bool>(tensor, leaves, where, datatype);

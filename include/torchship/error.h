@@ -25,8 +25,12 @@ class Error : public std::runtime_error {
   ErrorKind kind_;
 };
 
-inline Error bad_input(const std::string& message) { return Error(ErrorKind::BadInput, message); }
-inline Error bad_model(const std::string& message) { return Error(ErrorKind::BadModel, message); }
+inline Error bad_input(const std::string& message) {
+  return Error(ErrorKind::BadInput, message);
+}
+inline Error bad_model(const std::string& message) {
+  return Error(ErrorKind::BadModel, message);
+}
 inline Error unsupported(const std::string& message) {
   return Error(ErrorKind::Unsupported, message);
 }

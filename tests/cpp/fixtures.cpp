@@ -6,7 +6,8 @@ namespace torchship::testing {
 
 namespace {
 
-std::filesystem::path in_folder(const char* variable, const char* built_in, const std::string& name) {
+std::filesystem::path in_folder(const char* variable, const char* built_in,
+                                const std::string& name) {
   const char* folder = std::getenv(variable);
   auto path = std::filesystem::path(folder ? folder : built_in) / name;
   EXPECT_TRUE(std::filesystem::exists(path))
@@ -29,7 +30,10 @@ double max_abs_diff(const at::Tensor& expected, const at::Tensor& actual) {
   EXPECT_EQ(expected.scalar_type(), actual.scalar_type());
   if (expected.sizes() != actual.sizes()) return INFINITY;
   if (expected.numel() == 0) return 0;
-  return (expected.to(at::kDouble) - actual.to(at::kCPU).to(at::kDouble)).abs().max().item<double>();
+  return (expected.to(at::kDouble) - actual.to(at::kCPU).to(at::kDouble))
+      .abs()
+      .max()
+      .item<double>();
 }
 
 }  // namespace torchship::testing

@@ -58,8 +58,8 @@ TEST(Archive, RejectsBrokenFilesWithOneLineSayingWhy) {
     return error_message([&] { Archive::open(path); });
   };
   std::string folder = fixture("").string();
-  EXPECT_EQ(message("empty.pt"),
-            "cannot load " + folder + "empty.pt: the file is empty, expected a TorchScript archive");
+  EXPECT_EQ(message("empty.pt"), "cannot load " + folder +
+                                     "empty.pt: the file is empty, expected a TorchScript archive");
   EXPECT_EQ(message("random.pt"), "cannot load " + folder +
                                       "random.pt: not a TorchScript archive (expected a zip file "
                                       "written by torch.jit.save)");
@@ -90,8 +90,9 @@ TEST(Manifest, ValidatesFieldsAndNamesTheBadOne) {
   EXPECT_EQ(error_message([] { Manifest::parse(R"({"format_version": 1, "task": "detect"})"); }),
             "invalid manifest: 'task' must be one of classification, segmentation, generic, got "
             "\"detect\"");
-  EXPECT_EQ(error_message([] { Manifest::parse("{not json"); }).rfind(
-                "invalid manifest: torchship.json is not valid JSON", 0),
+  EXPECT_EQ(error_message([] {
+              Manifest::parse("{not json");
+            }).rfind("invalid manifest: torchship.json is not valid JSON", 0),
             0u);
 }
 
@@ -172,7 +173,8 @@ TEST(Model, DetectorWithTorchvisionOperatorsMatchesPython) {
   // The archive calls torchvision::nms and torchvision::roi_align: loading finds torchvision's
   // operator library on its own.
   Model model = Model::load(fixture("detection.pt"));
-  c10::IValue output = model.forward({input_from_spec(model, 0, fixture("astronaut_small.png").string())});
+  c10::IValue output =
+      model.forward({input_from_spec(model, 0, fixture("astronaut_small.png").string())});
   auto detections = output.toList().get(0).toGenericDict();
   for (std::string key : {"boxes", "scores", "labels"}) {
     at::Tensor expected = read_npy(fixture("detection_" + key + ".npy"));
@@ -183,9 +185,10 @@ TEST(Model, DetectorWithTorchvisionOperatorsMatchesPython) {
 
 TEST(Model, RejectsInputsThatDoNotFitWithTheReason) {
   const Model& model = classifier();
-  EXPECT_EQ(error_message([&] { model.forward({}); }),
-            "expected 1 input (image: Tensor), got 0");
-  EXPECT_EQ(error_message([&] { model.forward({at::zeros({224, 224, 3}, at::kFloat)}); }),
+  EXPECT_EQ(error_message([&] { model.forward({}); }), "expected 1 input (image: Tensor), got 0");
+  EXPECT_EQ(error_message([&] {
+              model.forward({at::zeros({224, 224, 3}, at::kFloat)});
+            }),
             "input 'image': expected UINT8 tensor of shape [224, 224, 3] (HWC), got FP32 "
             "[224, 224, 3]");
   EXPECT_EQ(error_message([&] { model.forward({c10::IValue(std::string("cat"))}); }),
@@ -199,13 +202,15 @@ TEST(Model, RejectsInputsThatDoNotFitWithTheReason) {
 
 TEST(Model, RefusesDevicesThisBuildCannotServe) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "a CUDA device is present";
-  EXPECT_EQ(error_message([] { Model::load(fixture("plain.pt"), LoadOptions().with_device("cuda")); }),
-            "device 'cuda' requested, but " +
-                std::string(at::hasCUDA() ? "no CUDA device is visible"
-                                          : "this libtorch was built without CUDA") +
-                "; use --device cpu");
-  EXPECT_EQ(error_message([] { Model::load(fixture("plain.pt"), LoadOptions().with_device("gpu")); }),
-            "invalid device 'gpu': expected cpu, cuda or cuda:N");
+  EXPECT_EQ(
+      error_message([] { Model::load(fixture("plain.pt"), LoadOptions().with_device("cuda")); }),
+      "device 'cuda' requested, but " +
+          std::string(at::hasCUDA() ? "no CUDA device is visible"
+                                    : "this libtorch was built without CUDA") +
+          "; use --device cpu");
+  EXPECT_EQ(
+      error_message([] { Model::load(fixture("plain.pt"), LoadOptions().with_device("gpu")); }),
+      "invalid device 'gpu': expected cpu, cuda or cuda:N");
 }
 
 TEST(Image, DecodesIntoManifestColourAndSizeSharingOpenCVsBuffer) {
@@ -228,8 +233,9 @@ TEST(Image, DecodesBytesAndRejectsWhatIsNotAnImage) {
   EXPECT_EQ(decode_image_bytes(bytes).sizes(), (std::vector<int64_t>{97, 131, 3}));
   auto text = fixture("not_an_image.png");
   EXPECT_EQ(error_message([&] { decode_image(text); }),
-            text.string() + " is not an image OpenCV can decode (expected PNG, JPEG, BMP, TIFF, "
-                            "WebP, PNM, ...)");
+            text.string() +
+                " is not an image OpenCV can decode (expected PNG, JPEG, BMP, TIFF, "
+                "WebP, PNM, ...)");
   EXPECT_EQ(error_message([] { decode_image_bytes(std::string_view()); }),
             "image bytes is empty, expected an image");
 }
@@ -343,7 +349,8 @@ TEST(Optimization, KeptOnlyWhenTheGoldenVectorsStillHold) {
   EXPECT_EQ(plain.notes().at(0),
             "not optimized: the archive has no golden vectors to verify an optimized module "
             "against");
-  EXPECT_FALSE(Model::load(fixture("classifier.pt"), LoadOptions().with_optimize(false)).optimized());
+  EXPECT_FALSE(
+      Model::load(fixture("classifier.pt"), LoadOptions().with_optimize(false)).optimized());
 }
 
 }  // namespace

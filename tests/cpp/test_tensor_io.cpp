@@ -18,9 +18,9 @@ std::filesystem::path temp_file(const std::string& name) {
 }
 
 TEST(Npy, RoundTripsEveryNumericDtype) {
-  const c10::ScalarType types[] = {c10::kBool,  c10::kByte,   c10::kChar,   c10::kShort,
-                                   c10::kInt,   c10::kLong,   c10::kHalf,   c10::kFloat,
-                                   c10::kDouble, c10::kComplexFloat, c10::kComplexDouble};
+  const c10::ScalarType types[] = {
+      c10::kBool, c10::kByte,  c10::kChar,   c10::kShort,        c10::kInt,          c10::kLong,
+      c10::kHalf, c10::kFloat, c10::kDouble, c10::kComplexFloat, c10::kComplexDouble};
   for (auto type : types) {
     at::Tensor original = (at::arange(24, at::kDouble).reshape({2, 3, 4}) - 7).to(type);
     at::Tensor back = parse_npy(encode_npy(original), "memory");
@@ -101,7 +101,9 @@ TEST(TensorJson, DecodesFlatAndNestedData) {
 }
 
 TEST(TensorJson, SaysWhatWasExpectedAndWhatCame) {
-  EXPECT_EQ(error_message([] { tensor_from_json(json::array({1, 2}), "input 'x'"); }),
+  EXPECT_EQ(error_message([] {
+              tensor_from_json(json::array({1, 2}), "input 'x'");
+            }),
             "input 'x': expected a tensor object {\"datatype\", \"shape\", \"data\"}, got an "
             "array of 2");
   EXPECT_EQ(error_message([] {

@@ -9,13 +9,16 @@
 namespace torchship::cli {
 
 void add_model_options(CLI::App& command, ModelOptions& options) {
-  command.add_option("MODEL", options.path, "archive (.pt) written by torchship.export or torch.jit.save")
+  command
+      .add_option("MODEL", options.path,
+                  "archive (.pt) written by torchship.export or torch.jit.save")
       ->required();
   command.add_option("--device", options.device, "cpu, cuda or cuda:N")->capture_default_str();
   command.add_option("--threads", options.threads, "intra-op threads (0: libtorch's default)")
       ->check(CLI::NonNegativeNumber);
-  command.add_option("--interop-threads", options.interop_threads,
-                     "inter-op threads (0: libtorch's default)")
+  command
+      .add_option("--interop-threads", options.interop_threads,
+                  "inter-op threads (0: libtorch's default)")
       ->check(CLI::NonNegativeNumber);
   command.add_option("--extension", options.extensions,
                      "custom-operator library to load first (repeatable)");
@@ -27,8 +30,9 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
       ->excludes(optimize);
   command.add_flag("--no-profiling", options.no_profiling,
                    "use TorchScript's legacy executor instead of the profiling one");
-  command.add_option("--warmup", options.warmup,
-                     "forward runs on the golden inputs right after loading")
+  command
+      .add_option("--warmup", options.warmup,
+                  "forward runs on the golden inputs right after loading")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
 }
@@ -69,9 +73,13 @@ void print_json(const nlohmann::json& object) {
   std::cout << object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
 }
 
-void warn(const std::string& message) { spdlog::warn(message); }
+void warn(const std::string& message) {
+  spdlog::warn(message);
+}
 
-void report_error(const std::string& message) { spdlog::error(message); }
+void report_error(const std::string& message) {
+  spdlog::error(message);
+}
 
 void setup_logging() {
   auto logger = spdlog::stderr_logger_st("torchship");

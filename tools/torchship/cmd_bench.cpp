@@ -46,7 +46,8 @@ at::Tensor synthesize(const TensorSpec& spec) {
   std::vector<int64_t> shape;
   for (size_t i = 0; i < spec.shape.size(); ++i) {
     bool image_side = spec.image && spec.layout.find("HW") != std::string::npos;
-    shape.push_back(spec.shape[i] > 0 ? spec.shape[i] : (image_side && i + 3 >= spec.shape.size() ? 224 : 1));
+    shape.push_back(spec.shape[i] > 0 ? spec.shape[i]
+                                      : (image_side && i + 3 >= spec.shape.size() ? 224 : 1));
   }
   auto type = spec.datatype.empty() ? c10::kFloat : scalar_type_from_datatype(spec.datatype);
   if (type == c10::kByte) return at::randint(0, 256, shape, at::TensorOptions().dtype(type));
@@ -71,8 +72,9 @@ std::vector<c10::IValue> bench_inputs(const Model& model, const BenchOptions& op
     for (const auto& spec : manifest->inputs) inputs.push_back(synthesize(spec));
     return inputs;
   }
-  throw bad_input("no inputs to benchmark with: pass --input SPEC (the archive has neither golden "
-                  "vectors nor a manifest to synthesize them from)");
+  throw bad_input(
+      "no inputs to benchmark with: pass --input SPEC (the archive has neither golden "
+      "vectors nor a manifest to synthesize them from)");
 }
 
 // The single batched tensor input resized to `batch` items (the first item repeated).
@@ -80,8 +82,9 @@ std::vector<c10::IValue> with_batch(const Model& model, const std::vector<c10::I
                                     int batch) {
   const auto& manifest = model.manifest();
   if (!manifest || !manifest->batch_dim || inputs.size() != 1 || !inputs[0].isTensor()) {
-    throw bad_input("--batch-sizes needs a model whose manifest declares a batch dimension and "
-                    "that takes one tensor");
+    throw bad_input(
+        "--batch-sizes needs a model whose manifest declares a batch dimension and "
+        "that takes one tensor");
   }
   at::Tensor first = inputs[0].toTensor().narrow(0, 0, 1);
   std::vector<int64_t> repeats(static_cast<size_t>(first.dim()), 1);
@@ -141,7 +144,8 @@ int run_bench(const BenchOptions& options) {
   std::vector<c10::IValue> inputs = bench_inputs(model, options);
   int default_threads = options.model.threads > 0 ? options.model.threads : at::get_num_threads();
 
-  std::vector<int> batches = options.batch_sizes.empty() ? std::vector<int>{0} : options.batch_sizes;
+  std::vector<int> batches =
+      options.batch_sizes.empty() ? std::vector<int>{0} : options.batch_sizes;
   std::vector<int> threads =
       options.thread_counts.empty() ? std::vector<int>{default_threads} : options.thread_counts;
   Progress progress("bench", batches.size() * threads.size() * static_cast<size_t>(options.runs));
@@ -209,15 +213,17 @@ Command add_bench_command(CLI::App& app) {
   auto options = std::make_shared<BenchOptions>();
   options->model.warmup = 2;
   add_model_options(*command, options->model);
-  command->add_option("--input,-i", options->inputs,
-                      "as for run; without it, the golden inputs or inputs synthesized from the "
-                      "manifest")
+  command
+      ->add_option("--input,-i", options->inputs,
+                   "as for run; without it, the golden inputs or inputs synthesized from the "
+                   "manifest")
       ->allow_extra_args(false);
   command->add_option("--runs", options->runs, "timed runs per configuration")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  command->add_option("--batch-sizes", options->batch_sizes,
-                      "sweep batch sizes, e.g. 1,8,32 (models with a batch dimension)")
+  command
+      ->add_option("--batch-sizes", options->batch_sizes,
+                   "sweep batch sizes, e.g. 1,8,32 (models with a batch dimension)")
       ->delimiter(',')
       ->check(CLI::PositiveNumber);
   command->add_option("--thread-counts", options->thread_counts, "sweep thread counts, e.g. 1,2")

@@ -30,23 +30,22 @@ int run_check(const CheckOptions& options) {
       }
       cases.push_back({{"ok", golden_case.ok()}, {"outputs", leaves}});
     }
-    print_json({{"ok", report.ok()},
-                {"rtol", report.rtol},
-                {"atol", report.atol},
-                {"cases", cases}});
+    print_json(
+        {{"ok", report.ok()}, {"rtol", report.rtol}, {"atol", report.atol}, {"cases", cases}});
     return report.ok() ? 0 : kExitMismatch;
   }
   for (size_t number = 0; number < report.cases.size(); ++number) {
     std::cout << "golden case " << number << '\n';
     for (const auto& leaf : report.cases[number].leaves) {
       char line[256];
-      std::snprintf(line, sizeof line, "  %-22s max abs %-10.3g max rel %-10.3g %s", leaf.path.c_str(),
-                    leaf.max_abs, leaf.max_rel, leaf.ok ? "ok" : "MISMATCH");
+      std::snprintf(line, sizeof line, "  %-22s max abs %-10.3g max rel %-10.3g %s",
+                    leaf.path.c_str(), leaf.max_abs, leaf.max_rel, leaf.ok ? "ok" : "MISMATCH");
       std::cout << line << (leaf.problem.empty() ? "" : ": " + leaf.problem) << '\n';
     }
   }
   char verdict[160];
-  std::snprintf(verdict, sizeof verdict, "%s: %zu golden case%s, tolerance |diff| <= %g + %g * |expected|",
+  std::snprintf(verdict, sizeof verdict,
+                "%s: %zu golden case%s, tolerance |diff| <= %g + %g * |expected|",
                 report.ok() ? "PASS" : "FAIL", report.cases.size(),
                 report.cases.size() == 1 ? "" : "s", report.atol, report.rtol);
   std::cout << verdict << '\n';

@@ -265,8 +265,9 @@ Command add_classify_command(CLI::App& app) {
   command->add_option("--top-k,-k", options->top_k, "classes to show per image")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  command->add_option("--batch-size,-b", options->batch_size,
-                      "images per forward (when the manifest declares a batch dimension)")
+  command
+      ->add_option("--batch-size,-b", options->batch_size,
+                   "images per forward (when the manifest declares a batch dimension)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   command->add_option("--labels", options->labels_csv,

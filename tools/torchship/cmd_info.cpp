@@ -77,7 +77,8 @@ int run_info(const ModelOptions& options, bool as_json) {
   if (manifest) {
     if (!manifest->name.empty()) row("name", manifest->name);
     std::string task = manifest->task;
-    if (!manifest->labels.empty()) task += " (" + std::to_string(manifest->labels.size()) + " labels)";
+    if (!manifest->labels.empty())
+      task += " (" + std::to_string(manifest->labels.size()) + " labels)";
     row("task", task);
     const auto& exported = manifest->exported;
     if (!exported.method.empty()) {

@@ -38,8 +38,8 @@ void for_each_leaf(const c10::IValue& value, const std::string& name,
                    const std::function<void(const std::string&, const c10::IValue&)>& visit,
                    const std::vector<std::string>& tuple_names = {}) {
   if (value.isTuple() || value.isList()) {
-    std::vector<c10::IValue> items = value.isTuple() ? value.toTupleRef().elements().vec()
-                                                     : value.toListRef().vec();
+    std::vector<c10::IValue> items =
+        value.isTuple() ? value.toTupleRef().elements().vec() : value.toListRef().vec();
     for (size_t i = 0; i < items.size(); ++i) {
       std::string child = i < tuple_names.size() ? tuple_names[i] : std::to_string(i);
       for_each_leaf(items[i], child_name(name, child), visit);
@@ -47,7 +47,9 @@ void for_each_leaf(const c10::IValue& value, const std::string& name,
   } else if (value.isGenericDict()) {
     for (const auto& entry : value.toGenericDict()) {
       const c10::IValue& key = entry.key();
-      std::string child = key.isString() ? key.toStringRef() : key.isInt() ? std::to_string(key.toInt()) : "key";
+      std::string child = key.isString() ? key.toStringRef()
+                          : key.isInt()  ? std::to_string(key.toInt())
+                                         : "key";
       for_each_leaf(entry.value(), child_name(name, child), visit);
     }
   } else {
@@ -119,9 +121,10 @@ Command add_run_command(CLI::App& app) {
   auto* command = app.add_subcommand("run", "call forward with the given inputs");
   auto options = std::make_shared<RunOptions>();
   add_model_options(*command, options->model);
-  command->add_option("--input,-i", options->inputs,
-                      "one per forward argument, in order: x.npy, photo.png, [a.npy,b.png], "
-                      "tree.json or inline JSON")
+  command
+      ->add_option("--input,-i", options->inputs,
+                   "one per forward argument, in order: x.npy, photo.png, [a.npy,b.png], "
+                   "tree.json or inline JSON")
       ->allow_extra_args(false);  // keep "[a.npy,b.png]" whole: it is one list argument
   command->add_flag("--json", options->json, "print {\"outputs\": TREE} as one JSON object");
   command->add_option("--out", options->out_dir, "write each output tensor as DIR/NAME.npy");

@@ -27,7 +27,9 @@ void keep_tensor_memory() {
 #endif
 }
 
-int exit_code_for(torchship::ErrorKind kind) { return kind == torchship::ErrorKind::Internal ? 1 : 2; }
+int exit_code_for(torchship::ErrorKind kind) {
+  return kind == torchship::ErrorKind::Internal ? 1 : 2;
+}
 
 }  // namespace
 
@@ -42,20 +44,17 @@ int main(int argc, char** argv) {
   app.fallthrough(false);
 
   std::vector<cli::Command> commands = {
-      cli::add_info_command(app),
-      cli::add_run_command(app),
-      cli::add_classify_command(app),
-      cli::add_segment_command(app),
-      cli::add_check_command(app),
-      cli::add_bench_command(app),
+      cli::add_info_command(app),    cli::add_run_command(app),   cli::add_classify_command(app),
+      cli::add_segment_command(app), cli::add_check_command(app), cli::add_bench_command(app),
   };
 
   if (argc > 1 && argv[1][0] != '-') {
     std::string name = argv[1];
     if (std::find(std::begin(kCommands), std::end(kCommands), name) == std::end(kCommands)) {
-      return report("unknown command '" + name +
-                        "' (expected info, run, classify, segment, check or bench; see torchship --help)",
-                    2);
+      return report(
+          "unknown command '" + name +
+              "' (expected info, run, classify, segment, check or bench; see torchship --help)",
+          2);
     }
   }
   try {

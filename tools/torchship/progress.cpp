@@ -14,7 +14,9 @@
 
 namespace torchship::cli {
 
-bool stderr_is_terminal() { return TORCHSHIP_ISATTY(TORCHSHIP_FILENO(stderr)) != 0; }
+bool stderr_is_terminal() {
+  return TORCHSHIP_ISATTY(TORCHSHIP_FILENO(stderr)) != 0;
+}
 
 Progress::Progress(std::string label, size_t total)
     : label_(std::move(label)),
@@ -23,7 +25,9 @@ Progress::Progress(std::string label, size_t total)
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_ - std::chrono::seconds(1)) {}
 
-Progress::~Progress() { finish(); }
+Progress::~Progress() {
+  finish();
+}
 
 void Progress::update(size_t done) {
   if (!enabled_) return;
