@@ -107,7 +107,7 @@ def _script(module: torch.nn.Module) -> torch.jit.ScriptModule:
                           f"{diagnose(error)}") from error
 
 
-def _untraced_children_failing_script(module: torch.nn.Module) -> List[str]:
+def _children_that_do_not_script(module: torch.nn.Module) -> List[str]:
     """Direct children that do not script on their own: the ones hybrid export traces."""
     failing = []
     for name, child in module.named_children():
@@ -137,7 +137,7 @@ def _convert(module: torch.nn.Module, args: Tuple[Any, ...], method: str,
         try:
             return torch.jit.script(module)
         except Exception:
-            trace = _untraced_children_failing_script(module)
+            trace = _children_that_do_not_script(module)
             if not trace:
                 return _script(module)  # the wrapper itself fails: explain it
             notes.append("hybrid: scripting failed in submodule(s) " + ", ".join(trace) +
