@@ -178,3 +178,12 @@ def test_bench_reports_latency_percentiles_and_throughput(run, models):
     assert out["notes"] == ["not optimized: the archive has no golden vectors to verify an "
                             "optimized module against",
                             "no warm-up: the archive has no golden inputs to run"]
+
+
+def test_run_summary_names_leaves_by_path(run):
+    result = run("run", "detection.pt", "--input", "astronaut_small.png")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "output: list(1)"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "[0].boxes", "[0].labels", "[0].scores"]

@@ -18,9 +18,14 @@ struct RunOptions {
   std::string out_dir;
 };
 
-// Names of the leaves of an output tree, for people and for .npy file names.
-std::string child_name(const std::string& parent, const std::string& child) {
-  return parent.empty() ? child : parent + "_" + child;
+// Names of the leaves of an output tree: "[1][0].boxes" for people, "1_0_boxes" for files.
+enum class Naming { Path, File };
+
+std::string child_name(const std::string& parent, const std::string& child, bool is_index,
+                       Naming naming) {
+  if (naming == Naming::File) return parent.empty() ? child : parent + "_" + child;
+  if (is_index) return parent + "[" + child + "]";
+  return parent.empty() ? child : parent + "." + child;
 }
 
 std::vector<std::string> top_level_names(const Model& model, const c10::IValue& output) {
@@ -34,15 +39,22 @@ std::vector<std::string> top_level_names(const Model& model, const c10::IValue& 
   return names;
 }
 
-void for_each_leaf(const c10::IValue& value, const std::string& name,
+void for_each_leaf(const c10::IValue& value, const std::string& name, Naming naming,
                    const std::function<void(const std::string&, const c10::IValue&)>& visit,
                    const std::vector<std::string>& tuple_names = {}) {
   if (value.isTuple() || value.isList()) {
     std::vector<c10::IValue> items =
         value.isTuple() ? value.toTupleRef().elements().vec() : value.toListRef().vec();
+    std::vector<std::string> names = tuple_names;
+    if (names.empty() && value.isTuple()) {
+      if (auto fields = value.type()->expect<c10::TupleType>()->names()) {  // a NamedTuple
+        for (const auto& field : *fields) names.emplace_back(field.data(), field.size());
+      }
+    }
     for (size_t i = 0; i < items.size(); ++i) {
-      std::string child = i < tuple_names.size() ? tuple_names[i] : std::to_string(i);
-      for_each_leaf(items[i], child_name(name, child), visit);
+      bool named = i < names.size();
+      std::string child = named ? names[i] : std::to_string(i);
+      for_each_leaf(items[i], child_name(name, child, !named, naming), naming, visit);
     }
   } else if (value.isGenericDict()) {
     for (const auto& entry : value.toGenericDict()) {
@@ -50,7 +62,7 @@ void for_each_leaf(const c10::IValue& value, const std::string& name,
       std::string child = key.isString() ? key.toStringRef()
                           : key.isInt()  ? std::to_string(key.toInt())
                                          : "key";
-      for_each_leaf(entry.value(), child_name(name, child), visit);
+      for_each_leaf(entry.value(), child_name(name, child, false, naming), naming, visit);
     }
   } else {
     visit(name, value);
@@ -73,7 +85,7 @@ void print_summary(const Model& model, const c10::IValue& output) {
     return;
   }
   for_each_leaf(
-      output, "",
+      output, "", Naming::Path,
       [](const std::string& name, const c10::IValue& leaf) {
         std::string line = "  " + name + ": " + describe(leaf);
         if (leaf.isTensor()) line += "  " + tensor_stats(leaf.toTensor());
@@ -88,7 +100,7 @@ void write_outputs(const Model& model, const c10::IValue& output, const fs::path
   if (ec) throw bad_input("cannot create output folder " + dir.string() + ": " + ec.message());
   std::string root = output.isTensor() ? "output" : "";
   for_each_leaf(
-      output, root,
+      output, root, Naming::File,
       [&](const std::string& name, const c10::IValue& leaf) {
         if (!leaf.isTensor()) return;
         fs::path file = dir / (name + ".npy");
