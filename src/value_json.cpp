@@ -47,12 +47,6 @@ std::string json_kind(const json& value) {
   throw bad_input(where + ": expected " + expected + ", got " + json_kind(got));
 }
 
-std::string shape_text(c10::IntArrayRef shape) {
-  std::string text = "[";
-  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
-  return text + "]";
-}
-
 // Appends the leaves of a (possibly nested) "data" array in row-major order.
 void flatten(const json& data, std::vector<const json*>& leaves) {
   if (data.is_array()) {
@@ -171,6 +165,12 @@ c10::IValue dict_from_json(const json& tree, const c10::DictTypePtr& type, const
 }
 
 }  // namespace
+
+std::string shape_text(c10::IntArrayRef shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
 
 std::string datatype_name(c10::ScalarType type) {
   for (const auto& entry : kDatatypes) {

@@ -37,6 +37,9 @@ c10::IValue from_json(const nlohmann::json& tree, const c10::TypePtr& type,
 at::Tensor tensor_from_json(const nlohmann::json& tree, const std::string& where,
                             const NpyResolver& resolve_npy = nullptr);
 
+// "[1, 3, 224, 224]" (-1 stays -1): shapes in messages and summaries.
+std::string shape_text(c10::IntArrayRef shape);
+
 // "FP32 [1, 1000]" / "tuple(3)" / "str": a short description for messages and summaries.
 std::string describe(const c10::IValue& value);
 

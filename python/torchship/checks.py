@@ -18,6 +18,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import torch
 from torch import nn
 
+from .tree import first_mismatch, max_difference
+
 IDS = ("train-mode", "tracer-warning", "frozen-branch", "device-literal")
 
 
@@ -137,38 +139,6 @@ def _variants(value: Any, free_dims: Sequence[int], generator: torch.Generator) 
     return out
 
 
-def _first_difference(expected: Any, actual: Any, rtol: float, atol: float) -> Optional[str]:
-    from .tree import max_difference
-    try:
-        errors = max_difference(expected, actual)
-    except ValueError as error:
-        return str(error)
-    flat_expected = _leaves(expected)
-    flat_actual = _leaves(actual)
-    for (path, e), (_, a) in zip(flat_expected, flat_actual):
-        if isinstance(e, torch.Tensor) and e.is_floating_point():
-            if not torch.allclose(a.double(), e.double(), rtol=rtol, atol=atol, equal_nan=True):
-                return f"{path}: max abs difference {errors.get(path, float('nan')):.3g}"
-        elif isinstance(e, torch.Tensor):
-            if not torch.equal(a, e):
-                return f"{path}: values differ"
-    return None
-
-
-def _leaves(value: Any, path: str = "output") -> List[Tuple[str, Any]]:
-    if isinstance(value, (list, tuple)):
-        out = []
-        for i, item in enumerate(value):
-            out += _leaves(item, f"{path}[{i}]")
-        return out
-    if isinstance(value, dict):
-        out = []
-        for key, item in value.items():
-            out += _leaves(item, f"{path}.{key}")
-        return out
-    return [(path, value)]
-
-
 def frozen_branches(eager: nn.Module, exported: torch.jit.ScriptModule, args: Tuple[Any, ...],
                     free_dims: Dict[int, Sequence[int]], rtol: float, atol: float) -> List[Finding]:
     """Compares the export with the eager module on inputs derived from the example inputs."""
@@ -186,7 +156,11 @@ def frozen_branches(eager: nn.Module, exported: torch.jit.ScriptModule, args: Tu
                 except Exception as error:
                     first = str(error).strip().splitlines()[-1]
                     return [_frozen(index, name, f"the export fails where Python runs: {first}")]
-            difference = _first_difference(expected, actual, rtol, atol)
+            try:
+                max_difference(expected, actual)  # raises on another structure, shape or dtype
+                difference = first_mismatch(expected, actual, rtol, atol)
+            except ValueError as error:
+                difference = str(error)
             if difference:
                 return [_frozen(index, name, difference)]
     return []

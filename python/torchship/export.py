@@ -14,7 +14,7 @@ from .checks import (Finding, Findings, device_literals, frozen_branches,
                      trace_recording_warnings, train_mode)
 from .doctor import diagnose
 from .manifest import Manifest
-from .tree import max_difference, npy_bytes, to_tree
+from .tree import first_mismatch, max_difference, npy_bytes, to_tree
 
 METHODS = ("trace", "script", "hybrid")
 MANIFEST_FILE = "torchship.json"
@@ -216,7 +216,7 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
                               f"structure than the Python module: {error}") from None
         for leaf, error in errors.items():
             max_errors[leaf] = max(max_errors.get(leaf, 0.0), error)
-        mismatch = _first_mismatch(want, got, rtol, atol)
+        mismatch = first_mismatch(want, got, rtol, atol)
         if mismatch:
             if method == "script":
                 raise ExportError(f"golden case {number}: the scripted module computes something "
@@ -257,30 +257,6 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
 
 class ExportWarning(UserWarning):
     """A finding the export accepted (a note, or a check id passed in `allow`)."""
-
-
-def _first_mismatch(expected: Any, actual: Any, rtol: float, atol: float,
-                    path: str = "output") -> Optional[str]:
-    if isinstance(expected, torch.Tensor):
-        if expected.is_floating_point():
-            if not torch.allclose(actual.double(), expected.double(), rtol=rtol, atol=atol,
-                                  equal_nan=True):
-                diff = (actual.double() - expected.double()).abs().max()
-                return f"{path}: max abs difference {float(diff):.3g}"
-        elif not torch.equal(actual, expected):
-            return f"{path}: values differ"
-    elif isinstance(expected, (list, tuple)):
-        for i, (e, a) in enumerate(zip(expected, actual)):
-            found = _first_mismatch(e, a, rtol, atol, f"{path}[{i}]")
-            if found:
-                return found
-    elif isinstance(expected, dict):
-        actual_by_name = {str(k): v for k, v in actual.items()}
-        for key, value in expected.items():
-            found = _first_mismatch(value, actual_by_name[str(key)], rtol, atol, f"{path}.{key}")
-            if found:
-                return found
-    return None
 
 
 def load(path: str, map_location: Union[str, torch.device] = "cpu"):

@@ -6,7 +6,7 @@ tuples are objects.
 """
 
 import io
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import torch
@@ -96,3 +96,28 @@ def max_difference(expected: Any, actual: Any, path: str = "output") -> Dict[str
     if expected != actual:
         raise ValueError(f"{path}: expected {expected!r}, got {actual!r}")
     return {}
+
+
+def first_mismatch(expected: Any, actual: Any, rtol: float, atol: float,
+                   path: str = "output") -> Optional[str]:
+    """The first leaf where `actual` is not close to `expected`, described; None when all are."""
+    if isinstance(expected, torch.Tensor):
+        if expected.is_floating_point():
+            if not torch.allclose(actual.double(), expected.double(), rtol=rtol, atol=atol,
+                                  equal_nan=True):
+                diff = (actual.double() - expected.double()).abs().max()
+                return f"{path}: max abs difference {float(diff):.3g}"
+        elif not torch.equal(actual, expected):
+            return f"{path}: values differ"
+    elif isinstance(expected, (list, tuple)):
+        for i, (e, a) in enumerate(zip(expected, actual)):
+            found = first_mismatch(e, a, rtol, atol, f"{path}[{i}]")
+            if found:
+                return found
+    elif isinstance(expected, dict):
+        actual_by_name = {str(k): v for k, v in actual.items()}
+        for key, value in expected.items():
+            found = first_mismatch(value, actual_by_name[str(key)], rtol, atol, f"{path}.{key}")
+            if found:
+                return found
+    return None

@@ -8,14 +8,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string text = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    text += (i ? ", " : "") + (shape[i] < 0 ? std::string("-1") : std::to_string(shape[i]));
-  }
-  return text + "]";
-}
-
 std::string describe_spec(const TensorSpec& spec) {
   std::string text = spec.name;
   if (!spec.datatype.empty()) text += "  " + spec.datatype;
