@@ -69,9 +69,79 @@ cv::Mat apply_resize(const cv::Mat& mat, const ResizePolicy& policy) {
   return resized;
 }
 
-at::Tensor finish(const cv::Mat& decoded, ColorOrder decoded_order, const ImageSpec& spec) {
-  return tensor_sharing(
-      apply_resize(convert_color(decoded, decoded_order, spec.color), spec.resize));
+// Colour conversion and resize. A conversion that only reorders or copies channels commutes
+// exactly with resizing, so it runs on the smaller image; one that mixes channels (to Gray)
+// rounds in between and keeps cv2's order (convert, then resize).
+cv::Mat convert_and_resize(const cv::Mat& mat, ColorOrder from, const ImageSpec& spec) {
+  bool mixes_channels = spec.color == ColorOrder::Gray && mat.channels() != 1;
+  bool shrinks = spec.resize.mode == ResizeMode::Stretch &&
+                 int64_t{mat.rows} * mat.cols > spec.resize.height * spec.resize.width;
+  if (shrinks && !mixes_channels) {
+    return convert_color(apply_resize(mat, spec.resize), from, spec.color);
+  }
+  return apply_resize(convert_color(mat, from, spec.color), spec.resize);
+}
+
+uint16_t big_endian16(const unsigned char* p) {
+  return static_cast<uint16_t>(p[0] << 8 | p[1]);
+}
+
+// Width and height from a JPEG's start-of-frame segment, without decoding; nullopt for
+// anything else.
+std::optional<cv::Size> jpeg_size(std::string_view bytes) {
+  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+  size_t size = bytes.size();
+  if (size < 4 || data[0] != 0xFF || data[1] != 0xD8) return std::nullopt;
+  size_t pos = 2;
+  while (pos + 4 <= size) {
+    if (data[pos] != 0xFF) return std::nullopt;
+    unsigned char marker = data[pos + 1];
+    if (marker == 0xFF) {  // fill byte
+      ++pos;
+      continue;
+    }
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) {  // no length field
+      pos += 2;
+      continue;
+    }
+    bool start_of_frame =
+        marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+    if (start_of_frame) {
+      if (pos + 9 > size) return std::nullopt;
+      return cv::Size(big_endian16(data + pos + 7), big_endian16(data + pos + 5));
+    }
+    pos += 2 + big_endian16(data + pos + 2);
+  }
+  return std::nullopt;
+}
+
+// IMREAD_REDUCED_* factor (2, 4, 8) that keeps the decoded JPEG at least as large as the
+// target, or 1.
+int reduction_factor(std::string_view bytes, const ImageSpec& spec) {
+  if (spec.resize.mode != ResizeMode::Stretch) return 1;
+  auto size = jpeg_size(bytes);
+  if (!size) return 1;
+  for (int factor : {8, 4, 2}) {
+    if ((size->width + factor - 1) / factor >= spec.resize.width &&
+        (size->height + factor - 1) / factor >= spec.resize.height) {
+      return factor;
+    }
+  }
+  return 1;
+}
+
+int imread_flags(const ImageSpec& spec, int factor) {
+  bool gray = spec.color == ColorOrder::Gray;
+  switch (factor) {
+    case 2:
+      return gray ? cv::IMREAD_REDUCED_GRAYSCALE_2 : cv::IMREAD_REDUCED_COLOR_2;
+    case 4:
+      return gray ? cv::IMREAD_REDUCED_GRAYSCALE_4 : cv::IMREAD_REDUCED_COLOR_4;
+    case 8:
+      return gray ? cv::IMREAD_REDUCED_GRAYSCALE_8 : cv::IMREAD_REDUCED_COLOR_8;
+    default:
+      return gray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR;
+  }
 }
 
 std::string read_file(const std::filesystem::path& path) {
@@ -89,11 +159,11 @@ std::string read_file(const std::filesystem::path& path) {
 }  // namespace
 
 at::Tensor decode_image_bytes(std::string_view bytes, const ImageSpec& spec,
-                              std::string_view origin) {
+                              std::string_view origin, Decode decode) {
   if (bytes.empty()) throw bad_input(std::string(origin) + " is empty, expected an image");
   cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
                  const_cast<char*>(bytes.data()));  // imdecode only reads it
-  int flags = spec.color == ColorOrder::Gray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR;
+  int flags = imread_flags(spec, decode == Decode::Reduced ? reduction_factor(bytes, spec) : 1);
   cv::Mat decoded;
   try {
     decoded = cv::imdecode(buffer, flags);
@@ -105,11 +175,11 @@ at::Tensor decode_image_bytes(std::string_view bytes, const ImageSpec& spec,
                     " is not an image OpenCV can decode (expected PNG, JPEG, BMP, TIFF, WebP, "
                     "PNM, ...)");
   }
-  return finish(decoded, ColorOrder::BGR, spec);
+  return tensor_sharing(convert_and_resize(decoded, ColorOrder::BGR, spec));
 }
 
-at::Tensor decode_image(const std::filesystem::path& path, const ImageSpec& spec) {
-  return decode_image_bytes(read_file(path), spec, path.string());
+at::Tensor decode_image(const std::filesystem::path& path, const ImageSpec& spec, Decode decode) {
+  return decode_image_bytes(read_file(path), spec, path.string(), decode);
 }
 
 at::Tensor prepare_image(const at::Tensor& hwc_rgb, const ImageSpec& spec) {
@@ -125,8 +195,7 @@ at::Tensor prepare_image(const at::Tensor& hwc_rgb, const ImageSpec& spec) {
                  (hwc_rgb.size(0) != spec.resize.height || hwc_rgb.size(1) != spec.resize.width);
   if (!converts && !resizes) return hwc_rgb;
   at::Tensor source = hwc_rgb.to(at::kCPU).contiguous();
-  cv::Mat prepared =
-      apply_resize(convert_color(mat_viewing(source), ColorOrder::RGB, spec.color), spec.resize);
+  cv::Mat prepared = convert_and_resize(mat_viewing(source), ColorOrder::RGB, spec);
   // The result may still view `source`'s memory when only one step ran in place: copy then.
   return prepared.data == source.data_ptr() ? tensor_sharing(prepared.clone())
                                             : tensor_sharing(prepared);
@@ -139,7 +208,7 @@ at::Tensor image_from_mat(const cv::Mat& bgr_or_gray, const ImageSpec& spec) {
                     std::to_string(bgr_or_gray.depth()) + " with " +
                     std::to_string(bgr_or_gray.channels()) + " channels");
   }
-  return finish(bgr_or_gray, ColorOrder::BGR, spec);
+  return tensor_sharing(convert_and_resize(bgr_or_gray, ColorOrder::BGR, spec));
 }
 
 void write_image(const std::filesystem::path& path, const at::Tensor& hwc) {

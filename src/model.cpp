@@ -343,6 +343,7 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
   }
   for (const auto& library : options.extensions) load_extension(library);
   if (!options.profiling_executor) torch::jit::getProfilingMode() = false;
+  if (!options.graph_optimizations) torch::jit::setGraphExecutorOptimize(false);
 
   auto impl = std::make_shared<Impl>();
   impl->archive = Archive::open(path);
@@ -442,10 +443,11 @@ c10::IValue Model::image_input(const at::Tensor& hwc_rgb, size_t index) const {
   return lay_out(prepare_image(hwc_rgb, image_spec_of(spec)), spec);
 }
 
-c10::IValue Model::image_input(const std::filesystem::path& image, size_t index) const {
+c10::IValue Model::image_input(const std::filesystem::path& image, size_t index,
+                               Decode decode) const {
   // Decodes straight into the manifest's colour order and size.
   const TensorSpec* spec = impl_->input_spec(index);
-  return lay_out(decode_image(image, image_spec_of(spec)), spec);
+  return lay_out(decode_image(image, image_spec_of(spec), decode), spec);
 }
 
 std::vector<std::vector<Prediction>> Model::top_k_rows(const c10::IValue& output, int k) const {

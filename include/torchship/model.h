@@ -11,6 +11,7 @@
 #include <torch/script.h>
 
 #include "torchship/archive.h"
+#include "torchship/image.h"
 #include "torchship/manifest.h"
 
 namespace torchship {
@@ -30,6 +31,9 @@ struct LoadOptions {
   // TorchScript's profiling executor re-specializes the graph for every new input shape (the
   // first call at each batch size is slow); false selects the legacy executor, process-wide.
   bool profiling_executor = true;
+  // TorchScript's graph optimization passes (fusion, specialization), process-wide. They pay
+  // back over many calls; a process that runs one forward and exits is faster without them.
+  bool graph_optimizations = true;
   // Custom-operator libraries to load before the archive (.so / .dll). torchvision's operator
   // library is found and loaded automatically when an archive needs torchvision::* operators.
   std::vector<std::filesystem::path> extensions;
@@ -43,6 +47,10 @@ struct LoadOptions {
   }
   LoadOptions& with_profiling_executor(bool value) {
     profiling_executor = value;
+    return *this;
+  }
+  LoadOptions& with_graph_optimizations(bool value) {
+    graph_optimizations = value;
     return *this;
   }
   LoadOptions& with_warmup(int runs) {
@@ -126,7 +134,8 @@ class Model {
 
   // The image file as forward's argument `index` expects it: decoded and resized per the
   // manifest, in its layout and dtype; uint8 HWC RGB when the manifest says nothing.
-  c10::IValue image_input(const std::filesystem::path& image, size_t index = 0) const;
+  c10::IValue image_input(const std::filesystem::path& image, size_t index = 0,
+                          Decode decode = Decode::Exact) const;
   c10::IValue image_input(const at::Tensor& hwc_rgb, size_t index = 0) const;
 
   // Typed helpers for manifests with task "classification" / "segmentation".

@@ -240,6 +240,53 @@ TEST(Image, DecodesBytesAndRejectsWhatIsNotAnImage) {
             "image bytes is empty, expected an image");
 }
 
+TEST(Image, ExactDecodeOfAPhotoIsPythonsCv2PathAndReducedStaysClose) {
+  auto photo = fixture("photo_1920x1080.jpg");
+  at::Tensor python = read_npy(fixture("photo_1920x1080_224.npy"));
+  ImageSpec spec{ColorOrder::RGB, {ResizeMode::Stretch, 224, 224, Interpolation::Linear}};
+  EXPECT_TRUE(at::equal(decode_image(photo, spec), python));
+  // 1920x1080 -> 480x270 in the decoder (factor 4 keeps both sides >= 224), then 224x224.
+  at::Tensor reduced = decode_image(photo, spec, Decode::Reduced);
+  ASSERT_EQ(reduced.sizes(), python.sizes());
+  EXPECT_FALSE(at::equal(reduced, python));
+  double mean_error = (reduced.to(at::kFloat) - python.to(at::kFloat)).abs().mean().item<double>();
+  EXPECT_LT(mean_error, 4.0) << "mean absolute difference in 0..255 levels";
+  // PNGs, and JPEGs not larger than twice the target, decode exactly either way.
+  auto png = fixture("chelsea.png");
+  EXPECT_TRUE(at::equal(decode_image(png, spec, Decode::Reduced), decode_image(png, spec)));
+  ImageSpec large{ColorOrder::RGB, {ResizeMode::Stretch, 600, 1000, Interpolation::Linear}};
+  EXPECT_TRUE(at::equal(decode_image(photo, large, Decode::Reduced), decode_image(photo, large)));
+}
+
+TEST(Image, BatchesDecodeAheadInOrderAndReportUndecodableFiles) {
+  const Model& model = classifier();
+  std::vector<std::filesystem::path> paths = {fixture("chelsea.png"), fixture("not_an_image.png"),
+                                              fixture("random_0.png"), fixture("random_1.png"),
+                                              fixture("photo_1920x1080.jpg")};
+  for (bool prefetch : {true, false}) {
+    ImageBatches batches(model, paths, 2, Decode::Exact, prefetch);
+    std::vector<std::filesystem::path> seen;
+    std::vector<std::string> failures;
+    size_t count = 0;
+    while (auto batch = batches.next()) {
+      ++count;
+      ASSERT_EQ(batch->paths.size(), batch->inputs.size());
+      for (size_t i = 0; i < batch->paths.size(); ++i) {
+        seen.push_back(batch->paths[i]);
+        EXPECT_TRUE(
+            batch->inputs[i].toTensor().equal(model.image_input(batch->paths[i]).toTensor()));
+      }
+      for (const auto& failure : batch->failures) failures.push_back(failure.message);
+    }
+    EXPECT_EQ(count, 3u);
+    EXPECT_EQ(seen, (std::vector<std::filesystem::path>{paths[0], paths[2], paths[3], paths[4]}));
+    ASSERT_EQ(failures.size(), 1u);
+    EXPECT_EQ(failures[0], paths[1].string() +
+                               " is not an image OpenCV can decode (expected PNG, JPEG, BMP, "
+                               "TIFF, WebP, PNM, ...)");
+  }
+}
+
 TEST(Image, WritesWhatItReads) {
   auto path = std::filesystem::temp_directory_path() / "torchship_test_overlay.png";
   at::Tensor image = decode_image(fixture("random_1.png"));

@@ -45,6 +45,7 @@ Model load_model(const ModelOptions& options, size_t expected_forwards) {
       .with_interop_threads(options.interop_threads)
       .with_optimize(optimize)
       .with_profiling_executor(!options.no_profiling)
+      .with_graph_optimizations(options.optimize || expected_forwards > 1)
       .with_warmup(options.warmup);
   for (const auto& library : options.extensions) load.with_extension(library);
   return Model::load(options.path, load);

@@ -23,6 +23,7 @@ struct ClassifyOptions {
   bool json = false;
   bool jsonl = false;
   std::string labels_csv;
+  bool fast_decode = false;
 };
 
 std::string path_key(const fs::path& path) {
@@ -207,37 +208,33 @@ int run_classify(const ClassifyOptions& options) {
   json results = json::array();
   Progress progress("classify", images.size());
   auto started = std::chrono::steady_clock::now();
-  for (size_t start = 0; start < images.size(); start += options.batch_size) {
-    size_t end = std::min(images.size(), start + options.batch_size);
-    std::vector<fs::path> batch_paths;
-    std::vector<c10::IValue> batch;
-    for (size_t i = start; i < end; ++i) {
-      try {
-        batch.push_back(model.image_input(images[i]));
-        batch_paths.push_back(images[i]);
-      } catch (const Error& e) {
-        if (e.kind() != ErrorKind::BadInput) throw;
-        progress.finish();
-        report_error(e.what());
-        ++summary.failed;
-      }
+  size_t done = 0;
+  ImageBatches batches(model, images, options.batch_size,
+                       options.fast_decode ? Decode::Reduced : Decode::Exact);
+  while (auto batch = batches.next()) {
+    for (const auto& failure : batch->failures) {
+      progress.finish();
+      report_error(failure.message);
+      ++summary.failed;
     }
-    auto predictions = model.classify_batch(batch, options.top_k, options.batch_size);
-    for (size_t i = 0; i < batch.size(); ++i) {
+    auto predictions = model.classify_batch(batch->inputs, options.top_k, options.batch_size);
+    for (size_t i = 0; i < batch->inputs.size(); ++i) {
+      const fs::path& path = batch->paths[i];
       ++summary.images;
       if (!truth.empty()) {
-        auto it = truth.find(path_key(batch_paths[i]));
+        auto it = truth.find(path_key(path));
         if (it != truth.end()) summary.count(it->second, predictions[i][0].index);
       }
       if (options.jsonl) {
-        print_json(result_json(batch_paths[i], predictions[i]));
+        print_json(result_json(path, predictions[i]));
       } else if (options.json) {
-        results.push_back(result_json(batch_paths[i], predictions[i]));
+        results.push_back(result_json(path, predictions[i]));
       } else {
-        print_human(batch_paths[i], predictions[i]);
+        print_human(path, predictions[i]);
       }
     }
-    progress.update(end);
+    done += batch->inputs.size() + batch->failures.size();
+    progress.update(done);
   }
   progress.finish();
   summary.seconds =
@@ -272,6 +269,9 @@ Command add_classify_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--labels", options->labels_csv,
                       "CSV path,label of true classes: adds accuracy and a confusion matrix");
+  command->add_flag("--fast-decode", options->fast_decode,
+                    "let the JPEG decoder scale large photos down by 2, 4 or 8 (2-4x faster; "
+                    "pixels differ slightly from a full decode)");
   auto* json_flag = command->add_flag("--json", options->json, "print one JSON object at the end");
   command->add_flag("--jsonl", options->jsonl, "print one JSON line per image as it is classified")
       ->excludes(json_flag);

@@ -1,10 +1,6 @@
 // torchship: run TorchScript archives from the command line.
 #include <iostream>
 
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
-
 #include "cli_common.h"
 
 namespace {
@@ -16,17 +12,6 @@ int report(const std::string& message, int exit_code) {
   return exit_code;
 }
 
-// glibc maps every allocation above its mmap threshold (32 MB at most) afresh and gives freed
-// heap tops back to the system, so large activations page-fault on every forward call
-// (LR-ASPP at 320x480: ~115 ms instead of ~35 ms on 2 cores). A model server or CLI reuses the
-// same sizes over and over: keep that memory in the process.
-void keep_tensor_memory() {
-#if defined(__GLIBC__)
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-#endif
-}
-
 int exit_code_for(torchship::ErrorKind kind) {
   return kind == torchship::ErrorKind::Internal ? 1 : 2;
 }
@@ -35,7 +20,7 @@ int exit_code_for(torchship::ErrorKind kind) {
 
 int main(int argc, char** argv) {
   using namespace torchship;
-  keep_tensor_memory();
+  tune_memory_for_inference();
   cli::setup_logging();
   CLI::App app{"torchship " + std::string(version()) +
                ": run PyTorch pipelines exported as TorchScript archives"};
