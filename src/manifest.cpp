@@ -186,12 +186,18 @@ Manifest Manifest::parse(const std::string& json_text) {
   manifest.outputs = parse_specs(reader, "outputs");
   manifest.labels = reader.get<std::vector<std::string>>("labels", {});
   manifest.batch_dim = reader.get<bool>("batch_dim", false);
+  manifest.precision = reader.get<std::string>("precision", "fp32");
+  if (manifest.precision != "fp32" && manifest.precision != "bf16" &&
+      manifest.precision != "int8") {
+    reader.fail("precision", "one of fp32, bf16, int8", manifest.precision);
+  }
   if (const json* exported = reader.child("export")) {
     FieldReader export_reader(*exported, "export");
     manifest.exported.method = export_reader.get<std::string>("method", "");
     manifest.exported.torch_version = export_reader.get<std::string>("torch_version", "");
     manifest.exported.torchship_version = export_reader.get<std::string>("torchship_version", "");
     manifest.exported.created = export_reader.get<std::string>("created", "");
+    manifest.exported.quantized_engine = export_reader.get<std::string>("quantized_engine", "");
   }
   manifest.source = json_text;
   return manifest;

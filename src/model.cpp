@@ -324,6 +324,31 @@ struct Model::Impl {
   }
 };
 
+namespace {
+
+// int8 archives run on the kernel library they were quantized for (fbgemm, oneDNN, qnnpack):
+// packed weights of one cannot run on another.
+void select_quantized_engine(const Manifest& manifest) {
+  const std::string& wanted = manifest.exported.quantized_engine;
+  if (manifest.precision != "int8" || wanted.empty()) return;
+  std::string available;
+  for (at::QEngine engine : at::globalContext().supportedQEngines()) {
+    std::string name = c10::toString(engine);
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (name == wanted) {
+      at::globalContext().setQEngine(engine);
+      return;
+    }
+    if (engine != at::QEngine::NoQEngine) available += (available.empty() ? "" : ", ") + name;
+  }
+  throw unsupported("this int8 archive was quantized for the " + wanted +
+                    " engine, which this libtorch lacks (it has: " + available +
+                    "); export it again on a torch that has one of those");
+}
+
+}  // namespace
+
 Model Model::load(const std::filesystem::path& path, const LoadOptions& options) {
   c10::Device device = parse_device(options.device);
   if (options.threads < 0) {
@@ -347,6 +372,7 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
 
   auto impl = std::make_shared<Impl>();
   impl->archive = Archive::open(path);
+  if (impl->archive.manifest()) select_quantized_engine(*impl->archive.manifest());
   impl->device = device;
   impl->module = load_module(impl->archive, device);
   impl->module.eval();
@@ -459,9 +485,14 @@ std::vector<std::vector<Prediction>> Model::top_k_rows(const c10::IValue& output
     throw bad_model("classify needs scores of shape [C] or [B, C], the model returned " +
                     describe(scores));
   }
-  if (is_logits) scores = scores.softmax(1);
   k = std::max(1, std::min<int>(k, static_cast<int>(scores.size(1))));
-  auto [values, indices] = scores.topk(k, 1);
+  // Ranked on the raw scores with ties to the lower index, as torch.argmax does: int8 models
+  // produce exact ties, and softmax can merge scores that differ in the last bit.
+  at::Tensor indices = std::get<1>(at::sort(scores, /*stable=*/true, /*dim=*/1,
+                                            /*descending=*/true))
+                           .narrow(1, 0, k)
+                           .contiguous();
+  at::Tensor values = (is_logits ? scores.softmax(1) : scores).gather(1, indices);
   auto value = values.accessor<float, 2>();
   auto index = indices.accessor<int64_t, 2>();
   std::vector<std::vector<Prediction>> rows(static_cast<size_t>(scores.size(0)));

@@ -6,16 +6,20 @@
   the training sources, so the demo, the tests and CI on the same machine train only once;
 - OUT_DIR/fashion_mnist.pt: the archive (uint8 grayscale image of any size in, resized to 28x28
   by the manifest's policy; normalization inside; the ten class names as labels);
-- OUT_DIR/fashion_mnist_python_predictions.npy: the class Python predicts for each test image
-  through the exported module (batches of 256, in order), for the C++ parity tests;
+- OUT_DIR/fashion_mnist_bf16.pt, fashion_mnist_int8.pt: the same pipeline in bf16 (autocast)
+  and int8 (post-training quantization of the network, calibrated on 512 training images);
+- OUT_DIR/fashion_mnist[_bf16|_int8]_python_predictions.npy: the class Python predicts for each
+  test image through each exported module (batches of 256, in order), for the C++ parity tests;
+- OUT_DIR/fashion_mnist_accuracy.json: test accuracy per precision, measured in Python;
 - with --testset: OUT_DIR/fashion_mnist_test/NNNNN.png, the 10,000 test images, and truth.csv.
 
-Prints the archive's test accuracy, computed in Python through the exported module. Skips the
-export when the archive is already there for the same weights.
+Prints each archive's test accuracy, computed in Python through the exported module. Skips
+the export when the archives are already there for the same weights and sources.
 """
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -85,22 +89,38 @@ def python_predictions(module: torch.jit.ScriptModule, batch_size: int = 256) ->
     return torch.cat(predicted).numpy()
 
 
+PRECISIONS = ("fp32", "bf16", "int8")
+CALIBRATION_IMAGES = 512  # from the training set: the test set stays unseen
+
+
+def archive_name(precision: str) -> str:
+    return "fashion_mnist" + ("" if precision == "fp32" else f"_{precision}")
+
+
 def export(out_dir: str) -> str:
-    path = os.path.join(out_dir, "fashion_mnist.pt")
-    predictions_path = os.path.join(out_dir, "fashion_mnist_python_predictions.npy")
+    """Exports the fp32, bf16 and int8 archives, the Python predictions of each on the test set,
+    and fashion_mnist_accuracy.json (test accuracy per precision, computed in Python through
+    the exported modules). Returns the fp32 archive's path."""
+    paths = {p: os.path.join(out_dir, archive_name(p) + ".pt") for p in PRECISIONS}
+    predictions_paths = {p: os.path.join(out_dir, archive_name(p) + "_python_predictions.npy")
+                         for p in PRECISIONS}
+    report_path = os.path.join(out_dir, "fashion_mnist_accuracy.json")
     key_path = os.path.join(out_dir, "fashion_mnist.key")
     weights = cached_weights()
     _, labels = data.load("test")
-    if os.path.exists(path) and os.path.exists(predictions_path) and os.path.exists(key_path) \
-            and open(key_path).read() == archive_key():
-        accuracy = float((np.load(predictions_path) == labels).mean())
-        print(f"reusing {path}; test accuracy in Python: {accuracy:.2%}")
-        return path
+    outputs = list(paths.values()) + list(predictions_paths.values()) + [report_path, key_path]
+    if all(os.path.exists(p) for p in outputs) and open(key_path).read() == archive_key():
+        print(f"reusing {', '.join(paths.values())}")
+        print_accuracy(json.load(open(report_path)))
+        return paths["fp32"]
     net = FashionNet()
     net.load_state_dict(torch.load(weights))
-    pipeline = FashionPipeline(net)
+    pipeline = FashionPipeline(net).eval()
     images, _ = data.load("test")
     images = images.copy()
+    train_images, _ = data.load("train")
+    calibration = [(torch.from_numpy(train_images[i:i + 64].copy()).unsqueeze(-1),)
+                   for i in range(0, CALIBRATION_IMAGES, 64)]
     example = torch.from_numpy(images[:8]).unsqueeze(-1)
     manifest = torchship.Manifest(
         name="fashion-mnist-cnn",
@@ -111,14 +131,32 @@ def export(out_dir: str) -> str:
         labels=data.CLASSES,
         batch_dim=True,
     )
-    result = torchship.export(pipeline, (example,), path, method="trace", manifest=manifest,
-                              golden_inputs=[(torch.from_numpy(images[8:9]).unsqueeze(-1),)])
-    predictions = python_predictions(result.module)
-    np.save(predictions_path, predictions)
+    report = {}
+    for precision in PRECISIONS:
+        result = torchship.export(
+            pipeline, (example,), paths[precision], method="trace", manifest=manifest,
+            golden_inputs=[(torch.from_numpy(images[8:9]).unsqueeze(-1),)],
+            precision=precision, calibration=calibration, quantize="net")
+        predictions = python_predictions(result.module)
+        np.save(predictions_paths[precision], predictions)
+        report[precision] = {"archive": os.path.basename(paths[precision]),
+                             "accuracy": float((predictions == labels).mean()),
+                             "golden_report": result.precision_report}
+    with open(report_path, "w") as f:
+        json.dump(report, f, indent=2)
     with open(key_path, "w") as f:
         f.write(archive_key())
-    print(f"wrote {path}; test accuracy in Python: {(predictions == labels).mean():.2%}")
-    return path
+    print(f"wrote {', '.join(paths.values())}")
+    print_accuracy(report)
+    return paths["fp32"]
+
+
+def print_accuracy(report) -> None:
+    fp32 = report["fp32"]["accuracy"]
+    for precision, entry in report.items():
+        change = "" if precision == "fp32" else \
+            f" ({100 * (entry['accuracy'] - fp32):+.2f} points)"
+        print(f"  {precision}: test accuracy in Python {entry['accuracy']:.2%}{change}")
 
 
 def write_testset(out_dir: str) -> None:

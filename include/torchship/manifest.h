@@ -46,7 +46,8 @@ struct ExportInfo {
   std::string method;  // trace, script or hybrid
   std::string torch_version;
   std::string torchship_version;
-  std::string created;  // ISO 8601 UTC
+  std::string created;           // ISO 8601 UTC
+  std::string quantized_engine;  // int8 only: the kernel library it was quantized for
 };
 
 struct Manifest {
@@ -56,7 +57,8 @@ struct Manifest {
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
   std::vector<std::string> labels;
-  bool batch_dim = false;  // the first dimension of every input and output is a batch
+  bool batch_dim = false;          // the first dimension of every input and output is a batch
+  std::string precision = "fp32";  // fp32, bf16 or int8: the arithmetic chosen at export
   ExportInfo exported;
   std::string source;  // the manifest's JSON text, as stored in the archive
 

@@ -14,6 +14,8 @@ from .checks import (Finding, Findings, device_literals, frozen_branches,
                      trace_recording_warnings, train_mode)
 from .doctor import diagnose
 from .manifest import Manifest
+from .precision import PRECISIONS, Bfloat16, quantize_int8
+from .precision import report as precision_report
 from .tree import first_mismatch, max_difference, npy_bytes, to_tree
 
 METHODS = ("trace", "script", "hybrid")
@@ -32,13 +34,16 @@ class ExportError(RuntimeError):
 
 class ExportResult:
     def __init__(self, path: str, module: torch.jit.ScriptModule, manifest: Dict[str, Any],
-                 max_errors: Dict[str, float], findings: List[Finding], notes: List[str]):
+                 max_errors: Dict[str, float], findings: List[Finding], notes: List[str],
+                 precision_report: Optional[Dict[str, Any]] = None):
         self.path = path
         self.module = module
         self.manifest = manifest
         self.max_errors = max_errors  # per output leaf, exported vs eager, on every golden case
         self.findings = findings  # every check's findings, allowed and notes included
         self.notes = notes  # what the exporter decided (e.g. hybrid fallbacks)
+        # bf16/int8 only: the reduced module against the fp32 one on the golden cases
+        self.precision_report = precision_report
 
     def __repr__(self) -> str:
         worst = max(self.max_errors.values(), default=0.0)
@@ -168,7 +173,9 @@ def _golden_files(cases: List[Tuple[Tuple[Any, ...], Any]], rtol: float,
 def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
            method: str = "trace", manifest: Optional[Manifest] = None,
            trace: Optional[Sequence[str]] = None, golden_inputs: Sequence[Any] = (),
-           allow: Sequence[str] = (), rtol: float = 1e-4, atol: float = 1e-4) -> ExportResult:
+           allow: Sequence[str] = (), rtol: float = 1e-4, atol: float = 1e-4,
+           precision: str = "fp32", calibration: Sequence[Any] = (),
+           quantize: str = "") -> ExportResult:
     """Exports `module` to the archive `path`.
 
     example_inputs: forward's arguments (a tuple, or one value); they drive tracing and become
@@ -180,6 +187,13 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
     golden case and compared with the eager module (|diff| <= atol + rtol * |expected|), and
     the checks of torchship.checks run (train-mode, tracer-warning, frozen-branch,
     device-literal). A finding stops the export with ExportError unless its id is in `allow`.
+    precision: "fp32"; "bf16" (the module runs under CPU autocast to bfloat16, recorded in the
+      trace; outputs stay fp32); or "int8" (FX post-training static quantization with fbgemm of
+      the submodule named by `quantize`, "" for the whole module, calibrated by running the
+      pipeline on each argument tuple in `calibration`). Reduced precision needs method "trace"
+      or "hybrid". The golden vectors then hold what the reduced module computes, and
+      result.precision_report (also in the manifest) says how far it is from the fp32 module:
+      max abs error per output and, for classification and segmentation, top-1 agreement.
     """
     if method not in METHODS:
         raise ExportError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -187,6 +201,14 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
     if unknown:
         raise ExportError(f"allow: unknown check id(s) {', '.join(unknown)} "
                           f"(expected {', '.join(CHECK_IDS)})")
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "fp32" and method == "script":
+        raise ExportError(f"precision={precision!r} needs method 'trace' or 'hybrid': the "
+                          "reduced-precision casts are recorded by tracing")
+    if precision == "int8" and not calibration:
+        raise ExportError("precision='int8' needs calibration=[...]: argument tuples (a few "
+                          "hundred representative inputs) to measure activation ranges on")
     manifest = manifest or Manifest()
     findings = Findings()
     notes: List[str] = []
@@ -195,6 +217,12 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
     module.eval()
     cases_inputs = [_as_args(example_inputs)] + [_as_args(extra) for extra in golden_inputs]
 
+    fp32_module = module
+    if precision == "bf16":
+        module = Bfloat16(copy.deepcopy(module)).eval()
+    elif precision == "int8":
+        module = quantize_int8(module, quantize, [_as_args(c) for c in calibration],
+                               _capture_inputs)
     with torch.no_grad():
         expected = [module(*args) for args in cases_inputs]
         exported = _convert(module, cases_inputs[0], method, trace, findings, notes)
@@ -242,17 +270,26 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
     for finding in findings.items:
         warnings.warn(f"torchship.export: {finding}", ExportWarning, stacklevel=2)
 
-    export_info = {
+    export_info: Dict[str, Any] = {
         "method": method,
         "torch_version": torch.__version__,
         "torchship_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    manifest_dict = manifest.to_dict(export_info)
+    reduced_report = None
+    if precision != "fp32":
+        with torch.no_grad():
+            reference = [fp32_module(*args) for args in cases_inputs]
+        reduced_report = precision_report(reference, actual, manifest.task)
+        export_info["precision_report"] = reduced_report
+        if precision == "int8":
+            export_info["quantized_engine"] = torch.backends.quantized.engine
+    manifest_dict = manifest.to_dict(export_info, precision)
     extra_files = {MANIFEST_FILE: json.dumps(manifest_dict, indent=2).encode()}
     extra_files.update(_golden_files(list(zip(cases_inputs, actual)), rtol, atol))
     torch.jit.save(exported, path, _extra_files=extra_files)
-    return ExportResult(path, exported, manifest_dict, max_errors, findings.items, notes)
+    return ExportResult(path, exported, manifest_dict, max_errors, findings.items, notes,
+                        reduced_report)
 
 
 class ExportWarning(UserWarning):

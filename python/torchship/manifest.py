@@ -89,7 +89,7 @@ class Manifest:
                     raise ValueError(f"{spec.name}: interpolation must be one of "
                                      f"{', '.join(INTERPOLATIONS)}")
 
-    def to_dict(self, export_info: Dict[str, Any]) -> Dict[str, Any]:
+    def to_dict(self, export_info: Dict[str, Any], precision: str = "fp32") -> Dict[str, Any]:
         self.validate()
         return {
             "format": "torchship",
@@ -100,5 +100,6 @@ class Manifest:
             "outputs": [spec.to_dict() for spec in self.outputs],
             "labels": list(self.labels),
             "batch_dim": bool(self.batch_dim),
+            "precision": precision,
             "export": export_info,
         }

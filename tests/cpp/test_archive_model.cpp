@@ -90,6 +90,9 @@ TEST(Manifest, ValidatesFieldsAndNamesTheBadOne) {
   EXPECT_EQ(error_message([] { Manifest::parse(R"({"format_version": 1, "task": "detect"})"); }),
             "invalid manifest: 'task' must be one of classification, segmentation, generic, got "
             "\"detect\"");
+  EXPECT_EQ(error_message([] { Manifest::parse(R"({"format_version": 1, "precision": "fp16"})"); }),
+            "invalid manifest: 'precision' must be one of fp32, bf16, int8, got \"fp16\"");
+  EXPECT_EQ(Manifest::parse(R"({"format_version": 1})").precision, "fp32");
   EXPECT_EQ(error_message([] {
               Manifest::parse("{not json");
             }).rfind("invalid manifest: torchship.json is not valid JSON", 0),

@@ -237,3 +237,59 @@ def test_article_pipelines_keep_constants_as_module_state(fixtures):
         _, constants = module.code_with_constants
         for value in constants.const_mapping.values():
             assert not isinstance(value, Tensor) or value.dim() == 0
+
+
+class TinyClassifier(nn.Module):
+    """uint8 B x 8 x 8 x 1 images -> B x 4 logits; preprocessing outside the network."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                                 nn.Linear(8 * 8 * 8, 4))
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images.permute(0, 3, 1, 2).float().div(255.0))
+
+
+def test_reduced_precision_is_recorded_and_measured_against_fp32(tmp_path):
+    model = TinyClassifier().eval()
+    batches = [torch.randint(0, 256, (16, 8, 8, 1), dtype=torch.uint8) for _ in range(5)]
+    manifest = torchship.Manifest(task="classification")
+    for precision in ("bf16", "int8"):
+        path = str(tmp_path / f"{precision}.pt")
+        result = torchship.export(model, (batches[0],), path, manifest=manifest,
+                                  golden_inputs=[(batches[1],)], precision=precision,
+                                  calibration=[(b,) for b in batches], quantize="net")
+        assert result.manifest["precision"] == precision
+        report = result.precision_report
+        assert report == result.manifest["export"]["precision_report"]
+        assert report["cases"] == 2
+        assert 0 < report["max_abs_error"]["output"] < 0.5
+        assert 0.8 <= report["top1_agreement"] <= 1.0
+        loaded = torch.jit.load(path)
+        assert loaded(batches[2]).dtype == torch.float32  # outputs stay fp32
+        graph = str(loaded.inlined_graph)
+        assert ("quantized::" in graph) == (precision == "int8")
+        # Tracing recorded autocast's casts: aten::to(..., 15), 15 being ScalarType BFloat16.
+        assert ("prim::Constant[value=15]" in graph) == (precision == "bf16")
+    assert "quantized_engine" in result.manifest["export"]
+
+
+def test_reduced_precision_arguments_are_explained(tmp_path):
+    model = TinyClassifier().eval()
+    example = torch.zeros(2, 8, 8, 1, dtype=torch.uint8)
+    path = str(tmp_path / "x.pt")
+    cases = [
+        (dict(precision="fp16"), "precision must be one of fp32, bf16, int8, got 'fp16'"),
+        (dict(precision="bf16", method="script"),
+         "precision='bf16' needs method 'trace' or 'hybrid': the reduced-precision casts are "
+         "recorded by tracing"),
+        (dict(precision="int8"),
+         "precision='int8' needs calibration=[...]: argument tuples (a few hundred "
+         "representative inputs) to measure activation ranges on"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(torchship.ExportError) as error:
+            torchship.export(model, (example,), path, **kwargs)
+        assert str(error.value) == message

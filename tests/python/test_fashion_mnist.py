@@ -78,3 +78,34 @@ def test_summary_json_and_a_bad_image_in_a_folder(run, models, tmp_path):
 def test_any_size_grayscale_or_colour_image_is_resized_by_the_manifest(run, models):
     out = run.json("classify", os.path.join(models, "fashion_mnist.pt"), "chelsea.png", "--json")
     assert out["results"][0]["label"] in CLASSES
+
+
+def test_reduced_precision_archives_keep_accuracy_and_cpp_parity(run, models, report):
+    """bf16 and int8 exports of the same weights: Python measured their test accuracy at export
+    (fashion_mnist_accuracy.json); C++ reproduces each archive's predictions exactly, and the
+    accuracy loss stays within the targets (bf16 <= 0.2 points, int8 <= 0.5 points)."""
+    with open(os.path.join(models, "fashion_mnist_accuracy.json")) as f:
+        measured = json.load(f)
+    labels = truth(models)
+    folder = os.path.join(models, "fashion_mnist_test")
+    fp32 = measured["fp32"]["accuracy"]
+    lines = []
+    for precision, limit in (("bf16", 0.002), ("int8", 0.005)):
+        archive = os.path.join(models, f"fashion_mnist_{precision}.pt")
+        info = run.json("info", archive, "--json")
+        assert info["manifest"]["precision"] == precision
+        golden_report = info["manifest"]["export"]["precision_report"]
+        assert golden_report["reference"] == "fp32 eager module"
+        assert 0 < golden_report["max_abs_error"]["output"] < 2.0
+        assert golden_report["top1_agreement"] == 1.0  # on the 9 golden images
+        result = run("classify", archive, folder, "--batch-size", "256", "--jsonl", "--top-k", "1")
+        assert result.returncode == 0, result.stderr
+        cpp = np.array([json.loads(line)["index"] for line in result.stdout.splitlines()])
+        python = np.load(os.path.join(models, f"fashion_mnist_{precision}_python_predictions.npy"))
+        assert (cpp == python).all(), f"{precision}: {int((cpp != python).sum())} differ"
+        accuracy = float((cpp == labels).mean())
+        assert accuracy == measured[precision]["accuracy"]
+        assert fp32 - accuracy <= limit, f"{precision} loses {100 * (fp32 - accuracy):.2f} points"
+        lines.append(f"{precision} {accuracy:.2%} ({100 * (accuracy - fp32):+.2f} points)")
+    report("Fashion-MNIST reduced precision, C++ == Python on 10000/10000: fp32 "
+           f"{fp32:.2%}, " + ", ".join(lines))

@@ -91,6 +91,7 @@ int run_info(const ModelOptions& options, bool as_json) {
       row(i == 0 ? "outputs" : "", describe_spec(manifest->outputs[i]));
     }
     if (manifest->batch_dim) row("batch", "first dimension of inputs and outputs");
+    row("precision", manifest->precision);
   }
   std::string methods;
   for (const auto& name : summary.methods) methods += (methods.empty() ? "" : ", ") + name;
