@@ -22,7 +22,15 @@ from pipelines import (imagenet_labels, lraspp_segmentation, resnet34_classifier
                        voc_labels)
 
 
-def export_classifier(path: str) -> torchship.ExportResult:
+def random_images(count: int, size, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 256, size, dtype=torch.uint8, generator=generator)
+            for _ in range(count)]
+
+
+def export_classifier(path: str, precision: str = "fp32") -> torchship.ExportResult:
+    """precision: fp32, bf16 or int8 (the backbone quantized, calibrated on 16 random images:
+    the weights are random too, so only speed and agreement with fp32 mean something)."""
     model = resnet34_classifier()
     generator = torch.Generator().manual_seed(1)
     example = torch.randint(0, 256, (224, 224, 3), dtype=torch.uint8, generator=generator)
@@ -33,10 +41,14 @@ def export_classifier(path: str) -> torchship.ExportResult:
         outputs=[torchship.tensor_spec("logits", "FP32", [1, 1000], kind="logits")],
         labels=imagenet_labels(),
     )
-    return torchship.export(model, (example,), path, method="trace", manifest=manifest)
+    calibration = [(image,) for image in random_images(16, (224, 224, 3), seed=3)]
+    return torchship.export(model, (example,), path, method="trace", manifest=manifest,
+                            precision=precision, calibration=calibration, quantize="backbone")
 
 
-def export_segmentation(path: str) -> torchship.ExportResult:
+def export_segmentation(path: str, precision: str = "fp32") -> torchship.ExportResult:
+    """precision: fp32 or int8 (the network quantized; bf16 needs a full trace, which the
+    list-or-batch input rules out)."""
     model = lraspp_segmentation()
     generator = torch.Generator().manual_seed(2)
     images = [torch.randint(0, 256, (64, 96, 3), dtype=torch.uint8, generator=generator)
@@ -51,8 +63,10 @@ def export_segmentation(path: str) -> torchship.ExportResult:
                  torchship.tensor_spec("overlay", "UINT8", [-1, -1, -1, 3], kind="image")],
         labels=voc_labels(),
     )
+    calibration = [([image],) for image in random_images(8, (160, 240, 3), seed=4)]
     return torchship.export(model, (images,), path, method="hybrid", trace=["net"],
-                            golden_inputs=[(batch,)], manifest=manifest)
+                            golden_inputs=[(batch,)], manifest=manifest, precision=precision,
+                            calibration=calibration, quantize="net")
 
 
 def main() -> None:

@@ -151,6 +151,18 @@ def _convert(module: torch.nn.Module, args: Tuple[Any, ...], method: str,
     return _script(module)
 
 
+def _accept_quantization_constants(findings: Findings, notes: List[str]) -> None:
+    """Quantized operators turn their calibrated scale and zero point (tensors) into Python
+    numbers while tracing, which the tracer flags; they are constants after calibration, so
+    those warnings are expected and become a note."""
+    quantization = [f for f in findings.items if f.id == "tracer-warning"
+                    and "torch/_ops.py" in (f.location or "") and "Python float" in f.message]
+    if quantization:
+        findings.items = [f for f in findings.items if f not in quantization]
+        notes.append("int8: the tracer recorded calibrated scales and zero points as constants, "
+                     "as intended")
+
+
 def _golden_files(cases: List[Tuple[Tuple[Any, ...], Any]], rtol: float,
                   atol: float) -> Dict[str, bytes]:
     files: Dict[str, bytes] = {}
@@ -190,8 +202,8 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
     precision: "fp32"; "bf16" (the module runs under CPU autocast to bfloat16, recorded in the
       trace; outputs stay fp32); or "int8" (FX post-training static quantization with fbgemm of
       the submodule named by `quantize`, "" for the whole module, calibrated by running the
-      pipeline on each argument tuple in `calibration`). Reduced precision needs method "trace"
-      or "hybrid". The golden vectors then hold what the reduced module computes, and
+      pipeline on each argument tuple in `calibration`). bf16 needs method "trace", int8
+      "trace" or "hybrid". The golden vectors then hold what the reduced module computes, and
       result.precision_report (also in the manifest) says how far it is from the fp32 module:
       max abs error per output and, for classification and segmentation, top-1 agreement.
     """
@@ -203,9 +215,12 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
                           f"(expected {', '.join(CHECK_IDS)})")
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision != "fp32" and method == "script":
-        raise ExportError(f"precision={precision!r} needs method 'trace' or 'hybrid': the "
-                          "reduced-precision casts are recorded by tracing")
+    if precision == "bf16" and method != "trace":
+        raise ExportError("precision='bf16' needs method 'trace': autocast's casts are recorded "
+                          "by tracing the whole pipeline")
+    if precision == "int8" and method == "script":
+        raise ExportError("precision='int8' needs method 'trace' or 'hybrid': FX quantization "
+                          "produces modules that TorchScript cannot script as a whole")
     if precision == "int8" and not calibration:
         raise ExportError("precision='int8' needs calibration=[...]: argument tuples (a few "
                           "hundred representative inputs) to measure activation ranges on")
@@ -262,6 +277,8 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
     for finding in device_literals(exported):
         findings.add(finding)
 
+    if precision == "int8":
+        _accept_quantization_constants(findings, notes)
     blocking = findings.blocking(allow)
     if blocking:
         raise ExportError(f"export of {type(module).__name__} refused by {len(blocking)} "

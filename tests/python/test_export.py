@@ -282,9 +282,12 @@ def test_reduced_precision_arguments_are_explained(tmp_path):
     path = str(tmp_path / "x.pt")
     cases = [
         (dict(precision="fp16"), "precision must be one of fp32, bf16, int8, got 'fp16'"),
-        (dict(precision="bf16", method="script"),
-         "precision='bf16' needs method 'trace' or 'hybrid': the reduced-precision casts are "
-         "recorded by tracing"),
+        (dict(precision="bf16", method="hybrid"),
+         "precision='bf16' needs method 'trace': autocast's casts are recorded by tracing the "
+         "whole pipeline"),
+        (dict(precision="int8", method="script", calibration=[(example,)]),
+         "precision='int8' needs method 'trace' or 'hybrid': FX quantization produces modules "
+         "that TorchScript cannot script as a whole"),
         (dict(precision="int8"),
          "precision='int8' needs calibration=[...]: argument tuples (a few hundred "
          "representative inputs) to measure activation ranges on"),

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 
 #include "cli_common.h"
@@ -23,6 +24,8 @@ struct BenchOptions {
   std::vector<int> batch_sizes;
   std::vector<int> thread_counts;
   bool json = false;
+  std::string preprocess_image;  // time image_input() on this file instead of forward
+  bool fast_decode = false;
 };
 
 struct Measurement {
@@ -97,23 +100,23 @@ double percentile(const std::vector<double>& sorted, double p) {
   return sorted[std::min(index, sorted.size() - 1)];
 }
 
-double time_one_ms(const Model& model, const std::vector<c10::IValue>& inputs) {
+double time_one_ms(const std::function<void()>& work) {
   auto t0 = Clock::now();
-  model.forward(inputs);
+  work();
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
 // `warmup` untimed runs (new shapes and thread counts build new oneDNN primitives), then `runs`
-// timed ones.
-Measurement measure(const Model& model, const std::vector<c10::IValue>& inputs, int batch,
-                    int threads, int warmup, int runs, Progress& progress, size_t& done) {
+// timed ones of `work` (a forward, or preprocessing).
+Measurement measure(const std::function<void()>& work, int batch, int threads, int warmup, int runs,
+                    Progress& progress, size_t& done) {
   if (at::get_num_threads() != threads) at::set_num_threads(threads);
-  for (int run = 0; run < warmup; ++run) model.forward(inputs);
+  for (int run = 0; run < warmup; ++run) work();
   std::vector<double> latencies;
   auto started = Clock::now();
   for (int run = 0; run < runs; ++run) {
     auto t0 = Clock::now();
-    model.forward(inputs);
+    work();
     latencies.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
     progress.update(++done);
   }
@@ -139,7 +142,38 @@ void print_row(const Measurement& m) {
   std::cout << line;
 }
 
+// Decoding and preparing one image file for the model's first input, as classify does.
+int run_preprocess_bench(const BenchOptions& options) {
+  Model model = load_model(options.model, 0);
+  Decode decode = options.fast_decode ? Decode::Reduced : Decode::Exact;
+  std::function<void()> work = [&] { model.image_input(options.preprocess_image, 0, decode); };
+  int threads = options.model.threads > 0 ? options.model.threads : at::get_num_threads();
+  Progress progress("bench", static_cast<size_t>(options.runs));
+  size_t done = 0;
+  double first_ms = time_one_ms(work);
+  at::Tensor prepared = model.image_input(options.preprocess_image, 0, decode).toTensor();
+  Measurement m = measure(work, 1, threads, 2, options.runs, progress, done);
+  progress.finish();
+  if (options.json) {
+    json out = m.to_json();
+    out["runs"] = options.runs;
+    out["first_ms"] = first_ms;
+    out["image"] = options.preprocess_image;
+    out["decode"] = options.fast_decode ? "reduced" : "exact";
+    out["prepared"] = describe(prepared);
+    print_json(out);
+    return 0;
+  }
+  std::cout << "preprocess " << options.preprocess_image << " -> " << describe(prepared) << " ("
+            << (options.fast_decode ? "reduced" : "exact") << " decode), " << options.runs
+            << " timed runs\n\n";
+  std::cout << " batch  threads    p50 ms    p90 ms    p99 ms   mean ms     items/s\n";
+  print_row(m);
+  return 0;
+}
+
 int run_bench(const BenchOptions& options) {
+  if (!options.preprocess_image.empty()) return run_preprocess_bench(options);
   Model model = load_model(options.model, static_cast<size_t>(options.runs));
   std::vector<c10::IValue> inputs = bench_inputs(model, options);
   int default_threads = options.model.threads > 0 ? options.model.threads : at::get_num_threads();
@@ -152,7 +186,7 @@ int run_bench(const BenchOptions& options) {
   size_t done = 0;
 
   // The first request after load (and the load's warm-up on the golden inputs).
-  double first_ms = time_one_ms(model, inputs);
+  double first_ms = time_one_ms([&] { model.forward(inputs); });
   std::vector<Measurement> results;
   for (int batch : batches) {
     auto batch_inputs = batch == 0 ? inputs : with_batch(model, inputs, batch);
@@ -164,7 +198,7 @@ int run_bench(const BenchOptions& options) {
       items = static_cast<int>(inputs[0].toTensor().size(0));
     }
     for (int thread_count : threads) {
-      results.push_back(measure(model, batch_inputs, items, thread_count,
+      results.push_back(measure([&] { model.forward(batch_inputs); }, items, thread_count,
                                 std::max(1, options.model.warmup), options.runs, progress, done));
     }
   }
@@ -229,6 +263,12 @@ Command add_bench_command(CLI::App& app) {
   command->add_option("--thread-counts", options->thread_counts, "sweep thread counts, e.g. 1,2")
       ->delimiter(',')
       ->check(CLI::PositiveNumber);
+  auto* preprocess =
+      command->add_option("--preprocess", options->preprocess_image,
+                          "time decoding and preparing this image file for the model's first "
+                          "input (as classify does) instead of the forward");
+  command->add_flag("--fast-decode", options->fast_decode, "with --preprocess: as in classify")
+      ->needs(preprocess);
   command->add_flag("--json", options->json,
                     "one JSON object: latency_ms {p50, p90, p99, mean}, throughput_per_s, ...");
   return {command, [options] { return run_bench(*options); }};
