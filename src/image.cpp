@@ -151,9 +151,14 @@ std::string read_file(const std::filesystem::path& path) {
   if (std::filesystem::is_directory(path, ec)) {
     throw bad_input("cannot read image " + path.string() + ": is a directory");
   }
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw bad_input("cannot read image " + path.string() + ": not readable");
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  std::string bytes(static_cast<size_t>(in.tellg()), '\0');  // one read, no per-char copy
+  in.seekg(0);
+  if (!in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()))) {
+    throw bad_input("cannot read image " + path.string() + ": read failed");
+  }
+  return bytes;
 }
 
 }  // namespace
