@@ -453,6 +453,10 @@ const std::vector<std::string>& Model::notes() const {
   return impl_->notes;
 }
 
+void Model::check_inputs(const std::vector<c10::IValue>& inputs) const {
+  impl_->check_inputs(inputs);
+}
+
 c10::IValue Model::forward(std::vector<c10::IValue> inputs) const {
   impl_->check_inputs(inputs);
   for (auto& input : inputs) input = to_device(input, impl_->device);
@@ -467,6 +471,12 @@ c10::IValue Model::forward(std::vector<c10::IValue> inputs) const {
 c10::IValue Model::image_input(const at::Tensor& hwc_rgb, size_t index) const {
   const TensorSpec* spec = impl_->input_spec(index);
   return lay_out(prepare_image(hwc_rgb, image_spec_of(spec)), spec);
+}
+
+c10::IValue Model::image_input_from_bytes(std::string_view bytes, size_t index,
+                                          std::string_view origin) const {
+  const TensorSpec* spec = impl_->input_spec(index);
+  return lay_out(decode_image_bytes(bytes, image_spec_of(spec), origin), spec);
 }
 
 c10::IValue Model::image_input(const std::filesystem::path& image, size_t index,

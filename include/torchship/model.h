@@ -131,12 +131,18 @@ class Model {
   // Throws Error(BadInput) unless forward takes `count` inputs (arguments with defaults may be
   // left out).
   void check_input_count(size_t count) const;
+  // Throws Error(BadInput) unless `inputs` fit the forward schema and the manifest's specs
+  // (types, datatypes, ranks and fixed sizes): what forward() checks before it runs.
+  void check_inputs(const std::vector<c10::IValue>& inputs) const;
 
   // The image file as forward's argument `index` expects it: decoded and resized per the
   // manifest, in its layout and dtype; uint8 HWC RGB when the manifest says nothing.
   c10::IValue image_input(const std::filesystem::path& image, size_t index = 0,
                           Decode decode = Decode::Exact) const;
   c10::IValue image_input(const at::Tensor& hwc_rgb, size_t index = 0) const;
+  // The same from encoded image bytes (an upload); `origin` names them in error messages.
+  c10::IValue image_input_from_bytes(std::string_view bytes, size_t index = 0,
+                                     std::string_view origin = "image bytes") const;
 
   // Typed helpers for manifests with task "classification" / "segmentation".
   std::vector<Prediction> classify(const std::filesystem::path& image, int top_k = 5) const;

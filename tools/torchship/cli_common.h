@@ -44,6 +44,7 @@ Command add_classify_command(CLI::App& app);
 Command add_segment_command(CLI::App& app);
 Command add_check_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
+Command add_serve_command(CLI::App& app);
 
 // "1.50 MB", "87.3 MB": sizes for people.
 std::string human_bytes(int64_t bytes);

@@ -5,7 +5,8 @@
 
 namespace {
 
-constexpr const char* kCommands[] = {"info", "run", "classify", "segment", "check", "bench"};
+constexpr const char* kCommands[] = {"info",  "run",   "classify", "segment",
+                                     "check", "bench", "serve"};
 
 int report(const std::string& message, int exit_code) {
   torchship::cli::report_error(message);
@@ -31,15 +32,16 @@ int main(int argc, char** argv) {
   std::vector<cli::Command> commands = {
       cli::add_info_command(app),    cli::add_run_command(app),   cli::add_classify_command(app),
       cli::add_segment_command(app), cli::add_check_command(app), cli::add_bench_command(app),
+      cli::add_serve_command(app),
   };
 
   if (argc > 1 && argv[1][0] != '-') {
     std::string name = argv[1];
     if (std::find(std::begin(kCommands), std::end(kCommands), name) == std::end(kCommands)) {
-      return report(
-          "unknown command '" + name +
-              "' (expected info, run, classify, segment, check or bench; see torchship --help)",
-          2);
+      return report("unknown command '" + name +
+                        "' (expected info, run, classify, segment, check, bench or serve; see "
+                        "torchship --help)",
+                    2);
     }
   }
   try {

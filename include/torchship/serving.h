@@ -1,0 +1,54 @@
+// torchship serve: a KServe v2 / Triton-compatible HTTP server for a repository of archives.
+// Protocol mapping and configuration: docs/serving.md.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "torchship/model.h"
+
+namespace torchship::serving {
+
+struct ServerOptions {
+  // Triton's layout: DIR/<model>/<version>/model.pt, optional DIR/<model>/config.json.
+  std::filesystem::path model_repository;
+  std::string host = "127.0.0.1";  // loopback unless told otherwise
+  int port = 8000;                 // 0: any free port (see Server::port())
+  std::string api_key;             // when set, every route but /v2/health/* needs
+                                   // "Authorization: Bearer <key>"
+  size_t max_body_bytes = size_t{64} << 20;
+  int read_timeout_s = 30;   // a client that sends nothing for this long is disconnected
+  int write_timeout_s = 30;  // a client that reads nothing for this long is disconnected
+  int http_threads = 64;     // connections served at once (keep-alive holds one each)
+  LoadOptions load;          // how every model is loaded (threads, optimization, warm-up)
+};
+
+class Server {
+ public:
+  // Loads every model version in the repository; throws Error naming the first one that fails.
+  explicit Server(ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds the listening socket; throws Error when the address is taken or invalid.
+  void bind();
+  // The bound port (useful with port 0).
+  int port() const;
+  // Serves until stop(): blocks the calling thread.
+  void serve();
+  // Graceful stop, callable from any thread: stops accepting connections, reports not ready,
+  // lets requests in flight finish, then serve() returns.
+  void stop();
+
+  // "loaded 3 model versions: fashion (1), ..." for the startup log.
+  std::string summary() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace torchship::serving

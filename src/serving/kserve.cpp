@@ -1,0 +1,316 @@
+#include "serving/kserve.h"
+
+#include <cstring>
+#include <set>
+
+#include <ATen/ATen.h>
+
+#include "torchship/error.h"
+#include "torchship/tensor_io.h"
+
+namespace torchship::serving {
+namespace {
+
+using nlohmann::json;
+
+std::string quoted_list(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& name : names) out += (out.empty() ? "" : ", ") + name;
+  return out.empty() ? "none" : out;
+}
+
+const json* find_parameter(const json& object, const char* name) {
+  auto parameters = object.find("parameters");
+  if (parameters == object.end() || !parameters->is_object()) return nullptr;
+  auto it = parameters->find(name);
+  return it == parameters->end() ? nullptr : &*it;
+}
+
+// A tensor from binary data: little-endian, row major, the datatype's native size.
+at::Tensor tensor_from_bytes(const json& input, const std::string& where, std::string_view bytes) {
+  auto datatype = input.find("datatype");
+  auto shape = input.find("shape");
+  if (datatype == input.end() || !datatype->is_string() || shape == input.end() ||
+      !shape->is_array()) {
+    throw bad_input(where + ": expected \"datatype\" and \"shape\" with binary data");
+  }
+  std::vector<int64_t> sizes;
+  for (const auto& dim : *shape) {
+    if (!dim.is_number_integer() || dim.get<int64_t>() < 0) {
+      throw bad_input(where + ": \"shape\" must hold non-negative integers, got " + shape->dump());
+    }
+    sizes.push_back(dim.get<int64_t>());
+  }
+  if (datatype->get<std::string>() == "BYTES") {
+    throw bad_input(where + ": BYTES tensors cannot become a torch tensor");
+  }
+  c10::ScalarType type;
+  try {
+    type = scalar_type_from_datatype(datatype->get<std::string>());
+  } catch (const Error& e) {
+    throw bad_input(where + ": " + e.what());
+  }
+  at::Tensor tensor = at::empty(sizes, at::TensorOptions().dtype(type));
+  size_t expected = static_cast<size_t>(tensor.numel()) * tensor.element_size();
+  if (bytes.size() != expected) {
+    throw bad_input(where + ": binary_data_size is " + std::to_string(bytes.size()) +
+                    " bytes, but " + datatype->get<std::string>() + " " + shape_text(sizes) +
+                    " takes " + std::to_string(expected));
+  }
+  if (expected > 0) std::memcpy(tensor.data_ptr(), bytes.data(), expected);
+  return tensor;
+}
+
+void name_leaves(const c10::IValue& value, const std::string& name, std::vector<NamedTensor>& out) {
+  if (value.isTensor()) {
+    out.push_back({name, value.toTensor()});
+  } else if (value.isTuple()) {
+    const auto& elements = value.toTupleRef().elements();
+    for (size_t i = 0; i < elements.size(); ++i) {
+      name_leaves(elements[i], name + "_" + std::to_string(i), out);
+    }
+  } else if (value.isList()) {
+    auto list = value.toList();
+    for (size_t i = 0; i < list.size(); ++i) {
+      name_leaves(list.get(i), name + "_" + std::to_string(i), out);
+    }
+  } else if (value.isGenericDict()) {
+    for (const auto& entry : value.toGenericDict()) {
+      std::string key = entry.key().isString() ? entry.key().toStringRef() : c10::str(entry.key());
+      name_leaves(entry.value(), name + "." + key, out);
+    }
+  } else if (value.isInt() || value.isDouble() || value.isBool()) {
+    out.push_back({name, at::scalar_to_tensor(value.toScalar())});
+  } else if (!value.isNone()) {
+    throw bad_model("output " + name + " is " + describe(value) +
+                    ", which the KServe protocol cannot carry (tensors only)");
+  }
+}
+
+std::string manifest_output_name(const Manifest* manifest, size_t index,
+                                 const std::string& fallback) {
+  if (manifest && index < manifest->outputs.size() && !manifest->outputs[index].name.empty()) {
+    return manifest->outputs[index].name;
+  }
+  return fallback;
+}
+
+json spec_json(const std::string& name, const TensorSpec* spec) {
+  json out = {{"name", name}, {"datatype", ""}, {"shape", json::array()}};
+  if (spec) {
+    out["datatype"] = spec->datatype;
+    out["shape"] = spec->shape;
+  }
+  return out;
+}
+
+}  // namespace
+
+InferRequest parse_infer_request(std::string_view body, const std::string* header_length) {
+  size_t json_size = body.size();
+  if (header_length) {
+    char* end = nullptr;
+    unsigned long long value = std::strtoull(header_length->c_str(), &end, 10);
+    if (header_length->empty() || *end != '\0' || header_length->front() == '-') {
+      throw bad_input("Inference-Header-Content-Length must be a byte count, got \"" +
+                      *header_length + "\"");
+    }
+    if (value > body.size()) {
+      throw bad_input("Inference-Header-Content-Length is " + std::to_string(value) +
+                      " but the body has only " + std::to_string(body.size()) + " bytes");
+    }
+    json_size = static_cast<size_t>(value);
+  }
+  json root = json::parse(body.substr(0, json_size), nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded()) {
+    throw bad_input("the request body is not valid JSON (expected an inference request object)");
+  }
+  if (!root.is_object()) {
+    throw bad_input("expected an inference request object {\"inputs\": [...]}, got " +
+                    std::string(root.type_name()));
+  }
+  auto inputs = root.find("inputs");
+  if (inputs == root.end() || !inputs->is_array() || inputs->empty()) {
+    throw bad_input("expected \"inputs\": a non-empty array of tensors");
+  }
+
+  InferRequest request;
+  if (auto id = root.find("id"); id != root.end()) request.id = *id;
+  if (const json* binary = find_parameter(root, "binary_data_output")) {
+    request.binary_all = binary->is_boolean() && binary->get<bool>();
+  }
+  std::string_view binary = body.substr(json_size);
+  size_t offset = 0;
+  std::set<std::string> seen;
+  for (size_t i = 0; i < inputs->size(); ++i) {
+    const json& input = (*inputs)[i];
+    if (!input.is_object() || !input.contains("name") || !input["name"].is_string()) {
+      throw bad_input("inputs[" + std::to_string(i) +
+                      "]: expected a tensor object with a \"name\" string");
+    }
+    std::string name = input["name"].get<std::string>();
+    std::string where = "input '" + name + "'";
+    if (!seen.insert(name).second) throw bad_input(where + " appears twice");
+    if (const json* size = find_parameter(input, "binary_data_size")) {
+      if (!size->is_number_unsigned()) {
+        throw bad_input(where + ": binary_data_size must be a byte count, got " + size->dump());
+      }
+      size_t bytes = size->get<size_t>();
+      if (offset + bytes > binary.size()) {
+        throw bad_input(where + ": binary_data_size " + std::to_string(bytes) +
+                        " runs past the end of the body (" +
+                        std::to_string(binary.size() - offset) + " binary bytes left)");
+      }
+      request.inputs.push_back(
+          {name, tensor_from_bytes(input, where, binary.substr(offset, bytes))});
+      offset += bytes;
+    } else {
+      request.inputs.push_back({name, tensor_from_json(input, where)});
+    }
+  }
+  if (offset != binary.size()) {
+    throw bad_input("the body has " + std::to_string(binary.size() - offset) +
+                    " bytes of binary data that no input's binary_data_size claims");
+  }
+  if (auto outputs = root.find("outputs"); outputs != root.end()) {
+    if (!outputs->is_array()) throw bad_input("\"outputs\" must be an array of {\"name\": ...}");
+    for (const auto& output : *outputs) {
+      if (!output.is_object() || !output.contains("name") || !output["name"].is_string()) {
+        throw bad_input("\"outputs\" must be an array of {\"name\": ...}, got " + output.dump());
+      }
+      bool binary_output = request.binary_all;
+      if (const json* flag = find_parameter(output, "binary_data")) {
+        binary_output = flag->is_boolean() && flag->get<bool>();
+      }
+      request.outputs.push_back({output["name"].get<std::string>(), binary_output});
+    }
+  }
+  return request;
+}
+
+std::vector<c10::IValue> forward_arguments(const Model& model, std::vector<NamedTensor> inputs) {
+  const auto& arguments = model.inputs();
+  std::vector<std::string> names;
+  for (const auto& argument : arguments) names.push_back(argument.name);
+  std::vector<std::optional<at::Tensor>> by_position(arguments.size());
+  for (auto& input : inputs) {
+    auto it = std::find(names.begin(), names.end(), input.name);
+    if (it == names.end()) {
+      throw bad_input("unknown input '" + input.name + "' (the model takes: " + quoted_list(names) +
+                      ")");
+    }
+    by_position[it - names.begin()] = std::move(input.tensor);
+  }
+  size_t count = 0;
+  for (size_t i = 0; i < arguments.size(); ++i) {
+    if (by_position[i]) count = i + 1;
+  }
+  std::vector<c10::IValue> values;
+  for (size_t i = 0; i < count || (i < arguments.size() && !arguments[i].has_default); ++i) {
+    if (!by_position[i]) {
+      throw bad_input("missing input '" + arguments[i].name +
+                      "' (the model takes: " + quoted_list(names) + ")");
+    }
+    values.emplace_back(*by_position[i]);
+  }
+  model.check_inputs(values);
+  return values;
+}
+
+std::vector<NamedTensor> named_outputs(const c10::IValue& output, const Manifest* manifest) {
+  std::vector<NamedTensor> out;
+  if (output.isTuple() || output.isList()) {
+    std::vector<c10::IValue> elements;
+    if (output.isTuple()) {
+      elements = output.toTupleRef().elements().vec();
+    } else {
+      for (const auto& item : output.toList()) elements.push_back(item);
+    }
+    for (size_t i = 0; i < elements.size(); ++i) {
+      name_leaves(elements[i], manifest_output_name(manifest, i, "output_" + std::to_string(i)),
+                  out);
+    }
+  } else if (output.isGenericDict()) {
+    for (const auto& entry : output.toGenericDict()) {
+      std::string key = entry.key().isString() ? entry.key().toStringRef() : c10::str(entry.key());
+      name_leaves(entry.value(), key, out);
+    }
+  } else {
+    name_leaves(output, manifest_output_name(manifest, 0, "output"), out);
+  }
+  return out;
+}
+
+HttpBody infer_response(const std::string& model, const std::string& version,
+                        const InferRequest& request, const std::vector<NamedTensor>& outputs) {
+  std::vector<std::pair<const NamedTensor*, bool>> chosen;  // tensor, as binary
+  if (request.outputs.empty()) {
+    for (const auto& output : outputs) chosen.emplace_back(&output, request.binary_all);
+  } else {
+    std::vector<std::string> available;
+    for (const auto& output : outputs) available.push_back(output.name);
+    for (const auto& wanted : request.outputs) {
+      auto it = std::find_if(outputs.begin(), outputs.end(),
+                             [&](const NamedTensor& o) { return o.name == wanted.name; });
+      if (it == outputs.end()) {
+        throw bad_input("unknown output '" + wanted.name +
+                        "' (the model returns: " + quoted_list(available) + ")");
+      }
+      chosen.emplace_back(&*it, wanted.binary);
+    }
+  }
+  json root = {{"model_name", model}, {"model_version", version}};
+  if (!request.id.is_null()) root["id"] = request.id;
+  json tensors = json::array();
+  std::string binary;
+  for (const auto& [output, as_binary] : chosen) {
+    if (!as_binary) {
+      json tensor = tensor_to_json(output->tensor);
+      tensor["name"] = output->name;
+      tensors.push_back(std::move(tensor));
+      continue;
+    }
+    at::Tensor data = output->tensor.to(at::kCPU).contiguous();
+    size_t bytes = static_cast<size_t>(data.numel()) * data.element_size();
+    tensors.push_back({{"name", output->name},
+                       {"datatype", datatype_name(data.scalar_type())},
+                       {"shape", data.sizes().vec()},
+                       {"parameters", {{"binary_data_size", bytes}}}});
+    binary.append(static_cast<const char*>(data.data_ptr()), bytes);
+  }
+  root["outputs"] = std::move(tensors);
+  HttpBody body;
+  body.data = root.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (binary.empty()) {
+    body.content_type = "application/json";
+    return body;
+  }
+  body.json_length = body.data.size();
+  body.data += binary;
+  body.content_type = "application/octet-stream";
+  return body;
+}
+
+json model_metadata(const std::string& name, const std::vector<std::string>& versions,
+                    const Model& model) {
+  const auto& manifest = model.manifest();
+  json inputs = json::array();
+  for (size_t i = 0; i < model.inputs().size(); ++i) {
+    const TensorSpec* spec =
+        manifest && i < manifest->inputs.size() ? &manifest->inputs[i] : nullptr;
+    inputs.push_back(spec_json(model.inputs()[i].name, spec));
+  }
+  json outputs = json::array();
+  if (manifest && !manifest->outputs.empty()) {
+    for (const auto& spec : manifest->outputs) outputs.push_back(spec_json(spec.name, &spec));
+  } else if (model.output_type()->kind() == c10::TypeKind::TensorType) {
+    outputs.push_back(spec_json("output", nullptr));
+  }
+  return {{"name", name},
+          {"versions", versions},
+          {"platform", "pytorch_libtorch"},
+          {"inputs", inputs},
+          {"outputs", outputs}};
+}
+
+}  // namespace torchship::serving

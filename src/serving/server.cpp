@@ -1,0 +1,327 @@
+// The HTTP front of torchship serve: KServe v2 routes over cpp-httplib, API key, limits, JSON
+// errors, metrics, graceful stop.
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <regex>
+
+#include "serving/kserve.h"
+#include "serving/metrics.h"
+#include "serving/repository.h"
+#include "torchship/error.h"
+#include "torchship/serving.h"
+#include "torchship/version.h"
+
+namespace torchship::serving {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// A failure with its HTTP status, thrown by route handlers.
+struct HttpError : std::runtime_error {
+  HttpError(int status, const std::string& message) : std::runtime_error(message), status(status) {}
+  int status;
+};
+
+void send_json(httplib::Response& response, int status, const json& body) {
+  response.status = status;
+  response.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace),
+                       "application/json");
+}
+
+void send_error(httplib::Response& response, int status, const std::string& message) {
+  send_json(response, status, {{"error", message}});
+}
+
+int status_for(const Error& error) {
+  switch (error.kind()) {
+    case ErrorKind::BadInput:
+      return 400;
+    case ErrorKind::Unsupported:
+      return 501;
+    default:
+      return 500;
+  }
+}
+
+}  // namespace
+
+struct Server::Impl {
+  ServerOptions options;
+  Metrics metrics;
+  std::unique_ptr<Repository> repository;
+  httplib::Server http;
+  std::atomic<bool> draining{false};
+  int bound_port = -1;
+
+  explicit Impl(ServerOptions opts) : options(std::move(opts)) {
+    repository = std::make_unique<Repository>(options.model_repository, options.load, metrics);
+    configure();
+  }
+
+  ModelVersion& find(const std::string& name, const std::string& version) {
+    if (ModelVersion* found = repository->find(name, version)) return *found;
+    if (!repository->has_model(name)) throw HttpError(404, "unknown model '" + name + "'");
+    std::string known;
+    for (const auto& v : repository->versions_of(name)) known += (known.empty() ? "" : ", ") + v;
+    throw HttpError(404,
+                    "model '" + name + "' has no version " + version + " (it has " + known + ")");
+  }
+
+  // Runs one request through the model's batcher and waits for its rows.
+  c10::IValue execute(ModelVersion& entry, std::vector<c10::IValue> arguments) {
+    Batcher& batcher = *entry.batcher;
+    if (batcher.batching()) {
+      int64_t items = -1;
+      for (size_t i = 0; i < arguments.size(); ++i) {
+        const at::Tensor& tensor = arguments[i].toTensor();
+        std::string where = "input '" + entry.model->inputs()[i].name + "'";
+        if (tensor.dim() == 0)
+          throw bad_input(where + ": expected a batch dimension, got a scalar");
+        if (items >= 0 && tensor.size(0) != items) {
+          throw bad_input(where + ": batch of " + std::to_string(tensor.size(0)) +
+                          ", the other inputs have " + std::to_string(items));
+        }
+        items = tensor.size(0);
+      }
+      if (items < 1 || items > batcher.policy().max_batch_size) {
+        throw bad_input("a request carries 1 to " +
+                        std::to_string(batcher.policy().max_batch_size) +
+                        " items (max_batch_size), got " + std::to_string(items));
+      }
+    }
+    try {
+      return batcher.submit(std::move(arguments)).get();
+    } catch (const Unavailable& e) {
+      throw HttpError(503, e.what());
+    }
+  }
+
+  // Wraps an inference route: status mapping, JSON errors, metrics.
+  template <typename Handler>
+  void inference(const httplib::Request& request, httplib::Response& response, Handler handler) {
+    auto started = Clock::now();
+    std::string name = request.matches.size() > 1 ? request.matches[1].str() : "";
+    std::string version = request.matches.size() > 2 ? request.matches[2].str() : "";
+    std::string model_label, version_label;
+    try {
+      ModelVersion& entry = find(name, version);
+      model_label = entry.name;
+      version_label = entry.version;
+      handler(entry);
+    } catch (const HttpError& e) {
+      send_error(response, e.status, e.what());
+    } catch (const Error& e) {
+      send_error(response, status_for(e), e.what());
+    } catch (const std::exception& e) {
+      send_error(response, 500, std::string("internal: ") + e.what());
+    }
+    double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    metrics.request(model_label, version_label, response.status, seconds);
+  }
+
+  void infer(ModelVersion& entry, const httplib::Request& request, httplib::Response& response) {
+    std::string header_length;
+    bool has_header = request.has_header("Inference-Header-Content-Length");
+    if (has_header) header_length = request.get_header_value("Inference-Header-Content-Length");
+    InferRequest parsed = parse_infer_request(request.body, has_header ? &header_length : nullptr);
+    auto arguments = forward_arguments(*entry.model, std::move(parsed.inputs));
+    c10::IValue output = execute(entry, std::move(arguments));
+    const auto& manifest = entry.model->manifest();
+    HttpBody body = infer_response(entry.name, entry.version, parsed,
+                                   named_outputs(output, manifest ? &*manifest : nullptr));
+    if (body.json_length) {
+      response.set_header("Inference-Header-Content-Length", std::to_string(*body.json_length));
+    }
+    response.status = 200;
+    response.set_content(std::move(body.data), body.content_type.c_str());
+  }
+
+  void classify(ModelVersion& entry, const httplib::Request& request, httplib::Response& response) {
+    int k = 5;
+    if (request.has_param("top_k")) {
+      std::string text = request.get_param_value("top_k");
+      char* end = nullptr;
+      long value = std::strtol(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0' || value < 1 || value > 1000) {
+        throw bad_input("top_k must be an integer from 1 to 1000, got \"" + text + "\"");
+      }
+      k = static_cast<int>(value);
+    }
+    const auto& manifest = entry.model->manifest();
+    if (!manifest || manifest->task != "classification") {
+      throw bad_input("model '" + entry.name + "' is not a classifier (its manifest task is " +
+                      (manifest ? manifest->task : std::string("missing")) + "); use /infer");
+    }
+    if (request.body.empty()) {
+      throw bad_input("expected the image file as the request body (PNG, JPEG, ...), got 0 bytes");
+    }
+    c10::IValue image = entry.model->image_input_from_bytes(request.body, 0, "the request body");
+    c10::IValue output = execute(entry, {image});
+    auto predictions = entry.model->top_k_rows(output, k).at(0);
+    json list = json::array();
+    for (const auto& p : predictions) {
+      list.push_back({{"index", p.index}, {"label", p.label}, {"score", p.score}});
+    }
+    send_json(
+        response, 200,
+        {{"model_name", entry.name}, {"model_version", entry.version}, {"predictions", list}});
+  }
+
+  void configure() {
+    http.new_task_queue = [threads = options.http_threads] {
+      return new httplib::ThreadPool(static_cast<size_t>(std::max(1, threads)));
+    };
+    http.set_payload_max_length(options.max_body_bytes);
+    http.set_read_timeout(options.read_timeout_s, 0);
+    http.set_write_timeout(options.write_timeout_s, 0);
+    http.set_keep_alive_max_count(100000);
+    http.set_tcp_nodelay(true);  // headers and body go out as separate writes: no 40 ms Nagle stall
+
+    http.set_pre_routing_handler(
+        [this](const httplib::Request& request, httplib::Response& response) {
+          // `curl --data-binary @photo.jpg` labels the body a form; httplib would then parse it as
+          // one and refuse anything above 8 kB. No route here takes forms: drop the label.
+          auto form = request.headers.find("Content-Type");
+          if (form != request.headers.end() &&
+              form->second.rfind("application/x-www-form-urlencoded", 0) == 0) {
+            const_cast<httplib::Request&>(request).headers.erase("Content-Type");
+          }
+          if (options.api_key.empty() || request.path.rfind("/v2/health/", 0) == 0) {
+            return httplib::Server::HandlerResponse::Unhandled;
+          }
+          if (request.get_header_value("Authorization") == "Bearer " + options.api_key) {
+            return httplib::Server::HandlerResponse::Unhandled;
+          }
+          response.set_header("WWW-Authenticate", "Bearer");
+          send_error(response, 401,
+                     "missing or wrong API key (expected the header Authorization: Bearer <key>)");
+          return httplib::Server::HandlerResponse::Handled;
+        });
+    http.set_error_handler([this](const httplib::Request& request, httplib::Response& response) {
+      if (!response.body.empty()) return;  // a route already explained itself
+      if (response.status == 413) {
+        send_error(response, 413,
+                   "the request body exceeds " + std::to_string(options.max_body_bytes) +
+                       " bytes (--max-body-bytes)");
+      } else if (response.status == 404) {
+        send_error(response, 404,
+                   "no route " + request.method + " " + request.path +
+                       " (see docs/serving.md for the KServe v2 routes)");
+      } else {
+        send_error(response, response.status, "HTTP status " + std::to_string(response.status));
+      }
+    });
+    http.set_exception_handler(
+        [](const httplib::Request&, httplib::Response& response, std::exception_ptr error) {
+          std::string what = "unknown error";
+          try {
+            std::rethrow_exception(error);
+          } catch (const std::exception& e) {
+            what = e.what();
+          } catch (...) {
+          }
+          send_error(response, 500, "internal: " + what);
+        });
+
+    http.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& response) {
+      send_json(response, 200, {{"live", true}});
+    });
+    http.Get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& response) {
+      bool ready = !draining.load();
+      send_json(response, ready ? 200 : 503, {{"ready", ready}});
+    });
+    http.Get("/v2", [](const httplib::Request&, httplib::Response& response) {
+      send_json(response, 200,
+                {{"name", "torchship"},
+                 {"version", version()},
+                 {"extensions", {"binary_tensor_data", "classify"}}});
+    });
+    http.Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
+      response.set_content(metrics.prometheus(), "text/plain; version=0.0.4");
+    });
+
+    const std::string model = R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)";
+    http.Get(model, [this](const httplib::Request& request, httplib::Response& response) {
+      try {
+        ModelVersion& entry = find(request.matches[1], request.matches[2]);
+        std::vector<std::string> versions = request.matches[2].length() > 0
+                                                ? std::vector<std::string>{entry.version}
+                                                : repository->versions_of(entry.name);
+        send_json(response, 200, model_metadata(entry.name, versions, *entry.model));
+      } catch (const HttpError& e) {
+        send_error(response, e.status, e.what());
+      }
+    });
+    http.Get(model + "/ready",
+             [this](const httplib::Request& request, httplib::Response& response) {
+               try {
+                 ModelVersion& entry = find(request.matches[1], request.matches[2]);
+                 bool ready = !draining.load();
+                 send_json(response, ready ? 200 : 503, {{"name", entry.name}, {"ready", ready}});
+               } catch (const HttpError& e) {
+                 send_error(response, e.status, e.what());
+               }
+             });
+    http.Post(model + "/infer", [this](const httplib::Request& request,
+                                       httplib::Response& response) {
+      inference(request, response, [&](ModelVersion& entry) { infer(entry, request, response); });
+    });
+    http.Post(model + "/classify",
+              [this](const httplib::Request& request, httplib::Response& response) {
+                inference(request, response,
+                          [&](ModelVersion& entry) { classify(entry, request, response); });
+              });
+  }
+};
+
+Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Server::~Server() {
+  stop();
+  impl_->repository->stop();
+}
+
+void Server::bind() {
+  const auto& options = impl_->options;
+  int port = options.port == 0
+                 ? impl_->http.bind_to_any_port(options.host)
+                 : (impl_->http.bind_to_port(options.host, options.port) ? options.port : -1);
+  if (port < 0) {
+    throw bad_input("cannot listen on " + options.host + ":" + std::to_string(options.port) +
+                    " (address in use, or not an address of this machine)");
+  }
+  impl_->bound_port = port;
+}
+
+int Server::port() const {
+  return impl_->bound_port;
+}
+
+void Server::serve() {
+  if (impl_->bound_port < 0) bind();
+  impl_->http.listen_after_bind();
+  impl_->repository->stop();  // requests in flight have their answers; finish the queues
+}
+
+void Server::stop() {
+  impl_->draining = true;
+  if (impl_->http.is_running()) impl_->http.stop();
+}
+
+std::string Server::summary() const {
+  std::string out;
+  for (const auto& entry : impl_->repository->versions()) {
+    const auto& policy = entry->batcher->policy();
+    out += (out.empty() ? "" : ", ") + entry->name + " v" + entry->version +
+           (policy.max_batch_size > 0
+                ? " (batches up to " + std::to_string(policy.max_batch_size) + ")"
+                : "");
+  }
+  return std::to_string(impl_->repository->versions().size()) + " model version" +
+         (impl_->repository->versions().size() == 1 ? "" : "s") + ": " + out;
+}
+
+}  // namespace torchship::serving

@@ -1,0 +1,105 @@
+// torchship serve --model-repository DIR: the KServe v2 / Triton HTTP server (docs/serving.md).
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include "cli_common.h"
+#include "torchship/serving.h"
+
+namespace torchship::cli {
+namespace {
+
+struct ServeOptions {
+  serving::ServerOptions server;
+  int threads = 0;
+  int interop_threads = 0;
+  bool no_optimize = false;
+  int warmup = 2;
+};
+
+int run_serve(ServeOptions& options) {
+  // SIGTERM and SIGINT go to one waiting thread (every thread started from here on inherits the
+  // mask), which stops the server gracefully: in-flight requests finish, then serve() returns.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  if (options.server.api_key.empty()) {
+    if (const char* key = std::getenv("TORCHSHIP_API_KEY")) options.server.api_key = key;
+  }
+  options.server.load.with_threads(options.threads)
+      .with_interop_threads(options.interop_threads)
+      .with_optimize(!options.no_optimize)
+      .with_warmup(options.warmup);
+  serving::Server server(options.server);
+  server.bind();
+  spdlog::info("serving " + server.summary());
+  spdlog::info("listening on http://" + options.server.host + ":" + std::to_string(server.port()) +
+               (options.server.api_key.empty() ? "" : " (API key required)"));
+
+  std::thread waiter([&server, signals] {
+    int received = 0;
+    sigwait(&signals, &received);
+    spdlog::info(std::string("received ") + (received == SIGTERM ? "SIGTERM" : "SIGINT") +
+                 ": finishing requests in flight");
+    server.stop();
+  });
+  server.serve();
+  // serve() also returns when the server fails; wake the waiter so that it can be joined.
+  if (waiter.joinable()) {
+    pthread_kill(waiter.native_handle(), SIGTERM);
+    waiter.join();
+  }
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+Command add_serve_command(CLI::App& app) {
+  auto* command = app.add_subcommand("serve", "KServe v2 / Triton-compatible HTTP server");
+  auto options = std::make_shared<ServeOptions>();
+  command
+      ->add_option("--model-repository", options->server.model_repository,
+                   "DIR/<model>/<version>/model.pt, optional DIR/<model>/config.json")
+      ->required();
+  command->add_option("--host", options->server.host, "address to listen on")
+      ->capture_default_str();
+  command->add_option("--port", options->server.port, "port (0: any free port)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  command->add_option("--api-key", options->server.api_key,
+                      "require Authorization: Bearer KEY on every route but /v2/health/* "
+                      "(or set TORCHSHIP_API_KEY)");
+  command->add_option("--max-body-bytes", options->server.max_body_bytes, "larger bodies get 413")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command
+      ->add_option("--timeout", options->server.read_timeout_s,
+                   "seconds a client may stay silent while sending or receiving")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str()
+      ->each([options](const std::string&) {
+        options->server.write_timeout_s = options->server.read_timeout_s;
+      });
+  command->add_option("--http-threads", options->server.http_threads, "connections served at once")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command->add_option("--threads", options->threads, "intra-op threads (0: libtorch's default)")
+      ->check(CLI::NonNegativeNumber);
+  command->add_option("--interop-threads", options->interop_threads, "inter-op threads")
+      ->check(CLI::NonNegativeNumber);
+  command->add_flag("--no-optimize", options->no_optimize, "run the models as stored");
+  command->add_option("--warmup", options->warmup, "forward runs per model right after loading")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  return {command, [options] { return run_serve(*options); }};
+}
+
+}  // namespace torchship::cli
