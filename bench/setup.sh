@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# What bench/compare.py needs beyond the test suite: python3-onnx (to export and clean the ONNX
-# baselines) and ONNX Runtime from npm (onnxruntime-node; its CPU library ships inside the
+# What the benchmarks need beyond the test suite: python3-onnx (to export and clean the ONNX
+# baselines), hey (HTTP load), FastAPI + uvicorn (the Python serving baseline) and ONNX Runtime
+# from npm (onnxruntime-node; its CPU library ships inside the
 # package, so the install script that would fetch GPU binaries is skipped). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-deps.sh
-if ! dpkg-query -W -f='${Status}' python3-onnx 2>/dev/null | grep -q "install ok installed" ||
-   ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+missing=()
+for p in python3-onnx hey python3-fastapi uvicorn; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ] || ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   sudo_cmd=()
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   export DEBIAN_FRONTEND=noninteractive
   "${sudo_cmd[@]}" apt-get update -q
-  packages=(python3-onnx)
+  packages=("${missing[@]}")
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)
   "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}"
@@ -19,4 +23,4 @@ fi
 if [ ! -d bench/onnxruntime/node_modules/onnxruntime-node ]; then
   (cd bench/onnxruntime && npm install --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
-echo "bench setup: python3-onnx, node $(node --version), onnxruntime-node ready"
+echo "bench setup: python3-onnx, hey, FastAPI, node $(node --version), onnxruntime-node ready"

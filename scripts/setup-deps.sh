@@ -4,10 +4,11 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libtorch-dev libopencv-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
+  libtorch-dev libopencv-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev
   python3-torch python3-torchvision python3-numpy python3-opencv python3-pytest
   python3-skimage dataset-fashion-mnist
+  nginx  # the scale-out test puts two torchship serve replicas behind it
   libopenblas0-openmp  # Debian's libtorch otherwise multiplies matrices with reference BLAS
 )
 
