@@ -572,6 +572,13 @@ def write_report(args, rows, first, e2e, prep, profile, accuracy, seconds) -> No
         "AVX512-BF16 dot products, int8 its VNNI instructions.",
         "",
     ]
+    # bench/serve_bench.py owns the serving section: keep it.
+    if os.path.exists(args.out):
+        previous = open(args.out).read()
+        start = previous.find("## Serving under load")
+        if start >= 0:
+            end = previous.find("\n## ", start + 1)
+            lines += [previous[start:end if end >= 0 else len(previous)].rstrip("\n"), ""]
     with open(args.out, "w") as f:
         f.write("\n".join(lines))
 

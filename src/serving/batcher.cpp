@@ -1,6 +1,7 @@
 #include "serving/batcher.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include "torchship/error.h"
 #include "torchship/tensor_io.h"
@@ -109,6 +110,7 @@ void Batcher::stop() {
 }
 
 void Batcher::work() {
+  at::init_num_threads();  // OpenMP's thread count is per calling thread: take the process's
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
     arrived_.wait(lock, [this] { return stopping_ || !queue_.empty(); });

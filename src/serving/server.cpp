@@ -1,6 +1,8 @@
 // The HTTP front of torchship serve: KServe v2 routes over cpp-httplib, API key, limits, JSON
 // errors, metrics, graceful stop.
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -43,6 +45,24 @@ int status_for(const Error& error) {
       return 501;
     default:
       return 500;
+  }
+}
+
+// Debian's compiled cpp-httplib listens with a backlog of 5: 32 clients connecting at once
+// overflow it and wait for SYN retransmits (1 s, 3 s, ...). listen() again on the bound socket
+// raises the backlog; the socket is found by its port, as httplib does not expose it.
+void widen_listen_backlog(int port) {
+  for (int fd = 3; fd < 1024; ++fd) {
+    int listening = 0;
+    socklen_t size = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0 || !listening) continue;
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) continue;
+    int bound = address.ss_family == AF_INET
+                    ? ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port)
+                    : ntohs(reinterpret_cast<sockaddr_in6*>(&address)->sin6_port);
+    if (bound == port) ::listen(fd, SOMAXCONN);
   }
 }
 
@@ -294,6 +314,7 @@ void Server::bind() {
                     " (address in use, or not an address of this machine)");
   }
   impl_->bound_port = port;
+  widen_listen_backlog(port);
 }
 
 int Server::port() const {

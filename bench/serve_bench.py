@@ -1,0 +1,196 @@
+"""Serving under load, side by side in one run: `torchship serve` against the FastAPI + PyTorch
+baseline (bench/python_server.py) on the Fashion-MNIST model with 32 concurrent clients (hey,
+KServe v2 JSON bodies), and torchship serve on ResNet34 (binary tensor bodies) against the best
+in-process throughput `torchship bench` reaches. Replaces the "Serving under load" section of
+docs/benchmarks.md.
+
+    bash bench/setup.sh
+    /usr/bin/python3 bench/serve_bench.py [--seconds 10] [--rounds 2] [--threads 2]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
+from serving import Client, Server, infer_body, make_repository  # noqa: E402
+
+CLI = os.path.join(ROOT, "build", "bin", "torchship")
+MODELS = os.path.join(ROOT, "build", "models")
+DOC = os.path.join(ROOT, "docs", "benchmarks.md")
+SECTION = "## Serving under load"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def hey(url: str, body_path: str, headers, seconds: int, clients: int) -> dict:
+    command = ["hey", "-z", f"{seconds}s", "-c", str(clients), "-m", "POST", "-D", body_path,
+               "-T", headers.pop("Content-Type", "application/json")]
+    for key, value in headers.items():
+        command += ["-H", f"{key}: {value}"]
+    out = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
+    if not re.search(r"99%+ in", out):
+        raise RuntimeError(f"no successful requests to {url}:\n{out[-1500:]}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = float(re.search(r"50%+ in ([\d.]+) secs", out).group(1))
+    p99 = float(re.search(r"99%+ in ([\d.]+) secs", out).group(1))
+    codes = dict((int(c), int(n)) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
+    return {"rps": rps, "p50_ms": p50 * 1000, "p99_ms": p99 * 1000, "codes": codes}
+
+
+def wait_ready(port: int, path: str = "/v2/health/ready", timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            client = Client("127.0.0.1", port, timeout=5)
+            if client.request("GET", path).status in (200, 405):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing answered on port {port}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=32)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        repository = make_repository(os.path.join(tmp, "repository"), {
+            "fashion": (os.path.join(MODELS, "fashion_mnist.pt"),
+                        {"max_batch_size": 64, "max_queue_delay_us": 2000}),
+            "resnet": (os.path.join(MODELS, "classifier.pt"), None)})
+        rng = np.random.default_rng(0)
+        fashion_body = os.path.join(tmp, "fashion.json")
+        body, _ = infer_body({"images": rng.integers(0, 256, (1, 28, 28, 1), dtype=np.uint8)})
+        with open(fashion_body, "wb") as f:
+            f.write(body)
+        resnet_body = os.path.join(tmp, "resnet.bin")
+        body, resnet_headers = infer_body(
+            {"image": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)}, binary_inputs=True,
+            binary_outputs=True)
+        with open(resnet_body, "wb") as f:
+            f.write(body)
+
+        server = Server(CLI, repository, "--threads", str(args.threads))
+        baselines = {"FastAPI + PyTorch": [], "FastAPI + PyTorch, 1 torch thread": ["1"]}
+        processes = {}
+        urls = {"torchship serve": f"http://127.0.0.1:{server.port}/v2/models/fashion/infer"}
+        try:
+            for name, extra in baselines.items():
+                port = free_port()
+                processes[name] = subprocess.Popen(
+                    [sys.executable, os.path.join(ROOT, "bench", "python_server.py"), str(port),
+                     *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                wait_ready(port, "/docs")
+                urls[name] = f"http://127.0.0.1:{port}/v2/models/fashion/infer"
+            fashion = {name: [] for name in urls}
+            for round_number in range(args.rounds):  # interleaved
+                for name, url in urls.items():
+                    print(f"round {round_number + 1}: {name}", file=sys.stderr)
+                    fashion[name].append(hey(url, fashion_body,
+                                             {"Content-Type": "application/json"}, args.seconds,
+                                             args.clients))
+            # 4 clients keep one-at-a-time ResNet34 busy; more would only queue, and take CPU
+            # from the server for the load generator.
+            resnet = hey(f"http://127.0.0.1:{server.port}/v2/models/resnet/infer", resnet_body,
+                         dict(resnet_headers), args.seconds, 4)
+        finally:
+            for process in processes.values():
+                process.terminate()
+                process.wait()
+            server.terminate()
+
+        npy = os.path.join(tmp, "image.npy")
+        np.save(npy, rng.integers(0, 256, (224, 224, 3), dtype=np.uint8))
+        bench = json.loads(subprocess.run(
+            [CLI, "bench", os.path.join(MODELS, "classifier.pt"), "--input", npy, "--runs", "40",
+             "--threads", str(args.threads), "--json"], capture_output=True, text=True,
+            check=True).stdout)
+    write_section(args, fashion, resnet, bench)
+
+
+def best(runs):
+    return max(runs, key=lambda r: r["rps"])
+
+
+def write_section(args, fashion, resnet, bench) -> None:
+    ours = best(fashion["torchship serve"])
+    # Judged against the stronger of the two baselines.
+    theirs = max((best(runs) for name, runs in fashion.items() if name != "torchship serve"),
+                 key=lambda r: r["rps"])
+    in_process = bench["throughput_per_s"]
+    lines = [
+        SECTION,
+        "",
+        f"Measured by `/usr/bin/python3 bench/serve_bench.py --seconds {args.seconds} --rounds "
+        f"{args.rounds} --threads {args.threads}` on {datetime.date.today()}, same machine as "
+        f"above: `hey -z {args.seconds}s -c {args.clients}` POSTs one request body over and over "
+        f"on keep-alive connections; the load generator shares the 2 cores with the server. "
+        f"Best of {args.rounds} interleaved rounds per server.",
+        "",
+        "| server, model, body | requests/s | p50 ms | p99 ms | statuses |",
+        "|---|---|---|---|---|",
+    ]
+    for name, runs in fashion.items():
+        r = best(runs)
+        lines.append(f"| {name}, Fashion-MNIST, JSON (1 image) | {r['rps']:.0f} | "
+                     f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['codes']} |")
+    lines.append(f"| torchship serve, ResNet34, binary tensors (1 image), 4 clients | {resnet['rps']:.1f} | "
+                 f"{resnet['p50_ms']:.1f} | {resnet['p99_ms']:.1f} | {resnet['codes']} |")
+    throughput_ratio = ours["rps"] / theirs["rps"]
+    p99_ratio = ours["p99_ms"] / theirs["p99_ms"]
+    resnet_ratio = resnet["rps"] / in_process
+    verdict = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+    lines += [
+        "",
+        "| ratio | value | target | verdict |",
+        "|---|---|---|---|",
+        f"| Fashion-MNIST at {args.clients} clients: throughput, torchship / FastAPI | "
+        f"{throughput_ratio:.1f}x | >= 5 | {verdict(throughput_ratio >= 5)} |",
+        f"| Fashion-MNIST at {args.clients} clients: p99 latency, torchship / FastAPI | "
+        f"{p99_ratio:.2f}x | <= 0.33 | {verdict(p99_ratio <= 1 / 3)} |",
+        f"| ResNet34: server throughput / best in-process (`torchship bench`, "
+        f"{in_process:.1f} images/s) | {resnet_ratio:.2f}x | >= 0.9 | "
+        f"{verdict(resnet_ratio >= 0.9)} |",
+        "",
+        "The ratios compare with the stronger Python baseline. FastAPI runs sync routes on 40 "
+        "worker threads, and with torch's default threads each request's ops spread over all "
+        "cores at once; one torch thread per request avoids that oversubscription (in short "
+        "runs the default variant stalled for seconds). ResNet34 is driven by 4 clients, "
+        "enough to keep its queue full. torchship batches the Fashion-MNIST requests "
+        "dynamically (max_batch_size 64, 2 ms "
+        "queue delay): concurrent requests run as one forward. The ResNet34 archive takes one "
+        "HWC image (no batch dimension), so its server runs one request per forward, and the "
+        "best in-process throughput is the batch-1 rate.",
+        "",
+    ]
+    text = open(DOC).read() if os.path.exists(DOC) else "# Benchmarks\n"
+    start = text.find(SECTION)
+    if start >= 0:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + (text[end + 1:] if end >= 0 else "")
+    with open(DOC, "w") as f:
+        f.write(text.rstrip("\n") + "\n\n" + "\n".join(lines))
+    print(f"updated {DOC}")
+
+
+if __name__ == "__main__":
+    main()
