@@ -30,9 +30,15 @@ int main(int argc, char** argv) {
   app.fallthrough(false);
 
   std::vector<cli::Command> commands = {
-      cli::add_info_command(app),    cli::add_run_command(app),   cli::add_classify_command(app),
-      cli::add_segment_command(app), cli::add_check_command(app), cli::add_bench_command(app),
-      cli::add_serve_command(app),
+    cli::add_info_command(app),
+    cli::add_run_command(app),
+    cli::add_classify_command(app),
+    cli::add_segment_command(app),
+    cli::add_check_command(app),
+    cli::add_bench_command(app),
+#if defined(TORCHSHIP_WITH_SERVE)
+    cli::add_serve_command(app),
+#endif
   };
 
   if (argc > 1 && argv[1][0] != '-') {
