@@ -72,46 +72,35 @@ std::string Metrics::prometheus() const {
     out += "torchship_requests_total{" + model_labels(model, version) + ",status=\"" +
            std::to_string(status) + "\"} " + std::to_string(count) + "\n";
   }
-  out +=
-      "# HELP torchship_request_duration_seconds Time from a request's arrival to its "
-      "answer, successful requests.\n# TYPE torchship_request_duration_seconds histogram\n";
-  for (const auto& [key, entry] : models_) {
-    entry.latency.write(out, "torchship_request_duration_seconds",
-                        model_labels(key.first, key.second));
-  }
-  out +=
-      "# HELP torchship_queue_duration_seconds Time a request waited for its batch to "
-      "start.\n# TYPE torchship_queue_duration_seconds histogram\n";
-  for (const auto& [key, entry] : models_) {
-    entry.queue.write(out, "torchship_queue_duration_seconds", model_labels(key.first, key.second));
-  }
-  out +=
-      "# HELP torchship_batch_requests Requests run together in one execution.\n"
-      "# TYPE torchship_batch_requests histogram\n";
-  for (const auto& [key, entry] : models_) {
-    entry.batch.write(out, "torchship_batch_requests", model_labels(key.first, key.second));
-  }
-  out +=
-      "# HELP torchship_inferences_total Items (batch rows) run through the model.\n"
-      "# TYPE torchship_inferences_total counter\n";
-  for (const auto& [key, entry] : models_) {
-    out += "torchship_inferences_total{" + model_labels(key.first, key.second) + "} " +
-           std::to_string(entry.inferences) + "\n";
-  }
-  out +=
-      "# HELP torchship_executions_total Forward calls.\n"
-      "# TYPE torchship_executions_total counter\n";
-  for (const auto& [key, entry] : models_) {
-    out += "torchship_executions_total{" + model_labels(key.first, key.second) + "} " +
-           std::to_string(entry.executions) + "\n";
-  }
-  out +=
-      "# HELP torchship_queue_depth Requests waiting for execution.\n"
-      "# TYPE torchship_queue_depth gauge\n";
-  for (const auto& [key, entry] : models_) {
-    out += "torchship_queue_depth{" + model_labels(key.first, key.second) + "} " +
-           std::to_string(entry.queue_depth) + "\n";
-  }
+  // One metric per model version: its header once, then a line (or histogram) per version.
+  auto per_model = [&](const char* name, const char* type, const char* help, auto&& write) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    for (const auto& [key, entry] : models_)
+      write(name, model_labels(key.first, key.second), entry);
+  };
+  auto histogram = [&](const Histogram PerModel::*member) {
+    return [&out, member](const char* name, const std::string& labels, const PerModel& entry) {
+      (entry.*member).write(out, name, labels);
+    };
+  };
+  auto value = [&out](auto member) {
+    return [&out, member](const char* name, const std::string& labels, const PerModel& entry) {
+      out += std::string(name) + "{" + labels + "} " + std::to_string(entry.*member) + "\n";
+    };
+  };
+  per_model("torchship_request_duration_seconds", "histogram",
+            "Time from a request's arrival to its answer, successful requests.",
+            histogram(&PerModel::latency));
+  per_model("torchship_queue_duration_seconds", "histogram",
+            "Time a request waited for its batch to start.", histogram(&PerModel::queue));
+  per_model("torchship_batch_requests", "histogram", "Requests run together in one execution.",
+            histogram(&PerModel::batch));
+  per_model("torchship_inferences_total", "counter", "Items (batch rows) run through the model.",
+            value(&PerModel::inferences));
+  per_model("torchship_executions_total", "counter", "Forward calls.",
+            value(&PerModel::executions));
+  per_model("torchship_queue_depth", "gauge", "Requests waiting for execution.",
+            value(&PerModel::queue_depth));
   return out;
 }
 
