@@ -31,7 +31,7 @@ def random_images(count: int, size, seed: int):
 def export_classifier(path: str, precision: str = "fp32") -> torchship.ExportResult:
     """precision: fp32, bf16 or int8 (the backbone quantized, calibrated on 16 random images:
     the weights are random too, so only speed and agreement with fp32 mean something)."""
-    model = resnet34_classifier()
+    model = resnet34_classifier().eval()
     generator = torch.Generator().manual_seed(1)
     example = torch.randint(0, 256, (224, 224, 3), dtype=torch.uint8, generator=generator)
     manifest = torchship.Manifest(
@@ -49,7 +49,7 @@ def export_classifier(path: str, precision: str = "fp32") -> torchship.ExportRes
 def export_segmentation(path: str, precision: str = "fp32") -> torchship.ExportResult:
     """precision: fp32 or int8 (the network quantized; bf16 needs a full trace, which the
     list-or-batch input rules out)."""
-    model = lraspp_segmentation()
+    model = lraspp_segmentation().eval()
     generator = torch.Generator().manual_seed(2)
     images = [torch.randint(0, 256, (64, 96, 3), dtype=torch.uint8, generator=generator)
               for _ in range(2)]
