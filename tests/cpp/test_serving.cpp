@@ -1,0 +1,121 @@
+// The serving pieces without HTTP: KServe request parsing (JSON and binary), output naming,
+// and dynamic batching handing each request its own rows. tests/python/test_serve.py covers the
+// same over real HTTP.
+#include <future>
+
+#include <ATen/ATen.h>
+
+#include "fixtures.h"
+#include "serving/batcher.h"
+#include "serving/kserve.h"
+#include "torchship/torchship.h"
+
+namespace torchship::serving {
+namespace {
+
+using testing::error_message;
+using testing::trained;
+
+TEST(KServe, ParsesJsonAndBinaryInputsAlike) {
+  std::string json_body =
+      R"({"id": 7, "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2],
+          "data": [1, 2, 3, 4]}], "outputs": [{"name": "y", "parameters": {"binary_data": true}}]})";
+  InferRequest plain = parse_infer_request(json_body, nullptr);
+  ASSERT_EQ(plain.inputs.size(), 1u);
+  EXPECT_EQ(plain.id, 7);
+  EXPECT_TRUE(at::equal(plain.inputs[0].tensor, at::arange(1, 5, at::kFloat).reshape({2, 2})));
+  ASSERT_EQ(plain.outputs.size(), 1u);
+  EXPECT_TRUE(plain.outputs[0].binary);
+
+  std::string header =
+      R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2], "parameters": {"binary_data_size": 16}}]})";
+  float values[] = {1, 2, 3, 4};
+  std::string body = header + std::string(reinterpret_cast<const char*>(values), sizeof values);
+  std::string length = std::to_string(header.size());
+  InferRequest binary = parse_infer_request(body, &length);
+  EXPECT_TRUE(at::equal(binary.inputs[0].tensor, plain.inputs[0].tensor));
+}
+
+TEST(KServe, BrokenRequestsSayWhatWasExpected) {
+  auto parse = [](const std::string& body, const std::string* length = nullptr) {
+    return error_message([&] { parse_infer_request(body, length); });
+  };
+  EXPECT_EQ(parse("{"),
+            "the request body is not valid JSON (expected an inference request object)");
+  EXPECT_EQ(parse(R"({"inputs": {}})"), "expected \"inputs\": a non-empty array of tensors");
+  EXPECT_EQ(parse(R"({"inputs": [{"datatype": "FP32"}]})"),
+            "inputs[0]: expected a tensor object with a \"name\" string");
+  EXPECT_EQ(parse(R"({"inputs": [{"name": "a", "datatype": "FP32", "shape": [1], "data": [1]},
+                                 {"name": "a", "datatype": "FP32", "shape": [1], "data": [1]}]})"),
+            "input 'a' appears twice");
+  std::string header =
+      R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 4}}]})";
+  std::string length = std::to_string(header.size());
+  EXPECT_EQ(parse(header + "abcd", &length),
+            "input 'x': binary_data_size is 4 bytes, but FP32 [2] takes 8");
+  std::string exact =
+      R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}]})";
+  std::string exact_length = std::to_string(exact.size());
+  EXPECT_EQ(parse(exact + "abcdefghijkl", &exact_length),
+            "the body has 4 bytes of binary data that no input's binary_data_size claims");
+  std::string too_long = "9999";
+  EXPECT_EQ(parse(header, &too_long),
+            "Inference-Header-Content-Length is 9999 but the body has only " +
+                std::to_string(header.size()) + " bytes");
+}
+
+TEST(KServe, NamesOutputsFromTheManifestAndTheStructure) {
+  Manifest manifest;
+  manifest.outputs = {TensorSpec{"logits"}, TensorSpec{"labels"}};
+  auto tuple = c10::ivalue::Tuple::create({at::zeros({1}), at::ones({2})});
+  auto named = named_outputs(tuple, &manifest);
+  ASSERT_EQ(named.size(), 2u);
+  EXPECT_EQ(named[0].name, "logits");
+  EXPECT_EQ(named[1].name, "labels");
+
+  c10::impl::GenericDict dict(c10::StringType::get(), c10::TensorType::get());
+  dict.insert("boxes", at::zeros({3, 4}));
+  dict.insert("scores", at::zeros({3}));
+  c10::impl::GenericList list(
+      c10::DictType::create(c10::StringType::get(), c10::TensorType::get()));
+  list.push_back(dict);
+  auto detections = named_outputs(list, nullptr);
+  ASSERT_EQ(detections.size(), 2u);
+  EXPECT_EQ(detections[0].name, "output_0.boxes");
+  EXPECT_EQ(detections[1].name, "output_0.scores");
+  EXPECT_EQ(named_outputs(at::zeros({2}), nullptr)[0].name, "output");
+}
+
+TEST(Batcher, ConcurrentRequestsRunTogetherAndGetTheirOwnRows) {
+  Model model = Model::load(trained("fashion_mnist.pt"));
+  Metrics metrics;
+  BatchPolicy policy;
+  policy.max_batch_size = 8;
+  policy.max_queue_delay = std::chrono::milliseconds(200);  // long: all five join one batch
+  Batcher batcher(model, policy, metrics, "fashion", "1");
+  std::vector<at::Tensor> images;
+  std::vector<std::future<c10::IValue>> answers;
+  for (int i = 0; i < 5; ++i) {
+    char name[64];
+    std::snprintf(name, sizeof name, "fashion_mnist_test/%05d.png", i);
+    images.push_back(model.image_input(trained(name)).toTensor());
+    answers.push_back(batcher.submit({images.back()}));
+  }
+  for (int i = 0; i < 5; ++i) {
+    at::Tensor alone = model.forward({images[i]}).toTensor();
+    at::Tensor batched = answers[i].get().toTensor();
+    ASSERT_EQ(batched.sizes(), alone.sizes());
+    EXPECT_LT((batched - alone).abs().max().item<double>(), 1e-5) << "request " << i;
+  }
+  std::string text = metrics.prometheus();
+  EXPECT_NE(text.find("torchship_executions_total{model=\"fashion\",version=\"1\"} 1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("torchship_inferences_total{model=\"fashion\",version=\"1\"} 5\n"),
+            std::string::npos);
+  batcher.stop();
+  EXPECT_THROW(batcher.submit({images[0]}), Unavailable);
+}
+
+}  // namespace
+}  // namespace torchship::serving
