@@ -17,7 +17,6 @@ Needs build/bin/torchship and build/models (scripts/demo.sh makes both).
 """
 
 import argparse
-import copy
 import datetime
 import json
 import os

@@ -13,28 +13,21 @@ import datetime
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
-from serving import Client, Server, infer_body, make_repository  # noqa: E402
+from serving import (Server, free_port, infer_body, make_repository,  # noqa: E402
+                     wait_until_answering)
 
 CLI = os.path.join(ROOT, "build", "bin", "torchship")
 MODELS = os.path.join(ROOT, "build", "models")
 DOC = os.path.join(ROOT, "docs", "benchmarks.md")
 SECTION = "## Serving under load"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def hey(url: str, body_path: str, headers, seconds: int, clients: int) -> dict:
@@ -50,18 +43,6 @@ def hey(url: str, body_path: str, headers, seconds: int, clients: int) -> dict:
     p99 = float(re.search(r"99%+ in ([\d.]+) secs", out).group(1))
     codes = dict((int(c), int(n)) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
     return {"rps": rps, "p50_ms": p50 * 1000, "p99_ms": p99 * 1000, "codes": codes}
-
-
-def wait_ready(port: int, path: str = "/v2/health/ready", timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            client = Client("127.0.0.1", port, timeout=5)
-            if client.request("GET", path).status in (200, 405):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"nothing answered on port {port}")
 
 
 def main() -> None:
@@ -101,7 +82,7 @@ def main() -> None:
                 processes[name] = subprocess.Popen(
                     [sys.executable, os.path.join(ROOT, "bench", "python_server.py"), str(port),
                      *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                wait_ready(port, "/docs")
+                wait_until_answering(port, "/docs")
                 urls[name] = f"http://127.0.0.1:{port}/v2/models/fashion/infer"
             fashion = {name: [] for name in urls}
             for round_number in range(args.rounds):  # interleaved

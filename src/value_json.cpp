@@ -269,36 +269,53 @@ json to_json(const c10::IValue& value) {
   throw unsupported("values of type " + value.type()->annotation_str() + " have no JSON form");
 }
 
-at::Tensor tensor_from_json(const json& tree, const std::string& where,
-                            const NpyResolver& resolve_npy) {
-  static const char* kExpected = "a tensor object {\"datatype\", \"shape\", \"data\"}";
-  if (!tree.is_object()) mismatch(where, kExpected, tree);
+namespace {
+const char* const kTensorObject = "a tensor object {\"datatype\", \"shape\", \"data\"}";
+}  // namespace
+
+int64_t TensorHeader::numel() const {
+  int64_t count = 1;
+  for (int64_t dim : shape) count *= dim;
+  return count;
+}
+
+TensorHeader tensor_header_from_json(const json& tree, const std::string& where) {
+  if (!tree.is_object()) mismatch(where, kTensorObject, tree);
   auto datatype_it = tree.find("datatype");
   auto shape_it = tree.find("shape");
   if (datatype_it == tree.end() || !datatype_it->is_string()) {
-    throw bad_input(where + ": expected " + kExpected + ", the \"datatype\" string is missing");
+    throw bad_input(where + ": expected " + kTensorObject + ", the \"datatype\" string is missing");
   }
   if (shape_it == tree.end() || !shape_it->is_array()) {
-    throw bad_input(where + ": expected " + kExpected + ", the \"shape\" array is missing");
+    throw bad_input(where + ": expected " + kTensorObject + ", the \"shape\" array is missing");
   }
-  std::string datatype = datatype_it->get<std::string>();
-  if (datatype == "BYTES") throw bad_input(where + ": BYTES tensors cannot become a torch tensor");
-  c10::ScalarType type;
+  TensorHeader header;
+  header.datatype = datatype_it->get<std::string>();
+  if (header.datatype == "BYTES") {
+    throw bad_input(where + ": BYTES tensors cannot become a torch tensor");
+  }
   try {
-    type = scalar_type_from_datatype(datatype);
+    header.type = scalar_type_from_datatype(header.datatype);
   } catch (const Error& e) {
     throw bad_input(where + ": " + e.what());
   }
-  std::vector<int64_t> shape;
-  int64_t count = 1;
   for (const auto& dim : *shape_it) {
     if (!dim.is_number_integer() || dim.get<int64_t>() < 0) {
       throw bad_input(where + ": \"shape\" must hold non-negative integers, got " +
                       shape_it->dump());
     }
-    shape.push_back(dim.get<int64_t>());
-    count *= shape.back();
+    header.shape.push_back(dim.get<int64_t>());
   }
+  return header;
+}
+
+at::Tensor tensor_from_json(const json& tree, const std::string& where,
+                            const NpyResolver& resolve_npy) {
+  TensorHeader header = tensor_header_from_json(tree, where);
+  const std::string& datatype = header.datatype;
+  c10::ScalarType type = header.type;
+  const std::vector<int64_t>& shape = header.shape;
+  int64_t count = header.numel();
 
   if (auto npy = tree.find("npy"); npy != tree.end() && resolve_npy) {
     at::Tensor tensor = resolve_npy(npy->get<std::string>());
@@ -311,7 +328,7 @@ at::Tensor tensor_from_json(const json& tree, const std::string& where,
   }
   auto data_it = tree.find("data");
   if (data_it == tree.end()) {
-    throw bad_input(where + ": expected " + kExpected + ", the \"data\" array is missing");
+    throw bad_input(where + ": expected " + kTensorObject + ", the \"data\" array is missing");
   }
   std::vector<const json*> leaves;
   leaves.reserve(static_cast<size_t>(count));

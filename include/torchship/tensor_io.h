@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <ATen/core/ivalue.h>
 #include <nlohmann/json.hpp>
@@ -36,6 +37,16 @@ c10::IValue from_json(const nlohmann::json& tree, const c10::TypePtr& type,
                       const std::string& where, const NpyResolver& resolve_npy = nullptr);
 at::Tensor tensor_from_json(const nlohmann::json& tree, const std::string& where,
                             const NpyResolver& resolve_npy = nullptr);
+
+// The validated "datatype" and "shape" of a tensor object, whatever holds its values ("data",
+// a .npy file, binary bytes after a KServe request's JSON).
+struct TensorHeader {
+  std::string datatype;
+  c10::ScalarType type;
+  std::vector<int64_t> shape;
+  int64_t numel() const;
+};
+TensorHeader tensor_header_from_json(const nlohmann::json& tree, const std::string& where);
 
 // "[1, 3, 224, 224]" (-1 stays -1): shapes in messages and summaries.
 std::string shape_text(c10::IntArrayRef shape);

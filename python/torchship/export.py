@@ -236,8 +236,7 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
     if precision == "bf16":
         module = Bfloat16(copy.deepcopy(module)).eval()
     elif precision == "int8":
-        module = quantize_int8(module, quantize, [_as_args(c) for c in calibration],
-                               _capture_inputs)
+        module = quantize_int8(module, quantize, [_as_args(c) for c in calibration])
     with torch.no_grad():
         expected = [module(*args) for args in cases_inputs]
         exported = _convert(module, cases_inputs[0], method, trace, findings, notes)

@@ -2,7 +2,7 @@
 quantization with fbgemm), and the report of what they cost against the fp32 module."""
 
 import copy
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -48,25 +48,24 @@ def quantized_engine() -> str:
     raise RuntimeError(f"this torch has no quantized engine (supported: {supported})")
 
 
-def quantize_int8(module: torch.nn.Module, target: str, calibration: Sequence[Tuple[Any, ...]],
-                  capture: Callable[[torch.nn.Module, Sequence[str], Tuple[Any, ...]],
-                                    Dict[str, Tuple[Any, ...]]]) -> torch.nn.Module:
+def quantize_int8(module: torch.nn.Module, target: str,
+                  calibration: Sequence[Tuple[Any, ...]]) -> torch.nn.Module:
     """A copy of `module` whose submodule `target` ("" for the whole module) is quantized to int8
-    by FX post-training static quantization for quantized_engine(): observers see `calibration` run through the whole
-    pipeline, so pre-processing outside `target` stays in fp32."""
+    by FX post-training static quantization for quantized_engine(): observers see
+    `calibration` run through the whole pipeline, so pre-processing outside `target` stays in
+    fp32."""
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    from .export import _capture_inputs, _submodule  # export imports this module
 
     engine = quantized_engine()
     torch.backends.quantized.engine = engine
     mapping = get_default_qconfig_mapping(engine)
     quantized = copy.deepcopy(module).eval()
     if target:
-        example = capture(quantized, [target], calibration[0])[target]
-        *path, leaf = target.split(".")
-        parent = quantized
-        for name in path:
-            parent = getattr(parent, name)
+        example = _capture_inputs(quantized, [target], calibration[0])[target]
+        parent, leaf = _submodule(quantized, target)
         prepared = prepare_fx(getattr(parent, leaf), mapping, example)
         setattr(parent, leaf, prepared)
     else:

@@ -75,9 +75,29 @@ Batcher::~Batcher() {
   stop();
 }
 
+int64_t Batcher::items_of(const std::vector<c10::IValue>& inputs) const {
+  if (!batching()) return 1;
+  int64_t items = -1;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const at::Tensor& tensor = inputs[i].toTensor();
+    std::string where = "input '" + model_.inputs()[i].name + "'";
+    if (tensor.dim() == 0) throw bad_input(where + ": expected a batch dimension, got a scalar");
+    if (items >= 0 && tensor.size(0) != items) {
+      throw bad_input(where + ": batch of " + std::to_string(tensor.size(0)) +
+                      ", the other inputs have " + std::to_string(items));
+    }
+    items = tensor.size(0);
+  }
+  if (items < 1 || items > policy_.max_batch_size) {
+    throw bad_input("a request carries 1 to " + std::to_string(policy_.max_batch_size) +
+                    " items (max_batch_size), got " + std::to_string(items));
+  }
+  return items;
+}
+
 std::future<c10::IValue> Batcher::submit(std::vector<c10::IValue> inputs) {
   Job job;
-  job.items = batching() ? inputs.at(0).toTensor().size(0) : 1;
+  job.items = items_of(inputs);
   job.inputs = std::move(inputs);
   job.enqueued = Clock::now();
   auto result = job.result.get_future();

@@ -39,8 +39,9 @@ class Batcher {
   Batcher& operator=(const Batcher&) = delete;
 
   // Queues one request. Inputs must already fit the model (Model::check_inputs); with
-  // batching, every input is a tensor whose first dimension is the request's item count.
-  // Throws Unavailable when the queue is full or the batcher is stopping.
+  // batching, every input is a tensor whose first dimension is the request's item count, 1 to
+  // max_batch_size (Error(BadInput) otherwise). Throws Unavailable when the queue is full or
+  // the batcher is stopping.
   std::future<c10::IValue> submit(std::vector<c10::IValue> inputs);
 
   // Finishes the queued requests, then stops the workers.
@@ -57,6 +58,7 @@ class Batcher {
     std::chrono::steady_clock::time_point enqueued;
   };
 
+  int64_t items_of(const std::vector<c10::IValue>& inputs) const;
   void work();
   std::vector<Job> take_batch(std::unique_lock<std::mutex>& lock);
   void run(std::vector<Job>& batch);

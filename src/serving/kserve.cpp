@@ -28,56 +28,41 @@ const json* find_parameter(const json& object, const char* name) {
 
 // A tensor from binary data: little-endian, row major, the datatype's native size.
 at::Tensor tensor_from_bytes(const json& input, const std::string& where, std::string_view bytes) {
-  auto datatype = input.find("datatype");
-  auto shape = input.find("shape");
-  if (datatype == input.end() || !datatype->is_string() || shape == input.end() ||
-      !shape->is_array()) {
-    throw bad_input(where + ": expected \"datatype\" and \"shape\" with binary data");
-  }
-  std::vector<int64_t> sizes;
-  for (const auto& dim : *shape) {
-    if (!dim.is_number_integer() || dim.get<int64_t>() < 0) {
-      throw bad_input(where + ": \"shape\" must hold non-negative integers, got " + shape->dump());
-    }
-    sizes.push_back(dim.get<int64_t>());
-  }
-  if (datatype->get<std::string>() == "BYTES") {
-    throw bad_input(where + ": BYTES tensors cannot become a torch tensor");
-  }
-  c10::ScalarType type;
-  try {
-    type = scalar_type_from_datatype(datatype->get<std::string>());
-  } catch (const Error& e) {
-    throw bad_input(where + ": " + e.what());
-  }
-  at::Tensor tensor = at::empty(sizes, at::TensorOptions().dtype(type));
+  TensorHeader header = tensor_header_from_json(input, where);
+  at::Tensor tensor = at::empty(header.shape, at::TensorOptions().dtype(header.type));
   size_t expected = static_cast<size_t>(tensor.numel()) * tensor.element_size();
   if (bytes.size() != expected) {
     throw bad_input(where + ": binary_data_size is " + std::to_string(bytes.size()) +
-                    " bytes, but " + datatype->get<std::string>() + " " + shape_text(sizes) +
-                    " takes " + std::to_string(expected));
+                    " bytes, but " + header.datatype + " " + shape_text(header.shape) + " takes " +
+                    std::to_string(expected));
   }
   if (expected > 0) std::memcpy(tensor.data_ptr(), bytes.data(), expected);
   return tensor;
 }
 
+// The elements of a tuple or list output.
+std::vector<c10::IValue> elements_of(const c10::IValue& value) {
+  if (value.isTuple()) return value.toTupleRef().elements().vec();
+  std::vector<c10::IValue> elements;
+  for (const auto& item : value.toList()) elements.push_back(item);
+  return elements;
+}
+
+std::string key_text(const c10::IValue& key) {
+  return key.isString() ? key.toStringRef() : c10::str(key);
+}
+
 void name_leaves(const c10::IValue& value, const std::string& name, std::vector<NamedTensor>& out) {
   if (value.isTensor()) {
     out.push_back({name, value.toTensor()});
-  } else if (value.isTuple()) {
-    const auto& elements = value.toTupleRef().elements();
+  } else if (value.isTuple() || value.isList()) {
+    auto elements = elements_of(value);
     for (size_t i = 0; i < elements.size(); ++i) {
       name_leaves(elements[i], name + "_" + std::to_string(i), out);
     }
-  } else if (value.isList()) {
-    auto list = value.toList();
-    for (size_t i = 0; i < list.size(); ++i) {
-      name_leaves(list.get(i), name + "_" + std::to_string(i), out);
-    }
   } else if (value.isGenericDict()) {
     for (const auto& entry : value.toGenericDict()) {
-      std::string key = entry.key().isString() ? entry.key().toStringRef() : c10::str(entry.key());
-      name_leaves(entry.value(), name + "." + key, out);
+      name_leaves(entry.value(), name + "." + key_text(entry.key()), out);
     }
   } else if (value.isInt() || value.isDouble() || value.isBool()) {
     out.push_back({name, at::scalar_to_tensor(value.toScalar())});
@@ -220,20 +205,14 @@ std::vector<c10::IValue> forward_arguments(const Model& model, std::vector<Named
 std::vector<NamedTensor> named_outputs(const c10::IValue& output, const Manifest* manifest) {
   std::vector<NamedTensor> out;
   if (output.isTuple() || output.isList()) {
-    std::vector<c10::IValue> elements;
-    if (output.isTuple()) {
-      elements = output.toTupleRef().elements().vec();
-    } else {
-      for (const auto& item : output.toList()) elements.push_back(item);
-    }
+    auto elements = elements_of(output);
     for (size_t i = 0; i < elements.size(); ++i) {
       name_leaves(elements[i], manifest_output_name(manifest, i, "output_" + std::to_string(i)),
                   out);
     }
   } else if (output.isGenericDict()) {
     for (const auto& entry : output.toGenericDict()) {
-      std::string key = entry.key().isString() ? entry.key().toStringRef() : c10::str(entry.key());
-      name_leaves(entry.value(), key, out);
+      name_leaves(entry.value(), key_text(entry.key()), out);
     }
   } else {
     name_leaves(output, manifest_output_name(manifest, 0, "output"), out);

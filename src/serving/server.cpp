@@ -92,28 +92,8 @@ struct Server::Impl {
 
   // Runs one request through the model's batcher and waits for its rows.
   c10::IValue execute(ModelVersion& entry, std::vector<c10::IValue> arguments) {
-    Batcher& batcher = *entry.batcher;
-    if (batcher.batching()) {
-      int64_t items = -1;
-      for (size_t i = 0; i < arguments.size(); ++i) {
-        const at::Tensor& tensor = arguments[i].toTensor();
-        std::string where = "input '" + entry.model->inputs()[i].name + "'";
-        if (tensor.dim() == 0)
-          throw bad_input(where + ": expected a batch dimension, got a scalar");
-        if (items >= 0 && tensor.size(0) != items) {
-          throw bad_input(where + ": batch of " + std::to_string(tensor.size(0)) +
-                          ", the other inputs have " + std::to_string(items));
-        }
-        items = tensor.size(0);
-      }
-      if (items < 1 || items > batcher.policy().max_batch_size) {
-        throw bad_input("a request carries 1 to " +
-                        std::to_string(batcher.policy().max_batch_size) +
-                        " items (max_batch_size), got " + std::to_string(items));
-      }
-    }
     try {
-      return batcher.submit(std::move(arguments)).get();
+      return entry.batcher->submit(std::move(arguments)).get();
     } catch (const Unavailable& e) {
       throw HttpError(503, e.what());
     }

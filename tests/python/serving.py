@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -19,6 +20,25 @@ DTYPES = {"BOOL": np.bool_, "UINT8": np.uint8, "INT8": np.int8, "INT16": np.int1
           "INT32": np.int32, "INT64": np.int64, "FP16": np.float16, "FP32": np.float32,
           "FP64": np.float64}
 DATATYPES = {np.dtype(v): k for k, v in DTYPES.items()}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_answering(port: int, path: str = "/v2/health/ready", timeout: float = 120) -> None:
+    """Polls GET path until it answers 200 (or 405: a route that exists for another method)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if Client("127.0.0.1", port, timeout=5).get(path).status in (200, 405):
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing answered GET {path} on port {port} within {timeout:.0f} s")
 
 
 def make_repository(folder: str, models: Dict[str, Tuple[str, Optional[dict]]]) -> str:

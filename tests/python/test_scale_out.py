@@ -3,7 +3,6 @@ on connection errors); one replica is killed mid-stream and no request is lost."
 
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -11,15 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from serving import Client, Server, make_repository
+from serving import Client, Server, free_port, make_repository, wait_until_answering
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def nginx_config(folder: str, port: int, upstreams) -> str:
@@ -67,13 +60,7 @@ def test_killing_a_replica_behind_nginx_loses_no_request(cli, models, tmp_path, 
     nginx = subprocess.Popen([NGINX, "-c", str(config), "-p", str(tmp_path)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                if Client("127.0.0.1", port).get("/v2/health/ready").status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
+        wait_until_answering(port, timeout=10)
         image = np.zeros((1, 28, 28, 1), np.uint8)
         statuses = []
         stop = threading.Event()
