@@ -4,7 +4,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libtorch-dev libopencv-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libcpp-httplib-dev
+  libtorch-dev libopencv-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev
   python3-torch python3-torchvision python3-numpy python3-opencv python3-pytest
   python3-skimage dataset-fashion-mnist

@@ -4,13 +4,88 @@
 #include <mutex>
 #include <set>
 
+#include <ATen/Context.h>
 #include <ATen/DynamicLibrary.h>
 
 #include "torchship/error.h"
 #include "torchship/model.h"
 
+#if defined(__linux__)
+#include <dlfcn.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
 namespace torchship {
 namespace fs = std::filesystem;
+
+#if defined(TORCHSHIP_TORCH_PYTHON_STUB)
+namespace embedded {
+extern const unsigned char torch_python_stub[];
+extern const std::size_t torch_python_stub_size;
+}  // namespace embedded
+#endif
+
+namespace {
+
+#if defined(__linux__)
+// The folder libtorch was loaded from: a wheel's site-packages/torch/lib, Debian's
+// /usr/lib/<triplet>, or a libtorch distribution's lib/.
+std::optional<fs::path> libtorch_folder() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&at::globalContext), &info) == 0 || !info.dli_fname) {
+    return std::nullopt;
+  }
+  std::error_code ec;
+  fs::path library = fs::canonical(info.dli_fname, ec);
+  return ec ? std::nullopt : std::optional<fs::path>(library.parent_path());
+}
+#else
+std::optional<fs::path> libtorch_folder() {
+  return std::nullopt;  // not looked up outside Linux: TORCHSHIP_TORCHVISION_OPS or --extension
+}
+#endif
+
+// Extension modules built for Python (torchvision's wheel among them) list libtorch_python.so
+// as needed. Outside Python the dynamic loader would find no such library, or another torch's
+// (Debian's, for python3-torch), and fail on its Python symbols. torchvision's operators do not
+// use it, so an empty library with that soname satisfies the loader; a library that does use it
+// then fails with its missing symbol named. Skipped when Python's is already in the process.
+void satisfy_torch_python_dependency() {
+#if defined(TORCHSHIP_TORCH_PYTHON_STUB)
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (void* loaded = dlopen("libtorch_python.so", RTLD_LAZY | RTLD_NOLOAD)) {
+      dlclose(loaded);
+      return;
+    }
+    int fd = memfd_create("libtorch_python.so", MFD_CLOEXEC);
+    if (fd < 0) return;
+    bool written = write(fd, embedded::torch_python_stub, embedded::torch_python_stub_size) ==
+                   static_cast<ssize_t>(embedded::torch_python_stub_size);
+    if (written) dlopen(("/proc/self/fd/" + std::to_string(fd)).c_str(), RTLD_NOW | RTLD_GLOBAL);
+    close(fd);  // the mapping keeps the library
+  });
+#endif
+}
+
+bool is_torchvision_ops(const fs::path& path) {
+  // _C.so (Debian, older wheels), _C.cpython-311-x86_64-linux-gnu.so, _C_stable.so (0.29+)
+  std::string name = path.filename().string();
+  auto extension = path.extension();
+  return (extension == ".so" || extension == ".pyd") &&
+         (name.rfind("_C.", 0) == 0 || name.rfind("_C_stable.", 0) == 0);
+}
+
+std::optional<fs::path> ops_library_in(const fs::path& folder) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(folder, ec)) {
+    if (is_torchvision_ops(entry.path())) return entry.path();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 void load_extension(const fs::path& library) {
   static std::mutex mutex;
@@ -23,6 +98,7 @@ void load_extension(const fs::path& library) {
   std::string key = fs::weakly_canonical(library, ec).string();
   std::lock_guard<std::mutex> lock(mutex);
   if (loaded.count(key)) return;
+  satisfy_torch_python_dependency();
   try {
     // Operators register themselves from static initializers; the handle must never close.
     at::DynamicLibrary(key.c_str(), nullptr, /*leak_handle=*/true);
@@ -40,31 +116,20 @@ std::optional<fs::path> find_torchvision_ops() {
     if (*overridden == '\0') return std::nullopt;
     return fs::path(overridden);
   }
-  // Where python3-torchvision (Debian) and pip wheels put the operator library.
-  std::vector<fs::path> folders = {"/usr/lib/python3/dist-packages/torchvision"};
-  for (const char* prefix : {"/usr/local/lib", "/usr/lib"}) {
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(prefix, ec)) {
-      std::string name = entry.path().filename().string();
-      if (name.rfind("python3", 0) == 0) {
-        folders.push_back(entry.path() / "dist-packages" / "torchvision");
-        folders.push_back(entry.path() / "site-packages" / "torchvision");
-      }
-    }
+  // Only the torchvision built for the libtorch this process runs on: another torch's operator
+  // library does not load, or crashes when it does.
+  auto folder = libtorch_folder();
+  if (!folder) return std::nullopt;
+  std::error_code ec;
+  // The C++ distribution of torchvision installs next to libtorch.
+  if (fs::exists(*folder / "libtorchvision.so", ec)) return *folder / "libtorchvision.so";
+  // A PyPI wheel: site-packages/torch/lib/libtorch_cpu.so and site-packages/torchvision/.
+  if (folder->filename() == "lib" && folder->parent_path().filename() == "torch") {
+    return ops_library_in(folder->parent_path().parent_path() / "torchvision");
   }
-  for (const auto& folder : folders) {
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(folder, ec)) {
-      std::string name = entry.path().filename().string();
-      bool is_ops = name.rfind("_C.", 0) == 0 &&
-                    (entry.path().extension() == ".so" || entry.path().extension() == ".pyd");
-      if (is_ops) return entry.path();
-    }
-  }
-  // The C++ distribution of torchvision installs a plain shared library.
-  for (const char* candidate : {"/usr/local/lib/libtorchvision.so", "/usr/lib/libtorchvision.so"}) {
-    std::error_code ec;
-    if (fs::exists(candidate, ec)) return fs::path(candidate);
+  // Debian: libtorch in /usr/lib/<triplet>, python3-torchvision in /usr/lib/python3.
+  if (folder->parent_path() == "/usr/lib") {
+    return ops_library_in("/usr/lib/python3/dist-packages/torchvision");
   }
   return std::nullopt;
 }

@@ -5,11 +5,11 @@
 
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <new>
 
-#include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
+
+#include "torch_compat.h"
 
 #if defined(__linux__) && defined(__GLIBC__)
 #include <malloc.h>
@@ -40,9 +40,9 @@ void free_block(void* block) {
   std::free(block);
 }
 
-class HugePageAllocator final : public c10::Allocator {
+class HugePageAllocator final : public compat::CpuAllocator {
  public:
-  c10::DataPtr allocate(size_t bytes) const override {
+  c10::DataPtr allocate_block(size_t bytes) const override {
     void* block = nullptr;
     if (posix_memalign(&block, kAlignment, bytes == 0 ? 1 : bytes) != 0) throw std::bad_alloc();
     if (bytes >= kLargeTensor) advise_huge_pages(block, bytes);
@@ -51,11 +51,6 @@ class HugePageAllocator final : public c10::Allocator {
 
   // oneDNN allocates through raw_allocate()/raw_deallocate(), which need this.
   c10::DeleterFnPtr raw_deleter() const override { return &free_block; }
-
-  // Pure virtual in libtorch >= 2.3, absent before: no `override`, so both compile.
-  void copy_data(void* destination, const void* source, std::size_t count) const {
-    std::memcpy(destination, source, count);
-  }
 };
 #endif
 

@@ -10,25 +10,10 @@
 #include "torchship/golden.h"
 #include "torchship/image.h"
 #include "torchship/tensor_io.h"
+#include "torch_compat.h"
 
 namespace torchship {
 namespace {
-
-// Swallows libtorch's warnings while a candidate optimized module is probed on the golden
-// vectors: a rejected candidate must leave no trace on the user's stderr.
-class DiscardWarnings : public c10::WarningHandler {
- public:
-#if TORCH_VERSION_MAJOR >= 2
-  void process(const c10::Warning&) override {}
-#else
-  void process(const c10::SourceLocation&, const std::string&, const bool) override {}
-#endif
-};
-#if TORCH_VERSION_MAJOR >= 2
-using WarningGuard = c10::WarningUtils::WarningHandlerGuard;
-#else
-using WarningGuard = c10::Warning::WarningHandlerGuard;
-#endif
 
 c10::Device parse_device(const std::string& text) {
   c10::Device device(c10::kCPU);
@@ -109,8 +94,9 @@ torch::jit::Module load_module(const Archive& archive, const c10::Device& device
       }
       std::string provider =
           ns == "torchvision"
-              ? "torchvision's operator library (python3-torchvision's torchvision/_C*.so, or "
-                "libtorchvision), which was not found; install python3-torchvision, set "
+              ? "torchvision's operator library (the torchvision built for this libtorch: "
+                "python3-torchvision for Debian's, the wheel's torchvision for a PyPI torch, or "
+                "libtorchvision), which was not found; install it, set "
                 "TORCHSHIP_TORCHVISION_OPS, or pass it with --extension PATH"
               : "a custom-operator library registering namespace '" + ns +
                     "'; pass it with --extension PATH";
@@ -261,8 +247,9 @@ struct Model::Impl {
       return;
     }
     torch::jit::Module stored = module;
-    DiscardWarnings discard;
-    WarningGuard quiet(&discard);
+    // A rejected candidate must leave no trace (libtorch's warnings) on the user's stderr.
+    compat::DiscardWarnings discard;
+    compat::WarningHandlerGuard quiet(&discard);
     try {
       torch::jit::Module frozen = torch::jit::freeze(stored);
       module = torch::jit::optimize_for_inference(frozen);  // rewrites frozen's graph in place
@@ -372,7 +359,8 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
                     std::to_string(options.threads));
   }
   if (options.threads > 0) at::set_num_threads(options.threads);
-  if (options.interop_threads > 0 && at::get_num_interop_threads() != options.interop_threads) {
+  if (options.interop_threads > 0 &&
+      static_cast<int64_t>(at::get_num_interop_threads()) != options.interop_threads) {
     try {
       at::set_num_interop_threads(options.interop_threads);
     } catch (const c10::Error&) {

@@ -113,9 +113,10 @@ def test_missing_custom_operator_names_it_and_its_library(run):
     assert_error(result,
                  "cannot load detection.pt: the model calls operator torchvision::nms, which no "
                  "loaded library provides; it comes from torchvision's operator library "
-                 "(python3-torchvision's torchvision/_C*.so, or libtorchvision), which was not "
-                 "found; install python3-torchvision, set TORCHSHIP_TORCHVISION_OPS, or pass it "
-                 "with --extension PATH")
+                 "(the torchvision built for this libtorch: python3-torchvision for Debian's, "
+                 "the wheel's torchvision for a PyPI torch, or libtorchvision), which was not "
+                 "found; install it, set TORCHSHIP_TORCHVISION_OPS, or pass it with --extension "
+                 "PATH")
 
 
 def test_extension_option_loads_a_library(run):

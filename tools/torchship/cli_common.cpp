@@ -3,9 +3,6 @@
 #include <cstdio>
 #include <iostream>
 
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
-
 namespace torchship::cli {
 
 void add_model_options(CLI::App& command, ModelOptions& options) {
@@ -74,18 +71,22 @@ void print_json(const nlohmann::json& object) {
   std::cout << object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
 }
 
+void log_line(const char* level, const std::string& message) {
+  // One write per line, so that lines of concurrent threads never interleave.
+  std::string line = std::string("torchship: ") + level + ": " + message + "\n";
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+void info(const std::string& message) {
+  log_line("info", message);
+}
+
 void warn(const std::string& message) {
-  spdlog::warn(message);
+  log_line("warning", message);
 }
 
 void report_error(const std::string& message) {
-  spdlog::error(message);
-}
-
-void setup_logging() {
-  auto logger = spdlog::stderr_logger_st("torchship");
-  logger->set_pattern("torchship: %l: %v");
-  spdlog::set_default_logger(logger);
+  log_line("error", message);
 }
 
 }  // namespace torchship::cli

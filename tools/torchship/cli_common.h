@@ -52,10 +52,9 @@ std::string human_bytes(int64_t bytes);
 std::string group_digits(int64_t value);
 // Stable JSON for programs: one object on one line.
 void print_json(const nlohmann::json& object);
-// One line on stderr: "torchship: warning: ..." / "torchship: error: ...".
+// One line on stderr: "torchship: info: ...", "torchship: warning: ...", "torchship: error: ...".
+void info(const std::string& message);
 void warn(const std::string& message);
 void report_error(const std::string& message);
-// Routes spdlog to stderr with the "torchship: LEVEL: message" pattern.
-void setup_logging();
 
 }  // namespace torchship::cli

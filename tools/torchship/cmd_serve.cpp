@@ -5,7 +5,6 @@
 #include <thread>
 
 #include <pthread.h>
-#include <spdlog/spdlog.h>
 
 #include "cli_common.h"
 #include "torchship/serving.h"
@@ -39,14 +38,14 @@ int run_serve(ServeOptions& options) {
       .with_warmup(options.warmup);
   serving::Server server(options.server);
   server.bind();
-  spdlog::info("serving " + server.summary());
-  spdlog::info("listening on http://" + options.server.host + ":" + std::to_string(server.port()) +
+  info("serving " + server.summary());
+  info("listening on http://" + options.server.host + ":" + std::to_string(server.port()) +
                (options.server.api_key.empty() ? "" : " (API key required)"));
 
   std::thread waiter([&server, signals] {
     int received = 0;
     sigwait(&signals, &received);
-    spdlog::info(std::string("received ") + (received == SIGTERM ? "SIGTERM" : "SIGINT") +
+    info(std::string("received ") + (received == SIGTERM ? "SIGTERM" : "SIGINT") +
                  ": finishing requests in flight");
     server.stop();
   });
@@ -56,7 +55,7 @@ int run_serve(ServeOptions& options) {
     pthread_kill(waiter.native_handle(), SIGTERM);
     waiter.join();
   }
-  spdlog::info("stopped");
+  info("stopped");
   return 0;
 }
 

@@ -22,7 +22,6 @@ int exit_code_for(torchship::ErrorKind kind) {
 int main(int argc, char** argv) {
   using namespace torchship;
   tune_memory_for_inference();
-  cli::setup_logging();
   CLI::App app{"torchship " + std::string(version()) +
                ": run PyTorch pipelines exported as TorchScript archives"};
   app.set_version_flag("--version", version());

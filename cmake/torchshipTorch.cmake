@@ -1,0 +1,27 @@
+# torchship_find_torch(): find_package(Torch) for torchship and for projects that
+# find_package(torchship), with either libtorch a user has: Debian's (1.13, CPU) or a PyPI wheel
+# found through CMAKE_PREFIX_PATH=$(python -c 'import torch; print(torch.utils.cmake_prefix_path)').
+#
+# Sets TORCHSHIP_CXX_STANDARD: the C++ standard the libtorch found needs (its torch target's
+# CXX_STANDARD: 14 for 1.13, 20 for >= 2.13), never below torchship's own 17.
+macro(torchship_find_torch)
+  # A CUDA build of libtorch (the PyPI wheels are) makes TorchConfig look for a CUDA toolkit of
+  # the wheel's own CUDA version and stop when there is none or another one, although a program
+  # that compiles no CUDA code needs no toolkit: libtorch_cuda and c10_cuda find the wheel's CUDA
+  # runtime through their RPATH. The one target the config's imported libraries name is
+  # torch::cudart; defined here (empty) it makes the config skip the toolkit search, so a plain
+  # configure works with any toolkit or none. A project that compiles CUDA itself finds Torch
+  # first, and then this is a no-op.
+  if(NOT TARGET torch::cudart)
+    add_library(torch::cudart INTERFACE IMPORTED)
+  endif()
+  find_package(Torch REQUIRED)
+
+  get_target_property(_torchship_torch_std torch CXX_STANDARD)
+  if(_torchship_torch_std AND _torchship_torch_std GREATER 17)
+    set(TORCHSHIP_CXX_STANDARD ${_torchship_torch_std})
+  else()
+    set(TORCHSHIP_CXX_STANDARD 17)
+  endif()
+  unset(_torchship_torch_std)
+endmacro()

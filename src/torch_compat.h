@@ -1,0 +1,51 @@
+// What differs between the libtorch versions torchship builds against (Debian's 1.13, PyPI's
+// 2.x), in one place: the rest of src/ is written once, against what every version has.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include <c10/core/Allocator.h>
+#include <c10/util/Exception.h>
+#include <torch/version.h>
+
+#define TORCHSHIP_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) ||            \
+   (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+namespace torchship::compat {
+
+// A warning handler that drops every warning. 2.0 hands it one c10::Warning, 1.13 the parts.
+class DiscardWarnings : public c10::WarningHandler {
+ public:
+#if TORCHSHIP_TORCH_AT_LEAST(2, 0)
+  void process(const c10::Warning&) override {}
+#else
+  void process(const c10::SourceLocation&, const std::string&, const bool) override {}
+#endif
+};
+
+// Installs a warning handler for the current scope (moved to c10::WarningUtils in 2.0).
+#if TORCHSHIP_TORCH_AT_LEAST(2, 0)
+using WarningHandlerGuard = c10::WarningUtils::WarningHandlerGuard;
+#else
+using WarningHandlerGuard = c10::Warning::WarningHandlerGuard;
+#endif
+
+// A CPU allocator. c10::Allocator::allocate lost its `const` in 2.3, which also made copy_data
+// pure virtual; subclasses implement allocate_block() and compile against either.
+class CpuAllocator : public c10::Allocator {
+ public:
+  virtual c10::DataPtr allocate_block(std::size_t bytes) const = 0;
+
+#if TORCHSHIP_TORCH_AT_LEAST(2, 3)
+  c10::DataPtr allocate(std::size_t bytes) override { return allocate_block(bytes); }
+  void copy_data(void* destination, const void* source, std::size_t count) const override {
+    default_copy_data(destination, source, count);
+  }
+#else
+  c10::DataPtr allocate(std::size_t bytes) const override { return allocate_block(bytes); }
+#endif
+};
+
+}  // namespace torchship::compat
