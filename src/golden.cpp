@@ -53,7 +53,7 @@ class Comparer {
                              atol_ + rtol_ * std::abs(expected.get<double>())
                        : got == expected;
       leaves.push_back(equal
-                           ? GoldenLeaf{path, 0, 0, true, ""}
+                           ? GoldenLeaf{path, 0, 0, 0, true, ""}
                            : failure(path, "expected " + expected.dump() + ", got " + got.dump()));
     }
   }
@@ -98,35 +98,16 @@ class Comparer {
   }
 
   static GoldenLeaf failure(const std::string& path, const std::string& problem) {
-    return {path, 0, 0, false, problem};
+    return {path, 0, 0, 0, false, problem};
   }
 
   GoldenLeaf compare_tensor(const c10::IValue& actual, const json& expected_tree,
                             const std::string& path) const {
     if (!actual.isTensor()) return failure(path, "expected a tensor, got " + describe(actual));
-    at::Tensor got = actual.toTensor().to(at::kCPU);
     at::Tensor expected = tensor_from_json(expected_tree, "golden " + path, resolve_);
-    if (got.sizes() != expected.sizes() || got.scalar_type() != expected.scalar_type()) {
-      return failure(path, "expected " + describe(expected) + ", got " + describe(got));
-    }
-    GoldenLeaf leaf{path, 0, 0, true, ""};
-    if (got.numel() == 0) return leaf;
-    if (!expected.is_floating_point()) {
-      leaf.ok = at::equal(got, expected);
-      leaf.max_abs = (got.to(at::kDouble) - expected.to(at::kDouble)).abs().max().item<double>();
-      if (!leaf.ok) leaf.problem = "values differ";
-      return leaf;
-    }
-    at::Tensor a = got.to(at::kDouble);
-    at::Tensor b = expected.to(at::kDouble);
-    at::Tensor diff = (a - b).abs();
-    at::Tensor both_nan = a.isnan() & b.isnan();
-    diff = at::where(both_nan, at::zeros_like(diff), diff);
-    leaf.max_abs = diff.max().item<double>();
-    leaf.max_rel = (diff / b.abs().clamp_min(1e-12)).max().item<double>();
-    leaf.ok = (diff <= atol_ + rtol_ * b.abs()).all().item<bool>();
-    if (!leaf.ok) leaf.problem = "values differ beyond tolerance";
-    return leaf;
+    // Archives since per-output tolerances record each float output's atol; older ones one.
+    double atol = expected_tree.value("atol", atol_);
+    return compare_tensors(expected, actual.toTensor(), rtol_, atol, path);
   }
 
   double rtol_;
@@ -135,6 +116,43 @@ class Comparer {
 };
 
 }  // namespace
+
+double scaled_atol(const at::Tensor& expected, double rtol) {
+  double largest = 0;
+  if (expected.is_floating_point() && expected.numel() > 0) {
+    largest = at::nan_to_num(expected.to(at::kDouble).abs(), 0, 0, 0).max().item<double>();
+  }
+  return rtol * std::max(1.0, largest);
+}
+
+GoldenLeaf compare_tensors(const at::Tensor& expected, const at::Tensor& actual, double rtol,
+                           std::optional<double> atol, const std::string& path) {
+  at::Tensor got = actual.to(at::kCPU);
+  GoldenLeaf leaf{path, 0, 0, 0, true, ""};
+  if (got.sizes() != expected.sizes() || got.scalar_type() != expected.scalar_type()) {
+    leaf.ok = false;
+    leaf.problem = "expected " + describe(expected) + ", got " + describe(got);
+    return leaf;
+  }
+  if (got.numel() == 0) return leaf;
+  if (!expected.is_floating_point()) {
+    leaf.ok = at::equal(got, expected);
+    leaf.max_abs = (got.to(at::kDouble) - expected.to(at::kDouble)).abs().max().item<double>();
+    if (!leaf.ok) leaf.problem = "values differ";
+    return leaf;
+  }
+  leaf.atol = atol.value_or(scaled_atol(expected, rtol));
+  at::Tensor a = got.to(at::kDouble);
+  at::Tensor b = expected.to(at::kDouble);
+  at::Tensor diff = (a - b).abs();
+  at::Tensor both_nan = a.isnan() & b.isnan();
+  diff = at::where(both_nan, at::zeros_like(diff), diff);
+  leaf.max_abs = diff.max().item<double>();
+  leaf.max_rel = (diff / b.abs().clamp_min(1e-12)).max().item<double>();
+  leaf.ok = (diff <= leaf.atol + rtol * b.abs()).all().item<bool>();
+  if (!leaf.ok) leaf.problem = "values differ beyond tolerance";
+  return leaf;
+}
 
 bool GoldenCase::ok() const {
   return std::all_of(leaves.begin(), leaves.end(), [](const GoldenLeaf& leaf) { return leaf.ok; });
@@ -206,6 +224,11 @@ GoldenReport check_golden(const Model& model) {
     report.cases.push_back(std::move(result));
   }
   return report;
+}
+
+std::optional<double> golden_rtol(const Archive& archive) {
+  if (!archive.has_golden()) return std::nullopt;
+  return read_index(archive).value("rtol", 1e-4);
 }
 
 }  // namespace torchship

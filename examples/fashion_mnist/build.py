@@ -8,8 +8,9 @@
   by the manifest's policy; normalization inside; the ten class names as labels);
 - OUT_DIR/fashion_mnist_bf16.pt, fashion_mnist_int8.pt: the same pipeline in bf16 (autocast)
   and int8 (post-training quantization of the network, calibrated on 512 training images);
-- OUT_DIR/fashion_mnist[_bf16|_int8]_python_predictions.npy: the class Python predicts for each
-  test image through each exported module (batches of 256, in order), for the C++ parity tests;
+- OUT_DIR/fashion_mnist[_bf16|_int8]_python_logits.npy and _python_predictions.npy: the logits
+  and the class Python computes for each test image through each exported module (batches of
+  256, in order), for the parity tests;
 - OUT_DIR/fashion_mnist_accuracy.json: test accuracy per precision, measured in Python;
 - with --testset: OUT_DIR/fashion_mnist_test/NNNNN.png, the 10,000 test images, and truth.csv.
 
@@ -79,14 +80,14 @@ def cached_weights() -> str:
     return path
 
 
-def python_predictions(module: torch.jit.ScriptModule, batch_size: int = 256) -> np.ndarray:
+def python_logits(module: torch.jit.ScriptModule, batch_size: int = 256) -> np.ndarray:
     images, _ = data.load("test")
     batch = torch.from_numpy(images.copy()).unsqueeze(-1)  # N x 28 x 28 x 1 uint8, as C++ decodes
-    predicted = []
+    logits = []
     with torch.no_grad():
         for start in range(0, len(batch), batch_size):
-            predicted.append(module(batch[start:start + batch_size]).argmax(1))
-    return torch.cat(predicted).numpy()
+            logits.append(module(batch[start:start + batch_size]))
+    return torch.cat(logits).numpy()
 
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -104,11 +105,14 @@ def export(out_dir: str) -> str:
     paths = {p: os.path.join(out_dir, archive_name(p) + ".pt") for p in PRECISIONS}
     predictions_paths = {p: os.path.join(out_dir, archive_name(p) + "_python_predictions.npy")
                          for p in PRECISIONS}
+    logits_paths = {p: os.path.join(out_dir, archive_name(p) + "_python_logits.npy")
+                    for p in PRECISIONS}
     report_path = os.path.join(out_dir, "fashion_mnist_accuracy.json")
     key_path = os.path.join(out_dir, "fashion_mnist.key")
     weights = cached_weights()
     _, labels = data.load("test")
-    outputs = list(paths.values()) + list(predictions_paths.values()) + [report_path, key_path]
+    outputs = (list(paths.values()) + list(predictions_paths.values()) +
+               list(logits_paths.values()) + [report_path, key_path])
     if all(os.path.exists(p) for p in outputs) and open(key_path).read() == archive_key():
         print(f"reusing {', '.join(paths.values())}")
         print_accuracy(json.load(open(report_path)))
@@ -137,7 +141,9 @@ def export(out_dir: str) -> str:
             pipeline, (example,), paths[precision], method="trace", manifest=manifest,
             golden_inputs=[(torch.from_numpy(images[8:9]).unsqueeze(-1),)],
             precision=precision, calibration=calibration, quantize="net")
-        predictions = python_predictions(result.module)
+        logits = python_logits(result.module)
+        predictions = logits.argmax(1)
+        np.save(logits_paths[precision], logits)
         np.save(predictions_paths[precision], predictions)
         report[precision] = {"archive": os.path.basename(paths[precision]),
                              "accuracy": float((predictions == labels).mean()),

@@ -2,6 +2,7 @@
 // prove that it computes what Python computed.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@ struct GoldenLeaf {
   std::string path;  // "output", "output[1]", "output.boxes", ...
   double max_abs = 0;
   double max_rel = 0;
+  double atol = 0;  // the absolute tolerance this float leaf was checked with
   bool ok = true;
   std::string problem;  // why it failed beyond tolerance: shape, dtype or value mismatch
 };
@@ -24,16 +26,28 @@ struct GoldenCase {
 
 struct GoldenReport {
   double rtol = 0;
-  double atol = 0;
+  double atol = 0;  // the index's own; float leaves carry the one they were checked with
   std::vector<GoldenCase> cases;
   bool ok() const;
 };
 
-// Reruns every golden case of the model's archive. A value passes when
-// |actual - expected| <= atol + rtol * |expected| everywhere (integers, booleans and strings
-// exactly). Throws Error(BadInput) when the archive has no golden vectors and Error(BadModel)
-// when they are unreadable.
+// torchship's one comparison rule (golden vectors, the load-time optimization check, tests;
+// python/torchship/tolerance.py explains it): a float tensor passes when
+// |actual - expected| <= atol + rtol * |expected| everywhere (NaN matches NaN); integer and
+// boolean tensors must be equal. Without `atol`, the default for this output's scale:
+// rtol * max(1, max |expected|).
+GoldenLeaf compare_tensors(const at::Tensor& expected, const at::Tensor& actual, double rtol,
+                           std::optional<double> atol = std::nullopt,
+                           const std::string& path = "output");
+
+// Reruns every golden case of the model's archive and compares by that rule, with the rtol and
+// per-output atol recorded at export (strings and other values exactly). Throws
+// Error(BadInput) when the archive has no golden vectors and Error(BadModel) when they are
+// unreadable.
 GoldenReport check_golden(const Model& model);
+
+// The rtol the archive's golden vectors were recorded with; nullopt without golden vectors.
+std::optional<double> golden_rtol(const Archive& archive);
 
 // The inputs of golden case `number`, typed by the model's forward schema; empty when the
 // archive has no such case.

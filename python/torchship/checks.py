@@ -140,7 +140,8 @@ def _variants(value: Any, free_dims: Sequence[int], generator: torch.Generator) 
 
 
 def frozen_branches(eager: nn.Module, exported: torch.jit.ScriptModule, args: Tuple[Any, ...],
-                    free_dims: Dict[int, Sequence[int]], rtol: float, atol: float) -> List[Finding]:
+                    free_dims: Dict[int, Sequence[int]], rtol: float,
+                    atol: Optional[float]) -> List[Finding]:
     """Compares the export with the eager module on inputs derived from the example inputs."""
     generator = torch.Generator().manual_seed(0)
     for index, value in enumerate(args):

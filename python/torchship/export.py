@@ -12,10 +12,13 @@ from . import __version__
 from .checks import IDS as CHECK_IDS
 from .checks import (Finding, Findings, device_literals, frozen_branches,
                      trace_recording_warnings, train_mode)
+from .compat import (deprecation_note, refusal_message, torchscript_deprecations_silenced,
+                     torchscript_support)
 from .doctor import diagnose
 from .manifest import Manifest
 from .precision import PRECISIONS, Bfloat16, quantize_int8
 from .precision import report as precision_report
+from .tolerance import DEFAULT_RTOL, scaled_atol
 from .tree import first_mismatch, max_difference, npy_bytes, to_tree
 
 METHODS = ("trace", "script", "hybrid")
@@ -164,9 +167,20 @@ def _accept_quantization_constants(findings: Findings, notes: List[str]) -> None
 
 
 def _golden_files(cases: List[Tuple[Tuple[Any, ...], Any]], rtol: float,
-                  atol: float) -> Dict[str, bytes]:
+                  atol: Optional[float]) -> Dict[str, bytes]:
+    """The golden index and its .npy files. Each float output records the absolute tolerance it
+    is checked with (`atol`, or its scaled default); the index's own "atol", the largest of
+    them, serves readers that predate per-output tolerances."""
     files: Dict[str, bytes] = {}
     index_cases = []
+    recorded: List[float] = [rtol if atol is None else atol]
+
+    def annotate(tensor: torch.Tensor) -> Dict[str, Any]:
+        if not tensor.is_floating_point():
+            return {}
+        recorded.append(scaled_atol(rtol, tensor) if atol is None else atol)
+        return {"atol": recorded[-1]}
+
     for number, (inputs, output) in enumerate(cases):
         counter = [0]
 
@@ -177,17 +191,18 @@ def _golden_files(cases: List[Tuple[Tuple[Any, ...], Any]], rtol: float,
             return name
 
         index_cases.append({"inputs": [to_tree(value, store) for value in inputs],
-                            "output": to_tree(output, store)})
-    files[GOLDEN_INDEX] = json.dumps({"rtol": rtol, "atol": atol, "cases": index_cases}).encode()
+                            "output": to_tree(output, store, annotate)})
+    files[GOLDEN_INDEX] = json.dumps({"rtol": rtol, "atol": max(recorded),
+                                      "cases": index_cases}).encode()
     return files
 
 
 def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
            method: str = "trace", manifest: Optional[Manifest] = None,
            trace: Optional[Sequence[str]] = None, golden_inputs: Sequence[Any] = (),
-           allow: Sequence[str] = (), rtol: float = 1e-4, atol: float = 1e-4,
-           precision: str = "fp32", calibration: Sequence[Any] = (),
-           quantize: str = "") -> ExportResult:
+           allow: Sequence[str] = (), rtol: Optional[float] = None,
+           atol: Optional[float] = None, precision: str = "fp32",
+           calibration: Sequence[Any] = (), quantize: str = "") -> ExportResult:
     """Exports `module` to the archive `path`.
 
     example_inputs: forward's arguments (a tuple, or one value); they drive tracing and become
@@ -196,9 +211,11 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
       `trace` on the inputs they receive; without `trace`, script everything that scripts and
       trace the direct children that do not (result.notes says which).
     The module is switched to eval mode and exported under no_grad. The export is rerun on every
-    golden case and compared with the eager module (|diff| <= atol + rtol * |expected|), and
-    the checks of torchship.checks run (train-mode, tracer-warning, frozen-branch,
+    golden case and compared with the eager module (|diff| <= atol + rtol * |expected|, the
+    rule of torchship.tolerance; by default rtol by precision and, per output tensor,
+    atol = rtol * max(1, largest |expected|)), and the checks of torchship.checks run (train-mode, tracer-warning, frozen-branch,
     device-literal). A finding stops the export with ExportError unless its id is in `allow`.
+    The tolerance is recorded with the golden vectors: C++ checks them by the same rule.
     precision: "fp32"; "bf16" (the module runs under CPU autocast to bfloat16, recorded in the
       trace; outputs stay fp32); or "int8" (FX post-training static quantization with fbgemm of
       the submodule named by `quantize`, "" for the whole module, calibrated by running the
@@ -224,9 +241,37 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
     if precision == "int8" and not calibration:
         raise ExportError("precision='int8' needs calibration=[...]: argument tuples (a few "
                           "hundred representative inputs) to measure activation ranges on")
+    support = torchscript_support()
+    if not support.available:
+        raise ExportError(refusal_message(support))
+    rtol = DEFAULT_RTOL[precision] if rtol is None else rtol
     manifest = manifest or Manifest()
     findings = Findings()
     notes: List[str] = []
+    note = deprecation_note(support)
+    if note:
+        notes.append(note)
+        _warn_once(note)
+    with torchscript_deprecations_silenced():
+        return _export(module, example_inputs, path, method, manifest, trace, golden_inputs,
+                       allow, rtol, atol, precision, calibration, quantize, findings, notes)
+
+
+_WARNED: set = set()
+
+
+def _warn_once(message: str) -> None:
+    """Says `message` once per process: a deprecation is news once, not on every export."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(f"torchship.export: {message}", ExportWarning, stacklevel=3)
+
+
+def _export(module: torch.nn.Module, example_inputs: Any, path: str, method: str,
+            manifest: Manifest, trace: Optional[Sequence[str]], golden_inputs: Sequence[Any],
+            allow: Sequence[str], rtol: Optional[float], atol: Optional[float], precision: str,
+            calibration: Sequence[Any], quantize: str, findings: Findings,
+            notes: List[str]) -> ExportResult:
     for finding in train_mode(module):
         findings.add(finding)
     module.eval()
@@ -284,7 +329,7 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
                           f"check(s) (pass allow=[...] with their ids to accept):\n" +
                           "\n".join(str(f) for f in blocking), blocking)
     for finding in findings.items:
-        warnings.warn(f"torchship.export: {finding}", ExportWarning, stacklevel=2)
+        warnings.warn(f"torchship.export: {finding}", ExportWarning, stacklevel=3)
 
     export_info: Dict[str, Any] = {
         "method": method,
@@ -315,6 +360,7 @@ class ExportWarning(UserWarning):
 def load(path: str, map_location: Union[str, torch.device] = "cpu"):
     """Loads an archive in Python: (module, manifest dict or None)."""
     extra = {MANIFEST_FILE: ""}
-    module = torch.jit.load(path, map_location=map_location, _extra_files=extra)
+    with torchscript_deprecations_silenced():
+        module = torch.jit.load(path, map_location=map_location, _extra_files=extra)
     manifest = json.loads(extra[MANIFEST_FILE]) if extra[MANIFEST_FILE] else None
     return module, manifest

@@ -11,6 +11,8 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 import torch
 
+from .tolerance import scaled_atol
+
 _DATATYPES = {
     torch.bool: "BOOL", torch.uint8: "UINT8", torch.int8: "INT8", torch.int16: "INT16",
     torch.int32: "INT32", torch.int64: "INT64", torch.float16: "FP16", torch.float32: "FP32",
@@ -33,19 +35,23 @@ def tensor_from_npy(data: bytes) -> torch.Tensor:
     return torch.from_numpy(np.load(io.BytesIO(data), allow_pickle=False).copy())
 
 
-def to_tree(value: Any, store: Callable[[torch.Tensor], str]) -> Any:
-    """`store` saves a tensor somewhere and returns the name its "npy" key records."""
+def to_tree(value: Any, store: Callable[[torch.Tensor], str],
+            annotate: Optional[Callable[[torch.Tensor], Dict[str, Any]]] = None) -> Any:
+    """`store` saves a tensor somewhere and returns the name its "npy" key records; `annotate`
+    returns further keys for a tensor's node (a golden output's "atol")."""
     if isinstance(value, torch.Tensor):
         if value.dtype == torch.bfloat16:
             raise ValueError("golden vectors cannot store bfloat16 tensors as .npy")
-        return {"datatype": datatype_name(value.dtype), "shape": list(value.shape),
+        node = {"datatype": datatype_name(value.dtype), "shape": list(value.shape),
                 "npy": store(value)}
+        node.update(annotate(value) if annotate else {})
+        return node
     if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return {name: to_tree(item, store) for name, item in zip(value._fields, value)}
+        return {name: to_tree(item, store, annotate) for name, item in zip(value._fields, value)}
     if isinstance(value, (list, tuple)):
-        return [to_tree(item, store) for item in value]
+        return [to_tree(item, store, annotate) for item in value]
     if isinstance(value, dict):
-        return {str(key): to_tree(item, store) for key, item in value.items()}
+        return {str(key): to_tree(item, store, annotate) for key, item in value.items()}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(f"cannot record a value of type {type(value).__name__} in golden vectors")
@@ -98,12 +104,15 @@ def max_difference(expected: Any, actual: Any, path: str = "output") -> Dict[str
     return {}
 
 
-def first_mismatch(expected: Any, actual: Any, rtol: float, atol: float,
+def first_mismatch(expected: Any, actual: Any, rtol: float, atol: Optional[float],
                    path: str = "output") -> Optional[str]:
-    """The first leaf where `actual` is not close to `expected`, described; None when all are."""
+    """The first leaf where `actual` is not close to `expected` by the rule of
+    torchship.tolerance (atol None: each tensor's scaled default), described; None when all
+    are."""
     if isinstance(expected, torch.Tensor):
         if expected.is_floating_point():
-            if not torch.allclose(actual.double(), expected.double(), rtol=rtol, atol=atol,
+            leaf_atol = scaled_atol(rtol, expected) if atol is None else atol
+            if not torch.allclose(actual.double(), expected.double(), rtol=rtol, atol=leaf_atol,
                                   equal_nan=True):
                 diff = (actual.double() - expected.double()).abs().max()
                 return f"{path}: max abs difference {float(diff):.3g}"

@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include "torchship/golden.h"
+
 namespace torchship::testing {
 
 namespace {
@@ -34,6 +36,41 @@ double max_abs_diff(const at::Tensor& expected, const at::Tensor& actual) {
       .abs()
       .max()
       .item<double>();
+}
+
+::testing::AssertionResult close_by_rule(const at::Tensor& expected, const at::Tensor& actual,
+                                         const Archive& archive) {
+  auto rtol = golden_rtol(archive);
+  if (!rtol) return ::testing::AssertionFailure() << archive.path() << " has no golden vectors";
+  GoldenLeaf leaf = compare_tensors(expected, actual, *rtol);
+  if (leaf.ok) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << leaf.problem << ": max abs " << leaf.max_abs
+                                       << ", atol " << leaf.atol << ", rtol " << *rtol;
+}
+
+double rule_atol(const at::Tensor& expected, const Archive& archive) {
+  auto rtol = golden_rtol(archive);
+  EXPECT_TRUE(rtol.has_value()) << archive.path() << " has no golden vectors";
+  return compare_tensors(expected, expected, rtol.value_or(0)).atol;
+}
+
+::testing::AssertionResult argmax_agrees(const at::Tensor& expected_scores,
+                                         const at::Tensor& expected, const at::Tensor& actual,
+                                         int64_t dim, double atol, int64_t* ties) {
+  if (!expected.sizes().equals(actual.sizes())) {
+    return ::testing::AssertionFailure()
+           << "shape " << actual.sizes() << ", expected " << expected.sizes();
+  }
+  at::Tensor best_two = std::get<0>(expected_scores.to(at::kDouble).topk(2, dim));
+  at::Tensor decided = (best_two.select(dim, 0) - best_two.select(dim, 1)) > 2 * atol;
+  at::Tensor differ = actual.to(at::kCPU).ne(expected) & decided;
+  if (ties) *ties = (~decided).sum().item<int64_t>();
+  int64_t count = differ.sum().item<int64_t>();
+  if (count == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << count << " of " << decided.sum().item<int64_t>()
+         << " decided positions (best two scores more than 2 * atol = " << 2 * atol
+         << " apart) got another class";
 }
 
 }  // namespace torchship::testing

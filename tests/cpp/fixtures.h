@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
+#include "torchship/archive.h"
+
 namespace torchship::testing {
 
 // A file of tests/fixtures/make_fixtures.py's folder; a missing one fails the test loudly.
@@ -16,6 +18,22 @@ std::filesystem::path trained(const std::string& name);
 
 // Max |a - b| over all elements, after checking shape and dtype agree.
 double max_abs_diff(const at::Tensor& expected, const at::Tensor& actual);
+
+// torchship's one comparison rule (golden.h compare_tensors), with the rtol `archive`'s golden
+// vectors were recorded with and the default atol for the expected tensor's scale.
+::testing::AssertionResult close_by_rule(const at::Tensor& expected, const at::Tensor& actual,
+                                         const Archive& archive);
+
+// The absolute tolerance that rule gives the expected tensor (rtol * max(1, max |expected|)).
+double rule_atol(const at::Tensor& expected, const Archive& archive);
+
+// Class indices (argmax over `dim`) computed from scores that match `expected_scores` within
+// `atol`: they must equal `expected` wherever the expected best two scores are more than
+// 2 * atol apart. Where they are closer, rounding on another CPU may pick either class, and
+// both are right answers; `ties`, when given, receives how many such positions there were.
+::testing::AssertionResult argmax_agrees(const at::Tensor& expected_scores,
+                                         const at::Tensor& expected, const at::Tensor& actual,
+                                         int64_t dim, double atol, int64_t* ties = nullptr);
 
 // The message of the torchship::Error `body` throws, or "" (and a test failure) when it does not.
 template <typename Body>

@@ -1,6 +1,7 @@
 // Archives, manifests, images and Model: parity with the Python reference outputs the fixture
 // script recorded, and the exact errors users see.
 #include <fstream>
+#include <iostream>
 
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
@@ -11,11 +12,12 @@
 namespace torchship {
 namespace {
 
+using testing::argmax_agrees;
+using testing::close_by_rule;
 using testing::error_message;
 using testing::fixture;
 using testing::max_abs_diff;
-
-constexpr double kTolerance = 1e-4;
+using testing::rule_atol;
 
 // Models load once per test binary: loading ResNet34 costs a few hundred milliseconds.
 const Model& classifier() {
@@ -116,13 +118,17 @@ TEST(Model, ClassifierMatchesPythonOnChelseaAndRandomImages) {
     at::Tensor expected = read_npy(fixture("classifier_" + name + ".npy"));
     auto image = fixture(name + ".png");
     at::Tensor logits = classifier().forward({classifier().image_input(image)}).toTensor();
-    EXPECT_LE(max_abs_diff(expected, logits), kTolerance) << name;
+    EXPECT_TRUE(close_by_rule(expected, logits, classifier().archive())) << name;
 
     auto top = classifier().classify(image, 3);
     ASSERT_EQ(top.size(), 3u);
-    EXPECT_EQ(top[0].index, expected.argmax().item<int64_t>()) << name;
+    EXPECT_TRUE(argmax_agrees(expected, expected.argmax(1), at::tensor({top[0].index}), 1,
+                              rule_atol(expected, classifier().archive())))
+        << name;
     EXPECT_EQ(top[0].label, classifier().manifest()->label(top[0].index));
-    EXPECT_NEAR(top[0].score, expected.softmax(1).max().item<double>(), 1e-5);
+    // Softmax moves no probability by more than twice the largest change of a logit.
+    EXPECT_NEAR(top[0].score, expected.softmax(1).max().item<double>(),
+                2 * max_abs_diff(expected, logits) + 1e-6);
     EXPECT_GE(top[0].score, top[1].score);
   }
 }
@@ -134,6 +140,32 @@ TEST(Model, ClassifiesDecodedTensorsLikeFiles) {
   auto from_file = classifier().classify(path, 1);
   EXPECT_EQ(from_tensor[0].index, from_file[0].index);
   EXPECT_DOUBLE_EQ(from_tensor[0].score, from_file[0].score);
+}
+
+// Labels are the argmax of the logits and the overlay colours each pixel by its label: both
+// must match Python wherever the labels are decided (see argmax_agrees).
+void expect_segmentation_matches(const std::string& name, const at::Tensor& logits,
+                                 const at::Tensor& labels, const at::Tensor& overlay) {
+  const Archive& archive = segmenter().archive();
+  auto expected = [&](const char* output) {
+    return read_npy(fixture("segmentation_" + name + "_" + output + ".npy"));
+  };
+  at::Tensor expected_logits = expected("logits");
+  at::Tensor expected_labels = expected("labels");
+  at::Tensor expected_overlay = expected("overlay");
+  int class_dim = expected_logits.dim() - 3;
+  if (logits.dim() == expected_logits.dim()) {
+    EXPECT_TRUE(close_by_rule(expected_logits, logits, archive)) << name;
+  }
+  EXPECT_TRUE(argmax_agrees(expected_logits, expected_labels, labels.view_as(expected_labels),
+                            class_dim, rule_atol(expected_logits, archive)))
+      << name;
+  ASSERT_EQ(overlay.numel(), expected_overlay.numel()) << name;
+  at::Tensor same_label = labels.view_as(expected_labels).eq(expected_labels).unsqueeze(-1);
+  at::Tensor actual_overlay = overlay.view_as(expected_overlay);
+  EXPECT_TRUE(at::equal(actual_overlay.masked_select(same_label),
+                        expected_overlay.masked_select(same_label)))
+      << name;
 }
 
 TEST(Model, SegmentationMatchesPythonForOneImageAListAndABatch) {
@@ -152,29 +184,23 @@ TEST(Model, SegmentationMatchesPythonForOneImageAListAndABatch) {
   for (const auto& test_case : cases) {
     auto outputs = segmenter().forward({test_case.input}).toTupleRef().elements();
     ASSERT_EQ(outputs.size(), 3u);
-    const char* names[] = {"logits", "labels", "overlay"};
-    for (size_t i = 0; i < 3; ++i) {
-      at::Tensor expected =
-          read_npy(fixture("segmentation_" + test_case.name + "_" + names[i] + ".npy"));
-      double tolerance = i == 0 ? kTolerance : 0.0;  // labels and overlay exactly
-      EXPECT_LE(max_abs_diff(expected, outputs[i].toTensor()), tolerance)
-          << test_case.name << " " << names[i];
-    }
+    expect_segmentation_matches(test_case.name, outputs[0].toTensor(), outputs[1].toTensor(),
+                                outputs[2].toTensor());
   }
 }
 
 TEST(Model, SegmentReturnsLabelsAndOverlayOfOneImage) {
   Segmentation result = segmenter().segment(fixture("chelsea.png"));
-  at::Tensor labels = read_npy(fixture("segmentation_single_labels.npy")).squeeze(0);
-  at::Tensor overlay = read_npy(fixture("segmentation_single_overlay.npy")).squeeze(0);
-  EXPECT_TRUE(at::equal(result.labels, labels));
-  EXPECT_TRUE(at::equal(result.overlay, overlay));
   EXPECT_EQ(result.logits.sizes(), (std::vector<int64_t>{21, 300, 451}));
+  EXPECT_EQ(result.labels.sizes(), (std::vector<int64_t>{300, 451}));
+  EXPECT_EQ(result.overlay.sizes(), (std::vector<int64_t>{300, 451, 3}));
+  expect_segmentation_matches("single", result.logits.unsqueeze(0), result.labels,
+                              result.overlay);
 }
 
-TEST(Model, DetectorWithTorchvisionOperatorsMatchesPython) {
-  // The archive calls torchvision::nms and torchvision::roi_align: loading finds torchvision's
-  // operator library on its own.
+TEST(Model, TorchvisionOperatorsMatchPython) {
+  // The archive calls torchvision::nms and torchvision::roi_align: loading finds the operator
+  // library of the torchvision built for this libtorch on its own.
   Model model = Model::load(fixture("detection.pt"));
   c10::IValue output =
       model.forward({input_from_spec(model, 0, fixture("astronaut_small.png").string())});
@@ -182,8 +208,25 @@ TEST(Model, DetectorWithTorchvisionOperatorsMatchesPython) {
   for (std::string key : {"boxes", "scores", "labels"}) {
     at::Tensor expected = read_npy(fixture("detection_" + key + ".npy"));
     EXPECT_GT(expected.size(0), 0);
-    EXPECT_LE(max_abs_diff(expected, detections.at(key).toTensor()), kTolerance) << key;
+    // labels exactly: the fixture builder checked that every kept box's class is decided.
+    EXPECT_TRUE(close_by_rule(expected, detections.at(key).toTensor(), model.archive())) << key;
   }
+}
+
+TEST(Model, TorchvisionDetectorRunsWithItsOutputStructure) {
+  // A scripted Faster R-CNN with random weights: too ill-conditioned for numbers (see the
+  // fixture builder), so this checks that it loads and answers like a detector.
+  Model model = Model::load(fixture("fasterrcnn.pt"), LoadOptions().with_optimize(false));
+  c10::IValue output =
+      model.forward({input_from_spec(model, 0, fixture("astronaut_small.png").string())});
+  ASSERT_EQ(output.toList().size(), 1u);
+  auto detections = output.toList().get(0).toGenericDict();
+  at::Tensor boxes = detections.at("boxes").toTensor();
+  ASSERT_EQ(boxes.dim(), 2);
+  EXPECT_EQ(boxes.size(1), 4);
+  EXPECT_LE(boxes.size(0), 20);  // box_detections_per_img
+  EXPECT_EQ(detections.at("scores").toTensor().sizes(), at::IntArrayRef{boxes.size(0)});
+  EXPECT_EQ(detections.at("labels").toTensor().scalar_type(), at::kLong);
 }
 
 TEST(Model, RejectsInputsThatDoNotFitWithTheReason) {
@@ -304,27 +347,41 @@ TEST(Image, WritesWhatItReads) {
 namespace torchship {
 namespace {
 
+using testing::argmax_agrees;
 using testing::fixture;
+using testing::rule_atol;
 using testing::trained;
 
 TEST(TrainedModel, LibraryBatchesGivePythonsPredictionsOnTheWholeTestSet) {
-  Model model = Model::load(trained("fashion_mnist.pt"));
-  ASSERT_TRUE(model.manifest()->batch_dim);
-  EXPECT_EQ(model.manifest()->labels.at(9), "Ankle boot");
-  at::Tensor python = read_npy(trained("fashion_mnist_python_predictions.npy"));
-  ASSERT_EQ(python.size(0), 10000);
-
+  // The 10,000 test images, decoded once: the three archives share the manifest's input.
+  Model fp32 = Model::load(trained("fashion_mnist.pt"));
+  ASSERT_TRUE(fp32.manifest()->batch_dim);
+  EXPECT_EQ(fp32.manifest()->labels.at(9), "Ankle boot");
   std::vector<c10::IValue> images;
   for (int i = 0; i < 10000; ++i) {
     char name[32];
     std::snprintf(name, sizeof name, "fashion_mnist_test/%05d.png", i);
-    images.push_back(model.image_input(trained(name)));
+    images.push_back(fp32.image_input(trained(name)));
   }
-  auto predictions = model.classify_batch(images, 1, 256);
-  ASSERT_EQ(predictions.size(), 10000u);
-  int64_t differ = 0;
-  for (int i = 0; i < 10000; ++i) differ += predictions[i][0].index != python[i].item<int64_t>();
-  EXPECT_EQ(differ, 0) << "predictions that differ from Python's";
+  for (std::string precision : {"fp32", "bf16", "int8"}) {
+    std::string stem = precision == "fp32" ? "fashion_mnist" : "fashion_mnist_" + precision;
+    Model model = precision == "fp32" ? fp32 : Model::load(trained(stem + ".pt"));
+    EXPECT_EQ(model.manifest()->precision, precision);
+    // Python's logits through the same exported module, in batches of 256.
+    at::Tensor logits = read_npy(trained(stem + "_python_logits.npy"));
+    ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{10000, 10}));
+    auto predictions = model.classify_batch(images, 1, 256);
+    ASSERT_EQ(predictions.size(), 10000u);
+    at::Tensor classes = at::empty({10000}, at::kLong);
+    for (int i = 0; i < 10000; ++i) classes[i] = predictions[i][0].index;
+    int64_t ties = 0;
+    EXPECT_TRUE(argmax_agrees(logits, logits.argmax(1), classes, 1,
+                              rule_atol(logits, model.archive()), &ties))
+        << precision;
+    // On the CPU that made the fixtures every prediction agrees; elsewhere only ties may not.
+    std::cout << precision << ": " << classes.eq(logits.argmax(1)).sum().item<int64_t>()
+              << " of 10000 predictions equal Python's; " << ties << " undecided by the rule\n";
+  }
 }
 
 TEST(TrainedModel, OneImageAtATimeAgreesWithBatches) {
@@ -350,17 +407,23 @@ using testing::error_message;
 using testing::fixture;
 
 TEST(Golden, FaithfulArchivesReproduceTheirVectors) {
-  GoldenReport report = check_golden(Model::load(fixture("classifier.pt")));
+  Model model = Model::load(fixture("classifier.pt"), LoadOptions().with_optimize(false));
+  GoldenReport report = check_golden(model);
   ASSERT_EQ(report.cases.size(), 1u);
   EXPECT_TRUE(report.ok());
-  EXPECT_EQ(report.cases[0].leaves.at(0).path, "output");
-  EXPECT_LE(report.cases[0].leaves.at(0).max_abs, 1e-4);
+  const GoldenLeaf& leaf = report.cases[0].leaves.at(0);
+  EXPECT_EQ(leaf.path, "output");
+  EXPECT_LE(leaf.max_abs, leaf.atol);
+  // The tolerance recorded at export: fp32's rtol, and atol scaled to the logits' magnitude.
+  EXPECT_EQ(report.rtol, 1e-4);
+  at::Tensor recorded = model.forward(golden_inputs(model)).toTensor();
+  EXPECT_NEAR(leaf.atol, 1e-4 * recorded.abs().max().item<double>(), 1e-6);
 }
 
 TEST(Golden, AlteredVectorsFailTheCheckAndTheCheckedLoad) {
   GoldenReport report = check_golden(Model::load(fixture("tampered.pt")));
   EXPECT_FALSE(report.ok());
-  EXPECT_DOUBLE_EQ(report.cases[0].leaves[0].max_abs, 0.5);
+  EXPECT_NEAR(report.cases[0].leaves[0].max_abs, 0.5, 1e-6);
   auto path = fixture("tampered.pt");
   EXPECT_EQ(error_message([&] { Model::load(path, LoadOptions().with_golden_check()); }),
             "golden check failed for " + path.string() +
@@ -379,21 +442,36 @@ namespace {
 using testing::fixture;
 
 TEST(Optimization, KeptOnlyWhenTheGoldenVectorsStillHold) {
-  Model classifier = Model::load(fixture("classifier.pt"));
-  EXPECT_TRUE(classifier.optimized());
-  EXPECT_TRUE(classifier.notes().empty());
-  EXPECT_EQ(classifier.summary().parameter_count, 21797672);  // of the module as stored
+  // Which models optimize_for_inference keeps depends on the CPU's kernels; the rule does not:
+  // an optimized model reproduces the golden vectors, and one that is not says why.
+  for (std::string name : {"classifier.pt", "segmentation.pt", "detection.pt", "generic.pt"}) {
+    Model model = Model::load(fixture(name));
+    if (model.optimized()) {
+      EXPECT_TRUE(check_golden(model).ok()) << name;
+      for (const auto& note : model.notes()) {
+        EXPECT_EQ(note.rfind("optimized by freezing only: optimize_for_inference misses the "
+                             "golden vectors (",
+                             0),
+                  0u)
+            << name << ": " << note;
+      }
+    } else {
+      ASSERT_EQ(model.notes().size(), 1u) << name;
+      EXPECT_EQ(model.notes()[0].rfind("not optimized: ", 0), 0u) << model.notes()[0];
+    }
+  }
+  EXPECT_EQ(Model::load(fixture("classifier.pt")).summary().parameter_count,
+            21797672);  // of the module as stored
 
-  // LR-ASPP's optimize_for_inference kernels move its logits beyond the golden tolerance;
-  // freezing alone keeps them, so it runs frozen.
-  Model segmentation = Model::load(fixture("segmentation.pt"));
-  EXPECT_TRUE(segmentation.optimized());
-  ASSERT_EQ(segmentation.notes().size(), 1u);
-  EXPECT_EQ(segmentation.notes()[0].rfind(
-                "optimized by freezing only: optimize_for_inference misses the golden vectors "
-                "(output[0]: values differ beyond tolerance",
-                0),
-            0u);
+  // Golden vectors that nothing reproduces: neither the optimized nor the frozen module is kept.
+  Model tampered = Model::load(fixture("tampered.pt"));
+  EXPECT_FALSE(tampered.optimized());
+  ASSERT_EQ(tampered.notes().size(), 1u);
+  EXPECT_EQ(tampered.notes()[0].rfind("not optimized: the optimized module misses the golden "
+                                      "vectors (output: values differ beyond tolerance",
+                                      0),
+            0u)
+      << tampered.notes()[0];
 
   Model plain = Model::load(fixture("plain.pt"));
   EXPECT_FALSE(plain.optimized());
