@@ -15,7 +15,20 @@ macro(torchship_find_torch)
   if(NOT TARGET torch::cudart)
     add_library(torch::cudart INTERFACE IMPORTED)
   endif()
+  # A libtorch in CMAKE_PREFIX_PATH (a wheel's share/cmake) looks up its own libraries with
+  # find_library(... PATHS <its lib>), which searches the system first: with Debian's
+  # libtorch-dev installed too, it would link Debian's libc10.so. Searching only the given
+  # prefixes and hints while Torch is found keeps it to its own.
+  find_path(_torchship_torch_config TorchConfig.cmake PATHS ${CMAKE_PREFIX_PATH}
+            PATH_SUFFIXES Torch cmake/Torch share/cmake/Torch NO_DEFAULT_PATH)
+  if(_torchship_torch_config)
+    set(CMAKE_FIND_USE_CMAKE_SYSTEM_PATH FALSE)
+    set(CMAKE_FIND_USE_SYSTEM_ENVIRONMENT_PATH FALSE)
+  endif()
   find_package(Torch REQUIRED)
+  unset(CMAKE_FIND_USE_CMAKE_SYSTEM_PATH)
+  unset(CMAKE_FIND_USE_SYSTEM_ENVIRONMENT_PATH)
+  unset(_torchship_torch_config CACHE)
 
   get_target_property(_torchship_torch_std torch CXX_STANDARD)
   if(_torchship_torch_std AND _torchship_torch_std GREATER 17)

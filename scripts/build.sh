@@ -1,10 +1,23 @@
 #!/usr/bin/env bash
-# Configures and builds torchship (Release) into build/.
+# Configures and builds torchship (Release) against the libtorch of scripts/env.sh's stack:
+# build/ for PyPI's wheel (found as users do, through torch.utils.cmake_prefix_path),
+# build-debian/ for Debian's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/env.sh
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
-if [ ! -f build/CMakeCache.txt ]; then
-  cmake -S . -B build "${generator[@]}" -DCMAKE_BUILD_TYPE=Release
+prefix=()
+if [ "$TORCHSHIP_TORCH" = pypi ]; then
+  prefix=(-DCMAKE_PREFIX_PATH="$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)')")
 fi
-cmake --build build --parallel "$(nproc 2>/dev/null || echo 2)"
+# A cache configured against another libtorch (e.g. a virtualenv since replaced) starts over.
+stamp="${prefix[*]:-system}"
+if [ -f "$BUILD/CMakeCache.txt" ] && [ "$(cat "$BUILD/.torch-prefix" 2>/dev/null)" != "$stamp" ]; then
+  rm -rf "$BUILD/CMakeCache.txt" "$BUILD/CMakeFiles"
+fi
+if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+  cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${prefix[@]}"
+  echo "$stamp" > "$BUILD/.torch-prefix"
+fi
+cmake --build "$BUILD" --parallel "$(nproc 2>/dev/null || echo 2)"

@@ -3,20 +3,21 @@
 # classify test images from C++; then run the article's ResNet34 classifier on a real photo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=/usr/bin/python3
+source scripts/env.sh  # TORCHSHIP_TORCH=pypi (default) or debian: sets PY and BUILD
 CAT=/usr/lib/python3/dist-packages/skimage/data/chelsea.png
-ts=build/bin/torchship
+ts=$BUILD/bin/torchship
 quiet_png() { grep -v "^libpng warning" >&2 || true; }  # libpng's notes on chelsea's ICC profile
 
 scripts/setup-deps.sh
-echo "== building torchship"
-mkdir -p build
-scripts/build.sh > build/build.log 2>&1 || { cat build/build.log; exit 1; }
+scripts/setup-python.sh
+echo "== building torchship against libtorch from the $TORCHSHIP_TORCH stack"
+mkdir -p "$BUILD"
+scripts/build.sh > "$BUILD/build.log" 2>&1 || { cat "$BUILD/build.log"; exit 1; }
 
 echo "== the Fashion-MNIST model (trained here once, then cached)"
-"$PY" examples/fashion_mnist/build.py build/models --testset
-model=build/models/fashion_mnist.pt
-tests=build/models/fashion_mnist_test
+"$PY" examples/fashion_mnist/build.py $BUILD/models --testset
+model=$BUILD/models/fashion_mnist.pt
+tests=$BUILD/models/fashion_mnist_test
 
 echo
 echo "== torchship classify $model (five test images; truth from truth.csv)"
@@ -31,11 +32,11 @@ echo "== torchship classify $model $tests --batch-size 256 --labels truth.csv (1
 $ts classify "$model" "$tests" --batch-size 256 --labels "$tests/truth.csv" --jsonl > /dev/null
 
 echo
-if [ ! -f build/models/classifier.pt ] || [ ! -f build/models/segmentation.pt ]; then
+if [ ! -f $BUILD/models/classifier.pt ] || [ ! -f $BUILD/models/segmentation.pt ]; then
   echo "== exporting the article's pipelines"
-  "$PY" examples/article/export.py build/models
+  "$PY" examples/article/export.py $BUILD/models
 fi
-echo "== torchship classify build/models/classifier.pt chelsea.png"
+echo "== torchship classify $BUILD/models/classifier.pt chelsea.png"
 echo "   (the article's ResNet34 pipeline with RANDOM weights: no pretrained weights can be"
 echo "   downloaded here, so these labels mean nothing; C++ reproduces Python's numbers)"
-$ts classify build/models/classifier.pt "$CAT" --top-k 3 2> >(quiet_png)
+$ts classify $BUILD/models/classifier.pt "$CAT" --top-k 3 2> >(quiet_png)

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Installs every Debian package torchship needs; skips the ones already there.
+# Installs the Debian packages torchship needs for the PyTorch stack of scripts/env.sh; skips
+# the ones already there.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libtorch-dev libopencv-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
-  libgtest-dev libgmock-dev
-  python3-torch python3-torchvision python3-numpy python3-opencv python3-pytest
-  python3-skimage dataset-fashion-mnist
+  libopencv-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libgtest-dev libgmock-dev
+  python3-venv
+  python3-skimage dataset-fashion-mnist  # a real photo (chelsea.png) and the training data
   nginx  # the scale-out test puts two torchship serve replicas behind it
-  libopenblas0-openmp  # Debian's libtorch otherwise multiplies matrices with reference BLAS
 )
+if [ "$TORCHSHIP_TORCH" = debian ]; then
+  packages+=(
+    libtorch-dev python3-torch python3-torchvision python3-numpy python3-opencv python3-pytest
+    libopenblas0-openmp  # Debian's libtorch otherwise multiplies matrices with reference BLAS
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,13 +1,39 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, builds, makes the Python reference fixtures,
+# The whole test suite on one PyTorch stack (scripts/env.sh; TORCHSHIP_TORCH=pypi by default):
+# installs what is missing, builds, makes the Python reference fixtures with that stack's torch,
 # then runs the C++ tests (ctest / GoogleTest) and the Python tests (pytest).
+#
+#   scripts/test.sh        the default stack (PyPI's torch 2.x)
+#   scripts/test.sh all    what CI runs: both stacks, then archives across versions (each
+#                          build checks the other's), then the C++ tests again on the CPU kernels
+#                          of other machines (AVX2, and no vector extensions at all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=/usr/bin/python3  # Debian's interpreter, where python3-torch lives
 
+if [ "${1:-}" = all ]; then
+  started=$SECONDS
+  TORCHSHIP_TORCH=pypi scripts/test.sh
+  TORCHSHIP_TORCH=debian scripts/test.sh
+  echo "== archives across versions: each build checks the archives the other's torch made"
+  source scripts/env.sh  # the default stack's interpreter runs pytest
+  TORCHSHIP_CROSS_BUILDS="build build-debian" "$PY" -m pytest tests/python/test_cross_version.py \
+    -q -p no:cacheprovider
+  echo "== C++ tests on other CPUs' kernels, against fixtures made on this CPU's"
+  for stack in pypi debian; do
+    build=$(TORCHSHIP_TORCH=$stack bash -c 'source scripts/env.sh; echo "$BUILD"')
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 ctest --test-dir "$build" --output-on-failure
+    ATEN_CPU_CAPABILITY=default ctest --test-dir "$build" --output-on-failure
+  done
+  echo "== all passed in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
+  exit 0
+fi
+
+source scripts/env.sh
+echo "== torchship tests on the $TORCHSHIP_TORCH stack ($BUILD)"
 scripts/setup-deps.sh
+scripts/setup-python.sh
 scripts/build.sh
-"$PY" tests/fixtures/make_fixtures.py build/fixtures
-"$PY" examples/fashion_mnist/build.py build/models --testset  # trains once, then cached
-ctest --test-dir build --output-on-failure
+"$PY" tests/fixtures/make_fixtures.py "$BUILD/fixtures"
+"$PY" examples/fashion_mnist/build.py "$BUILD/models" --testset  # trains once, then cached
+ctest --test-dir "$BUILD" --output-on-failure
 "$PY" -m pytest tests/python -q -p no:cacheprovider

@@ -1,5 +1,4 @@
 #include "torchship/error.h"
-#include "torchship/version.h"
 
 namespace torchship {
 
@@ -15,10 +14,6 @@ const char* to_string(ErrorKind kind) noexcept {
       return "internal error";
   }
   return "internal error";
-}
-
-const char* version() noexcept {
-  return TORCHSHIP_VERSION;
 }
 
 }  // namespace torchship

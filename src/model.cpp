@@ -1,10 +1,13 @@
 #include "torchship/model.h"
 
+#include <cstdio>
+#include <tuple>
+
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/csrc/jit/runtime/operator.h>
 #include <torch/cuda.h>
-#include <torch/version.h>
 
 #include "torchship/error.h"
 #include "torchship/golden.h"
@@ -70,19 +73,57 @@ std::string script_error_summary(const std::exception& error) {
   return last;
 }
 
+// Whether `exported` ("2.14.1+cu130", as the manifest records torch.__version__) is a newer
+// release than the libtorch running here; false when it cannot tell.
+bool newer_than_this_libtorch(const std::string& exported) {
+  int major = 0, minor = 0, patch = 0;
+  if (std::sscanf(exported.c_str(), "%d.%d.%d", &major, &minor, &patch) < 2) return false;
+  return std::make_tuple(major, minor, patch) >
+         std::make_tuple(TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH);
+}
+
+// Whether any operator of namespace `ns` ("aten", "prim", "torchvision") is registered: an
+// unknown operator of a namespace libtorch itself fills comes from a newer libtorch, one of an
+// absent namespace from a library not loaded.
+bool namespace_registered(const std::string& ns) {
+  std::string prefix = ns + "::";
+  for (const auto& op : torch::jit::getAllOperators()) {
+    if (op->schema().name().rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
+// Why an archive from a newer torch does not load here, and what to do, for the messages below.
+std::string version_advice(const Archive& archive) {
+  std::string exported;
+  if (archive.manifest()) exported = archive.manifest()->exported.torch_version;
+  std::string here = compat::libtorch_version();
+  std::string from = exported.empty() ? "a newer torch" : "torch " + exported;
+  return "the archive was exported with " + from + "; run it with a torchship built against " +
+         (exported.empty() ? std::string("that libtorch") : "libtorch " + exported) +
+         ", or export it again with torch " + here;
+}
+
 torch::jit::Module load_module(const Archive& archive, const c10::Device& device) {
+  const std::string path = archive.path().string();
+  const std::string here = "this libtorch (" + compat::libtorch_version() + ")";
   bool torchvision_tried = false;
   while (true) {
     try {
-      return torch::jit::load(archive.path().string(), device);
+      return torch::jit::load(path, device);
     } catch (const std::exception& e) {  // c10::Error, or torch::jit::ErrorReport
       const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
       std::string message = c10_error ? c10_error->what_without_backtrace() : e.what();
       std::string op = missing_operator(message);
       if (op.empty()) {
         auto start = message.find_first_not_of("\n ");
-        throw bad_model("cannot load " + archive.path().string() + ": " +
-                        first_line(message.substr(start == std::string::npos ? 0 : start)));
+        std::string why = first_line(message.substr(start == std::string::npos ? 0 : start));
+        const auto& manifest = archive.manifest();
+        if (manifest && newer_than_this_libtorch(manifest->exported.torch_version)) {
+          throw bad_model("cannot load " + path + ": " + here + " cannot read it (" + why +
+                          "); " + version_advice(archive));
+        }
+        throw bad_model("cannot load " + path + ": " + why);
       }
       std::string ns = op.substr(0, op.find("::"));
       if (ns == "torchvision" && !torchvision_tried) {
@@ -92,6 +133,10 @@ torch::jit::Module load_module(const Archive& archive, const c10::Device& device
           continue;
         }
       }
+      if (ns != "torchvision" && namespace_registered(ns)) {
+        throw bad_model("cannot load " + path + ": the model calls operator " + op + ", which " +
+                        here + " does not have; " + version_advice(archive));
+      }
       std::string provider =
           ns == "torchvision"
               ? "torchvision's operator library (the torchvision built for this libtorch: "
@@ -100,8 +145,8 @@ torch::jit::Module load_module(const Archive& archive, const c10::Device& device
                 "TORCHSHIP_TORCHVISION_OPS, or pass it with --extension PATH"
               : "a custom-operator library registering namespace '" + ns +
                     "'; pass it with --extension PATH";
-      throw bad_model("cannot load " + archive.path().string() + ": the model calls operator " +
-                      op + ", which no loaded library provides; it comes from " + provider);
+      throw bad_model("cannot load " + path + ": the model calls operator " + op +
+                      ", which no loaded library provides; it comes from " + provider);
     }
   }
 }

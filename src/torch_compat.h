@@ -15,6 +15,12 @@
 
 namespace torchship::compat {
 
+// "1.13.0", "2.14.1": the libtorch this torchship was compiled against.
+inline std::string libtorch_version() {
+  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+         std::to_string(TORCH_VERSION_PATCH);
+}
+
 // A warning handler that drops every warning. 2.0 hands it one c10::Warning, 1.13 the parts.
 class DiscardWarnings : public c10::WarningHandler {
  public:

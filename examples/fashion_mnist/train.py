@@ -90,7 +90,7 @@ def train(epochs: int, batch_size: int = 128, seed: int = 0) -> FashionNet:
             loss.backward()
             optimizer.step()
             schedule.step()
-            total_loss += float(loss)
+            total_loss += loss.item()
             if step % 20 == 0:
                 progress.update(step + 1, f"loss {total_loss / (step + 1):.3f}")
         progress.close()

@@ -58,12 +58,12 @@ def torchscript_deprecations_silenced() -> Iterator[None]:
 def deprecation_note(support: TorchScriptSupport) -> Optional[str]:
     if support.deprecation is None:
         return None
-    return (f"torch {torch.__version__} deprecates TorchScript (\"{support.deprecation}\"); "
-            "this archive is TorchScript, which libtorch still loads and torchship runs; "
-            "PyTorch's successor for C++ deployment is torch.export + AOTInductor (.pt2)")
+    return (f"torch {torch.__version__} deprecates TorchScript; this TorchScript archive still "
+            "loads in libtorch and torchship; PyTorch's successor for C++ deployment is "
+            "torch.export + AOTInductor (.pt2)")
 
 
 def refusal_message(support: TorchScriptSupport) -> str:
     return (f"torch {torch.__version__} refuses TorchScript (\"{support.refusal}\"): a TorchScript "
-            "archive needs a torch that still writes it (<= 2.13, or the opt-out that message "
-            "names), or PyTorch's successor, torch.export + AOTInductor (.pt2)")
+            "archive needs a torch that still writes it (an earlier release, or the opt-out that "
+            "message names), or PyTorch's successor, torch.export + AOTInductor (.pt2)")

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from typing import List
 
 import numpy as np
@@ -27,6 +28,12 @@ def cli() -> str:
     path = os.environ.get("TORCHSHIP_CLI", os.path.join(BUILD, "bin", "torchship"))
     if not os.path.exists(path):
         pytest.fail(f"{path} is missing: build first (scripts/test.sh does)")
+    # The fixtures come from this interpreter's torch: the CLI must run on the same release.
+    import torch
+    line = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
+    if f"libtorch {torch.__version__.split('+')[0]}" not in line:
+        pytest.fail(f"{path} says '{line.strip()}', but these tests run on torch "
+                    f"{torch.__version__}: pick the stack with TORCHSHIP_TORCH (scripts/env.sh)")
     return path
 
 
@@ -60,6 +67,44 @@ class Cli:
 def run(cli, fixtures) -> Cli:
     """Runs the CLI inside the fixture folder, so archives and images go by file name."""
     return Cli(cli, fixtures)
+
+
+def golden_rtol(archive: str) -> float:
+    """The rtol an archive's golden vectors were recorded with."""
+    with zipfile.ZipFile(archive) as z:
+        name = next(n for n in z.namelist() if n.endswith("/extra/torchship/golden/index.json"))
+        return json.loads(z.read(name))["rtol"]
+
+
+def rule_atol(expected: np.ndarray, rtol: float) -> float:
+    """torchship.tolerance's default atol for this output's scale."""
+    largest = float(np.nan_to_num(np.abs(expected.astype(np.float64))).max(initial=0.0))
+    return rtol * max(1.0, largest)
+
+
+def assert_close(expected: np.ndarray, actual: np.ndarray, rtol: float) -> None:
+    """torchship's one comparison rule (python/torchship/tolerance.py): floats within
+    atol + rtol * |expected| with the scaled atol, everything else exactly."""
+    assert expected.shape == actual.shape and expected.dtype == actual.dtype, \
+        f"{actual.dtype} {actual.shape}, expected {expected.dtype} {expected.shape}"
+    if not np.issubdtype(expected.dtype, np.floating):
+        assert np.array_equal(expected, actual)
+        return
+    atol = rule_atol(expected, rtol)
+    diff = np.abs(expected.astype(np.float64) - actual.astype(np.float64))
+    assert (diff <= atol + rtol * np.abs(expected)).all(), \
+        f"max abs diff {diff.max():.3g}, atol {atol:.3g}, rtol {rtol}"
+
+
+def assert_argmax_agrees(scores: np.ndarray, expected: np.ndarray, actual: np.ndarray,
+                         axis: int, atol: float) -> None:
+    """Classes computed from scores within `atol` of `scores` equal `expected` wherever the best
+    two expected scores are more than 2 * atol apart (elsewhere either is a right answer)."""
+    best_two = -np.sort(-scores.astype(np.float64), axis=axis).take([0, 1], axis=axis)
+    decided = (best_two.take(0, axis=axis) - best_two.take(1, axis=axis)) > 2 * atol
+    assert expected.shape == actual.shape
+    differ = int(((expected != actual) & decided).sum())
+    assert differ == 0, f"{differ} decided positions got another class"
 
 
 def tensor_from_tree(tree: dict) -> np.ndarray:

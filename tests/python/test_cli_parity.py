@@ -1,5 +1,7 @@
-"""The CLI computes what Python computes: the article's classifier and segmentation pipeline on
-chelsea.png and random images, a scripted torchvision detector, generic inputs and outputs."""
+"""The CLI's contract for outputs: every way in (image file, list spec, .npy, JSON) and out
+(summary, --json tree, --out .npy, tables), checked against Python's numbers by torchship's one
+comparison rule. How close the library computes to Python on many inputs is the C++ tests' to
+show (tests/cpp); here one case per path is enough."""
 
 import json
 import os
@@ -8,47 +10,43 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import tensor_from_tree
-
-TOLERANCE = 1e-4
+from conftest import (assert_argmax_agrees, assert_close, golden_rtol, rule_atol,
+                      tensor_from_tree)
 
 
 def load(folder: str, name: str) -> np.ndarray:
     return np.load(os.path.join(folder, name))
 
 
-def assert_close(expected: np.ndarray, actual: np.ndarray, exact: bool = False) -> None:
-    assert expected.shape == actual.shape
-    assert expected.dtype == actual.dtype
-    diff = np.abs(expected.astype(np.float64) - actual.astype(np.float64)).max()
-    assert diff <= (0 if exact else TOLERANCE), f"max abs diff {diff}"
-
-
-@pytest.mark.parametrize("image", ["chelsea", "random_0", "random_1"])
-def test_classifier_run_json_matches_python(run, fixtures, image):
-    out = run.json("run", "classifier.pt", "--input", f"{image}.png", "--json")
-    assert_close(load(fixtures, f"classifier_{image}.npy"), tensor_from_tree(out["outputs"]))
+def test_classifier_run_json_matches_python(run, fixtures):
+    out = run.json("run", "classifier.pt", "--input", "random_0.png", "--json")
+    assert_close(load(fixtures, "classifier_random_0.npy"), tensor_from_tree(out["outputs"]),
+                 golden_rtol(os.path.join(fixtures, "classifier.pt")))
 
 
 def test_classifier_run_out_writes_npy(run, fixtures, tmp_path):
     result = run("run", "classifier.pt", "--input", "chelsea.png", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "output: FP32 [1, 1000]" in result.stdout
-    assert_close(load(fixtures, "classifier_chelsea.npy"), np.load(tmp_path / "output.npy"))
+    assert_close(load(fixtures, "classifier_chelsea.npy"), np.load(tmp_path / "output.npy"),
+                 golden_rtol(os.path.join(fixtures, "classifier.pt")))
 
 
 def test_classify_top_k_matches_python(run, fixtures):
     out = run.json("classify", "classifier.pt", "chelsea.png", "random_0.png", "--top-k", "3",
                    "--json")
     assert [r["path"] for r in out["results"]] == ["chelsea.png", "random_0.png"]
+    rtol = golden_rtol(os.path.join(fixtures, "classifier.pt"))
     for result, name in zip(out["results"], ["chelsea", "random_0"]):
         logits = load(fixtures, f"classifier_{name}.npy")[0].astype(np.float64)
         probabilities = np.exp(logits - logits.max())
         probabilities /= probabilities.sum()
-        expected = np.argsort(-probabilities)[:3]
-        assert [p["index"] for p in result["topk"]] == expected.tolist()
-        assert result["topk"][0]["score"] == pytest.approx(probabilities[expected[0]], abs=1e-6)
-        assert result["topk"][0]["label"]  # ImageNet class names come from the manifest
+        assert_argmax_agrees(logits, np.argmax(logits, keepdims=True),
+                             np.array([result["topk"][0]["index"]]), 0, rule_atol(logits, rtol))
+        # Softmax moves no probability by more than twice the largest change of a logit.
+        assert result["topk"][0]["score"] == pytest.approx(probabilities.max(),
+                                                           abs=2 * rule_atol(logits, rtol))
+        assert len(result["topk"]) == 3 and result["topk"][0]["label"]
 
 
 def test_classify_prints_a_readable_table(run):
@@ -59,54 +57,61 @@ def test_classify_prints_a_readable_table(run):
     assert len(lines) == 3 and lines[1].lstrip().startswith("1. ")
 
 
-def segmentation_outputs(folder: str, case: str):
-    return [load(folder, f"segmentation_{case}_{name}.npy")
-            for name in ("logits", "labels", "overlay")]
+def assert_segmentation_matches(fixtures: str, case: str, logits, labels, overlay) -> None:
+    expected = [load(fixtures, f"segmentation_{case}_{name}.npy")
+                for name in ("logits", "labels", "overlay")]
+    rtol = golden_rtol(os.path.join(fixtures, "segmentation.pt"))
+    assert_close(expected[0], logits, rtol)
+    assert_argmax_agrees(expected[0], expected[1], labels, 1, rule_atol(expected[0], rtol))
+    same = (labels == expected[1])[..., None].repeat(3, axis=-1)
+    assert np.array_equal(overlay[same], expected[2][same])
 
 
-@pytest.mark.parametrize("case,spec", [
-    ("single", "chelsea.png"),
-    ("list", "[chelsea.png,chelsea_flipped.png]"),
-    ("batch", "segmentation_batch_input.npy"),
-])
-def test_segmentation_run_matches_python(run, fixtures, tmp_path, case, spec):
-    result = run("run", "segmentation.pt", "--input", spec, "--out", str(tmp_path))
+def test_segmentation_run_of_a_list_writes_npy(run, fixtures, tmp_path):
+    result = run("run", "segmentation.pt", "--input", "[chelsea.png,chelsea_flipped.png]",
+                 "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    logits, labels, overlay = segmentation_outputs(fixtures, case)
-    assert_close(logits, np.load(tmp_path / "logits.npy"))
-    assert_close(labels, np.load(tmp_path / "labels.npy"), exact=True)
-    assert_close(overlay, np.load(tmp_path / "overlay.npy"), exact=True)
+    assert_segmentation_matches(fixtures, "list", *[np.load(tmp_path / f"{name}.npy")
+                                                    for name in ("logits", "labels", "overlay")])
 
 
-def test_segmentation_run_json_is_one_tree(run, fixtures):
+def test_segmentation_run_json_of_a_batch_is_one_tree(run, fixtures):
     out = run.json("run", "segmentation.pt", "--input", "segmentation_batch_input.npy", "--json")
-    logits, labels, overlay = segmentation_outputs(fixtures, "batch")
     assert len(out["outputs"]) == 3
-    assert_close(logits, tensor_from_tree(out["outputs"][0]))
-    assert_close(labels, tensor_from_tree(out["outputs"][1]), exact=True)
-    assert_close(overlay, tensor_from_tree(out["outputs"][2]), exact=True)
+    assert_segmentation_matches(fixtures, "batch",
+                                *[tensor_from_tree(tree) for tree in out["outputs"]])
 
 
 def test_segment_writes_the_overlay_and_a_histogram(run, fixtures, tmp_path):
     overlay_path = tmp_path / "overlay.png"
     out = run.json("segment", "segmentation.pt", "chelsea.png", "--overlay", str(overlay_path),
                    "--json")
-    _, labels, overlay = segmentation_outputs(fixtures, "single")
-    written = cv2.cvtColor(cv2.imread(str(overlay_path)), cv2.COLOR_BGR2RGB)
-    assert np.array_equal(written, overlay[0])
     assert (out["height"], out["width"]) == (300, 451)
-    counts = np.bincount(labels.flatten())
-    assert {c["index"]: c["pixels"] for c in out["classes"]} == {
-        i: int(n) for i, n in enumerate(counts) if n > 0}
+    written = cv2.cvtColor(cv2.imread(str(overlay_path)), cv2.COLOR_BGR2RGB)
+    logits = load(fixtures, "segmentation_single_logits.npy")[0]
+    labels = load(fixtures, "segmentation_single_labels.npy")[0]
+    overlay = load(fixtures, "segmentation_single_overlay.npy")[0]
+    # Python's pixels wherever its label is decided (best two logits > 2 * atol apart).
+    atol = rule_atol(logits, golden_rtol(os.path.join(fixtures, "segmentation.pt")))
+    best_two = -np.sort(-logits, axis=0)[:2]
+    decided = best_two[0] - best_two[1] > 2 * atol
+    assert np.array_equal(written[decided], overlay[decided])
+    pixels = {c["index"]: c["pixels"] for c in out["classes"]}
+    assert sum(pixels.values()) == 300 * 451
+    python = np.bincount(labels[decided], minlength=21)
+    undecided = int((~decided).sum())
+    for index, count in enumerate(python):
+        assert count <= pixels.get(index, 0) <= count + undecided
 
 
-def test_detector_with_torchvision_ops_matches_python(run, fixtures):
+def test_torchvision_operators_match_python(run, fixtures):
     out = run.json("run", "detection.pt", "--input", "astronaut_small.png", "--json")
     detections = out["outputs"][0]
-    for key in ("boxes", "scores", "labels"):
+    rtol = golden_rtol(os.path.join(fixtures, "detection.pt"))
+    for key in ("boxes", "scores", "labels"):  # labels decided: see the fixture builder
         expected = load(fixtures, f"detection_{key}.npy")
         assert len(expected) > 0
-        assert_close(expected, tensor_from_tree(detections[key]), exact=(key == "labels"))
+        assert_close(expected, tensor_from_tree(detections[key]), rtol)
 
 
 def test_generic_inputs_and_outputs_round_trip(run, fixtures):
@@ -186,4 +191,4 @@ def test_run_summary_names_leaves_by_path(run):
     lines = result.stdout.splitlines()
     assert lines[0] == "output: list(1)"
     assert [line.split(":")[0].strip() for line in lines[1:]] == [
-        "[0].boxes", "[0].labels", "[0].scores"]
+        "[0].boxes", "[0].scores", "[0].labels"]

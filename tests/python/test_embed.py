@@ -1,12 +1,14 @@
 """The article's point: embed the model into a C++ system. Installs torchship into a temporary
 prefix, builds examples/embed (its own CMake project: find_package(torchship)) against it, and
-checks that the program prints the class Python computes."""
+checks that the program prints the class Python computes. The example's CMakeLists asks for
+C++17; torchship's target raises it to what the libtorch found needs (C++20 for 2.13+)."""
 
 import os
 import shutil
 import subprocess
 
 import numpy as np
+import torch
 
 from conftest import BUILD, ROOT
 
@@ -23,7 +25,10 @@ def test_consumer_project_builds_against_the_installed_package(fixtures, tmp_pat
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     configure = subprocess.run(
         ["cmake", "-S", os.path.join(ROOT, "examples", "embed"), "-B", str(build), *generator,
-         f"-DCMAKE_PREFIX_PATH={prefix}", "-DCMAKE_BUILD_TYPE=Release"],
+         # torchship's prefix, and the wheel's libtorch as a user of PyPI's torch passes it
+         # (Debian's libtorch is found without it)
+         f"-DCMAKE_PREFIX_PATH={prefix};{torch.utils.cmake_prefix_path}",
+         "-DCMAKE_BUILD_TYPE=Release"],
         capture_output=True, text=True)
     assert configure.returncode == 0, configure.stdout + configure.stderr
     compiled = subprocess.run(["cmake", "--build", str(build)], capture_output=True, text=True)

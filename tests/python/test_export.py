@@ -2,6 +2,7 @@
 inside an archive that plain torch.jit.load still opens, and refusal of exports that lie."""
 
 import json
+import warnings
 import zipfile
 from typing import List
 
@@ -10,6 +11,12 @@ import torch
 from torch import Tensor, nn
 
 import torchship
+from torchship.compat import torchscript_support
+
+
+def decisions(result: torchship.ExportResult) -> List[str]:
+    """The notes about this export, without the one about TorchScript on this torch."""
+    return [note for note in result.notes if "deprecates TorchScript" not in note]
 
 
 class Scale(nn.Module):
@@ -193,8 +200,8 @@ class UsesTensorConstructor(nn.Module):
 def test_hybrid_without_a_list_traces_what_does_not_script(tmp_path):
     xs = [torch.ones(2), torch.full((2,), 3.0)]
     result = torchship.export(Shapes(), (xs,), str(tmp_path / "auto.pt"), method="hybrid")
-    assert result.notes == ["hybrid: scripting failed in submodule(s) inner; traced them and "
-                            "scripted the rest"]
+    assert decisions(result) == ["hybrid: scripting failed in submodule(s) inner; traced them "
+                                 "and scripted the rest"]
     assert torch.equal(result.module([]), torch.zeros(1))
 
 
@@ -296,3 +303,45 @@ def test_reduced_precision_arguments_are_explained(tmp_path):
         with pytest.raises(torchship.ExportError) as error:
             torchship.export(model, (example,), path, **kwargs)
         assert str(error.value) == message
+
+
+def test_torchscript_deprecation_is_one_note_not_a_warning_per_call(tmp_path):
+    """torch >= 2.10 warns on every torch.jit call; export says it once, as a note."""
+    support = torchscript_support()
+    assert support.available
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = torchship.export(Scale().eval(), torch.ones(3), str(tmp_path / "a.pt"))
+        second = torchship.export(Scale().eval(), torch.ones(3), str(tmp_path / "b.pt"))
+    leaked = [str(w.message) for w in caught if "torch.jit" in str(w.message)]
+    assert leaked == []
+    if support.deprecation is None:  # torch 1.13
+        assert first.notes == [] and second.notes == []
+        return
+    note = (f"torch {torch.__version__} deprecates TorchScript; this TorchScript archive still "
+            "loads in libtorch and torchship; PyTorch's successor for C++ deployment is "
+            "torch.export + AOTInductor (.pt2)")
+    assert first.notes == [note] and second.notes == [note]
+    said = [w for w in caught if issubclass(w.category, torchship.ExportWarning)]
+    assert len(said) <= 1  # once per process (an earlier test may have said it already)
+
+
+def test_a_torch_that_refuses_torchscript_gets_one_line(tmp_path, monkeypatch):
+    """A torch may turn TorchScript's deprecation into an error; export detects it by trying."""
+    def refuse(*args, **kwargs):
+        raise RuntimeError("TorchScript is deprecated and disabled in this build; set "
+                           "TORCH_ESCAPE_HATCH=1 before importing torch to use it\nmore detail")
+
+    monkeypatch.setattr(torch.jit, "script", refuse)
+    torchscript_support.cache_clear()
+    try:
+        with pytest.raises(torchship.ExportError) as error:
+            torchship.export(Scale().eval(), torch.ones(3), str(tmp_path / "a.pt"))
+    finally:
+        torchscript_support.cache_clear()
+    assert str(error.value) == (
+        f"torch {torch.__version__} refuses TorchScript (\"TorchScript is deprecated and "
+        "disabled in this build; set TORCH_ESCAPE_HATCH=1 before importing torch to use it\"): "
+        "a TorchScript archive needs a torch that still writes it (an earlier release, or the "
+        "opt-out that message names), or PyTorch's successor, torch.export + AOTInductor (.pt2)")
+    assert not (tmp_path / "a.pt").exists()

@@ -1,13 +1,15 @@
-"""The trained Fashion-MNIST model end to end: C++ batch classification of the 10,000 test
-images gives exactly Python's predictions, hence exactly Python's accuracy."""
+"""The trained Fashion-MNIST model through the CLI: batch classification of a folder (JSON lines,
+the summary, accuracy and confusion matrix), a bad image in a folder, any image size, and the
+reduced-precision archives."""
 
 import json
 import os
+import shutil
 import time
 
 import numpy as np
 
-from conftest import stderr_lines
+from conftest import assert_argmax_agrees, golden_rtol, rule_atol, stderr_lines
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
            "Bag", "Ankle boot"]
@@ -19,36 +21,51 @@ def truth(models):
     return np.array([CLASSES.index(label) for _, label in rows])
 
 
-def test_cpp_batches_match_python_on_the_whole_test_set(run, models, report):
-    folder = os.path.join(models, "fashion_mnist_test")
+def subset(models, tmp_path, count: int) -> str:
+    """The first `count` test images in a folder of their own, with their truth.csv."""
+    folder = tmp_path / "subset"
+    folder.mkdir()
+    source = os.path.join(models, "fashion_mnist_test")
+    with open(os.path.join(source, "truth.csv")) as f:
+        rows = f.readlines()
+    (folder / "truth.csv").write_text("".join(rows[:count + 1]))
+    for i in range(count):
+        shutil.copy(os.path.join(source, f"{i:05d}.png"), folder / f"{i:05d}.png")
+    return str(folder)
+
+
+def test_batch_classification_streams_json_lines_and_summarizes(run, models, tmp_path, report):
+    """The CLI contract of a batch run (the library's parity on all 10,000 test images, in fp32,
+    bf16 and int8, is tests/cpp TrainedModel's)."""
+    count = 600  # two full batches of 256 and a partial one
+    folder = subset(models, tmp_path, count)
     started = time.time()
     result = run("classify", os.path.join(models, "fashion_mnist.pt"), folder, "--batch-size",
                  "256", "--top-k", "3", "--jsonl", "--labels", os.path.join(folder, "truth.csv"))
     seconds = time.time() - started
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(lines) == 10000
-    assert [os.path.basename(r["path"]) for r in lines] == [f"{i:05d}.png" for i in range(10000)]
+    assert [os.path.basename(r["path"]) for r in lines] == [f"{i:05d}.png" for i in range(count)]
     first = lines[0]
     assert set(first) >= {"path", "index", "label", "score", "topk"}
     assert first["label"] == CLASSES[first["index"]] and len(first["topk"]) == 3
 
     cpp = np.array([r["index"] for r in lines])
-    python = np.load(os.path.join(models, "fashion_mnist_python_predictions.npy"))
-    labels = truth(models)
-    assert (cpp == python).all(), f"{int((cpp != python).sum())} predictions differ"
-    cpp_accuracy, python_accuracy = (cpp == labels).mean(), (python == labels).mean()
-    assert cpp_accuracy == python_accuracy
-    assert cpp_accuracy >= 0.92
+    logits = np.load(os.path.join(models, "fashion_mnist_python_logits.npy"))[:count]
+    rtol = golden_rtol(os.path.join(models, "fashion_mnist.pt"))
+    assert_argmax_agrees(logits, logits.argmax(1), cpp, 1, rule_atol(logits, rtol))
+    labels = truth(models)[:count]
+    correct = int((cpp == labels).sum())
 
     summary = stderr_lines(result)
-    assert summary[0].startswith("10000 images in ")
-    assert summary[1] == f"accuracy {cpp_accuracy:.2%} ({int((cpp == labels).sum())} of 10000 " \
-                         "labelled images)"
+    assert summary[0].startswith(f"{count} images in ")
+    assert summary[1] == f"accuracy {correct / count:.2%} ({correct} of {count} labelled images)"
     assert summary[2] == "confusion matrix (rows: truth, columns: predicted)"
-    report(f"Fashion-MNIST test set: C++ accuracy {cpp_accuracy:.2%} == Python accuracy "
-           f"{python_accuracy:.2%}; 10000/10000 predictions identical; CLI wall time "
-           f"{seconds:.1f} s ({summary[0]})")
+    row = summary[4].split()  # class 0: its count per predicted class
+    assert [int(n) for n in row[-10:]] == [int(((labels == 0) & (cpp == k)).sum())
+                                           for k in range(10)]
+    report(f"Fashion-MNIST CLI, {count} images in batches of 256: {seconds:.1f} s, "
+           f"accuracy {correct / count:.2%}")
 
 
 def test_summary_json_and_a_bad_image_in_a_folder(run, models, tmp_path):
@@ -80,14 +97,13 @@ def test_any_size_grayscale_or_colour_image_is_resized_by_the_manifest(run, mode
     assert out["results"][0]["label"] in CLASSES
 
 
-def test_reduced_precision_archives_keep_accuracy_and_cpp_parity(run, models, report):
-    """bf16 and int8 exports of the same weights: Python measured their test accuracy at export
-    (fashion_mnist_accuracy.json); C++ reproduces each archive's predictions exactly, and the
-    accuracy loss stays within the targets (bf16 <= 0.2 points, int8 <= 0.5 points)."""
+def test_reduced_precision_archives_say_so_and_keep_their_accuracy(run, models, report):
+    """bf16 and int8 exports of the same weights: the manifest carries the precision and the
+    report against fp32; Python measured their accuracy on the 10,000 test images at export
+    (fashion_mnist_accuracy.json), within the targets (bf16 <= 0.2 points, int8 <= 0.5 points).
+    C++ parity on all 10,000 images: tests/cpp TrainedModel."""
     with open(os.path.join(models, "fashion_mnist_accuracy.json")) as f:
         measured = json.load(f)
-    labels = truth(models)
-    folder = os.path.join(models, "fashion_mnist_test")
     fp32 = measured["fp32"]["accuracy"]
     lines = []
     for precision, limit in (("bf16", 0.002), ("int8", 0.005)):
@@ -98,14 +114,8 @@ def test_reduced_precision_archives_keep_accuracy_and_cpp_parity(run, models, re
         assert golden_report["reference"] == "fp32 eager module"
         assert 0 < golden_report["max_abs_error"]["output"] < 2.0
         assert golden_report["top1_agreement"] == 1.0  # on the 9 golden images
-        result = run("classify", archive, folder, "--batch-size", "256", "--jsonl", "--top-k", "1")
-        assert result.returncode == 0, result.stderr
-        cpp = np.array([json.loads(line)["index"] for line in result.stdout.splitlines()])
-        python = np.load(os.path.join(models, f"fashion_mnist_{precision}_python_predictions.npy"))
-        assert (cpp == python).all(), f"{precision}: {int((cpp != python).sum())} differ"
-        accuracy = float((cpp == labels).mean())
-        assert accuracy == measured[precision]["accuracy"]
+        accuracy = measured[precision]["accuracy"]
         assert fp32 - accuracy <= limit, f"{precision} loses {100 * (fp32 - accuracy):.2f} points"
         lines.append(f"{precision} {accuracy:.2%} ({100 * (accuracy - fp32):+.2f} points)")
-    report("Fashion-MNIST reduced precision, C++ == Python on 10000/10000: fp32 "
+    report("Fashion-MNIST reduced precision (Python, 10000 test images): fp32 "
            f"{fp32:.2%}, " + ", ".join(lines))

@@ -1,10 +1,11 @@
 // torchship serve --model-repository DIR: the KServe v2 / Triton HTTP server (docs/serving.md).
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <thread>
 
-#include <pthread.h>
+#include <unistd.h>
 
 #include "cli_common.h"
 #include "torchship/serving.h"
@@ -20,14 +21,24 @@ struct ServeOptions {
   int warmup = 2;
 };
 
+// SIGTERM and SIGINT may arrive on any thread: libraries start threads of their own (the CUDA
+// build of libtorch does before main), so blocking the signals in ours is not enough. The
+// handler only writes the signal's number to a pipe; a waiting thread reads it and stops the
+// server gracefully (in-flight requests finish, then serve() returns).
+int signal_pipe[2] = {-1, -1};
+
+extern "C" void on_stop_signal(int number) {
+  unsigned char byte = static_cast<unsigned char>(number);
+  [[maybe_unused]] ssize_t written = write(signal_pipe[1], &byte, 1);  // async-signal-safe
+}
+
 int run_serve(ServeOptions& options) {
-  // SIGTERM and SIGINT go to one waiting thread (every thread started from here on inherits the
-  // mask), which stops the server gracefully: in-flight requests finish, then serve() returns.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (pipe(signal_pipe) != 0) throw internal_error("cannot create the signal pipe");
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
 
   if (options.server.api_key.empty()) {
     if (const char* key = std::getenv("TORCHSHIP_API_KEY")) options.server.api_key = key;
@@ -40,21 +51,22 @@ int run_serve(ServeOptions& options) {
   server.bind();
   info("serving " + server.summary());
   info("listening on http://" + options.server.host + ":" + std::to_string(server.port()) +
-               (options.server.api_key.empty() ? "" : " (API key required)"));
+       (options.server.api_key.empty() ? "" : " (API key required)"));
 
-  std::thread waiter([&server, signals] {
-    int received = 0;
-    sigwait(&signals, &received);
+  std::thread waiter([&server] {
+    unsigned char received = 0;
+    while (read(signal_pipe[0], &received, 1) < 0 && errno == EINTR) {
+    }
+    if (received == 0) return;  // serve() returned on its own
     info(std::string("received ") + (received == SIGTERM ? "SIGTERM" : "SIGINT") +
-                 ": finishing requests in flight");
+         ": finishing requests in flight");
     server.stop();
   });
   server.serve();
-  // serve() also returns when the server fails; wake the waiter so that it can be joined.
-  if (waiter.joinable()) {
-    pthread_kill(waiter.native_handle(), SIGTERM);
-    waiter.join();
-  }
+  // serve() also returns when the server fails: wake the waiter so that it can be joined.
+  unsigned char wake = 0;
+  [[maybe_unused]] ssize_t written = write(signal_pipe[1], &wake, 1);
+  waiter.join();
   info("stopped");
   return 0;
 }

@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
   tune_memory_for_inference();
   CLI::App app{"torchship " + std::string(version()) +
                ": run PyTorch pipelines exported as TorchScript archives"};
-  app.set_version_flag("--version", version());
+  app.set_version_flag("--version", version_line());
   app.require_subcommand(1);
   app.fallthrough(false);
 

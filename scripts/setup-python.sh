@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The project virtualenv of the PyPI stack (scripts/env.sh): created once per requirements file
+# under $TORCHSHIP_CACHE, reused while it is complete; virtualenvs of older requirements are
+# removed (each holds ~5.6 GB). A no-op for TORCHSHIP_TORCH=debian.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+[ "$TORCHSHIP_TORCH" = pypi ] || exit 0
+
+if [ -f "$VENV/.complete" ]; then
+  echo "setup: virtualenv $VENV ($("$PY" -c 'import torch; print("torch", torch.__version__)'))"
+  exit 0
+fi
+echo "setup: creating $VENV (torch, torchvision from PyPI; a few minutes the first time)"
+rm -rf "$VENV"
+mkdir -p "$TORCHSHIP_CACHE"
+for old in "$TORCHSHIP_CACHE"/venv-*; do
+  [ -d "$old" ] && [ "$old" != "$VENV" ] && rm -rf "$old"
+done
+/usr/bin/python3 -m venv "$VENV"
+# (pip notes every local index folder it skips on machines with a local mirror: noise here)
+"$PY" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-pypi.txt \
+  2> >(grep -v "^WARNING: Location .* is ignored" >&2)
+touch "$VENV/.complete"
+echo "setup: $("$PY" -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)')"
