@@ -390,8 +390,12 @@ void select_quantized_engine(const Manifest& manifest) {
     }
     if (engine != at::QEngine::NoQEngine) available += (available.empty() ? "" : ", ") + name;
   }
-  throw unsupported("this int8 archive was quantized for the " + wanted +
-                    " engine, which this libtorch lacks (it has: " + available +
+  std::string by = manifest.exported.torch_version.empty()
+                       ? ""
+                       : " with torch " + manifest.exported.torch_version;
+  throw unsupported("this int8 archive was quantized" + by + " for the " + wanted +
+                    " engine, which this libtorch (" + compat::libtorch_version() +
+                    ") lacks (it has: " + available +
                     "); export it again on a torch that has one of those");
 }
 

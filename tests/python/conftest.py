@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -31,7 +32,8 @@ def cli() -> str:
     # The fixtures come from this interpreter's torch: the CLI must run on the same release.
     import torch
     line = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
-    if f"libtorch {torch.__version__.split('+')[0]}" not in line:
+    release = re.match(r"\d+\.\d+\.\d+", torch.__version__).group(0)  # "1.13.0a0", "2.14.1+cu130"
+    if f"libtorch {release}" not in line:
         pytest.fail(f"{path} says '{line.strip()}', but these tests run on torch "
                     f"{torch.__version__}: pick the stack with TORCHSHIP_TORCH (scripts/env.sh)")
     return path
