@@ -303,7 +303,7 @@ struct Model::Impl {
       notes.push_back("not optimized: the model does not freeze (" + first_line(e.what()) + ")");
       return;
     }
-    std::string miss = first_miss(check_golden(model));
+    std::string miss = golden_miss(model);
     if (miss.empty()) {
       optimized = true;
       return;
@@ -312,7 +312,7 @@ struct Model::Impl {
     // rounding may leave the tolerance; freezing alone inlines the weights and folds constants,
     // which usually computes the same numbers, and still saves the attribute lookups.
     module = torch::jit::freeze(stored);
-    if (first_miss(check_golden(model)).empty()) {
+    if (golden_miss(model).empty()) {
       optimized = true;
       notes.push_back(
           "optimized by freezing only: optimize_for_inference misses the golden "
@@ -325,7 +325,15 @@ struct Model::Impl {
                     "), so the model runs as stored");
   }
 
-  static std::string first_miss(const GoldenReport& report) {
+  // "" when the module as it is now reproduces the golden vectors, else the first miss; a
+  // candidate that fails to run misses too (the stored module is tried, or says why, after it).
+  static std::string golden_miss(const Model& model) {
+    GoldenReport report;
+    try {
+      report = check_golden(model);
+    } catch (const Error& e) {
+      return std::string("it fails on them: ") + e.what();
+    }
     for (const auto& golden_case : report.cases) {
       for (const auto& leaf : golden_case.leaves) {
         if (!leaf.ok) {
@@ -373,6 +381,25 @@ struct Model::Impl {
 };
 
 namespace {
+
+// Why an archive that loaded fails on its own golden inputs, with what may explain it.
+std::string cannot_run_here(const Archive& archive, std::string why) {
+  static const std::string kPrefix = "the model rejected the input: ";
+  if (why.rfind(kPrefix, 0) == 0) why = why.substr(kPrefix.size());
+  std::string message = "cannot run " + archive.path().string() +
+                        " on this machine: it fails on its own golden inputs (" + why + ")";
+  const auto& manifest = archive.manifest();
+  if (manifest && manifest->precision == "bf16") {
+    std::string exported = manifest->exported.torch_version;
+    message += "; it is a bf16 archive" +
+               (exported.empty() ? std::string() : " exported with torch " + exported) +
+               ", and this libtorch (" + compat::libtorch_version() + ")" +
+               (TORCHSHIP_TORCH_AT_LEAST(2, 0)
+                    ? std::string(" may lack bf16 kernels for this CPU")
+                    : std::string(" has bf16 convolutions only for CPUs with AVX-512"));
+  }
+  return message;
+}
 
 // int8 archives run on the kernel library they were quantized for (fbgemm, oneDNN, qnnpack):
 // packed weights of one cannot run on another.
@@ -446,24 +473,33 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
                                 schema.returns(), [](const auto& r) { return r.type(); }));
   Model model;
   model.impl_ = std::move(impl);
-  if (options.optimize) model.impl_->try_optimize(model);
-  if (options.warmup_runs > 0) {
-    auto inputs = golden_inputs(model);
-    if (inputs.empty()) {
-      model.impl_->notes.push_back("no warm-up: the archive has no golden inputs to run");
-    }
-    for (int run = 0; run < options.warmup_runs && !inputs.empty(); ++run) model.forward(inputs);
-  }
-  // An optimized module was already verified against the golden vectors by try_optimize.
-  if (options.check_golden && model.archive().has_golden() && !model.optimized()) {
-    GoldenReport report = check_golden(model);
-    for (size_t number = 0; number < report.cases.size(); ++number) {
-      for (const auto& leaf : report.cases[number].leaves) {
-        if (leaf.ok) continue;
-        throw bad_model("golden check failed for " + path.string() + ": case " +
-                        std::to_string(number) + ", " + leaf.path + ": " + leaf.problem +
-                        " (max abs error " + c10::str(leaf.max_abs) + ")");
+  GoldenReport report;
+  try {
+    if (options.optimize) model.impl_->try_optimize(model);
+    if (options.warmup_runs > 0) {
+      auto inputs = golden_inputs(model);
+      if (inputs.empty()) {
+        model.impl_->notes.push_back("no warm-up: the archive has no golden inputs to run");
       }
+      for (int run = 0; run < options.warmup_runs && !inputs.empty(); ++run) {
+        model.forward(inputs);
+      }
+    }
+    // An optimized module was already verified against the golden vectors by try_optimize.
+    if (options.check_golden && model.archive().has_golden() && !model.optimized()) {
+      report = check_golden(model);
+    }
+  } catch (const Error& e) {
+    // The archive's own inputs failing is no caller's fault: this machine cannot run it.
+    if (e.kind() != ErrorKind::BadInput) throw;
+    throw unsupported(cannot_run_here(model.archive(), e.what()));
+  }
+  for (size_t number = 0; number < report.cases.size(); ++number) {
+    for (const auto& leaf : report.cases[number].leaves) {
+      if (leaf.ok) continue;
+      throw bad_model("golden check failed for " + path.string() + ": case " +
+                      std::to_string(number) + ", " + leaf.path + ": " + leaf.problem +
+                      " (max abs error " + c10::str(leaf.max_abs) + ")");
     }
   }
   return model;

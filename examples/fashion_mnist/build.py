@@ -6,8 +6,8 @@
   the training sources, so the demo, the tests and CI on the same machine train only once;
 - OUT_DIR/fashion_mnist.pt: the archive (uint8 grayscale image of any size in, resized to 28x28
   by the manifest's policy; normalization inside; the ten class names as labels);
-- OUT_DIR/fashion_mnist_bf16.pt, fashion_mnist_int8.pt: the same pipeline in bf16 (autocast)
-  and int8 (post-training quantization of the network, calibrated on 512 training images);
+- OUT_DIR/fashion_mnist_bf16.pt, fashion_mnist_int8.pt: the same pipeline in bf16 (autocast;
+  not where torch cannot run bf16 convolutions on this CPU: 1.13 without AVX-512) and int8 (post-training quantization of the network, calibrated on 512 training images);
 - OUT_DIR/fashion_mnist[_bf16|_int8]_python_logits.npy and _python_predictions.npy: the logits
   and the class Python computes for each test image through each exported module (batches of
   256, in order), for the parity tests;
@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
 
 import data  # noqa: E402
 import torchship  # noqa: E402
+from torchship.precision import bf16_convolution_problem  # noqa: E402
 from model import FashionNet, FashionPipeline  # noqa: E402
 
 EPOCHS = 12
@@ -91,6 +92,18 @@ def python_logits(module: torch.jit.ScriptModule, batch_size: int = 256) -> np.n
 
 
 PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def precisions() -> tuple:
+    """fp32, bf16 and int8, less bf16 where this torch has no bf16 convolution for this CPU
+    (torch 1.13 without AVX-512)."""
+    problem = bf16_convolution_problem()
+    if problem:
+        print(f"skipping the bf16 archive: torch {torch.__version__} cannot run bf16 "
+              f"convolutions on this CPU ({problem})")
+        return ("fp32", "int8")
+    return PRECISIONS
+
 CALIBRATION_IMAGES = 512  # from the training set: the test set stays unseen
 
 
@@ -102,11 +115,17 @@ def export(out_dir: str) -> str:
     """Exports the fp32, bf16 and int8 archives, the Python predictions of each on the test set,
     and fashion_mnist_accuracy.json (test accuracy per precision, computed in Python through
     the exported modules). Returns the fp32 archive's path."""
-    paths = {p: os.path.join(out_dir, archive_name(p) + ".pt") for p in PRECISIONS}
+    wanted = precisions()
+    for skipped in set(PRECISIONS) - set(wanted):  # from an earlier run on another CPU
+        for suffix in (".pt", "_python_predictions.npy", "_python_logits.npy"):
+            path = os.path.join(out_dir, archive_name(skipped) + suffix)
+            if os.path.exists(path):
+                os.remove(path)
+    paths = {p: os.path.join(out_dir, archive_name(p) + ".pt") for p in wanted}
     predictions_paths = {p: os.path.join(out_dir, archive_name(p) + "_python_predictions.npy")
-                         for p in PRECISIONS}
+                         for p in wanted}
     logits_paths = {p: os.path.join(out_dir, archive_name(p) + "_python_logits.npy")
-                    for p in PRECISIONS}
+                    for p in wanted}
     report_path = os.path.join(out_dir, "fashion_mnist_accuracy.json")
     key_path = os.path.join(out_dir, "fashion_mnist.key")
     weights = cached_weights()
@@ -136,7 +155,7 @@ def export(out_dir: str) -> str:
         batch_dim=True,
     )
     report = {}
-    for precision in PRECISIONS:
+    for precision in wanted:
         result = torchship.export(
             pipeline, (example,), paths[precision], method="trace", manifest=manifest,
             golden_inputs=[(torch.from_numpy(images[8:9]).unsqueeze(-1),)],

@@ -16,7 +16,7 @@ from .compat import (deprecation_note, refusal_message, torchscript_deprecations
                      torchscript_support)
 from .doctor import diagnose
 from .manifest import Manifest
-from .precision import PRECISIONS, Bfloat16, quantize_int8
+from .precision import PRECISIONS, Bfloat16, bf16_convolution_problem, quantize_int8
 from .precision import report as precision_report
 from .tolerance import DEFAULT_RTOL, scaled_atol
 from .tree import first_mismatch, max_difference, npy_bytes, to_tree
@@ -154,6 +154,24 @@ def _convert(module: torch.nn.Module, args: Tuple[Any, ...], method: str,
     return _script(module)
 
 
+def _run_reduced(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]],
+                 precision: str) -> List[Any]:
+    """The module's outputs on the golden inputs. A reduced-precision module that fails here
+    fails for want of kernels (the fp32 one ran while it was calibrated or copied): say so."""
+    try:
+        return [module(*args) for args in cases_inputs]
+    except RuntimeError as error:
+        if precision == "fp32":
+            raise
+        why = str(error).strip().splitlines()[0]
+        hint = ""
+        if precision == "bf16" and bf16_convolution_problem():
+            hint = ("; this torch has no bf16 convolution kernel for this CPU (torch 2.x has, "
+                    "and so has 1.13 on CPUs with AVX-512)")
+        raise ExportError(f"precision={precision!r}: torch {torch.__version__} cannot run the "
+                          f"pipeline in {precision} on this CPU ({why}){hint}") from None
+
+
 def _accept_quantization_constants(findings: Findings, notes: List[str]) -> None:
     """Quantized operators turn their calibrated scale and zero point (tensors) into Python
     numbers while tracing, which the tracer flags; they are constants after calibration, so
@@ -283,7 +301,7 @@ def _export(module: torch.nn.Module, example_inputs: Any, path: str, method: str
     elif precision == "int8":
         module = quantize_int8(module, quantize, [_as_args(c) for c in calibration])
     with torch.no_grad():
-        expected = [module(*args) for args in cases_inputs]
+        expected = _run_reduced(module, cases_inputs, precision)
         exported = _convert(module, cases_inputs[0], method, trace, findings, notes)
         exported.eval()
         actual = []

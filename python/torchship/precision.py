@@ -38,6 +38,20 @@ class Bfloat16(torch.nn.Module):
         return _floats_to_fp32(out)
 
 
+def bf16_convolution_problem() -> Optional[str]:
+    """Why this torch cannot run a bf16 convolution on this CPU, or None when it can. Seen: torch
+    1.13's oneDNN has no bf16 convolution for CPUs without AVX-512 ("could not create a primitive
+    descriptor iterator"); torch 2.x runs them on AVX2."""
+    x = torch.ones(1, 1, 4, 4, dtype=torch.bfloat16)
+    weight = torch.ones(1, 1, 3, 3, dtype=torch.bfloat16)
+    try:
+        with torch.no_grad():
+            torch.nn.functional.conv2d(x, weight)
+    except RuntimeError as error:
+        return str(error).strip().splitlines()[0]
+    return None
+
+
 def quantized_engine() -> str:
     """The int8 kernel library: fbgemm where this torch has it (x86 wheels), else oneDNN (x86
     builds without fbgemm, such as Debian's), else qnnpack (ARM)."""

@@ -27,6 +27,21 @@ std::filesystem::path trained(const std::string& name) {
   return in_folder("TORCHSHIP_MODELS", TORCHSHIP_TEST_MODELS, name);
 }
 
+bool have_trained(const std::string& name) {
+  const char* folder = std::getenv("TORCHSHIP_MODELS");
+  return std::filesystem::exists(std::filesystem::path(folder ? folder : TORCHSHIP_TEST_MODELS) /
+                                 name);
+}
+
+bool bf16_convolutions_run() {
+  try {
+    at::conv2d(at::ones({1, 1, 4, 4}, at::kBFloat16), at::ones({1, 1, 3, 3}, at::kBFloat16));
+    return true;
+  } catch (const std::exception&) {  // c10::Error, or oneDNN's own dnnl::error
+    return false;
+  }
+}
+
 double max_abs_diff(const at::Tensor& expected, const at::Tensor& actual) {
   EXPECT_EQ(expected.sizes(), actual.sizes());
   EXPECT_EQ(expected.scalar_type(), actual.scalar_type());

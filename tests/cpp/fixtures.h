@@ -15,6 +15,10 @@ namespace torchship::testing {
 std::filesystem::path fixture(const std::string& name);
 // A file of examples/fashion_mnist/build.py's folder (the trained model and its test set).
 std::filesystem::path trained(const std::string& name);
+bool have_trained(const std::string& name);
+
+// Whether this libtorch runs a bf16 convolution on this CPU (1.13 needs AVX-512 for it).
+bool bf16_convolutions_run();
 
 // Max |a - b| over all elements, after checking shape and dtype agree.
 double max_abs_diff(const at::Tensor& expected, const at::Tensor& actual);

@@ -348,6 +348,7 @@ namespace torchship {
 namespace {
 
 using testing::argmax_agrees;
+using testing::error_message;
 using testing::fixture;
 using testing::rule_atol;
 using testing::trained;
@@ -365,6 +366,19 @@ TEST(TrainedModel, LibraryBatchesGivePythonsPredictionsOnTheWholeTestSet) {
   }
   for (std::string precision : {"fp32", "bf16", "int8"}) {
     std::string stem = precision == "fp32" ? "fashion_mnist" : "fashion_mnist_" + precision;
+    if (precision == "bf16" && !testing::bf16_convolutions_run()) {
+      // This libtorch has no bf16 convolution for this CPU (1.13 without AVX-512): the archive
+      // was not made here, or, made on another CPU, it refuses to load in one line.
+      if (!testing::have_trained(stem + ".pt")) continue;
+      std::string message = error_message([&] { Model::load(trained(stem + ".pt")); });
+      EXPECT_EQ(message.rfind("cannot run " + trained(stem + ".pt").string() +
+                                  " on this machine: it fails on its own golden inputs (",
+                              0),
+                0u)
+          << message;
+      EXPECT_NE(message.find("; it is a bf16 archive"), std::string::npos) << message;
+      continue;
+    }
     Model model = precision == "fp32" ? fp32 : Model::load(trained(stem + ".pt"));
     EXPECT_EQ(model.manifest()->precision, precision);
     // Python's logits through the same exported module, in batches of 256.

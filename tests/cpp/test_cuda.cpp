@@ -81,6 +81,7 @@ TEST_F(Cuda, OneArchiveServesBothDevices) {
 
 TEST_F(Cuda, TrainedModelBatchesAgreeWithTheCpu) {
   for (std::string stem : {"fashion_mnist", "fashion_mnist_bf16"}) {
+    if (!testing::have_trained(stem + ".pt")) continue;  // no bf16 where the CPU has no kernel
     Model cpu = on("cpu", trained(stem + ".pt"));
     Model gpu = on("cuda", trained(stem + ".pt"));
     std::vector<at::Tensor> images;
