@@ -9,11 +9,11 @@
 #include <torch/csrc/jit/runtime/operator.h>
 #include <torch/cuda.h>
 
+#include "torch_compat.h"
 #include "torchship/error.h"
 #include "torchship/golden.h"
 #include "torchship/image.h"
 #include "torchship/tensor_io.h"
-#include "torch_compat.h"
 
 namespace torchship {
 namespace {
@@ -120,8 +120,8 @@ torch::jit::Module load_module(const Archive& archive, const c10::Device& device
         std::string why = first_line(message.substr(start == std::string::npos ? 0 : start));
         const auto& manifest = archive.manifest();
         if (manifest && newer_than_this_libtorch(manifest->exported.torch_version)) {
-          throw bad_model("cannot load " + path + ": " + here + " cannot read it (" + why +
-                          "); " + version_advice(archive));
+          throw bad_model("cannot load " + path + ": " + here + " cannot read it (" + why + "); " +
+                          version_advice(archive));
         }
         throw bad_model("cannot load " + path + ": " + why);
       }

@@ -45,12 +45,16 @@ class CpuAllocator : public c10::Allocator {
   virtual c10::DataPtr allocate_block(std::size_t bytes) const = 0;
 
 #if TORCHSHIP_TORCH_AT_LEAST(2, 3)
-  c10::DataPtr allocate(std::size_t bytes) override { return allocate_block(bytes); }
+  c10::DataPtr allocate(std::size_t bytes) override {
+    return allocate_block(bytes);
+  }
   void copy_data(void* destination, const void* source, std::size_t count) const override {
     default_copy_data(destination, source, count);
   }
 #else
-  c10::DataPtr allocate(std::size_t bytes) const override { return allocate_block(bytes); }
+  c10::DataPtr allocate(std::size_t bytes) const override {
+    return allocate_block(bytes);
+  }
 #endif
 };
 

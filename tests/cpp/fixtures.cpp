@@ -59,8 +59,8 @@ double max_abs_diff(const at::Tensor& expected, const at::Tensor& actual) {
   if (!rtol) return ::testing::AssertionFailure() << archive.path() << " has no golden vectors";
   GoldenLeaf leaf = compare_tensors(expected, actual, *rtol);
   if (leaf.ok) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << leaf.problem << ": max abs " << leaf.max_abs
-                                       << ", atol " << leaf.atol << ", rtol " << *rtol;
+  return ::testing::AssertionFailure() << leaf.problem << ": max abs " << leaf.max_abs << ", atol "
+                                       << leaf.atol << ", rtol " << *rtol;
 }
 
 double rule_atol(const at::Tensor& expected, const Archive& archive) {

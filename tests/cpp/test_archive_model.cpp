@@ -194,8 +194,7 @@ TEST(Model, SegmentReturnsLabelsAndOverlayOfOneImage) {
   EXPECT_EQ(result.logits.sizes(), (std::vector<int64_t>{21, 300, 451}));
   EXPECT_EQ(result.labels.sizes(), (std::vector<int64_t>{300, 451}));
   EXPECT_EQ(result.overlay.sizes(), (std::vector<int64_t>{300, 451, 3}));
-  expect_segmentation_matches("single", result.logits.unsqueeze(0), result.labels,
-                              result.overlay);
+  expect_segmentation_matches("single", result.logits.unsqueeze(0), result.labels, result.overlay);
 }
 
 TEST(Model, TorchvisionOperatorsMatchPython) {

@@ -46,8 +46,8 @@ TEST_F(Cuda, EveryArchiveReproducesItsCpuGoldenVectorsOnTheGpu) {
     GoldenReport report = check_golden(model);
     for (const auto& golden_case : report.cases) {
       for (const auto& leaf : golden_case.leaves) {
-        EXPECT_TRUE(leaf.ok) << name << " " << leaf.path << ": " << leaf.problem
-                             << ", max abs " << leaf.max_abs << ", atol " << leaf.atol;
+        EXPECT_TRUE(leaf.ok) << name << " " << leaf.path << ": " << leaf.problem << ", max abs "
+                             << leaf.max_abs << ", atol " << leaf.atol;
       }
     }
   }

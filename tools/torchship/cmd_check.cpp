@@ -39,8 +39,8 @@ int run_check(const CheckOptions& options) {
     std::cout << "golden case " << number << '\n';
     for (const auto& leaf : report.cases[number].leaves) {
       char line[256];
-      std::snprintf(line, sizeof line, "  %-22s max abs %-10.3g atol %-10.3g %s",
-                    leaf.path.c_str(), leaf.max_abs, leaf.atol, leaf.ok ? "ok" : "MISMATCH");
+      std::snprintf(line, sizeof line, "  %-22s max abs %-10.3g atol %-10.3g %s", leaf.path.c_str(),
+                    leaf.max_abs, leaf.atol, leaf.ok ? "ok" : "MISMATCH");
       std::cout << line << (leaf.problem.empty() ? "" : ": " + leaf.problem) << '\n';
     }
   }
