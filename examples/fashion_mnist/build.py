@@ -7,7 +7,8 @@
 - OUT_DIR/fashion_mnist.pt: the archive (uint8 grayscale image of any size in, resized to 28x28
   by the manifest's policy; normalization inside; the ten class names as labels);
 - OUT_DIR/fashion_mnist_bf16.pt, fashion_mnist_int8.pt: the same pipeline in bf16 (autocast;
-  not where torch cannot run bf16 convolutions on this CPU: 1.13 without AVX-512) and int8 (post-training quantization of the network, calibrated on 512 training images);
+  not where torch cannot run bf16 convolutions on this CPU: 1.13 without AVX-512) and int8
+  (post-training quantization of the network, calibrated on 512 training images);
 - OUT_DIR/fashion_mnist[_bf16|_int8]_python_logits.npy and _python_predictions.npy: the logits
   and the class Python computes for each test image through each exported module (batches of
   256, in order), for the parity tests;

@@ -16,7 +16,7 @@ from typing import Iterator, NamedTuple, Optional
 import torch
 
 # The deprecation messages of torch.jit's entry points ("`torch.jit.trace` is deprecated. ...").
-_DEPRECATION = re.compile(r"`torch\.jit\.\w+` is (deprecated|not supported)")
+_DEPRECATION = r"`torch\.jit\.\w+` is (deprecated|not supported)"
 
 
 class TorchScriptSupport(NamedTuple):
@@ -42,7 +42,7 @@ def torchscript_support() -> TorchScriptSupport:
             torch.jit.trace(double, (torch.ones(1),), check_trace=False)
         except Exception as error:  # a torch that turned the deprecation into an error
             return TorchScriptSupport(False, None, _first_line(str(error)))
-    messages = [str(w.message) for w in caught if _DEPRECATION.search(str(w.message))]
+    messages = [str(w.message) for w in caught if re.match(_DEPRECATION, str(w.message))]
     return TorchScriptSupport(True, _first_line(messages[0]) if messages else None, None)
 
 
@@ -51,7 +51,7 @@ def torchscript_deprecations_silenced() -> Iterator[None]:
     """Drops torch.jit's per-call deprecation warnings (export reports the deprecation once);
     every other warning passes."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is (deprecated|not supported)")
+        warnings.filterwarnings("ignore", message=_DEPRECATION)
         yield
 
 

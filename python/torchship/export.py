@@ -231,9 +231,12 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
     The module is switched to eval mode and exported under no_grad. The export is rerun on every
     golden case and compared with the eager module (|diff| <= atol + rtol * |expected|, the
     rule of torchship.tolerance; by default rtol by precision and, per output tensor,
-    atol = rtol * max(1, largest |expected|)), and the checks of torchship.checks run (train-mode, tracer-warning, frozen-branch,
-    device-literal). A finding stops the export with ExportError unless its id is in `allow`.
+    atol = rtol * max(1, largest |expected|)), and the checks of torchship.checks run
+    (train-mode, tracer-warning, frozen-branch, device-literal). A finding stops the export
+    with ExportError unless its id is in `allow`.
     The tolerance is recorded with the golden vectors: C++ checks them by the same rule.
+    On a torch that deprecates TorchScript (2.10+) torch.jit's per-call warnings are silenced
+    and result.notes says it once; a torch that refuses TorchScript raises ExportError.
     precision: "fp32"; "bf16" (the module runs under CPU autocast to bfloat16, recorded in the
       trace; outputs stay fp32); or "int8" (FX post-training static quantization with fbgemm of
       the submodule named by `quantize`, "" for the whole module, calibrated by running the

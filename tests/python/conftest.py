@@ -16,6 +16,13 @@ BUILD = os.environ.get("TORCHSHIP_BUILD", os.path.join(ROOT, "build"))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
 
+def pytest_configure(config):
+    # Tests call torch.jit themselves (scripting pitfall cases, loading archives): on torch 2.10+
+    # each call warns that TorchScript is deprecated, which export reports once (test_export).
+    config.addinivalue_line("filterwarnings",
+                            r"ignore:`torch\.jit\.\w+` is deprecated:FutureWarning")
+
+
 @pytest.fixture(scope="session")
 def fixtures() -> str:
     folder = os.environ.get("TORCHSHIP_FIXTURES", os.path.join(BUILD, "fixtures"))
