@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import sys
+from typing import List
 
 import cv2
 import numpy as np
@@ -116,27 +117,31 @@ def export(out_dir: str) -> str:
     """Exports the fp32, bf16 and int8 archives, the Python predictions of each on the test set,
     and fashion_mnist_accuracy.json (test accuracy per precision, computed in Python through
     the exported modules). Returns the fp32 archive's path."""
-    wanted = precisions()
-    for skipped in set(PRECISIONS) - set(wanted):  # from an earlier run on another CPU
-        for suffix in (".pt", "_python_predictions.npy", "_python_logits.npy"):
-            path = os.path.join(out_dir, archive_name(skipped) + suffix)
-            if os.path.exists(path):
-                os.remove(path)
-    paths = {p: os.path.join(out_dir, archive_name(p) + ".pt") for p in wanted}
-    predictions_paths = {p: os.path.join(out_dir, archive_name(p) + "_python_predictions.npy")
-                         for p in wanted}
-    logits_paths = {p: os.path.join(out_dir, archive_name(p) + "_python_logits.npy")
-                    for p in wanted}
     report_path = os.path.join(out_dir, "fashion_mnist_accuracy.json")
     key_path = os.path.join(out_dir, "fashion_mnist.key")
     weights = cached_weights()
     _, labels = data.load("test")
-    outputs = (list(paths.values()) + list(predictions_paths.values()) +
-               list(logits_paths.values()) + [report_path, key_path])
-    if all(os.path.exists(p) for p in outputs) and open(key_path).read() == archive_key():
-        print(f"reusing {', '.join(paths.values())}")
-        print_accuracy(json.load(open(report_path)))
-        return paths["fp32"]
+
+    def outputs(precision: str) -> List[str]:
+        return [os.path.join(out_dir, archive_name(precision) + suffix)
+                for suffix in (".pt", "_python_predictions.npy", "_python_logits.npy")]
+
+    # Reused as recorded: the set of precisions was decided by the CPU that exported them.
+    if os.path.exists(key_path) and open(key_path).read() == archive_key() and \
+            os.path.exists(report_path):
+        recorded = json.load(open(report_path))
+        if all(os.path.exists(path) for p in recorded for path in outputs(p)):
+            print(f"reusing the {', '.join(recorded)} archives in {out_dir}")
+            print_accuracy(recorded)
+            return outputs("fp32")[0]
+    wanted = precisions()
+    for skipped in set(PRECISIONS) - set(wanted):  # from an earlier export on another CPU
+        for path in outputs(skipped):
+            if os.path.exists(path):
+                os.remove(path)
+    paths = {p: outputs(p)[0] for p in wanted}
+    predictions_paths = {p: outputs(p)[1] for p in wanted}
+    logits_paths = {p: outputs(p)[2] for p in wanted}
     net = FashionNet()
     net.load_state_dict(torch.load(weights))
     pipeline = FashionPipeline(net).eval()
