@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "torch_compat.h"
 #include "torchship/error.h"
 #include "torchship/tensor_io.h"
 
@@ -198,7 +199,36 @@ std::vector<c10::IValue> case_inputs(const Model& model, const json& golden, siz
   return inputs;
 }
 
+// Why an archive that loaded fails on its own golden inputs, with what may explain it.
+std::string cannot_run_here(const Archive& archive, std::string why) {
+  static const std::string kPrefix = "the model rejected the input: ";
+  if (why.rfind(kPrefix, 0) == 0) why = why.substr(kPrefix.size());
+  std::string message = "cannot run " + archive.path().string() +
+                        " on this machine: it fails on its own golden inputs (" + why + ")";
+  const auto& manifest = archive.manifest();
+  if (manifest && manifest->precision == "bf16") {
+    std::string exported = manifest->exported.torch_version;
+    message += "; it is a bf16 archive" +
+               (exported.empty() ? std::string() : " exported with torch " + exported) +
+               ", and this libtorch (" + compat::libtorch_version() + ")" +
+               (TORCHSHIP_TORCH_AT_LEAST(2, 0)
+                    ? std::string(" may lack bf16 kernels for this CPU")
+                    : std::string(" has bf16 convolutions only for CPUs with AVX-512"));
+  }
+  return message;
+}
+
 }  // namespace
+
+c10::IValue forward_golden(const Model& model, std::vector<c10::IValue> inputs) {
+  try {
+    return model.forward(std::move(inputs));
+  } catch (const Error& e) {
+    // The archive's own inputs failing is no caller's fault: this machine cannot run it.
+    if (e.kind() != ErrorKind::BadInput) throw;
+    throw unsupported(cannot_run_here(model.archive(), e.what()));
+  }
+}
 
 std::vector<c10::IValue> golden_inputs(const Model& model, size_t number) {
   if (!model.archive().has_golden()) return {};
@@ -219,7 +249,7 @@ GoldenReport check_golden(const Model& model) {
   for (size_t number = 0; number < index["cases"].size(); ++number) {
     const json& golden = index["cases"][number];
     GoldenCase result;
-    comparer.compare(model.forward(case_inputs(model, golden, number, resolve)),
+    comparer.compare(forward_golden(model, case_inputs(model, golden, number, resolve)),
                      golden.at("output"), "output", result.leaves);
     report.cases.push_back(std::move(result));
   }

@@ -49,6 +49,11 @@ GoldenReport check_golden(const Model& model);
 // The rtol the archive's golden vectors were recorded with; nullopt without golden vectors.
 std::optional<double> golden_rtol(const Archive& archive);
 
+// model.forward() on golden inputs (the archive's own): where they fail, this machine cannot run
+// the archive, whatever the caller brings: Error(Unsupported) "cannot run PATH on this machine:
+// it fails on its own golden inputs (...)", with what may explain it (bf16 kernels).
+c10::IValue forward_golden(const Model& model, std::vector<c10::IValue> inputs);
+
 // The inputs of golden case `number`, typed by the model's forward schema; empty when the
 // archive has no such case.
 std::vector<c10::IValue> golden_inputs(const Model& model, size_t number = 0);
