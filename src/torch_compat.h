@@ -21,21 +21,39 @@ inline std::string libtorch_version() {
          std::to_string(TORCH_VERSION_PATCH);
 }
 
-// A warning handler that drops every warning. 2.0 hands it one c10::Warning, 1.13 the parts.
-class DiscardWarnings : public c10::WarningHandler {
+// A libtorch warning handler that sees each warning's message. 2.0 hands handlers one
+// c10::Warning, 1.13 its parts.
+class WarningSink : public c10::WarningHandler {
  public:
+  virtual void on_warning(const std::string& message) = 0;
 #if TORCHSHIP_TORCH_AT_LEAST(2, 0)
-  void process(const c10::Warning&) override {}
+  void process(const c10::Warning& warning) override {
+    on_warning(warning.msg());
+  }
 #else
-  void process(const c10::SourceLocation&, const std::string&, const bool) override {}
+  void process(const c10::SourceLocation&, const std::string& message, const bool) override {
+    on_warning(message);
+  }
 #endif
 };
 
-// Installs a warning handler for the current scope (moved to c10::WarningUtils in 2.0).
+class DiscardWarnings : public WarningSink {
+ public:
+  void on_warning(const std::string&) override {}
+};
+
+// Installs a warning handler for the current scope, or for good (both moved to
+// c10::WarningUtils in 2.0).
 #if TORCHSHIP_TORCH_AT_LEAST(2, 0)
 using WarningHandlerGuard = c10::WarningUtils::WarningHandlerGuard;
+inline void set_warning_handler(c10::WarningHandler* handler) {
+  c10::WarningUtils::set_warning_handler(handler);
+}
 #else
 using WarningHandlerGuard = c10::Warning::WarningHandlerGuard;
+inline void set_warning_handler(c10::WarningHandler* handler) {
+  c10::Warning::set_warning_handler(handler);
+}
 #endif
 
 // A CPU allocator. c10::Allocator::allocate lost its `const` in 2.3, which also made copy_data

@@ -12,3 +12,4 @@
 #include "torchship/model.h"
 #include "torchship/tensor_io.h"
 #include "torchship/version.h"
+#include "torchship/warnings.h"

@@ -22,6 +22,7 @@ int exit_code_for(torchship::ErrorKind kind) {
 int main(int argc, char** argv) {
   using namespace torchship;
   tune_memory_for_inference();
+  route_libtorch_warnings([](const std::string& message) { cli::warn("libtorch: " + message); });
   CLI::App app{"torchship " + std::string(version()) +
                ": run PyTorch pipelines exported as TorchScript archives"};
   app.set_version_flag("--version", version_line());
