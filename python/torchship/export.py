@@ -172,6 +172,26 @@ def _run_reduced(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]],
                           f"pipeline in {precision} on this CPU ({why}){hint}") from None
 
 
+def _quantize_noting_deprecations(module: torch.nn.Module, target: str,
+                                  calibration: Sequence[Any],
+                                  notes: List[str]) -> torch.nn.Module:
+    """quantize_int8, with torch's deprecation warnings about the API it uses (torch 2.14
+    deprecates FX graph-mode quantization and quantized tensors) turned into one note."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quantized = quantize_int8(module, target, [_as_args(c) for c in calibration])
+    deprecations = [w for w in caught if "deprecat" in str(w.message)]
+    for warning in caught:
+        if warning not in deprecations:
+            warnings.showwarning(warning.message, warning.category, warning.filename,
+                                 warning.lineno)
+    if deprecations:
+        notes.append(f"int8: torch {torch.__version__} deprecates the quantization API this "
+                     "export uses (FX graph-mode quantization, quantized tensors) and still runs "
+                     "it; its successor is torchao's pt2e quantization")
+    return quantized
+
+
 def _accept_quantization_constants(findings: Findings, notes: List[str]) -> None:
     """Quantized operators turn their calibrated scale and zero point (tensors) into Python
     numbers while tracing, which the tracer flags; they are constants after calibration, so
@@ -302,7 +322,7 @@ def _export(module: torch.nn.Module, example_inputs: Any, path: str, method: str
     if precision == "bf16":
         module = Bfloat16(copy.deepcopy(module)).eval()
     elif precision == "int8":
-        module = quantize_int8(module, quantize, [_as_args(c) for c in calibration])
+        module = _quantize_noting_deprecations(module, quantize, calibration, notes)
     with torch.no_grad():
         expected = _run_reduced(module, cases_inputs, precision)
         exported = _convert(module, cases_inputs[0], method, trace, findings, notes)
