@@ -29,6 +29,7 @@ if [ "${1:-}" = all ]; then
 fi
 
 source scripts/env.sh
+started=$SECONDS
 echo "== torchship tests on the $TORCHSHIP_TORCH stack ($BUILD)"
 scripts/setup-deps.sh
 scripts/setup-python.sh
@@ -37,3 +38,4 @@ scripts/build.sh
 "$PY" examples/fashion_mnist/build.py "$BUILD/models" --testset  # trains once, then cached
 ctest --test-dir "$BUILD" --output-on-failure
 "$PY" -m pytest tests/python -q -p no:cacheprovider
+echo "== the $TORCHSHIP_TORCH stack passed in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
