@@ -48,13 +48,15 @@ class Comparer {
         compare(item, value, path + "." + key, leaves);
       }
     } else {
+      // Plain values: floats by the rule with their own scaled atol, everything else exactly.
       json got = to_json(actual);
-      bool equal = expected.is_number() && got.is_number()
-                       ? std::abs(got.get<double>() - expected.get<double>()) <=
-                             atol_ + rtol_ * std::abs(expected.get<double>())
-                       : got == expected;
+      bool floats = expected.is_number_float() && got.is_number();
+      double want = floats ? expected.get<double>() : 0;
+      double atol = rtol_ * std::max(1.0, std::abs(want));
+      bool equal = floats ? std::abs(got.get<double>() - want) <= atol + rtol_ * std::abs(want)
+                          : got == expected;
       leaves.push_back(equal
-                           ? GoldenLeaf{path, 0, 0, 0, true, ""}
+                           ? GoldenLeaf{path, 0, 0, floats ? atol : 0, true, ""}
                            : failure(path, "expected " + expected.dump() + ", got " + got.dump()));
     }
   }
@@ -146,8 +148,8 @@ GoldenLeaf compare_tensors(const at::Tensor& expected, const at::Tensor& actual,
   at::Tensor a = got.to(at::kDouble);
   at::Tensor b = expected.to(at::kDouble);
   at::Tensor diff = (a - b).abs();
-  at::Tensor both_nan = a.isnan() & b.isnan();
-  diff = at::where(both_nan, at::zeros_like(diff), diff);
+  at::Tensor same = a.eq(b) | (a.isnan() & b.isnan());  // equal infinities, NaN for NaN
+  diff = at::where(same, at::zeros_like(diff), diff);
   leaf.max_abs = diff.max().item<double>();
   leaf.max_rel = (diff / b.abs().clamp_min(1e-12)).max().item<double>();
   leaf.ok = (diff <= leaf.atol + rtol * b.abs()).all().item<bool>();

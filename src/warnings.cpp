@@ -14,7 +14,7 @@ class Router : public compat::WarningSink {
 
   void on_warning(const std::string& message) override {
     std::string line = message.substr(0, message.find('\n'));
-    std::lock_guard<std::mutex> lock(mutex_);  // warnings come from any thread
+    std::lock_guard<std::mutex> lock(mutex_);
     if (seen_.insert(line).second) sink_(line);
   }
 
@@ -27,7 +27,7 @@ class Router : public compat::WarningSink {
 }  // namespace
 
 void route_libtorch_warnings(std::function<void(const std::string&)> sink) {
-  static Router* router = nullptr;  // lives as long as the process: libtorch keeps the pointer
+  static Router* router = nullptr;  // never freed: libtorch keeps the pointer
   if (router) return;
   router = new Router(std::move(sink));
   compat::set_warning_handler(router);

@@ -39,6 +39,8 @@ struct GoldenReport {
 GoldenLeaf compare_tensors(const at::Tensor& expected, const at::Tensor& actual, double rtol,
                            std::optional<double> atol = std::nullopt,
                            const std::string& path = "output");
+// That default atol of an expected tensor: rtol * max(1, max |expected|).
+double scaled_atol(const at::Tensor& expected, double rtol);
 
 // Reruns every golden case of the model's archive and compares by that rule, with the rtol and
 // per-output atol recorded at export (strings and other values exactly). Throws

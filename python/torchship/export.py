@@ -3,6 +3,7 @@
 import copy
 import datetime
 import json
+import os
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -180,11 +181,13 @@ def _quantize_noting_deprecations(module: torch.nn.Module, target: str,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         quantized = quantize_int8(module, target, [_as_args(c) for c in calibration])
-    deprecations = [w for w in caught if "deprecat" in str(w.message)]
-    for warning in caught:
+    torch_folder = os.path.dirname(torch.__file__)
+    deprecations = [w for w in caught if "deprecat" in str(w.message)
+                    and os.path.abspath(w.filename).startswith(torch_folder)]
+    for warning in caught:  # the pipeline's own warnings, as if not caught
         if warning not in deprecations:
-            warnings.showwarning(warning.message, warning.category, warning.filename,
-                                 warning.lineno)
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
     if deprecations:
         notes.append(f"int8: torch {torch.__version__} deprecates the quantization API this "
                      "export uses (FX graph-mode quantization, quantized tensors) and still runs "

@@ -57,9 +57,11 @@ TEST_F(Cuda, OneArchiveServesBothDevices) {
   // The article's traced classifier needed one archive per device (tracing froze the device of
   // tensors built inside); torchship's device-literal check refuses such exports, so the same
   // file runs on both.
+  Model cpu_classifier = on("cpu", fixture("classifier.pt"));
+  Model gpu_classifier = on("cuda", fixture("classifier.pt"));
   for (std::string name : {"chelsea", "random_0"}) {
-    Model cpu = on("cpu", fixture("classifier.pt"));
-    Model gpu = on("cuda", fixture("classifier.pt"));
+    const Model& cpu = cpu_classifier;
+    const Model& gpu = gpu_classifier;
     c10::IValue input = cpu.image_input(fixture(name + ".png"));
     at::Tensor expected = cpu.forward({input}).toTensor();
     at::Tensor actual = gpu.forward({input}).toTensor();

@@ -15,6 +15,11 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("TORCHSHIP_BUILD", os.path.join(ROOT, "build"))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
+import torch  # noqa: E402
+
+from torchship.export import GOLDEN_INDEX  # noqa: E402
+from torchship.tolerance import scaled_atol  # noqa: E402
+
 
 def pytest_configure(config):
     # Tests call torch.jit themselves (scripting pitfall cases, loading archives): on torch 2.10+
@@ -37,7 +42,6 @@ def cli() -> str:
     if not os.path.exists(path):
         pytest.fail(f"{path} is missing: build first (scripts/test.sh does)")
     # The fixtures come from this interpreter's torch: the CLI must run on the same release.
-    import torch
     line = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
     release = re.match(r"\d+\.\d+\.\d+", torch.__version__).group(0)  # "1.13.0a0", "2.14.1+cu130"
     if f"libtorch {release}" not in line:
@@ -81,38 +85,43 @@ def run(cli, fixtures) -> Cli:
 def golden_rtol(archive: str) -> float:
     """The rtol an archive's golden vectors were recorded with."""
     with zipfile.ZipFile(archive) as z:
-        name = next(n for n in z.namelist() if n.endswith("/extra/torchship/golden/index.json"))
+        name = next(n for n in z.namelist() if n.endswith("/extra/" + GOLDEN_INDEX))
         return json.loads(z.read(name))["rtol"]
 
 
 def rule_atol(expected: np.ndarray, rtol: float) -> float:
     """torchship.tolerance's default atol for this output's scale."""
-    largest = float(np.nan_to_num(np.abs(expected.astype(np.float64))).max(initial=0.0))
-    return rtol * max(1.0, largest)
+    return scaled_atol(rtol, torch.from_numpy(np.ascontiguousarray(expected)))
 
 
 def assert_close(expected: np.ndarray, actual: np.ndarray, rtol: float) -> None:
     """torchship's one comparison rule (python/torchship/tolerance.py): floats within
-    atol + rtol * |expected| with the scaled atol, everything else exactly."""
+    atol + rtol * |expected| with the scaled atol (equal infinities and NaN for NaN pass),
+    everything else exactly."""
     assert expected.shape == actual.shape and expected.dtype == actual.dtype, \
         f"{actual.dtype} {actual.shape}, expected {expected.dtype} {expected.shape}"
     if not np.issubdtype(expected.dtype, np.floating):
         assert np.array_equal(expected, actual)
         return
     atol = rule_atol(expected, rtol)
+    close = np.isclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
     diff = np.abs(expected.astype(np.float64) - actual.astype(np.float64))
-    assert (diff <= atol + rtol * np.abs(expected)).all(), \
-        f"max abs diff {diff.max():.3g}, atol {atol:.3g}, rtol {rtol}"
+    assert close.all(), f"max abs diff {np.nanmax(diff):.3g}, atol {atol:.3g}, rtol {rtol}"
+
+
+def decided(scores: np.ndarray, axis: int, atol: float) -> np.ndarray:
+    """Where the best two scores along `axis` are more than 2 * atol apart: there, scores within
+    atol of these pick the same class; elsewhere either class is a right answer."""
+    best_two = -np.sort(-scores.astype(np.float64), axis=axis).take([0, 1], axis=axis)
+    return (best_two.take(0, axis=axis) - best_two.take(1, axis=axis)) > 2 * atol
 
 
 def assert_argmax_agrees(scores: np.ndarray, expected: np.ndarray, actual: np.ndarray,
                          axis: int, atol: float) -> None:
-    """Classes computed from scores within `atol` of `scores` equal `expected` wherever the best
-    two expected scores are more than 2 * atol apart (elsewhere either is a right answer)."""
-    best_two = -np.sort(-scores.astype(np.float64), axis=axis).take([0, 1], axis=axis)
-    decided = (best_two.take(0, axis=axis) - best_two.take(1, axis=axis)) > 2 * atol
+    """Classes computed from scores within `atol` of `scores` equal `expected` wherever they are
+    decided."""
     assert expected.shape == actual.shape
-    differ = int(((expected != actual) & decided).sum())
+    differ = int(((expected != actual) & decided(scores, axis, atol)).sum())
     assert differ == 0, f"{differ} decided positions got another class"
 
 

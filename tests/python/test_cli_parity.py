@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import (assert_argmax_agrees, assert_close, golden_rtol, rule_atol,
+from conftest import (assert_argmax_agrees, assert_close, decided, golden_rtol, rule_atol,
                       tensor_from_tree)
 
 
@@ -93,13 +93,12 @@ def test_segment_writes_the_overlay_and_a_histogram(run, fixtures, tmp_path):
     overlay = load(fixtures, "segmentation_single_overlay.npy")[0]
     # Python's pixels wherever its label is decided (best two logits > 2 * atol apart).
     atol = rule_atol(logits, golden_rtol(os.path.join(fixtures, "segmentation.pt")))
-    best_two = -np.sort(-logits, axis=0)[:2]
-    decided = best_two[0] - best_two[1] > 2 * atol
-    assert np.array_equal(written[decided], overlay[decided])
+    sure = decided(logits, 0, atol)
+    assert np.array_equal(written[sure], overlay[sure])
     pixels = {c["index"]: c["pixels"] for c in out["classes"]}
     assert sum(pixels.values()) == 300 * 451
-    python = np.bincount(labels[decided], minlength=21)
-    undecided = int((~decided).sum())
+    python = np.bincount(labels[sure], minlength=21)
+    undecided = int((~sure).sum())
     for index, count in enumerate(python):
         assert count <= pixels.get(index, 0) <= count + undecided
 
