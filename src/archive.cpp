@@ -7,6 +7,7 @@
 
 #include <caffe2/serialize/inline_container.h>
 
+#include "torch_compat.h"
 #include "torchship/error.h"
 
 namespace torchship {
@@ -112,6 +113,18 @@ std::optional<std::string> Archive::read_extra(const std::string& name) const {
   std::lock_guard<std::mutex> lock(reader_->mutex);
   try {
     if (!reader_->zip.hasRecord(record)) return std::nullopt;
+#if TORCHSHIP_TORCH_AT_LEAST(2, 1)
+    // A record's size comes from the zip's directory: torch stores records uncompressed, so one
+    // larger than the archive is a forged directory, refused before its buffer is allocated.
+    std::error_code ec;
+    auto archive_size = fs::file_size(path_, ec);
+    size_t record_size = reader_->zip.getRecordSize(record);
+    if (!ec && record_size > archive_size) {
+      throw bad_model("cannot read " + name + " from " + path_.string() + ": the zip says it is " +
+                      std::to_string(record_size) + " bytes, the archive has " +
+                      std::to_string(archive_size));
+    }
+#endif
     auto [data, size] = reader_->zip.getRecord(record);
     return std::string(static_cast<const char*>(data.get()), size);
   } catch (const c10::Error& e) {

@@ -1,6 +1,57 @@
 #include "torchship/error.h"
 
+#include <algorithm>
+#include <cstdint>
+
 namespace torchship {
+namespace {
+
+// Length of the well-formed UTF-8 sequence starting at text[at] (RFC 3629: no overlong forms,
+// no surrogates, nothing above U+10FFFF), or 0 when the bytes there are not one.
+size_t utf8_sequence_length(std::string_view text, size_t at) {
+  auto byte = [&](size_t i) { return static_cast<uint8_t>(text[i]); };
+  uint8_t lead = byte(at);
+  size_t length = lead < 0x80                    ? 1
+                  : lead >= 0xC2 && lead <= 0xDF ? 2
+                  : lead >= 0xE0 && lead <= 0xEF ? 3
+                  : lead >= 0xF0 && lead <= 0xF4 ? 4
+                                                 : 0;
+  if (length == 0 || at + length > text.size()) return 0;
+  for (size_t i = 1; i < length; ++i) {
+    if ((byte(at + i) & 0xC0) != 0x80) return 0;
+  }
+  uint8_t second = length > 1 ? byte(at + 1) : 0;
+  if (lead == 0xE0 && second < 0xA0) return 0;  // overlong
+  if (lead == 0xED && second > 0x9F) return 0;  // surrogate
+  if (lead == 0xF0 && second < 0x90) return 0;  // overlong
+  if (lead == 0xF4 && second > 0x8F) return 0;  // above U+10FFFF
+  return length;
+}
+
+}  // namespace
+
+std::string printable(std::string_view text, size_t max_bytes) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  size_t end = std::min(text.size(), max_bytes);
+  out.reserve(end);
+  size_t at = 0;
+  while (at < end) {
+    auto byte = static_cast<uint8_t>(text[at]);
+    size_t length = utf8_sequence_length(text, at);
+    if (length == 0 || byte < 0x20 || byte == 0x7F) {
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 0xF];
+      ++at;
+      continue;
+    }
+    out.append(text.substr(at, length));
+    at += length;
+  }
+  if (at < text.size()) out += " ... (" + std::to_string(text.size() - at) + " more bytes)";
+  return out;
+}
 
 const char* to_string(ErrorKind kind) noexcept {
   switch (kind) {

@@ -1,5 +1,7 @@
 #include "torchship/golden.h"
 
+#include <cmath>
+
 #include <ATen/ATen.h>
 
 #include "torch_compat.h"
@@ -107,9 +109,16 @@ class Comparer {
   GoldenLeaf compare_tensor(const c10::IValue& actual, const json& expected_tree,
                             const std::string& path) const {
     if (!actual.isTensor()) return failure(path, "expected a tensor, got " + describe(actual));
-    at::Tensor expected = tensor_from_json(expected_tree, "golden " + path, resolve_);
+    at::Tensor expected;
+    try {
+      expected = tensor_from_json(expected_tree, "golden " + path, resolve_);
+    } catch (const Error& e) {  // the archive's own data
+      if (e.kind() != ErrorKind::BadInput) throw;
+      throw bad_model(e.what());
+    }
     // Archives since per-output tolerances record each float output's atol; older ones one.
-    double atol = expected_tree.value("atol", atol_);
+    auto own = expected_tree.find("atol");
+    double atol = own != expected_tree.end() && own->is_number() ? own->get<double>() : atol_;
     return compare_tensors(expected, actual.toTensor(), rtol_, atol, path);
   }
 
@@ -173,11 +182,7 @@ json read_index(const Archive& archive) {
     throw bad_input(archive.path().string() +
                     " has no golden vectors (export it with torchship.export to record them)");
   }
-  json index = json::parse(*index_text, nullptr, /*allow_exceptions=*/false);
-  if (!index.is_object() || !index.contains("cases") || !index["cases"].is_array()) {
-    throw bad_model(archive.path().string() + ": golden index is not valid JSON with \"cases\"");
-  }
-  return index;
+  return parse_golden_index(*index_text, archive.path().string()).tree;
 }
 
 NpyResolver resolver_for(const Archive& archive) {
@@ -194,17 +199,24 @@ std::vector<c10::IValue> case_inputs(const Model& model, const json& golden, siz
   const auto& arguments = model.inputs();
   std::vector<c10::IValue> inputs;
   for (size_t i = 0; i < trees.size() && i < arguments.size(); ++i) {
-    inputs.push_back(from_json(
-        trees[i], arguments[i].type,
-        "golden case " + std::to_string(number) + " input '" + arguments[i].name + "'", resolve));
+    try {
+      inputs.push_back(from_json(
+          trees[i], arguments[i].type,
+          "golden case " + std::to_string(number) + " input '" + arguments[i].name + "'", resolve));
+    } catch (const Error& e) {  // the archive's own data: a broken archive, not a bad request
+      if (e.kind() != ErrorKind::BadInput) throw;
+      throw bad_model(model.archive().path().string() + ": " + e.what());
+    }
   }
   return inputs;
 }
 
 // Why an archive that loaded fails on its own golden inputs, with what may explain it.
 std::string cannot_run_here(const Archive& archive, std::string why) {
-  static const std::string kPrefix = "the model rejected the input: ";
-  if (why.rfind(kPrefix, 0) == 0) why = why.substr(kPrefix.size());
+  for (const std::string prefix : {"the model rejected the input: ",
+                                   "the model failed on an input that matches its manifest: "}) {
+    if (why.rfind(prefix, 0) == 0) why = why.substr(prefix.size());
+  }
   std::string message = "cannot run " + archive.path().string() +
                         " on this machine: it fails on its own golden inputs (" + why + ")";
   const auto& manifest = archive.manifest();
@@ -222,12 +234,43 @@ std::string cannot_run_here(const Archive& archive, std::string why) {
 
 }  // namespace
 
+GoldenIndex parse_golden_index(const std::string& text, const std::string& origin) {
+  auto reject = [&](const std::string& why) -> Error {
+    return bad_model(origin + ": the golden index " + why);
+  };
+  json index = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (index.is_discarded()) throw reject("is not valid JSON");
+  if (!index.is_object() || !index.contains("cases") || !index["cases"].is_array()) {
+    throw reject("has no \"cases\" list");
+  }
+  for (const char* key : {"rtol", "atol"}) {
+    auto it = index.find(key);
+    if (it == index.end()) {
+      index[key] = 1e-4;  // archives from before tolerances were recorded
+    } else if (!it->is_number() || !(it->get<double>() >= 0) || !std::isfinite(it->get<double>())) {
+      throw reject(std::string("has \"") + key + "\": " + it->dump() +
+                   ", expected a non-negative number");
+    }
+  }
+  const json& cases = index["cases"];
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const json& golden = cases[i];
+    std::string where = "case " + std::to_string(i);
+    if (!golden.is_object()) throw reject(where + " is not an object");
+    if (!golden.contains("inputs") || !golden["inputs"].is_array()) {
+      throw reject(where + " has no \"inputs\" list");
+    }
+    if (!golden.contains("output")) throw reject(where + " has no \"output\"");
+  }
+  return {index["rtol"].get<double>(), index["atol"].get<double>(), std::move(index)};
+}
+
 c10::IValue forward_golden(const Model& model, std::vector<c10::IValue> inputs) {
   try {
     return model.forward(std::move(inputs));
   } catch (const Error& e) {
     // The archive's own inputs failing is no caller's fault: this machine cannot run it.
-    if (e.kind() != ErrorKind::BadInput) throw;
+    if (e.kind() != ErrorKind::BadInput && e.kind() != ErrorKind::Internal) throw;
     throw unsupported(cannot_run_here(model.archive(), e.what()));
   }
 }
@@ -245,8 +288,8 @@ GoldenReport check_golden(const Model& model) {
   NpyResolver resolve = resolver_for(archive);
 
   GoldenReport report;
-  report.rtol = index.value("rtol", 1e-4);
-  report.atol = index.value("atol", 1e-4);
+  report.rtol = index["rtol"].get<double>();  // parse_golden_index filled in the defaults
+  report.atol = index["atol"].get<double>();
   Comparer comparer(report.rtol, report.atol, resolve);
   for (size_t number = 0; number < index["cases"].size(); ++number) {
     const json& golden = index["cases"][number];
@@ -260,7 +303,7 @@ GoldenReport check_golden(const Model& model) {
 
 std::optional<double> golden_rtol(const Archive& archive) {
   if (!archive.has_golden()) return std::nullopt;
-  return read_index(archive).value("rtol", 1e-4);
+  return read_index(archive)["rtol"].get<double>();
 }
 
 }  // namespace torchship

@@ -2,11 +2,13 @@
 // OpenCV's buffer and keeps the cv::Mat alive for as long as the tensor lives.
 #include <fstream>
 #include <iterator>
+#include <limits>
 
 #include <ATen/ATen.h>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "image_header.h"
 #include "torchship/error.h"
 #include "torchship/image.h"
 #include "torchship/opencv.h"
@@ -82,52 +84,46 @@ cv::Mat convert_and_resize(const cv::Mat& mat, ColorOrder from, const ImageSpec&
   return apply_resize(convert_color(mat, from, spec.color), spec.resize);
 }
 
-uint16_t big_endian16(const unsigned char* p) {
-  return static_cast<uint16_t>(p[0] << 8 | p[1]);
-}
-
-// Width and height from a JPEG's start-of-frame segment, without decoding; nullopt for
-// anything else.
-std::optional<cv::Size> jpeg_size(std::string_view bytes) {
-  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
-  size_t size = bytes.size();
-  if (size < 4 || data[0] != 0xFF || data[1] != 0xD8) return std::nullopt;
-  size_t pos = 2;
-  while (pos + 4 <= size) {
-    if (data[pos] != 0xFF) return std::nullopt;
-    unsigned char marker = data[pos + 1];
-    if (marker == 0xFF) {  // fill byte
-      ++pos;
-      continue;
-    }
-    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) {  // no length field
-      pos += 2;
-      continue;
-    }
-    bool start_of_frame =
-        marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
-    if (start_of_frame) {
-      if (pos + 9 > size) return std::nullopt;
-      return cv::Size(big_endian16(data + pos + 7), big_endian16(data + pos + 5));
-    }
-    pos += 2 + big_endian16(data + pos + 2);
-  }
-  return std::nullopt;
-}
-
-// IMREAD_REDUCED_* factor (2, 4, 8) that keeps the decoded JPEG at least as large as the
-// target, or 1.
-int reduction_factor(std::string_view bytes, const ImageSpec& spec) {
+// IMREAD_REDUCED_* factor (2, 4, 8) that keeps a decoded JPEG of `size` at least as large as
+// the target, or 1.
+int reduction_factor(std::pair<int64_t, int64_t> size, const ImageSpec& spec) {
   if (spec.resize.mode != ResizeMode::Stretch) return 1;
-  auto size = jpeg_size(bytes);
-  if (!size) return 1;
+  auto [width, height] = size;
   for (int factor : {8, 4, 2}) {
-    if ((size->width + factor - 1) / factor >= spec.resize.width &&
-        (size->height + factor - 1) / factor >= spec.resize.height) {
+    if ((width + factor - 1) / factor >= spec.resize.width &&
+        (height + factor - 1) / factor >= spec.resize.height) {
       return factor;
     }
   }
   return 1;
+}
+
+// The header of an upload, refused unless its format is one this build decodes and its size is
+// within `max_pixels`: decoders allocate what the header says, so a small file may claim gigabytes.
+ImageHeader measure(std::string_view bytes, std::string_view origin, int64_t max_pixels) {
+  auto header = read_image_header(bytes);
+  if (!header) {
+    throw bad_input(std::string(origin) + " is not an image torchship can decode (expected " +
+                    image_formats_read() + ")");
+  }
+  if (!header->size) {
+    throw bad_input(std::string(origin) + " starts like a " + header->format +
+                    " image, but its header is truncated or corrupt (no image size in it)");
+  }
+  auto [width, height] = *header->size;
+  if (width <= 0 || height <= 0) {
+    throw bad_input(std::string(origin) + " is a " + header->format + " image whose header says " +
+                    std::to_string(width) + " x " + std::to_string(height) + " pixels");
+  }
+  if (width > max_pixels / height) {
+    bool overflows = width > std::numeric_limits<int64_t>::max() / height;
+    throw bad_input(std::string(origin) + " is a " + header->format + " image of " +
+                    std::to_string(width) + " x " + std::to_string(height) + " pixels" +
+                    (overflows ? "" : " (" + std::to_string(width * height) + ")") +
+                    ", more than the limit of " + std::to_string(max_pixels) +
+                    " (--max-image-pixels)");
+  }
+  return *header;
 }
 
 int imread_flags(const ImageSpec& spec, int factor) {
@@ -164,11 +160,17 @@ std::string read_file(const std::filesystem::path& path) {
 }  // namespace
 
 at::Tensor decode_image_bytes(std::string_view bytes, const ImageSpec& spec,
-                              std::string_view origin, Decode decode) {
+                              std::string_view origin, Decode decode, int64_t max_pixels) {
   if (bytes.empty()) throw bad_input(std::string(origin) + " is empty, expected an image");
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    throw bad_input(std::string(origin) + " is " + std::to_string(bytes.size()) +
+                    " bytes, more than an image decoder takes (2 GiB)");
+  }
+  ImageHeader header = measure(bytes, origin, max_pixels);
   cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
                  const_cast<char*>(bytes.data()));  // imdecode only reads it
-  int flags = imread_flags(spec, decode == Decode::Reduced ? reduction_factor(bytes, spec) : 1);
+  bool reduce = decode == Decode::Reduced && std::string_view(header.format) == "JPEG";
+  int flags = imread_flags(spec, reduce ? reduction_factor(*header.size, spec) : 1);
   cv::Mat decoded;
   try {
     decoded = cv::imdecode(buffer, flags);
@@ -183,8 +185,9 @@ at::Tensor decode_image_bytes(std::string_view bytes, const ImageSpec& spec,
   return tensor_sharing(convert_and_resize(decoded, ColorOrder::BGR, spec));
 }
 
-at::Tensor decode_image(const std::filesystem::path& path, const ImageSpec& spec, Decode decode) {
-  return decode_image_bytes(read_file(path), spec, path.string(), decode);
+at::Tensor decode_image(const std::filesystem::path& path, const ImageSpec& spec, Decode decode,
+                        int64_t max_pixels) {
+  return decode_image_bytes(read_file(path), spec, path.string(), decode, max_pixels);
 }
 
 at::Tensor prepare_image(const at::Tensor& hwc_rgb, const ImageSpec& spec) {

@@ -2,7 +2,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <limits>
+
 #include "torchship/error.h"
+#include "torchship/limits.h"
 #include "torchship/tensor_io.h"
 
 namespace torchship {
@@ -52,6 +56,19 @@ class FieldReader {
  private:
   template <typename T>
   T convert(const char* key, const json& value) const {
+    // nlohmann converts 1e300 to an integer without a word (undefined behaviour): refuse.
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      if (!value.is_number_integer()) fail(key, expected_name<T>(), value);
+    }
+    if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+      bool integers =
+          value.is_array() && std::all_of(value.begin(), value.end(), [](const json& v) {
+            return v.is_number_integer() &&
+                   (!v.is_number_unsigned() ||
+                    v.get<uint64_t>() <= uint64_t{std::numeric_limits<int64_t>::max()});
+          });
+      if (!integers) fail(key, expected_name<T>(), value);
+    }
     try {
       return value.get<T>();
     } catch (const json::exception&) {
@@ -110,6 +127,12 @@ ImageSpec parse_image_spec(const json& node, const std::string& path) {
       if (size.size() != 2 || size[0] <= 0 || size[1] <= 0) {
         resize_reader.fail("size", "[height, width] with positive values", json(size));
       }
+      if (size[0] > kDefaultMaxImagePixels / size[1]) {
+        resize_reader.fail(
+            "size",
+            "[height, width] of at most " + std::to_string(kDefaultMaxImagePixels) + " pixels",
+            json(size));
+      }
       spec.resize.height = size[0];
       spec.resize.width = size[1];
     }
@@ -130,8 +153,15 @@ TensorSpec parse_tensor_spec(const json& node, const std::string& path) {
     }
   }
   spec.shape = reader.get<std::vector<int64_t>>("shape", {});
+  std::vector<int64_t> fixed_sizes;  // free dimensions counted as 1
   for (int64_t dim : spec.shape) {
     if (dim < -1 || dim == 0) reader.fail("shape", "sizes > 0 or -1 (free)", json(spec.shape));
+    fixed_sizes.push_back(dim == -1 ? 1 : dim);
+  }
+  try {
+    checked_numel(fixed_sizes, "shape");
+  } catch (const Error& e) {
+    reader.fail("shape", "a tensor shape (" + std::string(e.what()) + ")", json(spec.shape));
   }
   spec.layout = reader.get<std::string>("layout", "");
   static const char* kLayouts[] = {"", "HWC", "BHWC", "CHW", "BCHW"};

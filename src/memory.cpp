@@ -68,4 +68,10 @@ void tune_memory_for_inference() {
 #endif
 }
 
+void release_free_memory() {
+#if TORCHSHIP_HUGE_PAGES
+  malloc_trim(0);
+#endif
+}
+
 }  // namespace torchship

@@ -266,6 +266,23 @@ struct Model::Impl {
   ModelSummary summary;
   bool optimized = false;
   std::vector<std::string> notes;
+  int64_t max_image_pixels = kDefaultMaxImagePixels;
+
+  // Whether every forward argument is a tensor the manifest describes with a datatype and fixed
+  // sizes (the first, batch, dimension may be free).
+  bool inputs_pinned_by_manifest() const {
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const TensorSpec* spec = input_spec(i);
+      if (inputs[i].type->kind() != c10::TypeKind::TensorType || !spec || spec->datatype.empty() ||
+          spec->shape.empty()) {
+        return false;
+      }
+      for (size_t d = 1; d < spec->shape.size(); ++d) {
+        if (spec->shape[d] < 0) return false;
+      }
+    }
+    return true;
+  }
 
   const TensorSpec* input_spec(size_t index) const {
     const auto& manifest = archive.manifest();
@@ -435,6 +452,11 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
   impl->archive = Archive::open(path);
   if (impl->archive.manifest()) select_quantized_engine(*impl->archive.manifest());
   impl->device = device;
+  if (options.max_image_pixels <= 0) {
+    throw bad_input("max_image_pixels must be positive, got " +
+                    std::to_string(options.max_image_pixels));
+  }
+  impl->max_image_pixels = options.max_image_pixels;
   impl->module = load_module(impl->archive, device);
   impl->module.eval();
   impl->summary = summarize(impl->module);
@@ -527,8 +549,22 @@ c10::IValue Model::forward(std::vector<c10::IValue> inputs) const {
   c10::InferenceMode guard;
   try {
     return impl_->module.forward(std::move(inputs));
+  } catch (const std::bad_alloc&) {
+    throw internal_error("forward ran out of memory");
   } catch (const std::exception& e) {  // c10::Error, or torch::jit::JITException from `raise`
-    throw bad_input("the model rejected the input: " + script_error_summary(e));
+    std::string why = script_error_summary(e);
+    if (why.find("can't allocate memory") != std::string::npos ||
+        why.find("out of memory") != std::string::npos) {
+      throw internal_error("forward ran out of memory: " + why);
+    }
+    // Inputs the manifest pins down (dtype and every size but a batch dimension) were checked
+    // above: the model failing on one is the model's failure, not the caller's. Where sizes are
+    // free, the model may refuse sizes it cannot take (a kernel larger than the image): the
+    // caller's to fix.
+    if (impl_->inputs_pinned_by_manifest()) {
+      throw internal_error("the model failed on an input that matches its manifest: " + why);
+    }
+    throw bad_input("the model rejected the input: " + why);
   }
 }
 
@@ -540,14 +576,16 @@ c10::IValue Model::image_input(const at::Tensor& hwc_rgb, size_t index) const {
 c10::IValue Model::image_input_from_bytes(std::string_view bytes, size_t index,
                                           std::string_view origin) const {
   const TensorSpec* spec = impl_->input_spec(index);
-  return lay_out(decode_image_bytes(bytes, image_spec_of(spec), origin), spec);
+  return lay_out(decode_image_bytes(bytes, image_spec_of(spec), origin, Decode::Exact,
+                                    impl_->max_image_pixels),
+                 spec);
 }
 
 c10::IValue Model::image_input(const std::filesystem::path& image, size_t index,
                                Decode decode) const {
   // Decodes straight into the manifest's colour order and size.
   const TensorSpec* spec = impl_->input_spec(index);
-  return lay_out(decode_image(image, image_spec_of(spec), decode), spec);
+  return lay_out(decode_image(image, image_spec_of(spec), decode, impl_->max_image_pixels), spec);
 }
 
 std::vector<std::vector<Prediction>> Model::top_k_rows(const c10::IValue& output, int k) const {

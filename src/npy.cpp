@@ -1,11 +1,14 @@
 // NumPy .npy files (format versions 1.0 to 3.0), the exchange format for tensors on disk.
+#include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include <ATen/ATen.h>
 
 #include "torchship/error.h"
+#include "torchship/limits.h"
 #include "torchship/tensor_io.h"
 
 namespace torchship {
@@ -13,12 +16,15 @@ namespace {
 
 constexpr char kMagic[] = "\x93NUMPY";
 constexpr size_t kMagicSize = 6;
+// numpy.load refuses longer headers unless told otherwise (its max_header_size).
+constexpr size_t kMaxHeaderSize = 10000;
 
 struct NpyHeader {
   c10::ScalarType type = c10::kFloat;
   bool swap_bytes = false;
   std::vector<int64_t> shape;
   size_t data_offset = 0;
+  size_t data_bytes = 0;  // what the shape and dtype take, checked against overflow
 };
 
 bool host_is_little_endian() {
@@ -59,7 +65,13 @@ c10::ScalarType scalar_type_from_descr(const std::string& descr, bool* swap,
   if (descr.size() < 3) reject(origin, "unsupported dtype '" + descr + "'");
   char order = descr[0];
   char kind = descr[1];
-  int size = std::atoi(descr.c_str() + 2);
+  const std::string digits = descr.substr(2);
+  if (digits.empty() || digits.size() > 2 ||
+      digits.find_first_not_of("0123456789") != std::string::npos) {
+    reject(origin,
+           "unsupported dtype '" + descr + "' (expected bool, int, uint8, float or complex)");
+  }
+  int size = std::stoi(digits);
   bool little = host_is_little_endian();
   *swap = size > 1 && ((order == '>' && little) || (order == '<' && !little));
   switch (kind) {
@@ -94,6 +106,9 @@ c10::ScalarType scalar_type_from_descr(const std::string& descr, bool* swap,
 
 std::vector<int64_t> parse_shape(const std::string& tuple, std::string_view origin) {
   std::vector<int64_t> shape;
+  if (tuple.size() < 2 || tuple.front() != '(' || tuple.back() != ')') {
+    reject(origin, "malformed shape " + tuple + " (expected a tuple of sizes)");
+  }
   std::string inner = tuple.substr(1, tuple.size() - 2);
   std::stringstream items(inner);
   std::string item;
@@ -101,8 +116,11 @@ std::vector<int64_t> parse_shape(const std::string& tuple, std::string_view orig
     auto first = item.find_first_not_of(' ');
     if (first == std::string::npos) continue;
     char* end = nullptr;
+    errno = 0;
     long long dim = std::strtoll(item.c_str() + first, &end, 10);
-    if (end == item.c_str() + first || dim < 0) reject(origin, "malformed shape " + tuple);
+    if (end == item.c_str() + first || dim < 0 || errno == ERANGE) {
+      reject(origin, "malformed shape " + tuple + " (expected non-negative sizes)");
+    }
     shape.push_back(dim);
   }
   return shape;
@@ -119,7 +137,13 @@ std::pair<size_t, size_t> header_extent(std::string_view bytes, std::string_view
   if (major != 2 && major != 3)
     reject(origin, "unsupported format version " + std::to_string(major));
   if (bytes.size() < 12) reject(origin, "truncated header");
-  return {12, byte(8) | byte(9) << 8 | byte(10) << 16 | byte(11) << 24};
+  size_t length = byte(8) | byte(9) << 8 | byte(10) << 16 | byte(11) << 24;
+  if (length > kMaxHeaderSize) {
+    reject(origin, "the header says it is " + std::to_string(length) +
+                       " bytes long, more than the " + std::to_string(kMaxHeaderSize) +
+                       " numpy.load reads");
+  }
+  return {12, length};
 }
 
 NpyHeader parse_header(std::string_view bytes, std::string_view origin) {
@@ -141,6 +165,8 @@ NpyHeader parse_header(std::string_view bytes, std::string_view origin) {
       scalar_type_from_descr(dict_value(dict, "descr", origin), &header.swap_bytes, origin);
   header.shape = parse_shape(dict_value(dict, "shape", origin), origin);
   header.data_offset = prefix + header_len;
+  header.data_bytes = checked_nbytes(header.shape, c10::elementSize(header.type),
+                                     "cannot read " + std::string(origin) + " as .npy");
   return header;
 }
 
@@ -152,7 +178,13 @@ void swap_element_bytes(at::Tensor& tensor) {
   for (size_t at = 0; at < total; at += width) std::reverse(data + at, data + at + width);
 }
 
-at::Tensor tensor_from_header(const NpyHeader& header) {
+// Allocates only once the file is known to hold the data: a header may claim any shape.
+at::Tensor tensor_from_header(const NpyHeader& header, size_t available, std::string_view origin) {
+  if (available < header.data_bytes) {
+    reject(origin, "truncated data (the header's shape " + shape_text(header.shape) + " needs " +
+                       std::to_string(header.data_bytes) + " bytes, the file has " +
+                       std::to_string(available) + ")");
+  }
   return at::empty(header.shape, at::TensorOptions().dtype(header.type));
 }
 
@@ -191,13 +223,9 @@ std::string descr_for(c10::ScalarType type) {
 
 at::Tensor parse_npy(std::string_view bytes, std::string_view origin) {
   NpyHeader header = parse_header(bytes, origin);
-  at::Tensor tensor = tensor_from_header(header);
-  size_t need = tensor.nbytes();
-  if (bytes.size() - header.data_offset < need) {
-    reject(origin, "truncated data (expected " + std::to_string(need) + " bytes, found " +
-                       std::to_string(bytes.size() - header.data_offset) + ")");
-  }
-  std::memcpy(tensor.data_ptr(), bytes.data() + header.data_offset, need);
+  at::Tensor tensor = tensor_from_header(header, bytes.size() - header.data_offset, origin);
+  size_t need = header.data_bytes;
+  if (need > 0) std::memcpy(tensor.data_ptr(), bytes.data() + header.data_offset, need);
   if (header.swap_bytes) swap_element_bytes(tensor);
   return tensor;
 }
@@ -206,6 +234,12 @@ at::Tensor read_npy(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::string origin = path.string();
   if (!in) throw bad_input("cannot read " + origin + ": no such file or not readable");
+  std::error_code ec;
+  auto file_size = std::filesystem::file_size(path, ec);
+  if (ec) {  // a pipe or a device: its size is what it yields
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return parse_npy(bytes, origin);
+  }
   std::string head(12, '\0');
   in.read(head.data(), head.size());
   head.resize(static_cast<size_t>(in.gcount()));
@@ -217,14 +251,19 @@ at::Tensor read_npy(const std::filesystem::path& path) {
     head.resize(have + static_cast<size_t>(in.gcount()));
   }
   NpyHeader header = parse_header(head, origin);
-  at::Tensor tensor = tensor_from_header(header);
+  at::Tensor tensor = tensor_from_header(
+      header, file_size > header.data_offset ? file_size - header.data_offset : 0, origin);
   size_t already = head.size() - header.data_offset;  // data bytes read with the header
-  size_t need = tensor.nbytes();
+  size_t need = header.data_bytes;
+  if (need == 0) return tensor;
   auto* out = static_cast<char*>(tensor.data_ptr());
   size_t first = std::min(already, need);
   std::memcpy(out, head.data() + header.data_offset, first);
-  in.read(out + first, static_cast<std::streamsize>(need - first));
-  size_t got = first + static_cast<size_t>(in.gcount());
+  size_t got = first;
+  if (need > first) {
+    in.read(out + first, static_cast<std::streamsize>(need - first));
+    got += static_cast<size_t>(in.gcount());
+  }
   if (got < need) {
     reject(origin, "truncated data (expected " + std::to_string(need) + " bytes, found " +
                        std::to_string(got) + ")");

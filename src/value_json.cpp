@@ -3,6 +3,7 @@
 #include <ATen/core/jit_type.h>
 
 #include "torchship/error.h"
+#include "torchship/limits.h"
 #include "torchship/tensor_io.h"
 
 namespace torchship {
@@ -47,13 +48,19 @@ std::string json_kind(const json& value) {
   throw bad_input(where + ": expected " + expected + ", got " + json_kind(got));
 }
 
-// Appends the leaves of a (possibly nested) "data" array in row-major order.
-void flatten(const json& data, std::vector<const json*>& leaves) {
-  if (data.is_array()) {
-    for (const auto& item : data) flatten(item, leaves);
-  } else {
+// Appends the leaves of a (possibly nested) "data" array in row-major order. The nesting comes
+// from the request: it is bounded, so that no request can exhaust the stack.
+void flatten(const json& data, std::vector<const json*>& leaves, const std::string& where,
+             size_t depth = 0) {
+  if (!data.is_array()) {
     leaves.push_back(&data);
+    return;
   }
+  if (depth == kMaxTensorRank) {
+    throw bad_input(where + ": \"data\" nests arrays deeper than " +
+                    std::to_string(kMaxTensorRank) + " levels");
+  }
+  for (const auto& item : data) flatten(item, leaves, where, depth + 1);
 }
 
 template <typename T>
@@ -274,9 +281,7 @@ const char* const kTensorObject = "a tensor object {\"datatype\", \"shape\", \"d
 }  // namespace
 
 int64_t TensorHeader::numel() const {
-  int64_t count = 1;
-  for (int64_t dim : shape) count *= dim;
-  return count;
+  return checked_numel(shape, "tensor");
 }
 
 TensorHeader tensor_header_from_json(const json& tree, const std::string& where) {
@@ -299,13 +304,22 @@ TensorHeader tensor_header_from_json(const json& tree, const std::string& where)
   } catch (const Error& e) {
     throw bad_input(where + ": " + e.what());
   }
+  if (shape_it->size() > kMaxTensorRank) {
+    throw bad_input(where + ": a tensor has at most " + std::to_string(kMaxTensorRank) +
+                    " dimensions, \"shape\" has " + std::to_string(shape_it->size()));
+  }
   for (const auto& dim : *shape_it) {
-    if (!dim.is_number_integer() || dim.get<int64_t>() < 0) {
+    bool valid = dim.is_number_unsigned()
+                     ? dim.get<uint64_t>() <= uint64_t{std::numeric_limits<int64_t>::max()}
+                     : dim.is_number_integer() && dim.get<int64_t>() >= 0;
+    if (!valid) {
       throw bad_input(where + ": \"shape\" must hold non-negative integers, got " +
                       shape_it->dump());
     }
     header.shape.push_back(dim.get<int64_t>());
   }
+  // Every element count and byte size later taken from this shape is known not to overflow.
+  checked_nbytes(header.shape, c10::elementSize(header.type), where);
   return header;
 }
 
@@ -318,6 +332,7 @@ at::Tensor tensor_from_json(const json& tree, const std::string& where,
   int64_t count = header.numel();
 
   if (auto npy = tree.find("npy"); npy != tree.end() && resolve_npy) {
+    if (!npy->is_string()) mismatch(where + " \"npy\"", "a file name", *npy);
     at::Tensor tensor = resolve_npy(npy->get<std::string>());
     if (tensor.sizes() != c10::IntArrayRef(shape) || tensor.scalar_type() != type) {
       throw bad_model(where + ": " + npy->get<std::string>() + " holds " +
@@ -330,9 +345,8 @@ at::Tensor tensor_from_json(const json& tree, const std::string& where,
   if (data_it == tree.end()) {
     throw bad_input(where + ": expected " + kTensorObject + ", the \"data\" array is missing");
   }
-  std::vector<const json*> leaves;
-  leaves.reserve(static_cast<size_t>(count));
-  flatten(*data_it, leaves);
+  std::vector<const json*> leaves;  // bounded by the request's size, whatever the shape claims
+  flatten(*data_it, leaves, where);
   if (static_cast<int64_t>(leaves.size()) != count) {
     throw bad_input(where + ": shape " + shape_text(shape) + " needs " + std::to_string(count) +
                     " values, \"data\" has " + std::to_string(leaves.size()));

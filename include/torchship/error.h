@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace torchship {
 
@@ -16,9 +17,18 @@ enum class ErrorKind {
 
 const char* to_string(ErrorKind kind) noexcept;
 
+// `text` safe to print on one line of a terminal, a log or a JSON string: control bytes (NUL and
+// newlines included) and bytes that are not valid UTF-8 become \xNN escapes, a backslash stays
+// itself; beyond `max_bytes` of input the rest is summarized ("... (N more bytes)"). Messages
+// quote names, headers and file contents that come from outside.
+std::string printable(std::string_view text, size_t max_bytes = 4096);
+
+// Messages are made printable on construction: what() is a C string, so a NUL inside a quoted
+// name would otherwise cut the message short there.
 class Error : public std::runtime_error {
  public:
-  Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  Error(ErrorKind kind, const std::string& message)
+      : std::runtime_error(printable(message)), kind_(kind) {}
   ErrorKind kind() const noexcept { return kind_; }
 
  private:

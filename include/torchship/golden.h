@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "torchship/model.h"
 
 namespace torchship {
@@ -47,6 +49,16 @@ double scaled_atol(const at::Tensor& expected, double rtol);
 // Error(BadInput) when the archive has no golden vectors and Error(BadModel) when they are
 // unreadable.
 GoldenReport check_golden(const Model& model);
+
+// The golden index (torchship/golden/index.json) of an archive, its structure validated:
+// {"rtol", "atol", "cases": [{"inputs": [TREE, ...], "output": TREE}, ...]}, tolerances
+// defaulted for old archives. `origin` names the archive in messages. Throws Error(BadModel).
+struct GoldenIndex {
+  double rtol = 1e-4;
+  double atol = 1e-4;
+  nlohmann::json tree;
+};
+GoldenIndex parse_golden_index(const std::string& text, const std::string& origin);
 
 // The rtol the archive's golden vectors were recorded with; nullopt without golden vectors.
 std::optional<double> golden_rtol(const Archive& archive);

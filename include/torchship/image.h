@@ -9,6 +9,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "torchship/limits.h"
 #include "torchship/manifest.h"
 
 namespace torchship {
@@ -25,12 +26,15 @@ enum class Decode {
 
 // Decodes an image file into a uint8 HWC tensor in spec.color order (C = 3, or 1 for Gray),
 // resized per spec.resize. The tensor shares OpenCV's buffer (no copy) and keeps it alive.
-// Throws Error(BadInput) for a missing file or bytes that are not an image.
+// The image's header is read first: a format OpenCV does not decode here, a corrupt header or
+// more than `max_pixels` pixels (width x height) is refused before the decoder allocates.
+// Throws Error(BadInput) for a missing file, bytes that are not an image, or one too large.
 at::Tensor decode_image(const std::filesystem::path& path, const ImageSpec& spec = {},
-                        Decode decode = Decode::Exact);
+                        Decode decode = Decode::Exact, int64_t max_pixels = kDefaultMaxImagePixels);
 at::Tensor decode_image_bytes(std::string_view bytes, const ImageSpec& spec = {},
                               std::string_view origin = "image bytes",
-                              Decode decode = Decode::Exact);
+                              Decode decode = Decode::Exact,
+                              int64_t max_pixels = kDefaultMaxImagePixels);
 
 // Applies spec to an already decoded uint8 HWC RGB tensor (H x W x 3): colour, then resize.
 at::Tensor prepare_image(const at::Tensor& hwc_rgb, const ImageSpec& spec);

@@ -14,4 +14,10 @@ namespace torchship {
 // Installs a CPU allocator for libtorch; call it before any tensor is created. Idempotent.
 void tune_memory_for_inference();
 
+// Gives the C heap's free memory back to the system (glibc's malloc_trim; elsewhere nothing).
+// With the policy above, a thread's heap keeps what it once held: a server calls this after a
+// request that took memory beyond its size (a decoded upload), so that decodes spread over many
+// threads do not each keep their peak.
+void release_free_memory();
+
 }  // namespace torchship

@@ -40,6 +40,9 @@ struct LoadOptions {
   // Rerun the archive's golden vectors after loading and refuse a model that does not
   // reproduce them (see golden.h); archives without golden vectors load as usual.
   bool check_golden = false;
+  // Images (files and uploads) larger than this many pixels are refused from their header,
+  // before decoding: a small file can claim a size that would exhaust memory.
+  int64_t max_image_pixels = kDefaultMaxImagePixels;
 
   LoadOptions& with_optimize(bool value) {
     optimize = value;
@@ -71,6 +74,10 @@ struct LoadOptions {
   }
   LoadOptions& with_threads(int value) {
     threads = value;
+    return *this;
+  }
+  LoadOptions& with_max_image_pixels(int64_t pixels) {
+    max_image_pixels = pixels;
     return *this;
   }
   LoadOptions& with_extension(std::filesystem::path library) {

@@ -11,6 +11,9 @@
 
 namespace torchship::serving {
 
+// The CPUs this machine has (std::thread::hardware_concurrency), at least 1.
+int default_decode_slots();
+
 struct ServerOptions {
   // Triton's layout: DIR/<model>/<version>/model.pt, optional DIR/<model>/config.json.
   std::filesystem::path model_repository;
@@ -22,7 +25,13 @@ struct ServerOptions {
   int read_timeout_s = 30;   // a client that sends nothing for this long is disconnected
   int write_timeout_s = 30;  // a client that reads nothing for this long is disconnected
   int http_threads = 64;     // connections served at once (keep-alive holds one each)
-  LoadOptions load;          // how every model is loaded (threads, optimization, warm-up)
+  // Requests decoded at once (JSON parsed, tensors built, images decoded): decoding is where a
+  // request takes memory beyond its body, so this bounds the peak. Default: the CPUs there are.
+  int max_concurrent_decodes = default_decode_slots();
+  // A request not answered this long after it arrived gets 504; one still queued then is
+  // dropped without running. 0: no deadline.
+  int request_timeout_ms = 60000;
+  LoadOptions load;  // how every model is loaded (threads, optimization, warm-up)
 };
 
 class Server {

@@ -7,6 +7,7 @@
 #include "torchship/image.h"
 #include "torchship/image_batches.h"
 #include "torchship/input_spec.h"
+#include "torchship/limits.h"
 #include "torchship/manifest.h"
 #include "torchship/memory.h"
 #include "torchship/model.h"

@@ -1,5 +1,7 @@
 #include "serving/batcher.h"
 
+#include <algorithm>
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -95,11 +97,13 @@ int64_t Batcher::items_of(const std::vector<c10::IValue>& inputs) const {
   return items;
 }
 
-std::future<c10::IValue> Batcher::submit(std::vector<c10::IValue> inputs) {
+std::future<c10::IValue> Batcher::submit(std::vector<c10::IValue> inputs,
+                                         Clock::time_point deadline) {
   Job job;
   job.items = items_of(inputs);
   job.inputs = std::move(inputs);
   job.enqueued = Clock::now();
+  job.deadline = deadline;
   auto result = job.result.get_future();
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -180,6 +184,15 @@ void Batcher::run_alone(Job& job) {
 
 void Batcher::run(std::vector<Job>& batch) {
   auto started = Clock::now();
+  // Requests whose clients gave up waiting are answered without running.
+  auto expired = std::remove_if(batch.begin(), batch.end(), [&](Job& job) {
+    if (started < job.deadline) return false;
+    job.result.set_exception(std::make_exception_ptr(DeadlineExceeded(
+        "the request waited past its deadline in the queue of model '" + name_ + "'")));
+    return true;
+  });
+  batch.erase(expired, batch.end());
+  if (batch.empty()) return;
   std::vector<double> waits;
   int64_t total = 0;
   for (const auto& job : batch) {

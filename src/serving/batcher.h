@@ -23,6 +23,11 @@ struct Unavailable : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The request's deadline passed before its forward began: it was dropped from the queue.
+struct DeadlineExceeded : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 struct BatchPolicy {
   int64_t max_batch_size = 0;  // items per forward; 0: no batching, one request per forward
   std::chrono::microseconds max_queue_delay{500};
@@ -42,7 +47,11 @@ class Batcher {
   // batching, every input is a tensor whose first dimension is the request's item count, 1 to
   // max_batch_size (Error(BadInput) otherwise). Throws Unavailable when the queue is full or
   // the batcher is stopping.
-  std::future<c10::IValue> submit(std::vector<c10::IValue> inputs);
+  // A request still queued at `deadline` is dropped (its future throws DeadlineExceeded), so that
+  // the queue moves on to requests whose clients still wait.
+  std::future<c10::IValue> submit(std::vector<c10::IValue> inputs,
+                                  std::chrono::steady_clock::time_point deadline =
+                                      std::chrono::steady_clock::time_point::max());
 
   // Finishes the queued requests, then stops the workers.
   void stop();
@@ -56,6 +65,7 @@ class Batcher {
     int64_t items = 1;
     std::promise<c10::IValue> result;
     std::chrono::steady_clock::time_point enqueued;
+    std::chrono::steady_clock::time_point deadline;
   };
 
   int64_t items_of(const std::vector<c10::IValue>& inputs) const;

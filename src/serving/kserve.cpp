@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include "torchship/error.h"
+#include "torchship/limits.h"
 #include "torchship/tensor_io.h"
 
 namespace torchship::serving {
@@ -29,13 +30,14 @@ const json* find_parameter(const json& object, const char* name) {
 // A tensor from binary data: little-endian, row major, the datatype's native size.
 at::Tensor tensor_from_bytes(const json& input, const std::string& where, std::string_view bytes) {
   TensorHeader header = tensor_header_from_json(input, where);
-  at::Tensor tensor = at::empty(header.shape, at::TensorOptions().dtype(header.type));
-  size_t expected = static_cast<size_t>(tensor.numel()) * tensor.element_size();
+  // The shape is checked against the bytes that came before anything is allocated for it.
+  size_t expected = checked_nbytes(header.shape, c10::elementSize(header.type), where);
   if (bytes.size() != expected) {
     throw bad_input(where + ": binary_data_size is " + std::to_string(bytes.size()) +
                     " bytes, but " + header.datatype + " " + shape_text(header.shape) + " takes " +
                     std::to_string(expected));
   }
+  at::Tensor tensor = at::empty(header.shape, at::TensorOptions().dtype(header.type));
   if (expected > 0) std::memcpy(tensor.data_ptr(), bytes.data(), expected);
   return tensor;
 }
@@ -141,7 +143,7 @@ InferRequest parse_infer_request(std::string_view body, const std::string* heade
         throw bad_input(where + ": binary_data_size must be a byte count, got " + size->dump());
       }
       size_t bytes = size->get<size_t>();
-      if (offset + bytes > binary.size()) {
+      if (bytes > binary.size() - offset) {
         throw bad_input(where + ": binary_data_size " + std::to_string(bytes) +
                         " runs past the end of the body (" +
                         std::to_string(binary.size() - offset) + " binary bytes left)");

@@ -6,12 +6,16 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <regex>
+#include <thread>
 
+#include "serving/decode_slots.h"
 #include "serving/kserve.h"
 #include "serving/metrics.h"
 #include "serving/repository.h"
 #include "torchship/error.h"
+#include "torchship/memory.h"
 #include "torchship/serving.h"
 #include "torchship/version.h"
 
@@ -36,6 +40,51 @@ void send_json(httplib::Response& response, int status, const json& body) {
 void send_error(httplib::Response& response, int status, const std::string& message) {
   send_json(response, status, {{"error", message}});
 }
+
+// The server log: one write per record, so that records of concurrent requests never interleave.
+void log_line(const std::string& text) {
+  std::string line = "torchship: " + text + "\n";
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+std::string first_line(const std::string& text) {
+  auto start = text.find_first_not_of("\n ");
+  if (start == std::string::npos) return "";
+  return text.substr(start, text.find('\n', start) - start);
+}
+
+// What a client hears about a failure that is not its fault: one printable line, without the
+// library's stack trace or source locations. The full text goes to the server log.
+std::string internal_failure(const std::string& route, std::exception_ptr failure) {
+  std::string full, brief;
+  try {
+    std::rethrow_exception(failure);
+  } catch (const c10::Error& e) {
+    full = e.what();
+    brief = first_line(e.what_without_backtrace());
+  } catch (const std::bad_alloc&) {
+    full = brief = "out of memory";
+  } catch (const std::exception& e) {
+    full = e.what();
+    brief = first_line(full);
+  } catch (...) {
+    full = brief = "unknown failure";
+  }
+  log_line("error: " + route + ": internal error: " + printable(full, full.size()));
+  return "internal error: " + printable(brief, 512);
+}
+
+// JSON bodies from this size on take many times their size while parsed.
+constexpr size_t kLargeBody = size_t{1} << 20;
+
+// The scratch memory of a decode goes back to the system when the decode ends, thrown or not.
+struct DecodeScratch {
+  explicit DecodeScratch(bool large) : large(large) {}
+  ~DecodeScratch() {
+    if (large) release_free_memory();
+  }
+  bool large;
+};
 
 int status_for(const Error& error) {
   switch (error.kind()) {
@@ -75,8 +124,10 @@ struct Server::Impl {
   httplib::Server http;
   std::atomic<bool> draining{false};
   int bound_port = -1;
+  DecodeSlots decode_slots;
 
-  explicit Impl(ServerOptions opts) : options(std::move(opts)) {
+  explicit Impl(ServerOptions opts)
+      : options(std::move(opts)), decode_slots(options.max_concurrent_decodes) {
     repository = std::make_unique<Repository>(options.model_repository, options.load, metrics);
     configure();
   }
@@ -90,12 +141,39 @@ struct Server::Impl {
                     "model '" + name + "' has no version " + version + " (it has " + known + ")");
   }
 
-  // Runs one request through the model's batcher and waits for its rows.
-  c10::IValue execute(ModelVersion& entry, std::vector<c10::IValue> arguments) {
+  Clock::time_point deadline_from(Clock::time_point started) const {
+    if (options.request_timeout_ms <= 0) return Clock::time_point::max();
+    return started + std::chrono::milliseconds(options.request_timeout_ms);
+  }
+
+  [[noreturn]] void deadline_passed(const std::string& what) const {
+    throw HttpError(504, what + " within the request deadline of " +
+                             std::to_string(options.request_timeout_ms) +
+                             " ms (--request-timeout-ms)");
+  }
+
+  // A decode slot for this request, waiting no longer than its deadline.
+  DecodeSlots::Held decode_slot(Clock::time_point deadline) {
+    DecodeSlots::Held slot = decode_slots.acquire(deadline);
+    if (!slot) deadline_passed("no decode slot came free");
+    return slot;
+  }
+
+  // Runs one request through the model's batcher and waits for its rows until its deadline; a
+  // forward still running then finishes for nobody, and the queue moves on.
+  c10::IValue execute(ModelVersion& entry, std::vector<c10::IValue> arguments,
+                      Clock::time_point deadline) {
     try {
-      return entry.batcher->submit(std::move(arguments)).get();
+      auto result = entry.batcher->submit(std::move(arguments), deadline);
+      if (deadline != Clock::time_point::max() &&
+          result.wait_until(deadline) == std::future_status::timeout) {
+        deadline_passed("model '" + entry.name + "' did not answer");
+      }
+      return result.get();
     } catch (const Unavailable& e) {
       throw HttpError(503, e.what());
+    } catch (const DeadlineExceeded& e) {
+      deadline_passed(std::string(e.what()) + ": model '" + entry.name + "' did not start it");
     }
   }
 
@@ -110,25 +188,36 @@ struct Server::Impl {
       ModelVersion& entry = find(name, version);
       model_label = entry.name;
       version_label = entry.version;
-      handler(entry);
+      handler(entry, deadline_from(started));
     } catch (const HttpError& e) {
       send_error(response, e.status, e.what());
     } catch (const Error& e) {
-      send_error(response, status_for(e), e.what());
-    } catch (const std::exception& e) {
-      send_error(response, 500, std::string("internal: ") + e.what());
+      int status = status_for(e);
+      if (status >= 500)
+        log_line("error: " + request.method + " " + request.path + ": " + e.what());
+      send_error(response, status, e.what());
+    } catch (...) {
+      send_error(response, 500,
+                 internal_failure(request.method + " " + request.path, std::current_exception()));
     }
     double seconds = std::chrono::duration<double>(Clock::now() - started).count();
     metrics.request(model_label, version_label, response.status, seconds);
   }
 
-  void infer(ModelVersion& entry, const httplib::Request& request, httplib::Response& response) {
+  void infer(ModelVersion& entry, const httplib::Request& request, httplib::Response& response,
+             Clock::time_point deadline) {
     std::string header_length;
     bool has_header = request.has_header("Inference-Header-Content-Length");
     if (has_header) header_length = request.get_header_value("Inference-Header-Content-Length");
-    InferRequest parsed = parse_infer_request(request.body, has_header ? &header_length : nullptr);
-    auto arguments = forward_arguments(*entry.model, std::move(parsed.inputs));
-    c10::IValue output = execute(entry, std::move(arguments));
+    InferRequest parsed;
+    std::vector<c10::IValue> arguments;
+    {
+      auto slot = decode_slot(deadline);
+      DecodeScratch scratch(request.body.size() >= kLargeBody);
+      parsed = parse_infer_request(request.body, has_header ? &header_length : nullptr);
+      arguments = forward_arguments(*entry.model, std::move(parsed.inputs));
+    }
+    c10::IValue output = execute(entry, std::move(arguments), deadline);
     const auto& manifest = entry.model->manifest();
     HttpBody body = infer_response(entry.name, entry.version, parsed,
                                    named_outputs(output, manifest ? &*manifest : nullptr));
@@ -139,7 +228,8 @@ struct Server::Impl {
     response.set_content(std::move(body.data), body.content_type.c_str());
   }
 
-  void classify(ModelVersion& entry, const httplib::Request& request, httplib::Response& response) {
+  void classify(ModelVersion& entry, const httplib::Request& request, httplib::Response& response,
+                Clock::time_point deadline) {
     int k = 5;
     if (request.has_param("top_k")) {
       std::string text = request.get_param_value("top_k");
@@ -158,8 +248,13 @@ struct Server::Impl {
     if (request.body.empty()) {
       throw bad_input("expected the image file as the request body (PNG, JPEG, ...), got 0 bytes");
     }
-    c10::IValue image = entry.model->image_input_from_bytes(request.body, 0, "the request body");
-    c10::IValue output = execute(entry, {image});
+    c10::IValue image;
+    {
+      auto slot = decode_slot(deadline);
+      DecodeScratch scratch(true);  // a small file may decode to hundreds of megabytes
+      image = entry.model->image_input_from_bytes(request.body, 0, "the request body");
+    }
+    c10::IValue output = execute(entry, {image}, deadline);
     auto predictions = entry.model->top_k_rows(output, k).at(0);
     json list = json::array();
     for (const auto& p : predictions) {
@@ -215,15 +310,8 @@ struct Server::Impl {
       }
     });
     http.set_exception_handler(
-        [](const httplib::Request&, httplib::Response& response, std::exception_ptr error) {
-          std::string what = "unknown error";
-          try {
-            std::rethrow_exception(error);
-          } catch (const std::exception& e) {
-            what = e.what();
-          } catch (...) {
-          }
-          send_error(response, 500, "internal: " + what);
+        [](const httplib::Request& request, httplib::Response& response, std::exception_ptr error) {
+          send_error(response, 500, internal_failure(request.method + " " + request.path, error));
         });
 
     http.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& response) {
@@ -265,17 +353,24 @@ struct Server::Impl {
                  send_error(response, e.status, e.what());
                }
              });
-    http.Post(model + "/infer", [this](const httplib::Request& request,
-                                       httplib::Response& response) {
-      inference(request, response, [&](ModelVersion& entry) { infer(entry, request, response); });
-    });
+    http.Post(model + "/infer",
+              [this](const httplib::Request& request, httplib::Response& response) {
+                inference(request, response, [&](ModelVersion& entry, Clock::time_point deadline) {
+                  infer(entry, request, response, deadline);
+                });
+              });
     http.Post(model + "/classify",
               [this](const httplib::Request& request, httplib::Response& response) {
-                inference(request, response,
-                          [&](ModelVersion& entry) { classify(entry, request, response); });
+                inference(request, response, [&](ModelVersion& entry, Clock::time_point deadline) {
+                  classify(entry, request, response, deadline);
+                });
               });
   }
 };
+
+int default_decode_slots() {
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
 
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 

@@ -279,8 +279,8 @@ TEST(Image, DecodesBytesAndRejectsWhatIsNotAnImage) {
   auto text = fixture("not_an_image.png");
   EXPECT_EQ(error_message([&] { decode_image(text); }),
             text.string() +
-                " is not an image OpenCV can decode (expected PNG, JPEG, BMP, TIFF, "
-                "WebP, PNM, ...)");
+                " is not an image torchship can decode (expected PNG, JPEG, BMP, TIFF, "
+                "WebP, PNM, PAM, PFM, Sun raster, Radiance HDR, JPEG 2000 or OpenEXR)");
   EXPECT_EQ(error_message([] { decode_image_bytes(std::string_view()); }),
             "image bytes is empty, expected an image");
 }
@@ -327,8 +327,9 @@ TEST(Image, BatchesDecodeAheadInOrderAndReportUndecodableFiles) {
     EXPECT_EQ(seen, (std::vector<std::filesystem::path>{paths[0], paths[2], paths[3], paths[4]}));
     ASSERT_EQ(failures.size(), 1u);
     EXPECT_EQ(failures[0], paths[1].string() +
-                               " is not an image OpenCV can decode (expected PNG, JPEG, BMP, "
-                               "TIFF, WebP, PNM, ...)");
+                               " is not an image torchship can decode (expected PNG, JPEG, "
+                               "BMP, TIFF, WebP, PNM, PAM, PFM, Sun raster, Radiance HDR, JPEG "
+                               "2000 or OpenEXR)");
   }
 }
 

@@ -64,6 +64,44 @@ TEST(KServe, BrokenRequestsSayWhatWasExpected) {
                 std::to_string(header.size()) + " bytes");
 }
 
+// The five kinds of request that once reached an allocation before a check (std::bad_alloc, or
+// libtorch's overflow message with its stack trace): each is now a one-line 400 reason.
+TEST(KServe, HugeAndOverflowingShapesAreRefusedBeforeAllocating) {
+  auto parse = [](const std::string& body, const std::string* length = nullptr) {
+    return error_message([&] { parse_infer_request(body, length); });
+  };
+  EXPECT_EQ(parse(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [100000, 100000,
+                                   100000], "data": [1]}]})"),
+            "input 'x': shape [100000, 100000, 100000] needs 1000000000000000 values, \"data\" "
+            "has 1");
+  EXPECT_EQ(parse(R"({"inputs": [{"name": "x", "datatype": "FP64", "shape": [4294967296,
+                                   4294967296], "data": [1]}]})"),
+            "input 'x': shape [4294967296, 4294967296] has more elements than a tensor can hold");
+  auto binary = [&](const std::string& shape, size_t bytes) {
+    std::string header = R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": )" + shape +
+                         R"(, "parameters": {"binary_data_size": )" + std::to_string(bytes) +
+                         "}}]}";
+    std::string length = std::to_string(header.size());
+    return parse(header + std::string(bytes, '\0'), &length);
+  };
+  EXPECT_EQ(binary("[1000000, 1000000]", 4),
+            "input 'x': binary_data_size is 4 bytes, but FP32 [1000000, 1000000] takes "
+            "4000000000000");
+  EXPECT_EQ(binary("[2305843009213693952, 2]", 4),
+            "input 'x': shape [2305843009213693952, 2] takes more bytes than a tensor can hold");
+  std::string header =
+      R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 18446744073709551615}}]})";
+  std::string length = std::to_string(header.size());
+  EXPECT_EQ(parse(header + "abcd", &length),
+            "input 'x': binary_data_size 18446744073709551615 runs past the end of the body (4 "
+            "binary bytes left)");
+  // Names are quoted printable: a NUL or an escape sequence does not cut or colour the message.
+  EXPECT_EQ(parse("{\"inputs\": [{\"name\": \"a\\u0000b\\u001b[31m\", \"datatype\": \"FP32\", "
+                  "\"shape\": [1]}]}"),
+            "input 'a\\x00b\\x1b[31m': expected a tensor object {\"datatype\", \"shape\", "
+            "\"data\"}, the \"data\" array is missing");
+}
+
 TEST(KServe, NamesOutputsFromTheManifestAndTheStructure) {
   Manifest manifest;
   manifest.outputs = {TensorSpec{"logits"}, TensorSpec{"labels"}};

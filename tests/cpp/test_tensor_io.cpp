@@ -68,7 +68,8 @@ TEST(Npy, RejectsWhatIsNotNpy) {
             "cannot read x.npy as .npy: not a .npy file (no \\x93NUMPY magic)");
   std::string bytes = encode_npy(at::ones({100}));
   EXPECT_EQ(error_message([&] { parse_npy(bytes.substr(0, bytes.size() - 8), "cut.npy"); }),
-            "cannot read cut.npy as .npy: truncated data (expected 400 bytes, found 392)");
+            "cannot read cut.npy as .npy: truncated data (the header's shape [100] needs 400 "
+            "bytes, the file has 392)");
   EXPECT_EQ(error_message([] { read_npy("/nonexistent/x.npy"); }),
             "cannot read /nonexistent/x.npy: no such file or not readable");
 }

@@ -30,11 +30,11 @@ def test_bad_model_files(run, command):
 
 def test_not_an_image(run):
     assert_error(run("classify", "classifier.pt", "not_an_image.png"),
-                 "not_an_image.png is not an image OpenCV can decode (expected PNG, JPEG, BMP, "
-                 "TIFF, WebP, PNM, ...)")
+                 "not_an_image.png is not an image torchship can decode (expected PNG, JPEG, BMP, "
+                 "TIFF, WebP, PNM, PAM, PFM, Sun raster, Radiance HDR, JPEG 2000 or OpenEXR)")
     assert_error(run("run", "classifier.pt", "--input", "not_an_image.png"),
-                 "not_an_image.png is not an image OpenCV can decode (expected PNG, JPEG, BMP, "
-                 "TIFF, WebP, PNM, ...)")
+                 "not_an_image.png is not an image torchship can decode (expected PNG, JPEG, BMP, "
+                 "TIFF, WebP, PNM, PAM, PFM, Sun raster, Radiance HDR, JPEG 2000 or OpenEXR)")
 
 
 def test_classify_goes_on_after_a_bad_image_and_says_so_in_the_exit_code(run):

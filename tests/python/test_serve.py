@@ -183,8 +183,9 @@ def test_image_endpoint_classifies_raw_bytes(server, models, fixtures):
         400, {"error": "top_k must be an integer from 1 to 1000, got \"0\""})
     junk = client.request("POST", "/v2/models/fashion/classify", b"not an image")
     assert (junk.status, junk.json()) == (
-        400, {"error": "the request body is not an image OpenCV can decode (expected PNG, JPEG, "
-                       "BMP, TIFF, WebP, PNM, ...)"})
+        400, {"error": "the request body is not an image torchship can decode (expected PNG, "
+                       "JPEG, BMP, TIFF, WebP, PNM, PAM, PFM, Sun raster, Radiance HDR, "
+                       "JPEG 2000 or OpenEXR)"})
     generic = client.request("POST", "/v2/models/generic/classify", png)
     assert generic.status == 400 and "is not a classifier" in generic.json()["error"]
 

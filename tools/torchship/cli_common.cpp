@@ -28,6 +28,11 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
   command.add_flag("--no-profiling", options.no_profiling,
                    "use TorchScript's legacy executor instead of the profiling one");
   command
+      .add_option("--max-image-pixels", options.max_image_pixels,
+                  "refuse images larger than this (width x height, read from the header)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command
       .add_option("--warmup", options.warmup,
                   "forward runs on the golden inputs right after loading")
       ->check(CLI::NonNegativeNumber)
@@ -43,7 +48,8 @@ Model load_model(const ModelOptions& options, size_t expected_forwards) {
       .with_optimize(optimize)
       .with_profiling_executor(!options.no_profiling)
       .with_graph_optimizations(options.optimize || expected_forwards > 1)
-      .with_warmup(options.warmup);
+      .with_warmup(options.warmup)
+      .with_max_image_pixels(options.max_image_pixels);
   for (const auto& library : options.extensions) load.with_extension(library);
   return Model::load(options.path, load);
 }

@@ -19,6 +19,7 @@ struct ServeOptions {
   int interop_threads = 0;
   bool no_optimize = false;
   int warmup = 2;
+  int64_t max_image_pixels = kDefaultMaxImagePixels;
 };
 
 // SIGTERM and SIGINT may arrive on any thread: libraries start threads of their own (the CUDA
@@ -46,7 +47,8 @@ int run_serve(ServeOptions& options) {
   options.server.load.with_threads(options.threads)
       .with_interop_threads(options.interop_threads)
       .with_optimize(!options.no_optimize)
-      .with_warmup(options.warmup);
+      .with_warmup(options.warmup)
+      .with_max_image_pixels(options.max_image_pixels);
   serving::Server server(options.server);
   server.bind();
   info("serving " + server.summary());
@@ -101,6 +103,21 @@ Command add_serve_command(CLI::App& app) {
       });
   command->add_option("--http-threads", options->server.http_threads, "connections served at once")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command
+      ->add_option("--max-concurrent-decodes", options->server.max_concurrent_decodes,
+                   "request bodies decoded at once (JSON, tensors, images): bounds peak memory")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command
+      ->add_option("--max-image-pixels", options->max_image_pixels,
+                   "larger uploads (width x height, from the image header) get 400")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command
+      ->add_option("--request-timeout-ms", options->server.request_timeout_ms,
+                   "requests not answered this long after arriving get 504 (0: no deadline)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   command->add_option("--threads", options->threads, "intra-op threads (0: libtorch's default)")
       ->check(CLI::NonNegativeNumber);

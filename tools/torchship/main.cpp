@@ -71,11 +71,13 @@ int main(int argc, char** argv) {
     return report(e.what(), exit_code_for(e.kind()));
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
-    return report("libtorch: " + what.substr(0, what.find('\n')), 1);
+    return report("libtorch: " + printable(what.substr(0, what.find('\n'))), 1);
+  } catch (const std::bad_alloc&) {
+    return report("internal error: out of memory", 1);
   } catch (const std::exception& e) {
     std::string what = e.what();
     auto start = what.find_first_not_of("\n ");
     what = start == std::string::npos ? what : what.substr(start);
-    return report("internal: " + what.substr(0, what.find('\n')), 1);
+    return report("internal error: " + printable(what.substr(0, what.find('\n'))), 1);
   }
 }
