@@ -11,6 +11,7 @@ packages=(
   python3-venv
   python3-skimage dataset-fashion-mnist  # a real photo (chelsea.png) and the training data
   nginx  # the scale-out test puts two torchship serve replicas behind it
+  clang-14 libclang-rt-14-dev  # scripts/sanitize.sh: ASan + UBSan build, libFuzzer targets
 )
 if [ "$TORCHSHIP_TORCH" = debian ]; then
   packages+=(

@@ -6,7 +6,9 @@
 #   scripts/test.sh        the default stack (PyPI's torch 2.x)
 #   scripts/test.sh all    what CI runs: both stacks, then archives across versions (each
 #                          build checks the other's), then the C++ tests again on the CPU kernels
-#                          of other machines (AVX2, and no vector extensions at all)
+#                          of other machines (AVX2, and no vector extensions at all), then the
+#                          C++ tests under ASan + UBSan and 30 s of each fuzz target
+#                          (scripts/sanitize.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +26,7 @@ if [ "${1:-}" = all ]; then
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 ctest --test-dir "$build" --output-on-failure
     ATEN_CPU_CAPABILITY=default ctest --test-dir "$build" --output-on-failure
   done
+  scripts/sanitize.sh
   echo "== all passed in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
   exit 0
 fi

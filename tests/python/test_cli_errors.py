@@ -162,3 +162,49 @@ def test_check_fails_with_exit_3_when_outputs_differ(run):
 def test_check_without_golden_vectors(run):
     assert_error(run("check", "plain.pt"),
                  "plain.pt has no golden vectors (export it with torchship.export to record them)")
+
+
+def test_hostile_files_are_refused_before_anything_is_allocated(run, tmp_path):
+    import struct
+    import zlib
+
+    def npy(shape, data=b""):
+        header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"
+        header += " " * (117 - len(header)) + "\n"
+        return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + data
+    big = tmp_path / "big.npy"
+    big.write_bytes(npy("(100000, 100000, 100)", b"\0" * 64))
+    assert_error(run("run", "classifier.pt", "-i", str(big)),
+                 f"cannot read {big} as .npy: truncated data (the header's shape [100000, 100000, "
+                 f"100] needs 4000000000000 bytes, the file has 64)")
+    overflow = tmp_path / "overflow.npy"
+    overflow.write_bytes(npy("(9223372036854775807, 3)"))
+    assert_error(run("run", "classifier.pt", "-i", str(overflow)),
+                 f"cannot read {overflow} as .npy: shape [9223372036854775807, 3] has more "
+                 f"elements than a tensor can hold")
+    # Bytes of a name that are not text come back escaped, never raw on the terminal.
+    odd = tmp_path / "odd.npy"
+    odd.write_bytes(npy("(3,)", b"\0" * 12).replace(b"<f4", b"<f\xff"))
+    assert_error(run("run", "classifier.pt", "-i", str(odd)),
+                 f"cannot read {odd} as .npy: unsupported dtype '<f\\xff' (expected bool, int, "
+                 f"uint8, float or complex)")
+
+    # A real PNG of 30000 x 30000 pixels in 854 kB: refused from its header.
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff))
+    deflate = zlib.compressobj(9)
+    rows = b"".join(deflate.compress(b"\0" * 30001) for _ in range(30000)) + deflate.flush()
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000,
+                                                                       8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    assert_error(run("classify", "classifier.pt", str(bomb)),
+                 f"{bomb} is a PNG image of 30000 x 30000 pixels (900000000), more than the "
+                 f"limit of 120000000 (--max-image-pixels)")
+    # The limit is the user's: the same photo passes or not by --max-image-pixels.
+    assert run("classify", "classifier.pt", "chelsea.png", "--max-image-pixels",
+               "135300").returncode == 0
+    assert_error(run("classify", "classifier.pt", "chelsea.png", "--max-image-pixels", "135299"),
+                 "chelsea.png is a PNG image of 451 x 300 pixels (135300), more than the limit of "
+                 "135299 (--max-image-pixels)")
