@@ -147,6 +147,10 @@ std::string read_file(const std::filesystem::path& path) {
   if (std::filesystem::is_directory(path, ec)) {
     throw bad_input("cannot read image " + path.string() + ": is a directory");
   }
+  // A device or a pipe has no size to check before reading: it could yield bytes forever.
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    throw bad_input("cannot read image " + path.string() + ": not a regular file");
+  }
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw bad_input("cannot read image " + path.string() + ": not readable");
   std::string bytes(static_cast<size_t>(in.tellg()), '\0');  // one read, no per-char copy

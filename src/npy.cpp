@@ -2,7 +2,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <iterator>
 #include <sstream>
 
 #include <ATen/ATen.h>
@@ -234,11 +233,11 @@ at::Tensor read_npy(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::string origin = path.string();
   if (!in) throw bad_input("cannot read " + origin + ": no such file or not readable");
+  // A device or a pipe has no size to check the header against: it could yield bytes forever.
   std::error_code ec;
   auto file_size = std::filesystem::file_size(path, ec);
-  if (ec) {  // a pipe or a device: its size is what it yields
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return parse_npy(bytes, origin);
+  if (ec || !std::filesystem::is_regular_file(path, ec)) {
+    throw bad_input("cannot read " + origin + ": not a regular file");
   }
   std::string head(12, '\0');
   in.read(head.data(), head.size());

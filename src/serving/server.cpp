@@ -38,7 +38,7 @@ void send_json(httplib::Response& response, int status, const json& body) {
 }
 
 void send_error(httplib::Response& response, int status, const std::string& message) {
-  send_json(response, status, {{"error", message}});
+  send_json(response, status, {{"error", printable(message)}});  // URLs may carry any byte
 }
 
 // The server log: one write per record, so that records of concurrent requests never interleave.

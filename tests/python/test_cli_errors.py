@@ -202,6 +202,9 @@ def test_hostile_files_are_refused_before_anything_is_allocated(run, tmp_path):
     assert_error(run("classify", "classifier.pt", str(bomb)),
                  f"{bomb} is a PNG image of 30000 x 30000 pixels (900000000), more than the "
                  f"limit of 120000000 (--max-image-pixels)")
+    # A device has no size to check: refused, not read forever.
+    assert_error(run("run", "classifier.pt", "-i", "/dev/zero"),
+                 "cannot read image /dev/zero: not a regular file")
     # The limit is the user's: the same photo passes or not by --max-image-pixels.
     assert run("classify", "classifier.pt", "chelsea.png", "--max-image-pixels",
                "135300").returncode == 0

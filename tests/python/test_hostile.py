@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import threading
 import time
 import zlib
@@ -94,6 +95,19 @@ def test_a_forward_that_fails_is_a_500_for_that_request_only(cli, repository):
         assert any("faulty model: asked to fail" in line for line in server.log)
     finally:
         assert server.terminate() == 0
+
+
+def test_the_cli_tells_a_failing_model_from_a_bad_input(cli, faulty):
+    def run(*values):
+        tensor = json.dumps({"datatype": "FP32", "shape": [1, len(values)], "data": list(values)})
+        return subprocess.run([cli, "run", faulty, "-i", tensor], capture_output=True, text=True)
+    failed = run(-1, 0)  # the input matches the manifest: the model's failure, exit 1
+    assert (failed.returncode, failed.stderr) == (
+        1, "torchship: error: the model failed on an input that matches its manifest: faulty "
+           "model: asked to fail\n")
+    refused = run(1, 0, 0)  # the manifest says [B, 2]: the caller's, exit 2
+    assert refused.returncode == 2 and "input 'x'" in refused.stderr
+    assert run(1, 0).returncode == 0
 
 
 def test_a_forward_past_the_deadline_is_a_504_and_the_queue_moves_on(cli, repository):
@@ -187,6 +201,7 @@ def test_decompression_bombs_are_refused_from_their_headers(cli, repository):
                 "error": f"the request body is a {name} image of 16000 x 16000 pixels "
                          f"(256000000), {LIMIT}"}), name
         growth_mb = (peak_rss_kb(server) - peak_before) / 1024
+        print(f"28 bombs at once (7 formats x 4): peak RSS grew by {growth_mb:.0f} MB")
         # 28 bombs claiming 768 MB each decoded would need 21 GB; refused from headers, the
         # peak moves by the request bodies and their buffers only.
         assert growth_mb < 64, f"peak RSS grew by {growth_mb:.0f} MB"

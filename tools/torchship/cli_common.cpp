@@ -79,7 +79,8 @@ void print_json(const nlohmann::json& object) {
 
 void log_line(const char* level, const std::string& message) {
   // One write per line, so that lines of concurrent threads never interleave.
-  std::string line = std::string("torchship: ") + level + ": " + message + "\n";
+  // Messages quote arguments and file contents: escaped, they stay on one line of text.
+  std::string line = std::string("torchship: ") + level + ": " + printable(message) + "\n";
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
