@@ -10,6 +10,7 @@
 #include <regex>
 #include <thread>
 
+#include "serving/content_encoding.h"
 #include "serving/decode_slots.h"
 #include "serving/kserve.h"
 #include "serving/metrics.h"
@@ -73,6 +74,10 @@ std::string internal_failure(const std::string& route, std::exception_ptr failur
   log_line("error: " + route + ": internal error: " + printable(full, full.size()));
   return "internal error: " + printable(brief, 512);
 }
+
+// Where the pre-routing handler keeps a compressed body's Content-Encoding: httplib inflates
+// any body whose request still names one, without a limit.
+constexpr const char* kBodyEncoding = "X-Torchship-Content-Encoding";
 
 // JSON bodies from this size on take many times their size while parsed.
 constexpr size_t kLargeBody = size_t{1} << 20;
@@ -152,6 +157,21 @@ struct Server::Impl {
                              " ms (--request-timeout-ms)");
   }
 
+  // The request's body, inflated (within --max-body-bytes) when it came compressed; `inflated`
+  // holds the bytes then.
+  std::string_view body_of(const httplib::Request& request, std::string& inflated) const {
+    if (!request.has_header(kBodyEncoding)) return request.body;
+    try {
+      inflated = inflate_body(request.body, request.get_header_value(kBodyEncoding),
+                              options.max_body_bytes);
+    } catch (const BodyTooLarge&) {
+      throw HttpError(413, "the request body inflates to more than " +
+                               std::to_string(options.max_body_bytes) +
+                               " bytes (--max-body-bytes)");
+    }
+    return inflated;
+  }
+
   // A decode slot for this request, waiting no longer than its deadline.
   DecodeSlots::Held decode_slot(Clock::time_point deadline) {
     DecodeSlots::Held slot = decode_slots.acquire(deadline);
@@ -213,8 +233,10 @@ struct Server::Impl {
     std::vector<c10::IValue> arguments;
     {
       auto slot = decode_slot(deadline);
-      DecodeScratch scratch(request.body.size() >= kLargeBody);
-      parsed = parse_infer_request(request.body, has_header ? &header_length : nullptr);
+      DecodeScratch scratch(request.body.size() >= kLargeBody || request.has_header(kBodyEncoding));
+      std::string inflated;
+      parsed =
+          parse_infer_request(body_of(request, inflated), has_header ? &header_length : nullptr);
       arguments = forward_arguments(*entry.model, std::move(parsed.inputs));
     }
     c10::IValue output = execute(entry, std::move(arguments), deadline);
@@ -252,7 +274,9 @@ struct Server::Impl {
     {
       auto slot = decode_slot(deadline);
       DecodeScratch scratch(true);  // a small file may decode to hundreds of megabytes
-      image = entry.model->image_input_from_bytes(request.body, 0, "the request body");
+      std::string inflated;
+      image =
+          entry.model->image_input_from_bytes(body_of(request, inflated), 0, "the request body");
     }
     c10::IValue output = execute(entry, {image}, deadline);
     auto predictions = entry.model->top_k_rows(output, k).at(0);
@@ -280,9 +304,25 @@ struct Server::Impl {
           // `curl --data-binary @photo.jpg` labels the body a form; httplib would then parse it as
           // one and refuse anything above 8 kB. No route here takes forms: drop the label.
           auto form = request.headers.find("Content-Type");
+          auto& headers = const_cast<httplib::Request&>(request).headers;
           if (form != request.headers.end() &&
               form->second.rfind("application/x-www-form-urlencoded", 0) == 0) {
-            const_cast<httplib::Request&>(request).headers.erase("Content-Type");
+            headers.erase("Content-Type");
+          }
+          // Runs before httplib reads the body: a compressed one is read as it came and inflated
+          // by the route, within the body limit (httplib's own inflation has none).
+          if (request.has_header("Content-Encoding")) {
+            std::string encoding = request.get_header_value("Content-Encoding");
+            if (!accepted_encoding(encoding)) {
+              response.set_header("Connection", "close");  // the body stays unread
+              send_error(response, 415,
+                         "Content-Encoding '" + encoding +
+                             "' is not accepted (expected gzip, deflate or identity)");
+              return httplib::Server::HandlerResponse::Handled;
+            }
+            headers.erase("Content-Encoding");
+            headers.erase(kBodyEncoding);
+            headers.emplace(kBodyEncoding, encoding);
           }
           if (options.api_key.empty() || request.path.rfind("/v2/health/", 0) == 0) {
             return httplib::Server::HandlerResponse::Unhandled;

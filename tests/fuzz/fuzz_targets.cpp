@@ -16,6 +16,7 @@
 #include <ATen/ATen.h>
 #include <ATen/core/jit_type.h>
 
+#include "serving/content_encoding.h"
 #include "serving/kserve.h"
 #include "torchship/torchship.h"
 
@@ -67,11 +68,21 @@ std::map<std::string, Target> targets() {
        }},
       {"kserve",
        [](std::string_view bytes) {
-         // First line: the Inference-Header-Content-Length header when it starts with 'H'.
+         // First line: the Inference-Header-Content-Length header when it starts with 'H'; a
+         // body to inflate first (Content-Encoding: gzip) when it starts with 'Z'.
          auto newline = bytes.find('\n');
          if (newline == std::string_view::npos) return;
          std::string first(bytes.substr(0, newline));
          std::string_view body = bytes.substr(newline + 1);
+         std::string inflated;
+         if (!first.empty() && first[0] == 'Z') {
+           try {
+             inflated = serving::inflate_body(body, "gzip", 1 << 20);
+           } catch (const serving::BodyTooLarge&) {
+             return;
+           }
+           body = inflated;
+         }
          std::string length = first.empty() ? "" : first.substr(1);
          bool has_length = !first.empty() && first[0] == 'H';
          auto request = serving::parse_infer_request(body, has_length ? &length : nullptr);

@@ -281,6 +281,37 @@ def test_hostile_shapes_and_names_get_one_line_400s(cli, repository):
         assert server.terminate() == 0
 
 
+def test_compressed_bodies_are_inflated_within_the_body_limit(cli, repository):
+    server = Server(cli, repository, "--threads", "1", "--max-body-bytes", "1000000")
+    try:
+        client = server.connect()
+        body, headers = infer_body(x(1, 0))
+        gzip = zlib.compressobj(9, zlib.DEFLATED, 16 + 15)
+        answer = client.request("POST", "/v2/models/faulty/infer",
+                                gzip.compress(body) + gzip.flush(),
+                                {**headers, "Content-Encoding": "gzip"})
+        assert answer.status == 200 and np.allclose(answer.outputs()["y"], [[2, 0]])
+        # 1 GB of zeros in 1 MB of gzip: inflating stops at the limit (httplib's would not).
+        gzip = zlib.compressobj(9, zlib.DEFLATED, 16 + 15)
+        bomb = b"".join(gzip.compress(b"\0" * (1 << 20)) for _ in range(1024)) + gzip.flush()
+        peak_before = peak_rss_kb(server)
+        refused = server.connect().request("POST", "/v2/models/faulty/infer", bomb,
+                                           {"Content-Encoding": "gzip"})
+        assert (refused.status, refused.json()) == (413, {
+            "error": "the request body exceeds 1000000 bytes (--max-body-bytes)"})
+        cut = client.request("POST", "/v2/models/faulty/infer", bomb[:500000],
+                             {"Content-Encoding": "gzip"})
+        assert (cut.status, cut.json()) == (413, {
+            "error": "the request body inflates to more than 1000000 bytes (--max-body-bytes)"})
+        assert (peak_rss_kb(server) - peak_before) / 1024 < 32
+        other = server.connect().request("POST", "/v2/models/faulty/infer", b"x",
+                                         {"Content-Encoding": "br"})
+        assert (other.status, other.json()) == (415, {
+            "error": "Content-Encoding 'br' is not accepted (expected gzip, deflate or identity)"})
+    finally:
+        assert server.terminate() == 0
+
+
 def test_ten_thousand_malformed_requests_leave_memory_flat(cli, repository):
     server = Server(cli, repository, "--threads", "1")
     bomb = bombs()["JPEG"]
