@@ -28,6 +28,17 @@ size_t utf8_sequence_length(std::string_view text, size_t at) {
   return length;
 }
 
+// C1 controls (U+0080-U+009F: U+009B is CSI to some terminals), bidirectional overrides and
+// isolates (U+202A-U+202E, U+2066-U+2069, which reorder what follows) and the line and
+// paragraph separators (U+2028, U+2029): escaped byte by byte like the C0 controls.
+bool invisible_control(std::string_view text, size_t at, size_t length) {
+  auto byte = [&](size_t i) { return static_cast<uint8_t>(text[at + i]); };
+  if (length == 2) return byte(0) == 0xC2 && byte(1) >= 0x80 && byte(1) <= 0x9F;
+  if (length != 3 || byte(0) != 0xE2) return false;
+  if (byte(1) == 0x80) return (byte(2) >= 0xA8 && byte(2) <= 0xAE);  // U+2028-U+202E
+  return byte(1) == 0x81 && byte(2) >= 0xA6 && byte(2) <= 0xA9;      // U+2066-U+2069
+}
+
 }  // namespace
 
 std::string printable(std::string_view text, size_t max_bytes) {
@@ -44,6 +55,16 @@ std::string printable(std::string_view text, size_t max_bytes) {
       out += kHex[byte >> 4];
       out += kHex[byte & 0xF];
       ++at;
+      continue;
+    }
+    if (invisible_control(text, at, length)) {  // every byte of the sequence, escaped
+      for (size_t i = 0; i < length; ++i) {
+        auto part = static_cast<uint8_t>(text[at + i]);
+        out += "\\x";
+        out += kHex[part >> 4];
+        out += kHex[part & 0xF];
+      }
+      at += length;
       continue;
     }
     out.append(text.substr(at, length));

@@ -6,6 +6,7 @@
 
 #include "torch_compat.h"
 #include "torchship/error.h"
+#include "torchship/limits.h"
 #include "torchship/tensor_io.h"
 
 namespace torchship {
@@ -238,7 +239,7 @@ GoldenIndex parse_golden_index(const std::string& text, const std::string& origi
   auto reject = [&](const std::string& why) -> Error {
     return bad_model(origin + ": the golden index " + why);
   };
-  json index = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  json index = parse_json(text, origin + ": the golden index");
   if (index.is_discarded()) throw reject("is not valid JSON");
   if (!index.is_object() || !index.contains("cases") || !index["cases"].is_array()) {
     throw reject("has no \"cases\" list");

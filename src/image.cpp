@@ -115,6 +115,13 @@ ImageHeader measure(std::string_view bytes, std::string_view origin, int64_t max
     throw bad_input(std::string(origin) + " is a " + header->format + " image whose header says " +
                     std::to_string(width) + " x " + std::to_string(height) + " pixels");
   }
+  if (header->buffer_pixels > max_pixels && width <= max_pixels / height) {
+    throw bad_input(std::string(origin) + " is a " + header->format + " image of " +
+                    std::to_string(width) + " x " + std::to_string(height) +
+                    " pixels whose strips or tiles take " + std::to_string(header->buffer_pixels) +
+                    " pixels, more than the limit of " + std::to_string(max_pixels) +
+                    " (--max-image-pixels)");
+  }
   if (width > max_pixels / height) {
     bool overflows = width > std::numeric_limits<int64_t>::max() / height;
     throw bad_input(std::string(origin) + " is a " + header->format + " image of " +
@@ -151,10 +158,15 @@ std::string read_file(const std::filesystem::path& path) {
   if (!std::filesystem::is_regular_file(path, ec)) {
     throw bad_input("cannot read image " + path.string() + ": not a regular file");
   }
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  auto size = std::filesystem::file_size(path, ec);
+  if (ec) throw bad_input("cannot read image " + path.string() + ": " + ec.message());
+  if (size > static_cast<uintmax_t>(std::numeric_limits<int>::max())) {
+    throw bad_input("cannot read image " + path.string() + ": it is " + std::to_string(size) +
+                    " bytes, more than an image decoder takes (2 GiB)");
+  }
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw bad_input("cannot read image " + path.string() + ": not readable");
-  std::string bytes(static_cast<size_t>(in.tellg()), '\0');  // one read, no per-char copy
-  in.seekg(0);
+  std::string bytes(static_cast<size_t>(size), '\0');  // one read, no per-char copy
   if (!in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()))) {
     throw bad_input("cannot read image " + path.string() + ": read failed");
   }

@@ -1,7 +1,10 @@
 #include "image_header.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <limits>
+#include <map>
 
 namespace torchship {
 namespace {
@@ -41,17 +44,23 @@ std::optional<Size> png_size(const Bytes& b) {
   return Size{b.big(16, 4), b.big(20, 4)};
 }
 
+// The first start-of-frame segment, found the way libjpeg finds markers: bytes other than 0xFF
+// are skipped, as are fill bytes and stuffed zeros (FF 00), so that no segment hidden where
+// libjpeg does not look can pass for the frame.
 std::optional<Size> jpeg_size(const Bytes& b) {
   size_t pos = 2;
   while (b.has(pos, 4)) {
-    if (b.byte(pos) != 0xFF) return std::nullopt;
+    if (b.byte(pos) != 0xFF) {  // garbage between segments: libjpeg scans on for 0xFF
+      ++pos;
+      continue;
+    }
     uint8_t marker = b.byte(pos + 1);
     if (marker == 0xFF) {  // fill byte
       ++pos;
       continue;
     }
-    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) {  // no length field
-      pos += 2;
+    if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) {
+      pos += 2;  // a stuffed zero, or a marker without a length field
       continue;
     }
     bool start_of_frame =
@@ -95,8 +104,11 @@ std::optional<Size> webp_size(const Bytes& b) {
   return std::nullopt;
 }
 
-// The first image file directory's ImageWidth (256) and ImageLength (257).
-std::optional<Size> tiff_size(const Bytes& b) {
+// The first image file directory's ImageWidth (256) and ImageLength (257), as libtiff reads
+// them: the first of repeated tags, from any integer type. The decoder's buffers follow the
+// tiles (TileWidth 322 x TileLength 323) or strips (RowsPerStrip 278 rows) too: `buffer` gets
+// the largest of those areas.
+std::optional<Size> tiff_size(const Bytes& b, int64_t& buffer) {
   bool little = b.byte(0) == 'I';
   auto read = [&](size_t offset, size_t count) {
     return little ? b.little(offset, count) : b.big(offset, count);
@@ -110,7 +122,7 @@ std::optional<Size> tiff_size(const Bytes& b) {
   uint64_t directory = read(first, offset_size);
   if (directory >= b.size() || !b.has(directory, count_size)) return std::nullopt;
   uint64_t entries = read(directory, count_size);
-  std::optional<int64_t> width, height;
+  std::map<uint64_t, int64_t> tags;  // the first value of each tag
   for (uint64_t i = 0; i < entries && i < 4096; ++i) {
     size_t entry = directory + count_size + i * entry_size;
     if (!b.has(entry, entry_size)) return std::nullopt;
@@ -118,38 +130,66 @@ std::optional<Size> tiff_size(const Bytes& b) {
     uint64_t type = read(entry + 2, 2);
     size_t value_at = entry + 4 + offset_size;
     int64_t value;
-    if (type == 3) {
-      value = static_cast<int64_t>(read(value_at, 2));  // SHORT
-    } else if (type == 4) {
-      value = static_cast<int64_t>(read(value_at, 4));  // LONG
-    } else if (type == 16 && big_tiff) {
-      value = static_cast<int64_t>(read(value_at, 8) & 0x7FFFFFFFFFFFFFFF);  // LONG8
-    } else {
-      continue;
+    switch (type) {
+      case 1:  // BYTE
+        value = b.byte(value_at);
+        break;
+      case 3:  // SHORT
+        value = static_cast<int64_t>(read(value_at, 2));
+        break;
+      case 8:  // SSHORT
+        value = static_cast<int16_t>(read(value_at, 2));
+        break;
+      case 4:   // LONG
+      case 13:  // IFD
+        value = static_cast<int64_t>(read(value_at, 4));
+        break;
+      case 9:  // SLONG
+        value = static_cast<int32_t>(read(value_at, 4));
+        break;
+      case 16:  // LONG8
+      case 17:  // SLONG8
+      case 18:  // IFD8
+        if (!big_tiff) continue;
+        value = static_cast<int64_t>(read(value_at, 8) & 0x7FFFFFFFFFFFFFFF);
+        break;
+      default:
+        continue;
     }
-    if (tag == 256) width = value;
-    if (tag == 257) height = value;
+    tags.emplace(tag, value);  // emplace keeps the first
   }
-  if (!width || !height) return std::nullopt;
-  return Size{*width, *height};
+  if (!tags.count(256) || !tags.count(257)) return std::nullopt;
+  int64_t width = tags[256], height = tags[257];
+  auto area = [](int64_t a, int64_t c) {  // saturating: sides come from the file
+    if (a <= 0 || c <= 0) return int64_t{0};
+    return a > std::numeric_limits<int64_t>::max() / c ? std::numeric_limits<int64_t>::max()
+                                                       : a * c;
+  };
+  buffer = std::max(buffer, area(width, height));
+  if (tags.count(322) && tags.count(323)) buffer = std::max(buffer, area(tags[322], tags[323]));
+  if (tags.count(278)) buffer = std::max(buffer, area(width, tags[278]));
+  return Size{width, height};
 }
 
 // Decimal numbers separated by whitespace and '#' comments (PNM, PFM): the next one after pos.
 std::optional<int64_t> next_number(const Bytes& b, size_t& pos) {
   while (pos < b.size()) {
     char c = static_cast<char>(b.byte(pos));
-    if (c == '#') {
-      while (pos < b.size() && b.byte(pos) != '\n') ++pos;
+    if (c == '#') {  // a comment runs to the end of its line, \n or \r as OpenCV reads it
+      while (pos < b.size() && b.byte(pos) != '\n' && b.byte(pos) != '\r') ++pos;
     } else if (std::isspace(static_cast<unsigned char>(c))) {
       ++pos;
     } else {
       break;
     }
   }
+  // Every digit belongs to the number (leading zeros included), as decoders read it; a value
+  // beyond any image saturates, and is refused as too large.
+  constexpr int64_t kSaturated = int64_t{1} << 40;
   int64_t value = 0;
   size_t digits = 0;
-  while (pos < b.size() && std::isdigit(b.byte(pos)) && digits < 12) {
-    value = value * 10 + (b.byte(pos) - '0');
+  while (pos < b.size() && std::isdigit(b.byte(pos))) {
+    value = std::min(kSaturated, value * 10 + (b.byte(pos) - '0'));
     ++pos;
     ++digits;
   }
@@ -166,17 +206,26 @@ std::optional<Size> pnm_size(const Bytes& b) {
 }
 
 // The lines of a text header (PAM, Radiance HDR), up to `limit` bytes.
+// The number after the last line that starts (after blanks) with `keyword`: OpenCV's PAM reader
+// lets a later line override an earlier one.
 std::optional<int64_t> keyword_number(std::string_view header, std::string_view keyword) {
-  size_t at = 0;
-  while ((at = header.find(keyword, at)) != std::string_view::npos) {
-    bool line_start = at == 0 || header[at - 1] == '\n';
-    at += keyword.size();
-    if (!line_start || at >= header.size() || header[at] != ' ') continue;
-    Bytes rest(header.substr(at));
-    size_t pos = 0;
-    return next_number(rest, pos);
+  std::optional<int64_t> found;
+  size_t line = 0;
+  while (line < header.size()) {
+    size_t end = header.find('\n', line);
+    if (end == std::string_view::npos) end = header.size();
+    std::string_view text = header.substr(line, end - line);
+    size_t start = text.find_first_not_of(" \t\r");
+    if (start != std::string_view::npos && text.substr(start, keyword.size()) == keyword &&
+        start + keyword.size() < text.size() &&
+        std::isspace(static_cast<unsigned char>(text[start + keyword.size()]))) {
+      Bytes rest(text.substr(start + keyword.size()));
+      size_t pos = 0;
+      if (auto value = next_number(rest, pos)) found = value;
+    }
+    line = end + 1;
   }
-  return std::nullopt;
+  return found;
 }
 
 std::optional<Size> pam_size(const Bytes& b) {
@@ -196,19 +245,18 @@ std::optional<Size> hdr_size(const Bytes& b) {
   std::string_view text = b.view().substr(0, std::min<size_t>(b.size(), 8192));
   auto blank = text.find("\n\n");
   if (blank == std::string_view::npos) return std::nullopt;
+  // OpenCV's reader takes exactly sscanf("-Y %d +X %d"): the first two numbers, in that form.
   std::string_view line = text.substr(blank + 2);
   line = line.substr(0, line.find('\n'));
-  std::optional<int64_t> width, height;
-  for (size_t at = 0; at + 1 < line.size(); ++at) {
-    if ((line[at] != '+' && line[at] != '-') || (line[at + 1] != 'X' && line[at + 1] != 'Y')) {
-      continue;
-    }
-    Bytes rest(line.substr(at + 2));
-    size_t pos = 0;
-    auto value = next_number(rest, pos);
-    (line[at + 1] == 'X' ? width : height) = value;
-  }
-  if (!width || !height) return std::nullopt;
+  if (line.substr(0, 2) != "-Y") return std::nullopt;
+  Bytes rest(line.substr(2));
+  size_t pos = 0;
+  auto height = next_number(rest, pos);
+  while (pos < rest.size() && std::isspace(rest.byte(pos))) ++pos;
+  if (!height || !rest.starts_with("+X", pos)) return std::nullopt;
+  pos += 2;
+  auto width = next_number(rest, pos);
+  if (!width) return std::nullopt;
   return Size{*width, *height};
 }
 
@@ -219,9 +267,9 @@ std::optional<Size> j2k_size(const Bytes& b, size_t start) {  // codestream: SOC
   return Size{width, height};
 }
 
-std::optional<Size> jp2_size(const Bytes& b) {  // boxes; the image header box is in 'jp2h'
+std::optional<Size> jp2_size(const Bytes& b) {  // top-level boxes, up to the codestream's
   size_t pos = 0;
-  size_t end = b.size();
+  const size_t end = b.size();
   for (int boxes = 0; boxes < 1024 && b.has(pos, 8); ++boxes) {
     uint64_t length = b.big(pos, 4);
     size_t header = 8;
@@ -233,26 +281,23 @@ std::optional<Size> jp2_size(const Bytes& b) {  // boxes; the image header box i
       length = end - pos;
     }
     if (length < header || length > end - pos) return std::nullopt;
-    if (b.starts_with("jp2h", pos + 4)) {  // descend: the boxes inside
-      end = pos + length;
-      pos += header;
-      continue;
-    }
-    if (b.starts_with("ihdr", pos + 4)) {
-      if (!b.has(pos + header, 8)) return std::nullopt;
-      return Size{b.big(pos + header + 4, 4), b.big(pos + header, 4)};
-    }
+    // The codestream's own size (SIZ) is what OpenJPEG decodes; the image header box only
+    // has to agree with it.
+    if (b.starts_with("jp2c", pos + 4)) return j2k_size(b, pos + header);
     pos += length;
   }
   return std::nullopt;
 }
 
 // OpenEXR: attributes (name, type, size, value) up to an empty name; dataWindow is a box2i.
+// OpenEXR keeps the last of repeated attributes: so does this.
 std::optional<Size> exr_size(const Bytes& b) {
   size_t pos = 8;
-  for (int attributes = 0; attributes < 1024 && pos < b.size(); ++attributes) {
+  std::optional<Size> window;
+  for (int attributes = 0; attributes < 4096 && pos < b.size(); ++attributes) {
     auto name_end = b.view().find('\0', pos);
-    if (name_end == std::string_view::npos || name_end == pos) return std::nullopt;
+    if (name_end == std::string_view::npos) return std::nullopt;
+    if (name_end == pos) return window;  // the empty name that ends the header
     auto type_end = b.view().find('\0', name_end + 1);
     if (type_end == std::string_view::npos || !b.has(type_end + 1, 4)) return std::nullopt;
     std::string_view name = b.view().substr(pos, name_end - pos);
@@ -263,7 +308,7 @@ std::optional<Size> exr_size(const Bytes& b) {
       auto coordinate = [&](size_t i) {
         return int64_t{static_cast<int32_t>(b.little(value + 4 * i, 4))};
       };
-      return Size{coordinate(2) - coordinate(0) + 1, coordinate(3) - coordinate(1) + 1};
+      window = Size{coordinate(2) - coordinate(0) + 1, coordinate(3) - coordinate(1) + 1};
     }
     pos = value + size;
   }
@@ -280,7 +325,9 @@ std::optional<ImageHeader> read_image_header(std::string_view data) {
   if (b.starts_with("RIFF") && b.starts_with("WEBP", 8)) return ImageHeader{"WebP", webp_size(b)};
   if (b.starts_with(std::string_view("II*\0", 4)) || b.starts_with(std::string_view("MM\0*", 4)) ||
       b.starts_with(std::string_view("II+\0", 4)) || b.starts_with(std::string_view("MM\0+", 4))) {
-    return ImageHeader{"TIFF", tiff_size(b)};
+    ImageHeader header{"TIFF", std::nullopt};
+    header.size = tiff_size(b, header.buffer_pixels);
+    return header;
   }
   if (b.has(0, 3) && b.byte(0) == 'P' && b.byte(1) >= '1' && b.byte(1) <= '6' &&
       std::isspace(b.byte(2))) {

@@ -14,6 +14,9 @@ struct ImageHeader {
   // Pixels across and down as the header states them; nullopt when the header of a recognized
   // format is truncated or malformed.
   std::optional<std::pair<int64_t, int64_t>> size;
+  // Pixels of the largest buffer the decoder allocates, where that can exceed width x height
+  // (a TIFF's tiles or strips); 0 otherwise.
+  int64_t buffer_pixels = 0;
 };
 
 // nullopt when the bytes start like none of the formats OpenCV decodes here (PNG, JPEG, BMP,

@@ -5,6 +5,7 @@
 
 #include "torchship/error.h"
 #include "torchship/image.h"
+#include "torchship/limits.h"
 #include "torchship/tensor_io.h"
 
 namespace torchship {
@@ -24,9 +25,15 @@ c10::IValue value_from_file(const Model& model, size_t index, const fs::path& pa
   std::string extension = lowercase_extension(path);
   if (extension == ".npy") return read_npy(path);
   if (extension == ".json") {
+    std::error_code ec;
+    auto status = fs::status(path, ec);
+    if (!ec && fs::exists(status) && !fs::is_regular_file(status)) {  // a FIFO blocks on open
+      throw bad_input(where + ": cannot read " + path.string() + ": not a regular file");
+    }
     std::ifstream in(path);
     if (!in) throw bad_input(where + ": cannot read " + path.string() + ": no such file");
-    nlohmann::json tree = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    nlohmann::json tree = parse_json(text, where + ": " + path.string());
     if (tree.is_discarded()) throw bad_input(where + ": " + path.string() + " is not valid JSON");
     return from_json(tree, type, where);
   }
@@ -76,7 +83,7 @@ c10::IValue input_from_spec(const Model& model, size_t index, const std::string&
   std::string where = "input '" + argument.name + "'";
 
   // Inline JSON first: `[1, 2]` is JSON, `[a.npy,b.png]` is not.
-  nlohmann::json inline_tree = nlohmann::json::parse(spec, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json inline_tree = parse_json(spec, where);
   if (!inline_tree.is_discarded()) return from_json(inline_tree, argument.type, where);
 
   if (is_list_syntax(spec)) {

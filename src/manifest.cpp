@@ -193,10 +193,19 @@ std::vector<TensorSpec> parse_specs(const FieldReader& reader, const char* key) 
 Manifest Manifest::parse(const std::string& json_text) {
   json root;
   try {
-    root = json::parse(json_text);
-  } catch (const json::parse_error& e) {
-    throw bad_model(std::string("invalid manifest: torchship.json is not valid JSON (") + e.what() +
-                    ")");
+    root = parse_json(json_text, "torchship.json");
+  } catch (const Error& e) {
+    throw bad_model(std::string("invalid manifest: ") + e.what());
+  }
+  if (root.is_discarded()) {
+    // Parse again for nlohmann's account of where it breaks (the document is not deep).
+    std::string why = "not valid JSON";
+    try {
+      json discarded = json::parse(json_text);
+    } catch (const json::parse_error& e) {
+      why = e.what();
+    }
+    throw bad_model("invalid manifest: torchship.json is not valid JSON (" + why + ")");
   }
   FieldReader reader(root, "");
   Manifest manifest;

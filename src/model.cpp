@@ -73,6 +73,29 @@ std::string script_error_summary(const std::exception& error) {
   return last;
 }
 
+// Whether a forward failure says that the input's values were wrong: libtorch's IndexError,
+// ValueError and TypeError (an index out of range, a value an operator does not take), or the
+// same raised by the model's own code (`raise ValueError(...)` in TorchScript).
+bool blames_the_values(const std::exception& error) {
+  if (dynamic_cast<const c10::IndexError*>(&error) ||
+      dynamic_cast<const c10::ValueError*>(&error) || dynamic_cast<const c10::TypeError*>(&error)) {
+    return true;
+  }
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&error);
+  std::string text = c10_error ? c10_error->what_without_backtrace() : error.what();
+  auto end = text.find_last_not_of("\n ");
+  if (end == std::string::npos) return false;
+  auto begin = text.rfind('\n', end);
+  std::string last = text.substr(begin == std::string::npos ? 0 : begin + 1, end - begin);
+  for (const char* kind : {"IndexError: ", "ValueError: ", "TypeError: "}) {
+    auto at = last.find(kind);
+    if (at != std::string::npos && (at == 0 || last.compare(0, at, "builtins.") == 0)) return true;
+  }
+  // The TorchScript interpreter reports ATen's IndexError as a RuntimeError: its words remain.
+  return last.find("index out of range") != std::string::npos ||
+         last.find("out of bounds for dimension") != std::string::npos;
+}
+
 // Whether `exported` ("2.14.1+cu130", as the manifest records torch.__version__) is a newer
 // release than the libtorch running here; false when it cannot tell.
 bool newer_than_this_libtorch(const std::string& exported) {
@@ -182,13 +205,17 @@ void check_tensor(const at::Tensor& tensor, const TensorSpec& spec, const std::s
   bool dtype_ok =
       spec.datatype.empty() || tensor.scalar_type() == scalar_type_from_datatype(spec.datatype);
   bool shape_ok = spec.shape.empty() || tensor.dim() == static_cast<int64_t>(spec.shape.size());
+  bool empty_free = false;  // a free size (-1) is any size but 0: no model takes nothing there
   for (size_t i = 0; shape_ok && i < spec.shape.size(); ++i) {
-    shape_ok = spec.shape[i] == -1 || spec.shape[i] == tensor.size(static_cast<int64_t>(i));
+    int64_t size = tensor.size(static_cast<int64_t>(i));
+    empty_free = spec.shape[i] == -1 && size == 0;
+    shape_ok = (spec.shape[i] == -1 && size > 0) || spec.shape[i] == size;
   }
   if (dtype_ok && shape_ok) return;
   std::string expected = spec.datatype.empty() ? "a tensor" : spec.datatype + " tensor";
   if (!spec.shape.empty()) expected += " of shape " + shape_text(spec.shape);
   if (!spec.layout.empty()) expected += " (" + spec.layout + ")";
+  if (empty_free) expected += ", -1 being any size from 1";
   throw bad_input(where + ": expected " + expected + ", got " + describe(tensor));
 }
 
@@ -558,10 +585,10 @@ c10::IValue Model::forward(std::vector<c10::IValue> inputs) const {
       throw internal_error("forward ran out of memory: " + why);
     }
     // Inputs the manifest pins down (dtype and every size but a batch dimension) were checked
-    // above: the model failing on one is the model's failure, not the caller's. Where sizes are
-    // free, the model may refuse sizes it cannot take (a kernel larger than the image): the
-    // caller's to fix.
-    if (impl_->inputs_pinned_by_manifest()) {
+    // above: the model failing on one is the model's failure, not the caller's, unless the
+    // failure says the values were wrong. Where sizes are free, the model may refuse sizes it
+    // cannot take (a kernel larger than the image): the caller's to fix.
+    if (impl_->inputs_pinned_by_manifest() && !blames_the_values(e)) {
       throw internal_error("the model failed on an input that matches its manifest: " + why);
     }
     throw bad_input("the model rejected the input: " + why);

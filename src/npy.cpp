@@ -224,21 +224,28 @@ at::Tensor parse_npy(std::string_view bytes, std::string_view origin) {
   NpyHeader header = parse_header(bytes, origin);
   at::Tensor tensor = tensor_from_header(header, bytes.size() - header.data_offset, origin);
   size_t need = header.data_bytes;
+  if (header.type == c10::kBool) {
+    check_bool_bytes(bytes.substr(header.data_offset, need),
+                     "cannot read " + std::string(origin) + " as .npy");
+  }
   if (need > 0) std::memcpy(tensor.data_ptr(), bytes.data() + header.data_offset, need);
   if (header.swap_bytes) swap_element_bytes(tensor);
   return tensor;
 }
 
 at::Tensor read_npy(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
   std::string origin = path.string();
-  if (!in) throw bad_input("cannot read " + origin + ": no such file or not readable");
-  // A device or a pipe has no size to check the header against: it could yield bytes forever.
+  // A device or a pipe has no size to check the header against (it could yield bytes forever),
+  // and opening a FIFO blocks: the file's type is checked before it is opened.
   std::error_code ec;
-  auto file_size = std::filesystem::file_size(path, ec);
-  if (ec || !std::filesystem::is_regular_file(path, ec)) {
+  auto status = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status)) {
     throw bad_input("cannot read " + origin + ": not a regular file");
   }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw bad_input("cannot read " + origin + ": no such file or not readable");
+  auto file_size = std::filesystem::file_size(path, ec);
+  if (ec) throw bad_input("cannot read " + origin + ": " + ec.message());
   std::string head(12, '\0');
   in.read(head.data(), head.size());
   head.resize(static_cast<size_t>(in.gcount()));
@@ -266,6 +273,9 @@ at::Tensor read_npy(const std::filesystem::path& path) {
   if (got < need) {
     reject(origin, "truncated data (expected " + std::to_string(need) + " bytes, found " +
                        std::to_string(got) + ")");
+  }
+  if (header.type == c10::kBool) {
+    check_bool_bytes(std::string_view(out, need), "cannot read " + origin + " as .npy");
   }
   if (header.swap_bytes) swap_element_bytes(tensor);
   return tensor;

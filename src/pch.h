@@ -8,6 +8,6 @@
 #include <string>
 #include <vector>
 
+#include <torch/script.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
-#include <torch/script.h>

@@ -7,7 +7,10 @@
 #include <cstdint>
 #include <string>
 
+#include <string_view>
+
 #include <c10/util/ArrayRef.h>
+#include <nlohmann/json.hpp>
 
 namespace torchship {
 
@@ -19,11 +22,24 @@ constexpr size_t kMaxTensorRank = 64;
 // stays near 360 MB (3 bytes a pixel). Checked from the image's header, before decoding.
 constexpr int64_t kDefaultMaxImagePixels = 120'000'000;
 
+// JSON nesting accepted from outside. nlohmann parses iteratively, but copies, compares and
+// prints recursively: 100,000 brackets in a 200 kB request would exhaust a thread's stack.
+constexpr int kMaxJsonDepth = 128;
+
+// JSON from outside (a request, a file, an archive's index). Invalid JSON gives a discarded
+// value (is_discarded()); a document nested deeper than kMaxJsonDepth throws Error(BadInput)
+// "<what> nests arrays and objects deeper than 128 levels", before it is built.
+nlohmann::json parse_json(std::string_view text, const std::string& what);
+
 // The element count of a tensor of `shape`. Throws Error(BadInput) "<where>: ..." when a
 // dimension is negative, the rank exceeds kMaxTensorRank, or the count overflows int64.
 int64_t checked_numel(c10::IntArrayRef shape, const std::string& where);
 
 // The bytes such a tensor takes with elements of `element_size` bytes, checked the same way.
 size_t checked_nbytes(c10::IntArrayRef shape, size_t element_size, const std::string& where);
+
+// Raw bytes that are to become a BOOL tensor must each be 0 or 1: any other byte is not a
+// valid bool, and reading it is undefined behaviour. Throws Error(BadInput) naming the first.
+void check_bool_bytes(std::string_view bytes, const std::string& where);
 
 }  // namespace torchship

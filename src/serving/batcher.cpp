@@ -1,7 +1,5 @@
 #include "serving/batcher.h"
 
-#include <algorithm>
-
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -185,13 +183,16 @@ void Batcher::run_alone(Job& job) {
 void Batcher::run(std::vector<Job>& batch) {
   auto started = Clock::now();
   // Requests whose clients gave up waiting are answered without running.
-  auto expired = std::remove_if(batch.begin(), batch.end(), [&](Job& job) {
-    if (started < job.deadline) return false;
-    job.result.set_exception(std::make_exception_ptr(DeadlineExceeded(
-        "the request waited past its deadline in the queue of model '" + name_ + "'")));
-    return true;
-  });
-  batch.erase(expired, batch.end());
+  std::vector<Job> live;
+  for (auto& job : batch) {
+    if (started < job.deadline) {
+      live.push_back(std::move(job));
+    } else {
+      job.result.set_exception(std::make_exception_ptr(DeadlineExceeded(
+          "the request waited past its deadline in the queue of model '" + name_ + "'")));
+    }
+  }
+  batch = std::move(live);
   if (batch.empty()) return;
   std::vector<double> waits;
   int64_t total = 0;

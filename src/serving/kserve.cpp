@@ -37,6 +37,7 @@ at::Tensor tensor_from_bytes(const json& input, const std::string& where, std::s
                     " bytes, but " + header.datatype + " " + shape_text(header.shape) + " takes " +
                     std::to_string(expected));
   }
+  if (header.type == c10::kBool) check_bool_bytes(bytes, where);
   at::Tensor tensor = at::empty(header.shape, at::TensorOptions().dtype(header.type));
   if (expected > 0) std::memcpy(tensor.data_ptr(), bytes.data(), expected);
   return tensor;
@@ -108,7 +109,7 @@ InferRequest parse_infer_request(std::string_view body, const std::string* heade
     }
     json_size = static_cast<size_t>(value);
   }
-  json root = json::parse(body.substr(0, json_size), nullptr, /*allow_exceptions=*/false);
+  json root = parse_json(body.substr(0, json_size), "the request");
   if (root.is_discarded()) {
     throw bad_input("the request body is not valid JSON (expected an inference request object)");
   }

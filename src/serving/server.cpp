@@ -79,6 +79,27 @@ std::string internal_failure(const std::string& route, std::exception_ptr failur
 // any body whose request still names one, without a limit.
 constexpr const char* kBodyEncoding = "X-Torchship-Content-Encoding";
 
+// A refusal decided before the body was read ("401 message"), sent by the route after it.
+constexpr const char* kRefusal = "X-Torchship-Refusal";
+
+// Sends the request's refusal, if the pre-routing handler marked one.
+bool send_refusal(const httplib::Request& request, httplib::Response& response) {
+  if (!request.has_header(kRefusal)) return false;
+  std::string refusal = request.get_header_value(kRefusal);
+  int status = std::atoi(refusal.c_str());
+  if (status == 401) response.set_header("WWW-Authenticate", "Bearer");
+  send_error(response, status, refusal.substr(refusal.find(' ') + 1));
+  return true;
+}
+
+// A route that first sends the request's refusal, if it has one.
+httplib::Server::Handler guarded(httplib::Server::Handler handler) {
+  return
+      [handler = std::move(handler)](const httplib::Request& request, httplib::Response& response) {
+        if (!send_refusal(request, response)) handler(request, response);
+      };
+}
+
 // JSON bodies from this size on take many times their size while parsed.
 constexpr size_t kLargeBody = size_t{1} << 20;
 
@@ -183,6 +204,7 @@ struct Server::Impl {
   // forward still running then finishes for nobody, and the queue moves on.
   c10::IValue execute(ModelVersion& entry, std::vector<c10::IValue> arguments,
                       Clock::time_point deadline) {
+    if (Clock::now() >= deadline) deadline_passed("the request was not decoded");
     try {
       auto result = entry.batcher->submit(std::move(arguments), deadline);
       if (deadline != Clock::time_point::max() &&
@@ -299,44 +321,45 @@ struct Server::Impl {
     http.set_keep_alive_max_count(100000);
     http.set_tcp_nodelay(true);  // headers and body go out as separate writes: no 40 ms Nagle stall
 
-    http.set_pre_routing_handler(
-        [this](const httplib::Request& request, httplib::Response& response) {
-          // `curl --data-binary @photo.jpg` labels the body a form; httplib would then parse it as
-          // one and refuse anything above 8 kB. No route here takes forms: drop the label.
-          auto form = request.headers.find("Content-Type");
-          auto& headers = const_cast<httplib::Request&>(request).headers;
-          if (form != request.headers.end() &&
-              form->second.rfind("application/x-www-form-urlencoded", 0) == 0) {
-            headers.erase("Content-Type");
-          }
-          // Runs before httplib reads the body: a compressed one is read as it came and inflated
-          // by the route, within the body limit (httplib's own inflation has none).
-          if (request.has_header("Content-Encoding")) {
-            std::string encoding = request.get_header_value("Content-Encoding");
-            if (!accepted_encoding(encoding)) {
-              response.set_header("Connection", "close");  // the body stays unread
-              send_error(response, 415,
-                         "Content-Encoding '" + encoding +
-                             "' is not accepted (expected gzip, deflate or identity)");
-              return httplib::Server::HandlerResponse::Handled;
-            }
-            headers.erase("Content-Encoding");
-            headers.erase(kBodyEncoding);
-            headers.emplace(kBodyEncoding, encoding);
-          }
-          if (options.api_key.empty() || request.path.rfind("/v2/health/", 0) == 0) {
-            return httplib::Server::HandlerResponse::Unhandled;
-          }
-          if (request.get_header_value("Authorization") == "Bearer " + options.api_key) {
-            return httplib::Server::HandlerResponse::Unhandled;
-          }
-          response.set_header("WWW-Authenticate", "Bearer");
-          send_error(response, 401,
-                     "missing or wrong API key (expected the header Authorization: Bearer <key>)");
-          return httplib::Server::HandlerResponse::Handled;
-        });
+    http.set_pre_routing_handler([this](const httplib::Request& request, httplib::Response&) {
+      // `curl --data-binary @photo.jpg` labels the body a form; httplib would then parse it as
+      // one and refuse anything above 8 kB. No route here takes forms: drop the label.
+      auto form = request.headers.find("Content-Type");
+      auto& headers = const_cast<httplib::Request&>(request).headers;
+      if (form != request.headers.end() &&
+          form->second.rfind("application/x-www-form-urlencoded", 0) == 0) {
+        headers.erase("Content-Type");
+      }
+      // This runs before httplib reads the body, and never answers itself: an answer now
+      // would leave the body unread on a keep-alive connection, to be parsed as the next
+      // request (behind a proxy, one client's answer would then reach another). A refusal
+      // is marked here and sent by the route once the body is read (within the body limit).
+      headers.erase(kRefusal);
+      headers.erase(kBodyEncoding);
+      auto refuse = [&](int status, const std::string& message) {
+        headers.emplace(kRefusal, std::to_string(status) + " " + message);
+      };
+      // A compressed body is read as it came and inflated by the route within the body
+      // limit: httplib's own inflation (gzip, deflate, brotli) has none.
+      if (request.has_header("Content-Encoding")) {
+        std::string encoding = request.get_header_value("Content-Encoding");
+        headers.erase("Content-Encoding");
+        if (accepted_encoding(encoding)) {
+          headers.emplace(kBodyEncoding, encoding);
+        } else {
+          refuse(415, "Content-Encoding '" + encoding +
+                          "' is not accepted (expected gzip, deflate or identity)");
+        }
+      }
+      bool key_needed = !options.api_key.empty() && request.path.rfind("/v2/health/", 0) != 0;
+      if (key_needed && request.get_header_value("Authorization") != "Bearer " + options.api_key) {
+        refuse(401, "missing or wrong API key (expected the header Authorization: Bearer <key>)");
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
     http.set_error_handler([this](const httplib::Request& request, httplib::Response& response) {
       if (!response.body.empty()) return;  // a route already explained itself
+      if (send_refusal(request, response)) return;
       if (response.status == 413) {
         send_error(response, 413,
                    "the request body exceeds " + std::to_string(options.max_body_bytes) +
@@ -354,25 +377,32 @@ struct Server::Impl {
           send_error(response, 500, internal_failure(request.method + " " + request.path, error));
         });
 
-    http.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& response) {
+    // Every route first sends a refusal the pre-routing handler marked (API key, encoding).
+    auto get = [this](const std::string& path, httplib::Server::Handler handler) {
+      http.Get(path, guarded(std::move(handler)));
+    };
+    auto post = [this](const std::string& path, httplib::Server::Handler handler) {
+      http.Post(path, guarded(std::move(handler)));
+    };
+    get("/v2/health/live", [](const httplib::Request&, httplib::Response& response) {
       send_json(response, 200, {{"live", true}});
     });
-    http.Get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& response) {
+    get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& response) {
       bool ready = !draining.load();
       send_json(response, ready ? 200 : 503, {{"ready", ready}});
     });
-    http.Get("/v2", [](const httplib::Request&, httplib::Response& response) {
+    get("/v2", [](const httplib::Request&, httplib::Response& response) {
       send_json(response, 200,
                 {{"name", "torchship"},
                  {"version", version()},
                  {"extensions", {"binary_tensor_data", "classify"}}});
     });
-    http.Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
+    get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
       response.set_content(metrics.prometheus(), "text/plain; version=0.0.4");
     });
 
     const std::string model = R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)";
-    http.Get(model, [this](const httplib::Request& request, httplib::Response& response) {
+    get(model, [this](const httplib::Request& request, httplib::Response& response) {
       try {
         ModelVersion& entry = find(request.matches[1], request.matches[2]);
         std::vector<std::string> versions = request.matches[2].length() > 0
@@ -383,28 +413,25 @@ struct Server::Impl {
         send_error(response, e.status, e.what());
       }
     });
-    http.Get(model + "/ready",
-             [this](const httplib::Request& request, httplib::Response& response) {
-               try {
-                 ModelVersion& entry = find(request.matches[1], request.matches[2]);
-                 bool ready = !draining.load();
-                 send_json(response, ready ? 200 : 503, {{"name", entry.name}, {"ready", ready}});
-               } catch (const HttpError& e) {
-                 send_error(response, e.status, e.what());
-               }
-             });
-    http.Post(model + "/infer",
-              [this](const httplib::Request& request, httplib::Response& response) {
-                inference(request, response, [&](ModelVersion& entry, Clock::time_point deadline) {
-                  infer(entry, request, response, deadline);
-                });
-              });
-    http.Post(model + "/classify",
-              [this](const httplib::Request& request, httplib::Response& response) {
-                inference(request, response, [&](ModelVersion& entry, Clock::time_point deadline) {
-                  classify(entry, request, response, deadline);
-                });
-              });
+    get(model + "/ready", [this](const httplib::Request& request, httplib::Response& response) {
+      try {
+        ModelVersion& entry = find(request.matches[1], request.matches[2]);
+        bool ready = !draining.load();
+        send_json(response, ready ? 200 : 503, {{"name", entry.name}, {"ready", ready}});
+      } catch (const HttpError& e) {
+        send_error(response, e.status, e.what());
+      }
+    });
+    post(model + "/infer", [this](const httplib::Request& request, httplib::Response& response) {
+      inference(request, response, [&](ModelVersion& entry, Clock::time_point deadline) {
+        infer(entry, request, response, deadline);
+      });
+    });
+    post(model + "/classify", [this](const httplib::Request& request, httplib::Response& response) {
+      inference(request, response, [&](ModelVersion& entry, Clock::time_point deadline) {
+        classify(entry, request, response, deadline);
+      });
+    });
   }
 };
 

@@ -1,5 +1,6 @@
 // Hostile input: sizes from outside are checked before anything is allocated, image headers are
 // measured before decoding, and every message is one printable line that says what came.
+#include <array>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -40,6 +41,11 @@ TEST(Printable, EscapesControlAndInvalidUtf8BytesAndKeepsText) {
   EXPECT_EQ(printable("\xff\xfe\xc3(\xed\xa0\x80\xc0\xaf"),  // bad leads, a surrogate, overlong
             "\\xff\\xfe\\xc3(\\xed\\xa0\\x80\\xc0\\xaf");
   EXPECT_EQ(printable(std::string(10, 'x'), 4), "xxxx ... (6 more bytes)");
+  // C1 controls (CSI), a right-to-left override and a line separator: escaped, byte by byte.
+  EXPECT_EQ(printable("a\xc2\x9b"
+                      "31m b\xe2\x80\xae"
+                      "c\xe2\x80\xa8"),
+            "a\\xc2\\x9b31m b\\xe2\\x80\\xaec\\xe2\\x80\\xa8");
   // A NUL inside a name no longer cuts the message short.
   Error error = bad_input(std::string("unknown input 'a\0b'", 19));
   EXPECT_STREQ(error.what(), "unknown input 'a\\x00b'");
@@ -309,17 +315,88 @@ TEST(ImageHeader, DecompressionBombsAreRefusedBeforeDecoding) {
   std::string zero = formats(16, 16)[0].claiming(0, 16);
   EXPECT_EQ(error_message([&] { decode_image_bytes(zero, {}, "upload"); }),
             "upload is a PNG image whose header says 0 x 16 pixels");
-  // JPEG 2000, from a header alone (OpenCV writes none here): image header box in 'jp2h'.
+  // JPEG 2000, from headers alone (OpenCV writes none here): the codestream's SIZ marker in
+  // 'jp2c' is what is decoded, whatever the image header box in 'jp2h' says (1 x 1 here).
   std::string jp2(
       "\0\0\0\x0cjP  \r\n\x87\n\0\0\0\x14"
       "ftypjp2 \0\0\0\0jp2 \0\0\0\x1e"
       "jp2h"
       "\0\0\0\x16"
-      "ihdr\0\0\x75\x30\0\0\x75\x30\0\x03\x07\x07\0\0",
-      12 + 20 + 8 + 22);
+      "ihdr\0\0\0\x01\0\0\0\x01\0\x03\x07\x07\0\0"
+      "\0\0\0\x24"
+      "jp2c\xff\x4f\xff\x51\0\x29\0\0\0\0\x75\x30\0\0\x75\x30\0\0\0\0\0\0\0\0",
+      12 + 20 + 8 + 22 + 36);
   EXPECT_EQ(error_message([&] { decode_image_bytes(jp2, {}, "upload"); }),
             "upload is a JPEG 2000 image of 30000 x 30000 pixels (900000000), more than the "
             "limit of 120000000 (--max-image-pixels)");
+}
+
+// A little-endian TIFF whose first directory holds `entries` (tag, type, value), in that order.
+std::string tiff_with(const std::vector<std::array<uint32_t, 3>>& entries) {
+  std::string b = std::string("II*\0", 4) + std::string("\x08\0\0\0", 4);
+  b += static_cast<char>(entries.size());
+  b += '\0';
+  for (const auto& [tag, type, value] : entries) {
+    std::string entry(12, '\0');
+    put_little(entry, 0, tag, 2);
+    put_little(entry, 2, type, 2);
+    put_little(entry, 4, 1, 4);
+    put_little(entry, 8, value, type == 3 ? 2 : 4);
+    b += entry;
+  }
+  return b + std::string(4, '\0');
+}
+
+// Headers that a decoder reads differently from a naive parser: each is measured as the
+// decoder will decode it, and refused (these once passed as 1 x 1 or 1 x 30000).
+TEST(ImageHeader, AmbiguousHeadersAreMeasuredAsTheDecoderReadsThem) {
+  auto refused = [](const std::string& bytes) {
+    return error_message([&] { decode_image_bytes(bytes, {}, "upload"); });
+  };
+  // libtiff keeps the first of repeated tags.
+  EXPECT_EQ(refused(tiff_with({{256, 4, 32768}, {257, 4, 32768}, {256, 3, 1}, {257, 3, 1}})),
+            "upload is a TIFF image of 32768 x 32768 pixels (1073741824), more than the limit "
+            "of 120000000 (--max-image-pixels)");
+  // A 1 x 1 image with 32768 x 32752 tiles: the decoder allocates whole tiles.
+  EXPECT_EQ(refused(tiff_with({{256, 3, 1}, {257, 3, 1}, {322, 4, 32768}, {323, 4, 32752}})),
+            "upload is a TIFF image of 1 x 1 pixels whose strips or tiles take 1073217536 "
+            "pixels, more than the limit of 120000000 (--max-image-pixels)");
+  // Every digit counts, leading zeros included; a comment may end at \r.
+  EXPECT_EQ(refused("P5 00000000000130000 8000 255\n"),
+            "upload is a PNM image of 130000 x 8000 pixels (1040000000), more than the limit of "
+            "120000000 (--max-image-pixels)");
+  EXPECT_EQ(refused("P6\n#\r30000 30000\n1 1\n255\n"),
+            "upload is a PNM image of 30000 x 30000 pixels (900000000), more than the limit of "
+            "120000000 (--max-image-pixels)");
+  // Radiance: the first "-Y H +X W" is the size, whatever follows on the line.
+  EXPECT_EQ(refused("#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 13000 +X 30000 -Y 1 +X 1\n"),
+            "upload is a Radiance HDR image of 30000 x 13000 pixels (390000000), more than the "
+            "limit of 120000000 (--max-image-pixels)");
+  // JPEG: a stuffed zero (FF 00) is no segment; the frame hidden behind it is not the frame.
+  std::string jpeg(
+      "\xff\xd8\xff\x00\x00\x0c\xff\xe1\x00\x0d"
+      "\xff\xc0\x00\x0b\x08\x00\x01\x00\x01\x01\x00"
+      "\xff\xc0\x00\x0b\x08\x75\x30\x75\x30\x01\x00",
+      10 + 11 + 11);
+  EXPECT_EQ(refused(jpeg),
+            "upload is a JPEG image of 30000 x 30000 pixels (900000000), more than the limit of "
+            "120000000 (--max-image-pixels)");
+}
+
+TEST(Npy, BoolDataHoldsOnlyZerosAndOnes) {
+  std::string bytes = encode_npy(at::ones({3}, at::kBool));
+  bytes.back() = '\x02';
+  EXPECT_EQ(error_message([&] { parse_npy(bytes, "b.npy"); }),
+            "cannot read b.npy as .npy: BOOL data holds bytes 0 or 1, byte 2 is 2");
+}
+
+TEST(Json, NestingFromOutsideIsBoundedBeforeTheTreeIsBuilt) {
+  std::string deep = R"({"inputs": [0], "id": )";
+  deep.append(100000, '[').append(100000, ']').append("}");
+  EXPECT_EQ(error_message([&] { parse_json(deep, "the request"); }),
+            "the request nests arrays and objects deeper than 128 levels");
+  EXPECT_TRUE(parse_json("[[1]]", "x").is_array());
+  EXPECT_TRUE(parse_json("[[1]", "x").is_discarded());
 }
 
 }  // namespace

@@ -95,6 +95,11 @@ TEST(KServe, HugeAndOverflowingShapesAreRefusedBeforeAllocating) {
   EXPECT_EQ(parse(header + "abcd", &length),
             "input 'x': binary_data_size 18446744073709551615 runs past the end of the body (4 "
             "binary bytes left)");
+  std::string bools =
+      R"({"inputs": [{"name": "m", "datatype": "BOOL", "shape": [3], "parameters": {"binary_data_size": 3}}]})";
+  std::string bools_length = std::to_string(bools.size());
+  EXPECT_EQ(parse(bools + std::string("\x01\x00\x07", 3), &bools_length),
+            "input 'm': BOOL data holds bytes 0 or 1, byte 2 is 7");
   // Names are quoted printable: a NUL or an escape sequence does not cut or colour the message.
   EXPECT_EQ(parse("{\"inputs\": [{\"name\": \"a\\u0000b\\u001b[31m\", \"datatype\": \"FP32\", "
                   "\"shape\": [1]}]}"),

@@ -116,13 +116,19 @@ std::map<std::string, Target> targets() {
        }},
       {"image",
        [](std::string_view bytes) {
-         // A small pixel limit keeps each decode fast; sizes beyond it are refused from headers.
-         ImageSpec spec;
-         spec.resize.mode = ResizeMode::Stretch;
-         spec.resize.height = 32;
-         spec.resize.width = 48;
+         // An oracle beyond "no crash": whatever passes the header check must decode to no more
+         // pixels than the limit, or the header parser and the decoder disagree (a bypass).
+         // A small limit keeps each decode fast.
+         constexpr int64_t kLimit = 1 << 20;
+         ImageSpec spec;  // no resize: the decoded size is the decoder's own
          if (!bytes.empty() && bytes[0] % 2) spec.color = ColorOrder::Gray;
-         decode_image_bytes(bytes, spec, "upload", Decode::Reduced, 1 << 20);
+         at::Tensor image = decode_image_bytes(bytes, spec, "upload", Decode::Exact, kLimit);
+         if (image.size(0) * image.size(1) > kLimit) {
+           std::fprintf(stderr, "decoded %lld x %lld pixels past a limit of %lld\n",
+                        static_cast<long long>(image.size(1)),
+                        static_cast<long long>(image.size(0)), static_cast<long long>(kLimit));
+           std::abort();
+         }
        }},
   };
 }

@@ -111,12 +111,21 @@ def test_the_cli_tells_a_failing_model_from_a_bad_input(cli, faulty):
 
 
 def test_a_forward_past_the_deadline_is_a_504_and_the_queue_moves_on(cli, repository):
+    # Enough products for about 3 s on this machine (the server runs them on one thread, as
+    # timed here): the deadline is far shorter, and the drain at SIGTERM waits for no longer.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    y, w = torch.ones(512, 512), torch.eye(512)
+    started = time.perf_counter()
+    for _ in range(20):
+        y = torch.mm(y, w)
+    products = max(100, int(3.0 / ((time.perf_counter() - started) / 20)))
+    torch.set_num_threads(threads)
     server = Server(cli, repository, "--threads", "1", "--request-timeout-ms", "400")
     try:
         slow = {}
-        # Enough products to outlast the deadline many times over on any machine.
         thread = threading.Thread(
-            target=lambda: slow.update(r=server.connect().infer("faulty", x(0, 1500))))
+            target=lambda: slow.update(r=server.connect().infer("faulty", x(0, products))))
         thread.start()
         time.sleep(0.1)
         # The slow forward holds one instance; the other answers meanwhile.
@@ -129,7 +138,7 @@ def test_a_forward_past_the_deadline_is_a_504_and_the_queue_moves_on(cli, reposi
                      "(--request-timeout-ms)"})
         assert fast.infer("faulty", x(1, 0)).status == 200
     finally:
-        assert server.terminate() == 0
+        assert server.terminate(timeout=120) == 0
 
 
 # --- decompression bombs --------------------------------------------------------------------------
@@ -233,9 +242,9 @@ def test_concurrent_decodes_are_bounded_by_configuration(cli, repository):
             assert server.terminate() == 0
     print(f"peak RSS growth, 8 uploads of a 20 MP PNG: {peaks['1']:.0f} MB with 1 decode slot, "
           f"{peaks['8']:.0f} MB with 8")
-    # One decode holds the 60 MB image and its colour-converted copy; eight hold eight times as
-    # much. One slot must stay well under what eight take.
-    assert peaks["1"] < 0.5 * peaks["8"], peaks
+    # One decode holds the 60 MB image and its colour-converted copy, 120 MB; with one slot the
+    # peak stays within that and the request bodies (eight decodes at once would take 960 MB).
+    assert peaks["1"] < 200, peaks
 
 
 # --- malformed requests ---------------------------------------------------------------------------
@@ -308,6 +317,41 @@ def test_compressed_bodies_are_inflated_within_the_body_limit(cli, repository):
                                          {"Content-Encoding": "br"})
         assert (other.status, other.json()) == (415, {
             "error": "Content-Encoding 'br' is not accepted (expected gzip, deflate or identity)"})
+    finally:
+        assert server.terminate() == 0
+
+
+def test_a_refused_body_is_never_read_as_a_request(cli, repository):
+    """A refusal decided from the headers (API key, encoding) still consumes the body: were it
+    left unread, a body that is itself an HTTP request would be answered too, and behind a
+    proxy's shared upstream connection that answer would go to another client."""
+    server = Server(cli, repository, "--threads", "1", "--api-key", "k")
+    try:
+        # Requests as the body, more than fit one read of the server's socket buffer.
+        smuggled = b"GET /v2/models/faulty HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer k\r\n\r\n" * 2000
+        for refused_headers in (b"Authorization: Bearer wrong\r\n",
+                                b"Authorization: Bearer k\r\nContent-Encoding: br\r\n"):
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.settimeout(30)
+            sock.sendall(b"POST /v2/models/faulty/infer HTTP/1.1\r\nHost: t\r\n" + refused_headers
+                         + f"Content-Length: {len(smuggled)}\r\n\r\n".encode() + smuggled)
+            first = b""
+            while b"\r\n\r\n" not in first:
+                first += sock.recv(65536)
+            head, body = first.split(b"\r\n\r\n", 1)
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:")))
+            while len(body) < length:
+                body += sock.recv(65536)
+            assert head.split(b" ")[1] in (b"401", b"415"), first
+            # As a proxy does: the next request once the answer came, on the same connection.
+            sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            answers = b""
+            while chunk := sock.recv(65536):
+                answers += chunk
+            sock.close()
+            assert answers.count(b"HTTP/1.1 ") == 1 and answers.startswith(b"HTTP/1.1 200"), answers
+            assert answers.endswith(b'{"live":true}'), answers
     finally:
         assert server.terminate() == 0
 
