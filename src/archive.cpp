@@ -9,6 +9,7 @@
 
 #include "torch_compat.h"
 #include "torchship/error.h"
+#include "zip_directory.h"
 
 namespace torchship {
 namespace fs = std::filesystem;
@@ -47,7 +48,10 @@ void check_file(const fs::path& path) {
   if (!probe) reject(path, "cannot open the file for reading");
 
   std::string head = file_signature(path);
-  if (head.rfind("PK\x03\x04", 0) == 0) return;
+  if (head.rfind("PK\x03\x04", 0) == 0) {
+    if (auto why = impossible_zip_sizes(path, size)) reject(path, *why);
+    return;
+  }
   if (!head.empty() && static_cast<unsigned char>(head[0]) == 0x80) {
     reject(path,
            "this is a legacy pickle checkpoint (torch.save), not a TorchScript archive; export the "

@@ -4,12 +4,14 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <iterator>
 
 #include <ATen/ATen.h>
 #include <opencv2/imgcodecs.hpp>
 
 #include "fixtures.h"
 #include "image_header.h"
+#include "torchship/archive.h"
 #include "torchship/error.h"
 #include "torchship/image.h"
 #include "torchship/limits.h"
@@ -381,6 +383,34 @@ TEST(ImageHeader, AmbiguousHeadersAreMeasuredAsTheDecoderReadsThem) {
   EXPECT_EQ(refused(jpeg),
             "upload is a JPEG image of 30000 x 30000 pixels (900000000), more than the limit of "
             "120000000 (--max-image-pixels)");
+}
+
+// libtorch's reader allocates a record's size as the zip's directory states it, in its
+// constructor: a 2 kB archive claiming a 4 GB "version" record is refused before that.
+TEST(Archive, ForgedRecordSizesAreRefusedBeforeTheReaderAllocates) {
+  std::ifstream in(testing::fixture("plain.pt"), std::ios::binary);
+  std::string zip((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t entry = zip.find(std::string("PK\x01\x02", 4));
+  std::string name;
+  while (entry != std::string::npos) {
+    size_t name_size = static_cast<uint8_t>(zip[entry + 28]) | static_cast<uint8_t>(zip[entry + 29])
+                                                                   << 8;
+    name = zip.substr(entry + 46, name_size);
+    if (name.size() >= 8 && name.compare(name.size() - 8, 8, "/version") == 0) break;
+    entry = zip.find(std::string("PK\x01\x02", 4), entry + 4);
+  }
+  ASSERT_NE(entry, std::string::npos);
+  put_little(zip, entry + 24, 0xFFFFFFFE, 4);  // the uncompressed size
+  auto path = std::filesystem::temp_directory_path() / "torchship_test_forged.pt";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(zip.data(), static_cast<std::streamsize>(zip.size()));
+  }
+  EXPECT_EQ(error_message([&] { Archive::open(path); }),
+            "cannot load " + path.string() + ": the zip's directory says record " + name +
+                " is 4294967294 bytes, more than the " + std::to_string(zip.size()) +
+                "-byte archive can hold (a forged or corrupt zip)");
+  std::filesystem::remove(path);
 }
 
 TEST(Npy, BoolDataHoldsOnlyZerosAndOnes) {
