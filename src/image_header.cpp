@@ -261,7 +261,7 @@ std::optional<Size> hdr_size(const Bytes& b) {
 }
 
 std::optional<Size> j2k_size(const Bytes& b, size_t start) {  // codestream: SOC, then SIZ
-  if (!b.has(start + 20, 8) || b.big(start, 4) != 0xFF4FFF51) return std::nullopt;
+  if (!b.has(start, 24) || b.big(start, 4) != 0xFF4FFF51) return std::nullopt;
   int64_t width = static_cast<int64_t>(b.big(start + 8, 4)) - b.big(start + 16, 4);
   int64_t height = static_cast<int64_t>(b.big(start + 12, 4)) - b.big(start + 20, 4);
   return Size{width, height};

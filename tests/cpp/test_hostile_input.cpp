@@ -325,9 +325,9 @@ TEST(ImageHeader, DecompressionBombsAreRefusedBeforeDecoding) {
       "jp2h"
       "\0\0\0\x16"
       "ihdr\0\0\0\x01\0\0\0\x01\0\x03\x07\x07\0\0"
-      "\0\0\0\x24"
+      "\0\0\0\x20"
       "jp2c\xff\x4f\xff\x51\0\x29\0\0\0\0\x75\x30\0\0\x75\x30\0\0\0\0\0\0\0\0",
-      12 + 20 + 8 + 22 + 36);
+      12 + 20 + 8 + 22 + 32);
   EXPECT_EQ(error_message([&] { decode_image_bytes(jp2, {}, "upload"); }),
             "upload is a JPEG 2000 image of 30000 x 30000 pixels (900000000), more than the "
             "limit of 120000000 (--max-image-pixels)");
