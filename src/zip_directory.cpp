@@ -37,6 +37,9 @@ std::optional<std::string> impossible_zip_sizes(const std::filesystem::path& pat
   std::string tail = read_range(in, file_size - tail_size, tail_size);
   auto end = tail.rfind(std::string_view("PK\x05\x06", 4));
   if (end == std::string::npos || end + kEndRecordSize > tail.size()) return std::nullopt;
+  // The directory runs from its offset to the end record: miniz does not trust the size field
+  // either, so a forged one must not hide the entries from this check.
+  uint64_t directory_end = file_size - tail_size + end;
   uint64_t entries = little(tail, end + 10, 2);
   uint64_t directory_size = little(tail, end + 12, 4);
   uint64_t directory_offset = little(tail, end + 16, 4);
@@ -52,13 +55,11 @@ std::optional<std::string> impossible_zip_sizes(const std::filesystem::path& pat
       return std::nullopt;
     }
     entries = little(record, 32, 8);
-    directory_size = little(record, 40, 8);
     directory_offset = little(record, 48, 8);
+    directory_end = zip64_end;
   }
-  if (directory_offset > file_size || directory_size > file_size - directory_offset) {
-    return std::nullopt;  // the reader reports a corrupt zip
-  }
-  std::string directory = read_range(in, directory_offset, directory_size);
+  if (directory_offset >= directory_end) return std::nullopt;  // the reader reports it corrupt
+  std::string directory = read_range(in, directory_offset, directory_end - directory_offset);
   size_t at = 0;
   for (uint64_t i = 0; i < entries && at + 46 <= directory.size(); ++i) {
     if (directory.compare(at, 4, std::string_view("PK\x01\x02", 4)) != 0) return std::nullopt;
