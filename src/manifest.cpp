@@ -198,11 +198,12 @@ Manifest Manifest::parse(const std::string& json_text) {
     throw bad_model(std::string("invalid manifest: ") + e.what());
   }
   if (root.is_discarded()) {
-    // Parse again for nlohmann's account of where it breaks (the document is not deep).
+    // Parse again for nlohmann's account of where it breaks (the document is not deep); a
+    // number too large for a double is its out_of_range, not a parse_error.
     std::string why = "not valid JSON";
     try {
       json discarded = json::parse(json_text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       why = e.what();
     }
     throw bad_model("invalid manifest: torchship.json is not valid JSON (" + why + ")");
