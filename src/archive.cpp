@@ -23,6 +23,8 @@ struct Archive::Reader {
 namespace {
 
 constexpr const char* kExtraPrefix = "extra/";
+constexpr const char* kPackageFolder = "torchship/";  // a .pt2's binary torchship files
+constexpr const char* kAotiModelPrefix = "data/aotinductor/model/";
 
 // The first bytes tell a zip from a legacy pickle checkpoint or anything else.
 std::string file_signature(const fs::path& path) {
@@ -40,7 +42,9 @@ void check_file(const fs::path& path) {
   std::error_code ec;
   auto status = fs::status(path, ec);
   if (ec || !fs::exists(status)) reject(path, "no such file");
-  if (fs::is_directory(status)) reject(path, "is a directory, expected a .pt archive file");
+  if (fs::is_directory(status)) {
+    reject(path, "is a directory, expected a .pt archive or a .pt2 package file");
+  }
   auto size = fs::file_size(path, ec);
   if (ec) reject(path, "cannot read the file (" + ec.message() + ")");
   if (size == 0) reject(path, "the file is empty, expected a TorchScript archive");
@@ -79,26 +83,38 @@ Archive Archive::open(const fs::path& path) {
     reject(path, "this zip is not a TorchScript archive (it was not written by torch.jit.save)");
   }
 
-  std::vector<std::string> records;
   try {
-    records = archive.reader_->zip.getAllRecords();
+    archive.records_ = archive.reader_->zip.getAllRecords();
   } catch (const c10::Error&) {
     reject(path, "the zip is truncated or corrupt");
   }
   bool has_code = false;
   bool has_constants = false;
-  for (const auto& record : records) {
+  bool has_compiled_model = false;
+  for (const auto& record : archive.records_) {
     if (record.rfind("code/", 0) == 0) has_code = true;
     if (record == "constants.pkl") has_constants = true;
+    if (record.rfind(kAotiModelPrefix, 0) == 0) has_compiled_model = true;
+  }
+  if (has_compiled_model && !has_code) archive.format_ = ModelFormat::AOTInductor;
+  for (const auto& record : archive.records_) {
     if (record.rfind(kExtraPrefix, 0) == 0) {
       archive.extra_files_.push_back(record.substr(std::char_traits<char>::length(kExtraPrefix)));
+    } else if (archive.format_ == ModelFormat::AOTInductor &&
+               record.rfind(kPackageFolder, 0) == 0) {
+      archive.extra_files_.push_back(record);
     }
   }
-  if (!has_code || !has_constants) {
+  if (archive.format_ == ModelFormat::TorchScript && (!has_code || !has_constants)) {
     bool is_checkpoint = archive.reader_->zip.hasRecord("data.pkl");
     reject(path, is_checkpoint
                      ? "this zip is a torch.save checkpoint, not a TorchScript module; export the "
                        "model with torchship.export or torch.jit.save"
+                 : archive.reader_->zip.hasRecord("archive_format")
+                     ? "this .pt2 package holds no AOTInductor model (no "
+                       "data/aotinductor/model/); torchship runs packages written by "
+                       "torchship.export(format=\"aoti\") or "
+                       "torch._inductor.aoti_compile_and_package"
                      : "this zip is not a TorchScript archive (no code/ or constants.pkl)");
   }
 
@@ -112,8 +128,21 @@ Archive Archive::open(const fs::path& path) {
   return archive;
 }
 
+const char* format_name(ModelFormat format) {
+  return format == ModelFormat::AOTInductor ? "AOTInductor" : "TorchScript";
+}
+
 std::optional<std::string> Archive::read_extra(const std::string& name) const {
-  std::string record = kExtraPrefix + name;
+  bool in_package_folder =
+      format_ == ModelFormat::AOTInductor && name.rfind(kPackageFolder, 0) == 0;
+  return read_record(in_package_folder ? name : kExtraPrefix + name);
+}
+
+std::optional<std::string> Archive::read_record(const std::string& record) const {
+  // Messages name an extra file as torchship writes it ("torchship.json").
+  std::string name = record.rfind(kExtraPrefix, 0) == 0
+                         ? record.substr(std::char_traits<char>::length(kExtraPrefix))
+                         : record;
   std::lock_guard<std::mutex> lock(reader_->mutex);
   try {
     if (!reader_->zip.hasRecord(record)) return std::nullopt;

@@ -8,6 +8,7 @@
 #include "torchship/error.h"
 #include "torchship/limits.h"
 #include "torchship/tensor_io.h"
+#include "torchship/value_tree.h"
 
 namespace torchship {
 namespace {
@@ -33,7 +34,7 @@ class Comparer {
         return;
       }
       for (size_t i = 0; i < items.size(); ++i) {
-        compare(items[i], expected[i], path + "[" + std::to_string(i) + "]", leaves);
+        compare(items[i], expected[i], path + index_step(i), leaves);
       }
     } else if (expected.is_object()) {
       json actual_tree = actual.isGenericDict() || actual.isTuple() ? shallow_keys(actual) : json();
@@ -73,12 +74,9 @@ class Comparer {
   static json shallow_keys(const c10::IValue& value) {
     json keys = json::object();
     if (value.isGenericDict()) {
-      for (const auto& entry : value.toGenericDict()) {
-        const auto& key = entry.key();
-        keys[key.isString() ? key.toStringRef() : std::to_string(key.toInt())] = true;
-      }
-    } else if (auto names = value.type()->expect<c10::TupleType>()->names()) {
-      for (const auto& name : *names) keys[std::string(name.data(), name.size())] = true;
+      for (const auto& entry : value.toGenericDict()) keys[key_text(entry.key())] = true;
+    } else {
+      for (const auto& name : field_names(value)) keys[name] = true;
     }
     return keys;
   }
@@ -86,19 +84,13 @@ class Comparer {
   static c10::IValue field(const c10::IValue& value, const std::string& key) {
     if (value.isGenericDict()) {
       for (const auto& entry : value.toGenericDict()) {
-        const auto& k = entry.key();
-        if ((k.isString() && k.toStringRef() == key) ||
-            (k.isInt() && std::to_string(k.toInt()) == key)) {
-          return entry.value();
-        }
+        if (key_text(entry.key()) == key) return entry.value();
       }
       return c10::IValue();
     }
-    auto names = value.type()->expect<c10::TupleType>()->names();
-    for (size_t i = 0; names && i < names->size(); ++i) {
-      if (std::string((*names)[i].data(), (*names)[i].size()) == key) {
-        return value.toTupleRef().elements()[i];
-      }
+    auto names = field_names(value);
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == key) return value.toTupleRef().elements()[i];
     }
     return c10::IValue();
   }

@@ -233,11 +233,18 @@ Manifest Manifest::parse(const std::string& json_text) {
   }
   if (const json* exported = reader.child("export")) {
     FieldReader export_reader(*exported, "export");
+    manifest.exported.format = export_reader.get<std::string>("format", "");
     manifest.exported.method = export_reader.get<std::string>("method", "");
     manifest.exported.torch_version = export_reader.get<std::string>("torch_version", "");
     manifest.exported.torchship_version = export_reader.get<std::string>("torchship_version", "");
     manifest.exported.created = export_reader.get<std::string>("created", "");
     manifest.exported.quantized_engine = export_reader.get<std::string>("quantized_engine", "");
+    if (const json* cpu = export_reader.child("cpu")) {
+      FieldReader cpu_reader(*cpu, "export.cpu");
+      manifest.exported.cpu.target = cpu_reader.get<std::string>("target", "");
+      manifest.exported.cpu.vec_isa = cpu_reader.get<std::string>("vec_isa", "");
+      manifest.exported.cpu.features = cpu_reader.get<std::vector<std::string>>("features", {});
+    }
   }
   manifest.source = json_text;
   return manifest;

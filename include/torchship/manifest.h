@@ -42,12 +42,21 @@ struct TensorSpec {
   std::string kind;  // free-form role of an output: "logits", "probabilities", "labels", ...
 };
 
+// The CPU a compiled (AOTInductor) package was built for.
+struct CpuTarget {
+  std::string target;                 // "native" (the exporting CPU) or "x86-64-v3", ...
+  std::string vec_isa;                // AOTInductor's vector ISA: "avx512", "avx2", ...
+  std::vector<std::string> features;  // what its code may use, as /proc/cpuinfo names them
+};
+
 struct ExportInfo {
-  std::string method;  // trace, script or hybrid
+  std::string format;  // "torchscript" or "aoti"; empty in archives from before AOTInductor
+  std::string method;  // trace, script or hybrid; torch.export for AOTInductor packages
   std::string torch_version;
   std::string torchship_version;
   std::string created;           // ISO 8601 UTC
   std::string quantized_engine;  // int8 only: the kernel library it was quantized for
+  CpuTarget cpu;                 // AOTInductor packages only
 };
 
 struct Manifest {

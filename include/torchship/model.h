@@ -16,24 +16,18 @@
 
 namespace torchship {
 
+// Per-model options. Settings libtorch keeps per process (threads, TorchScript's executor) are
+// configured once with configure_runtime() (runtime.h).
 struct LoadOptions {
   std::string device = "cpu";  // "cpu", "cuda", "cuda:1", ... (torch::Device syntax)
-  int threads = 0;             // intra-op threads for this process; 0 keeps libtorch's default
-  int interop_threads = 0;     // inter-op threads; settable once per process; 0 keeps default
-  // Freeze the module and run torch.jit.optimize_for_inference (conv-bn folding, oneDNN
-  // layouts), and keep the result only if it reproduces the archive's golden vectors within
-  // their tolerance. Otherwise (no golden vectors, does not freeze, results change) the model
-  // runs as stored and notes() says why.
+  // TorchScript: freeze the module and run torch.jit.optimize_for_inference (conv-bn folding,
+  // oneDNN layouts), and keep the result only if it reproduces the archive's golden vectors
+  // within their tolerance. Otherwise (no golden vectors, does not freeze, results change) the
+  // model runs as stored and notes() says why. AOTInductor packages are compiled already.
   bool optimize = true;
   // Forward runs on the archive's first golden case right after loading, so that the first
   // real request does not pay for the executor's profiling and optimization.
   int warmup_runs = 2;
-  // TorchScript's profiling executor re-specializes the graph for every new input shape (the
-  // first call at each batch size is slow); false selects the legacy executor, process-wide.
-  bool profiling_executor = true;
-  // TorchScript's graph optimization passes (fusion, specialization), process-wide. They pay
-  // back over many calls; a process that runs one forward and exits is faster without them.
-  bool graph_optimizations = true;
   // Custom-operator libraries to load before the archive (.so / .dll). torchvision's operator
   // library is found and loaded automatically when an archive needs torchvision::* operators.
   std::vector<std::filesystem::path> extensions;
@@ -48,20 +42,8 @@ struct LoadOptions {
     optimize = value;
     return *this;
   }
-  LoadOptions& with_profiling_executor(bool value) {
-    profiling_executor = value;
-    return *this;
-  }
-  LoadOptions& with_graph_optimizations(bool value) {
-    graph_optimizations = value;
-    return *this;
-  }
   LoadOptions& with_warmup(int runs) {
     warmup_runs = runs;
-    return *this;
-  }
-  LoadOptions& with_interop_threads(int value) {
-    interop_threads = value;
     return *this;
   }
   LoadOptions& with_golden_check(bool value = true) {
@@ -70,10 +52,6 @@ struct LoadOptions {
   }
   LoadOptions& with_device(std::string value) {
     device = std::move(value);
-    return *this;
-  }
-  LoadOptions& with_threads(int value) {
-    threads = value;
     return *this;
   }
   LoadOptions& with_max_image_pixels(int64_t pixels) {
@@ -86,7 +64,7 @@ struct LoadOptions {
   }
 };
 
-// One argument of the forward schema, as TorchScript declares it.
+// One argument of forward, in TorchScript's type vocabulary (both formats use it).
 struct Argument {
   std::string name;
   c10::TypePtr type;
@@ -118,22 +96,24 @@ class Model {
   // device, switches it to eval mode. Throws Error (BadModel, BadInput, Unsupported).
   static Model load(const std::filesystem::path& path, const LoadOptions& options = {});
 
+  ModelFormat format() const;  // TorchScript or AOTInductor: which backend runs it
   const Archive& archive() const;
   const std::optional<Manifest>& manifest() const;
   c10::Device device() const;
   // forward's arguments, `self` excluded.
   const std::vector<Argument>& inputs() const;
   const c10::TypePtr& output_type() const;
-  // forward's signature as TorchScript prints it: "forward(Tensor image) -> Tensor".
+  // forward's signature: "forward(image: Tensor) -> Tensor".
   std::string signature() const;
-  ModelSummary summary() const;  // of the module as stored, before any optimization
+  ModelSummary summary() const;  // of the model as stored, before any optimization
   bool optimized() const;
   // What load decided and the caller may want to know ("not optimized: ...").
   const std::vector<std::string>& notes() const;
 
-  // Runs forward under c10::InferenceMode. Inputs are checked against the schema and the
+  // Runs forward under c10::InferenceMode. Inputs are checked against the signature and the
   // manifest (count, type, dtype, rank) and moved to the model's device; tensors in the result
-  // stay on that device. Throws Error(BadInput) for inputs that do not fit.
+  // stay on that device. Throws Error(BadInput) for inputs that do not fit or that the model
+  // rejects, Error(Internal) when the model fails on an input its manifest pins down.
   c10::IValue forward(std::vector<c10::IValue> inputs) const;
   // Throws Error(BadInput) unless forward takes `count` inputs (arguments with defaults may be
   // left out).
@@ -165,8 +145,6 @@ class Model {
   std::vector<std::vector<Prediction>> top_k_rows(const c10::IValue& output, int k) const;
   Segmentation segment(const std::filesystem::path& image) const;
   Segmentation segment(const at::Tensor& hwc_rgb) const;
-
-  torch::jit::Module& module() const;
 
  private:
   struct Impl;

@@ -11,6 +11,8 @@
 #include "torchship/manifest.h"
 #include "torchship/memory.h"
 #include "torchship/model.h"
+#include "torchship/runtime.h"
 #include "torchship/tensor_io.h"
+#include "torchship/value_tree.h"
 #include "torchship/version.h"
 #include "torchship/warnings.h"

@@ -5,6 +5,7 @@
 
 #include "torchship/error.h"
 #include "torchship/tensor_io.h"
+#include "torchship/value_tree.h"
 
 namespace torchship::serving {
 namespace {
@@ -25,37 +26,19 @@ bool same_item_shape(const std::vector<c10::IValue>& a, const std::vector<c10::I
 
 // Rows [start, start + count) of every tensor in `value`, keeping its structure.
 c10::IValue rows_of(const c10::IValue& value, int64_t start, int64_t count, int64_t total) {
-  if (value.isTensor()) {
-    const at::Tensor& tensor = value.toTensor();
-    if (tensor.dim() == 0 || tensor.size(0) != total) {
+  return map_leaves(value, [&](const c10::IValue& leaf) -> c10::IValue {
+    if (!leaf.isTensor()) {
       throw bad_model("a batched forward returned " + describe(value) +
+                      ", which cannot be split among the requests");
+    }
+    const at::Tensor& tensor = leaf.toTensor();
+    if (tensor.dim() == 0 || tensor.size(0) != total) {
+      throw bad_model("a batched forward returned " + describe(leaf) +
                       ", which has no first dimension of " + std::to_string(total) +
                       " rows to split among the requests");
     }
     return tensor.narrow(0, start, count).clone();
-  }
-  if (value.isTuple()) {
-    std::vector<c10::IValue> items;
-    for (const auto& item : value.toTupleRef().elements()) {
-      items.push_back(rows_of(item, start, count, total));
-    }
-    return c10::ivalue::Tuple::create(std::move(items));
-  }
-  if (value.isList()) {
-    c10::impl::GenericList list(value.toList().elementType());
-    for (const auto& item : value.toList()) list.push_back(rows_of(item, start, count, total));
-    return list;
-  }
-  if (value.isGenericDict()) {
-    auto source = value.toGenericDict();
-    c10::impl::GenericDict dict(source.keyType(), source.valueType());
-    for (const auto& entry : source) {
-      dict.insert(entry.key(), rows_of(entry.value(), start, count, total));
-    }
-    return dict;
-  }
-  throw bad_model("a batched forward returned " + describe(value) +
-                  ", which cannot be split among the requests");
+  });
 }
 
 }  // namespace

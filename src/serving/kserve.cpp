@@ -8,6 +8,7 @@
 #include "torchship/error.h"
 #include "torchship/limits.h"
 #include "torchship/tensor_io.h"
+#include "torchship/value_tree.h"
 
 namespace torchship::serving {
 namespace {
@@ -41,46 +42,6 @@ at::Tensor tensor_from_bytes(const json& input, const std::string& where, std::s
   at::Tensor tensor = at::empty(header.shape, at::TensorOptions().dtype(header.type));
   if (expected > 0) std::memcpy(tensor.data_ptr(), bytes.data(), expected);
   return tensor;
-}
-
-// The elements of a tuple or list output.
-std::vector<c10::IValue> elements_of(const c10::IValue& value) {
-  if (value.isTuple()) return value.toTupleRef().elements().vec();
-  std::vector<c10::IValue> elements;
-  for (const auto& item : value.toList()) elements.push_back(item);
-  return elements;
-}
-
-std::string key_text(const c10::IValue& key) {
-  return key.isString() ? key.toStringRef() : c10::str(key);
-}
-
-void name_leaves(const c10::IValue& value, const std::string& name, std::vector<NamedTensor>& out) {
-  if (value.isTensor()) {
-    out.push_back({name, value.toTensor()});
-  } else if (value.isTuple() || value.isList()) {
-    auto elements = elements_of(value);
-    for (size_t i = 0; i < elements.size(); ++i) {
-      name_leaves(elements[i], name + "_" + std::to_string(i), out);
-    }
-  } else if (value.isGenericDict()) {
-    for (const auto& entry : value.toGenericDict()) {
-      name_leaves(entry.value(), name + "." + key_text(entry.key()), out);
-    }
-  } else if (value.isInt() || value.isDouble() || value.isBool()) {
-    out.push_back({name, at::scalar_to_tensor(value.toScalar())});
-  } else if (!value.isNone()) {
-    throw bad_model("output " + name + " is " + describe(value) +
-                    ", which the KServe protocol cannot carry (tensors only)");
-  }
-}
-
-std::string manifest_output_name(const Manifest* manifest, size_t index,
-                                 const std::string& fallback) {
-  if (manifest && index < manifest->outputs.size() && !manifest->outputs[index].name.empty()) {
-    return manifest->outputs[index].name;
-  }
-  return fallback;
 }
 
 json spec_json(const std::string& name, const TensorSpec* spec) {
@@ -207,18 +168,15 @@ std::vector<c10::IValue> forward_arguments(const Model& model, std::vector<Named
 
 std::vector<NamedTensor> named_outputs(const c10::IValue& output, const Manifest* manifest) {
   std::vector<NamedTensor> out;
-  if (output.isTuple() || output.isList()) {
-    auto elements = elements_of(output);
-    for (size_t i = 0; i < elements.size(); ++i) {
-      name_leaves(elements[i], manifest_output_name(manifest, i, "output_" + std::to_string(i)),
-                  out);
+  for (const auto& leaf : output_leaves(output, manifest)) {
+    if (leaf.value.isTensor()) {
+      out.push_back({leaf.path, leaf.value.toTensor()});
+    } else if (leaf.value.isInt() || leaf.value.isDouble() || leaf.value.isBool()) {
+      out.push_back({leaf.path, at::scalar_to_tensor(leaf.value.toScalar())});
+    } else if (!leaf.value.isNone()) {
+      throw bad_model("output " + leaf.path + " is " + describe(leaf.value) +
+                      ", which the KServe protocol cannot carry (tensors only)");
     }
-  } else if (output.isGenericDict()) {
-    for (const auto& entry : output.toGenericDict()) {
-      name_leaves(entry.value(), key_text(entry.key()), out);
-    }
-  } else {
-    name_leaves(output, manifest_output_name(manifest, 0, "output"), out);
   }
   return out;
 }

@@ -124,8 +124,8 @@ TEST(KServe, NamesOutputsFromTheManifestAndTheStructure) {
   list.push_back(dict);
   auto detections = named_outputs(list, nullptr);
   ASSERT_EQ(detections.size(), 2u);
-  EXPECT_EQ(detections[0].name, "output_0.boxes");
-  EXPECT_EQ(detections[1].name, "output_0.scores");
+  EXPECT_EQ(detections[0].name, "output[0].boxes");
+  EXPECT_EQ(detections[1].name, "output[0].scores");
   EXPECT_EQ(named_outputs(at::zeros({2}), nullptr)[0].name, "output");
 }
 

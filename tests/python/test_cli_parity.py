@@ -190,4 +190,4 @@ def test_run_summary_names_leaves_by_path(run):
     lines = result.stdout.splitlines()
     assert lines[0] == "output: list(1)"
     assert [line.split(":")[0].strip() for line in lines[1:]] == [
-        "[0].boxes", "[0].scores", "[0].labels"]
+        "output[0].boxes", "output[0].scores", "output[0].labels"]

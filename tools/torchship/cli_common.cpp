@@ -8,7 +8,8 @@ namespace torchship::cli {
 void add_model_options(CLI::App& command, ModelOptions& options) {
   command
       .add_option("MODEL", options.path,
-                  "archive (.pt) written by torchship.export or torch.jit.save")
+                  "archive (.pt, TorchScript) or package (.pt2, AOTInductor) written by "
+                  "torchship.export, torch.jit.save or torch._inductor.aoti_compile_and_package")
       ->required();
   command.add_option("--device", options.device, "cpu, cuda or cuda:N")->capture_default_str();
   command.add_option("--threads", options.threads, "intra-op threads (0: libtorch's default)")
@@ -41,13 +42,14 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
 
 Model load_model(const ModelOptions& options, size_t expected_forwards) {
   bool optimize = options.optimize || (!options.no_optimize && expected_forwards > 1);
+  configure_runtime(RuntimeOptions()
+                        .with_threads(options.threads)
+                        .with_interop_threads(options.interop_threads)
+                        .with_profiling_executor(!options.no_profiling)
+                        .with_graph_optimizations(options.optimize || expected_forwards > 1));
   LoadOptions load;
   load.with_device(options.device)
-      .with_threads(options.threads)
-      .with_interop_threads(options.interop_threads)
       .with_optimize(optimize)
-      .with_profiling_executor(!options.no_profiling)
-      .with_graph_optimizations(options.optimize || expected_forwards > 1)
       .with_warmup(options.warmup)
       .with_max_image_pixels(options.max_image_pixels);
   for (const auto& library : options.extensions) load.with_extension(library);

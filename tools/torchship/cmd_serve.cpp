@@ -44,9 +44,9 @@ int run_serve(ServeOptions& options) {
   if (options.server.api_key.empty()) {
     if (const char* key = std::getenv("TORCHSHIP_API_KEY")) options.server.api_key = key;
   }
-  options.server.load.with_threads(options.threads)
-      .with_interop_threads(options.interop_threads)
-      .with_optimize(!options.no_optimize)
+  configure_runtime(
+      RuntimeOptions().with_threads(options.threads).with_interop_threads(options.interop_threads));
+  options.server.load.with_optimize(!options.no_optimize)
       .with_warmup(options.warmup)
       .with_max_image_pixels(options.max_image_pixels);
   serving::Server server(options.server);

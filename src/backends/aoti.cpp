@@ -1,0 +1,250 @@
+// The AOTInductor backend: .pt2 packages written by torch.export + AOTInductor
+// (torchship.export(format="aoti"), or torch._inductor.aoti_compile_and_package).
+#include "backends/backend.h"
+#include "torch_compat.h"
+#include "torchship/error.h"
+
+#if TORCHSHIP_TORCH_AT_LEAST(2, 6) && \
+    __has_include(<torch/csrc/inductor/aoti_package/model_package_loader.h>)
+#define TORCHSHIP_HAVE_AOTI 1
+#endif
+
+#ifdef TORCHSHIP_HAVE_AOTI
+#include <cstdlib>
+#include <map>
+#include <sstream>
+
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+
+#include "backends/tree_spec.h"
+#include "cpu_features.h"
+#include "torchship/limits.h"
+#endif
+
+namespace torchship::backends {
+
+#ifndef TORCHSHIP_HAVE_AOTI
+
+std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device&) {
+  throw unsupported("cannot load " + archive.path().string() +
+                    ": it is an AOTInductor package (.pt2), and this torchship was built against "
+                    "libtorch " +
+                    compat::libtorch_version() +
+                    ", which has no AOTInductor runtime (2.6 or newer has); run it with a "
+                    "torchship built against PyTorch 2.x, or export the model as TorchScript");
+}
+
+#else
+
+namespace {
+
+constexpr const char* kModelFolder = "data/aotinductor/model/";
+
+// What AOTInductor recorded about the compiled code (AOTI_DEVICE_KEY, AOTI_CPU_ISA, ...), read
+// from the package without loading its library.
+std::map<std::string, std::string> compiled_metadata(const Archive& archive) {
+  std::map<std::string, std::string> metadata;
+  for (const auto& record : archive.records()) {
+    if (record.rfind(kModelFolder, 0) != 0) continue;
+    if (record.size() < 13 || record.compare(record.size() - 13, 13, "metadata.json") != 0) {
+      continue;
+    }
+    auto text = archive.read_record(record);
+    if (!text) continue;
+    auto document = parse_json(*text, record);
+    if (!document.is_object() || !document.contains("AOTI_DEVICE_KEY")) continue;
+    for (const auto& [key, value] : document.items()) {
+      if (value.is_string()) metadata[key] = value.get<std::string>();
+    }
+    return metadata;
+  }
+  return metadata;
+}
+
+// The CPU features AOTInductor's vector ISA needs, for packages without torchship's manifest.
+std::vector<std::string> features_of_vec_isa(const std::string& isa) {
+  std::vector<std::string> features;
+  std::istringstream words(isa);
+  for (std::string word; words >> word;) {
+    if (word == "avx2") features.insert(features.end(), {"avx2", "fma"});
+    if (word == "avx512") {
+      features.insert(features.end(), {"avx512f", "avx512bw", "avx512dq", "avx512vl"});
+    }
+    if (word == "avx512_vnni" || word == "amx_tile") features.push_back(word);
+  }
+  return features;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string text;
+  for (const auto& item : items) text += (text.empty() ? "" : ", ") + item;
+  return text;
+}
+
+std::string this_machine() {
+#if defined(__linux__)
+  std::string platform = "linux";
+#elif defined(_WIN32)
+  std::string platform = "win32";
+#else
+  std::string platform = "other";
+#endif
+#if defined(__x86_64__) || defined(_M_X64)
+  return platform + "/x86_64";
+#elif defined(__aarch64__)
+  return platform + "/aarch64";
+#else
+  return platform + "/other";
+#endif
+}
+
+// Refuses, in one line, a package this machine cannot run: another platform or device, or
+// instructions this CPU lacks (running them would end the process with SIGILL).
+void check_runnable(const Archive& archive, const std::map<std::string, std::string>& metadata,
+                    const c10::Device& device) {
+  const std::string path = archive.path().string();
+  auto value = [&](const char* key) {
+    auto it = metadata.find(key);
+    return it == metadata.end() ? std::string() : it->second;
+  };
+  std::string compiled_on = value("AOTI_PLATFORM") + "/" + value("AOTI_MACHINE");
+  if (compiled_on != "/" && compiled_on != this_machine()) {
+    throw unsupported("cannot load " + path + ": the package was compiled for " + compiled_on +
+                      ", this machine is " + this_machine() + "; export it on (or for) this one");
+  }
+  std::string device_key = value("AOTI_DEVICE_KEY");
+  std::string wanted = device.is_cuda() ? "cuda" : "cpu";
+  if (!device_key.empty() && device_key != wanted) {
+    throw unsupported("cannot load " + path + ": the package was compiled for " + device_key +
+                      ", not " + wanted + "; run it with --device " + device_key +
+                      ", or export it again on " + wanted);
+  }
+  if (!device.is_cpu()) return;
+  const auto& manifest = archive.manifest();
+  bool recorded = manifest && !manifest->exported.cpu.target.empty();
+  std::vector<std::string> required =
+      recorded ? manifest->exported.cpu.features : features_of_vec_isa(value("AOTI_CPU_ISA"));
+  auto missing = missing_cpu_features(required);
+  if (missing.empty()) return;
+  std::string target = recorded ? manifest->exported.cpu.target : "native";
+  throw unsupported("cannot load " + path + ": the package was compiled for a CPU with " +
+                    joined(missing) + " (target " + target +
+                    "), which this CPU lacks; running it would crash (illegal instruction); "
+                    "export it again with cpu_target=\"x86-64-v3\" (AVX2) or \"x86-64-v2\" for "
+                    "older CPUs");
+}
+
+// Argument names: the manifest's, else input_0, input_1, ...
+Signature signature_of(const TreeSpec& inputs, const TreeSpec& outputs,
+                       const std::optional<Manifest>& manifest, const std::string& path) {
+  // The call spec's inputs are (args, kwargs); keyword arguments follow the positional ones.
+  if (inputs.kind != TreeSpec::Kind::Tuple || inputs.children.size() != 2 ||
+      inputs.children[0].kind != TreeSpec::Kind::Tuple ||
+      inputs.children[1].kind != TreeSpec::Kind::Dict) {
+    throw bad_model("cannot load " + path + ": its input spec is not (args, kwargs)");
+  }
+  Signature signature;
+  const auto& args = inputs.children[0].children;
+  const auto& kwargs = inputs.children[1];
+  for (size_t i = 0; i < args.size(); ++i) {
+    bool named = manifest && i < manifest->inputs.size() && !manifest->inputs[i].name.empty();
+    signature.inputs.push_back(
+        {named ? manifest->inputs[i].name : "input_" + std::to_string(i), args[i].type(), false});
+  }
+  for (size_t i = 0; i < kwargs.keys.size(); ++i) {
+    std::string name = kwargs.keys[i].isString() ? kwargs.keys[i].toStringRef()
+                                                 : std::to_string(kwargs.keys[i].toInt());
+    signature.inputs.push_back({name, kwargs.children[i].type(), false});
+  }
+  signature.required_inputs = signature.inputs.size();
+  signature.output_type = outputs.type();
+  return signature;
+}
+
+class AotiBackend final : public Backend {
+ public:
+  AotiBackend(const Archive& archive, const c10::Device& device) {
+    const std::string path = archive.path().string();
+    check_runnable(archive, compiled_metadata(archive), device);
+    try {
+      compat::DiscardWarnings discard;
+      compat::WarningHandlerGuard quiet(&discard);
+      loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
+          path, "model", /*run_single_threaded=*/false, /*num_runners=*/1,
+          static_cast<c10::DeviceIndex>(device.is_cuda() ? std::max<int>(0, device.index()) : -1));
+    } catch (const std::exception& e) {
+      throw bad_model("cannot load " + path + ": " + error_text(e));
+    }
+    auto spec = loader_->get_call_spec();
+    if (spec.size() != 2) throw bad_model("cannot load " + path + ": it has no call spec");
+    inputs_ = parse_tree_spec(spec[0], path + "'s input spec");
+    outputs_ = parse_tree_spec(spec[1], path + "'s output spec");
+    signature_ = signature_of(inputs_, outputs_, archive.manifest(), path);
+    summary_.methods = {"forward"};
+    try {
+      for (const auto& [name, tensor] : loader_->get_runner()->extract_constants_map(false)) {
+        summary_.parameter_count += tensor.numel();
+        summary_.parameter_bytes += static_cast<int64_t>(tensor.nbytes());
+      }
+    } catch (const std::exception&) {
+      // Older runtimes cannot list constants; the summary then shows none.
+    }
+  }
+
+  ModelFormat format() const override { return ModelFormat::AOTInductor; }
+  const Signature& signature() const override { return signature_; }
+  ModelSummary summary() const override { return summary_; }
+
+  c10::IValue run(std::vector<c10::IValue> inputs) const override {
+    std::vector<at::Tensor> flat;
+    const auto& args = inputs_.children[0].children;
+    const auto& kwargs = inputs_.children[1].children;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const TreeSpec& spec = i < args.size() ? args[i] : kwargs[i - args.size()];
+      spec.flatten(inputs[i], "input '" + signature_.inputs[i].name + "'", flat);
+    }
+    // The compiled kernels index their inputs with the strides of the example inputs, which
+    // torch.export saw contiguous.
+    for (auto& tensor : flat) tensor = tensor.contiguous();
+    std::vector<at::Tensor> outputs = loader_->run(flat);
+    size_t next = 0;
+    c10::IValue result = outputs_.unflatten(outputs, next);
+    if (next != outputs.size()) {
+      throw bad_model("the compiled model returned " + std::to_string(outputs.size()) +
+                      " tensors, its output structure holds " + std::to_string(next));
+    }
+    return result;
+  }
+
+  RunFailure explain(const std::exception& error) const override {
+    RunFailure failure;
+    failure.why = error_text(error);
+    failure.out_of_memory = failure.why.find("out of memory") != std::string::npos;
+    return failure;
+  }
+
+  bool optimize(const std::function<std::string()>&, std::vector<std::string>& notes) override {
+    notes.push_back("compiled ahead of time by AOTInductor: nothing to optimize at load");
+    return false;
+  }
+
+ private:
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
+  TreeSpec inputs_, outputs_;
+  Signature signature_;
+  ModelSummary summary_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device& device) {
+  // Compiled code trusts its inputs' sizes, strides and dtypes unless this variable is set when
+  // it first runs (then each input is checked against the shapes it was compiled for): without
+  // it, a tensor of another size is read out of bounds. It stays on unless the user set it.
+  setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", /*overwrite=*/0);
+  return std::make_unique<AotiBackend>(archive, device);
+}
+
+#endif
+
+}  // namespace torchship::backends

@@ -1,0 +1,58 @@
+// The seam between torchship and the runtimes that execute a model: TorchScript's interpreter
+// and AOTInductor's compiled packages. Model (model.h) is a facade over one Backend plus the
+// archive's manifest; everything above it (checks, preprocessing, tasks, CLI, server) is written
+// once, against this interface.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "torchship/archive.h"
+#include "torchship/model.h"
+
+namespace torchship::backends {
+
+// What a forward takes and returns, in TorchScript's type vocabulary (both backends describe
+// their I/O with it: tensors, lists, tuples, named tuples, dicts).
+struct Signature {
+  std::vector<Argument> inputs;
+  size_t required_inputs = 0;  // the first ones; the rest have defaults
+  c10::TypePtr output_type;
+};
+
+// How a failed forward reads: one line, and whether it says the input's values were wrong.
+struct RunFailure {
+  std::string why;
+  bool blames_the_values = false;
+  bool out_of_memory = false;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual ModelFormat format() const = 0;
+  virtual const Signature& signature() const = 0;
+  virtual ModelSummary summary() const = 0;  // of the model as stored
+  // Runs the model on inputs the facade has checked and moved to the model's device.
+  virtual c10::IValue run(std::vector<c10::IValue> inputs) const = 0;
+  virtual RunFailure explain(const std::exception& error) const = 0;
+  // Replaces the model by a faster equivalent, keeping it only when `miss()` (the golden
+  // vectors rerun through the facade) returns "". Appends what happened to `notes`; returns
+  // whether the model now runs optimized.
+  virtual bool optimize(const std::function<std::string()>& miss,
+                        std::vector<std::string>& notes) = 0;
+};
+
+// A TorchScript archive (.pt) on `device`; custom-operator libraries it needs are loaded.
+std::unique_ptr<Backend> open_torchscript(const Archive& archive, const c10::Device& device);
+// An AOTInductor package (.pt2). In a build without AOTInductor (libtorch < 2.6) it throws
+// Error(Unsupported) saying why.
+std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device& device);
+
+// The first line of an exception's text, without libtorch's backtrace.
+std::string error_text(const std::exception& error);
+
+}  // namespace torchship::backends

@@ -1,0 +1,285 @@
+// The TorchScript backend: archives written by torch.jit.save (torchship.export's default).
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <tuple>
+
+#include <torch/csrc/jit/runtime/operator.h>
+
+#include "backends/backend.h"
+#include "torch_compat.h"
+#include "torchship/error.h"
+
+namespace torchship::backends {
+namespace {
+
+// The operator a failed load names ("torchvision::nms"), or "" when the failure is another.
+std::string missing_operator(const std::string& message) {
+  static const std::string kMarker = "Unknown builtin op: ";
+  auto at = message.find(kMarker);
+  if (at == std::string::npos) return "";
+  auto begin = at + kMarker.size();
+  auto end = message.find_first_of(".\n ", begin);
+  return message.substr(begin, end - begin);
+}
+
+std::string full_text(const std::exception& error) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&error);
+  return c10_error ? c10_error->what_without_backtrace() : error.what();
+}
+
+// The last line of a text, which in a TorchScript error says what happened.
+std::string last_line(const std::string& text) {
+  auto end = text.find_last_not_of("\n ");
+  if (end == std::string::npos) return "";
+  auto begin = text.rfind('\n', end);
+  return text.substr(begin == std::string::npos ? 0 : begin + 1,
+                     end - (begin == std::string::npos ? 0 : begin + 1) + 1);
+}
+
+// TorchScript errors carry the script traceback; the last line says what happened.
+std::string script_error_summary(const std::exception& error) {
+  std::string text = full_text(error);
+  if (text.find("Traceback of TorchScript") == std::string::npos) return error_text(error);
+  std::string last = last_line(text);
+  // "builtins.ValueError: message" -> "message"
+  auto colon = last.find(": ");
+  if (colon != std::string::npos && last.substr(0, colon).find("Error") != std::string::npos) {
+    last = last.substr(colon + 2);
+  }
+  return last;
+}
+
+// Whether a forward failure says that the input's values were wrong: libtorch's IndexError,
+// ValueError and TypeError (an index out of range, a value an operator does not take), or the
+// same raised by the model's own code (`raise ValueError(...)` in TorchScript).
+bool blames_the_values(const std::exception& error) {
+  if (dynamic_cast<const c10::IndexError*>(&error) ||
+      dynamic_cast<const c10::ValueError*>(&error) || dynamic_cast<const c10::TypeError*>(&error)) {
+    return true;
+  }
+  std::string last = last_line(full_text(error));
+  for (const char* kind : {"IndexError: ", "ValueError: ", "TypeError: "}) {
+    auto at = last.find(kind);
+    if (at != std::string::npos && (at == 0 || last.compare(0, at, "builtins.") == 0)) return true;
+  }
+  // The TorchScript interpreter reports ATen's IndexError as a RuntimeError: its words remain.
+  return last.find("index out of range") != std::string::npos ||
+         last.find("out of bounds for dimension") != std::string::npos;
+}
+
+// Whether `exported` ("2.14.1+cu130", as the manifest records torch.__version__) is a newer
+// release than the libtorch running here; false when it cannot tell.
+bool newer_than_this_libtorch(const std::string& exported) {
+  int major = 0, minor = 0, patch = 0;
+  if (std::sscanf(exported.c_str(), "%d.%d.%d", &major, &minor, &patch) < 2) return false;
+  return std::make_tuple(major, minor, patch) >
+         std::make_tuple(TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH);
+}
+
+// Whether any operator of namespace `ns` ("aten", "prim", "torchvision") is registered: an
+// unknown operator of a namespace libtorch itself fills comes from a newer libtorch, one of an
+// absent namespace from a library not loaded.
+bool namespace_registered(const std::string& ns) {
+  std::string prefix = ns + "::";
+  for (const auto& op : torch::jit::getAllOperators()) {
+    if (op->schema().name().rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
+// Why an archive from a newer torch does not load here, and what to do, for the messages below.
+std::string version_advice(const Archive& archive) {
+  std::string exported;
+  if (archive.manifest()) exported = archive.manifest()->exported.torch_version;
+  std::string here = compat::libtorch_version();
+  std::string from = exported.empty() ? "a newer torch" : "torch " + exported;
+  return "the archive was exported with " + from + "; run it with a torchship built against " +
+         (exported.empty() ? std::string("that libtorch") : "libtorch " + exported) +
+         ", or export it again with torch " + here;
+}
+
+torch::jit::Module load_module(const Archive& archive, const c10::Device& device) {
+  const std::string path = archive.path().string();
+  const std::string here = "this libtorch (" + compat::libtorch_version() + ")";
+  bool torchvision_tried = false;
+  while (true) {
+    try {
+      return torch::jit::load(path, device);
+    } catch (const std::exception& e) {  // c10::Error, or torch::jit::ErrorReport
+      std::string message = full_text(e);
+      std::string op = missing_operator(message);
+      if (op.empty()) {
+        auto start = message.find_first_not_of("\n ");
+        std::string why = message.substr(start == std::string::npos ? 0 : start);
+        why = why.substr(0, why.find('\n'));
+        const auto& manifest = archive.manifest();
+        if (manifest && newer_than_this_libtorch(manifest->exported.torch_version)) {
+          throw bad_model("cannot load " + path + ": " + here + " cannot read it (" + why + "); " +
+                          version_advice(archive));
+        }
+        throw bad_model("cannot load " + path + ": " + why);
+      }
+      std::string ns = op.substr(0, op.find("::"));
+      if (ns == "torchvision" && !torchvision_tried) {
+        torchvision_tried = true;
+        if (auto library = find_torchvision_ops()) {
+          load_extension(*library);
+          continue;
+        }
+      }
+      if (ns != "torchvision" && namespace_registered(ns)) {
+        throw bad_model("cannot load " + path + ": the model calls operator " + op + ", which " +
+                        here + " does not have; " + version_advice(archive));
+      }
+      std::string provider =
+          ns == "torchvision"
+              ? "torchvision's operator library (the torchvision built for this libtorch: "
+                "python3-torchvision for Debian's, the wheel's torchvision for a PyPI torch, or "
+                "libtorchvision), which was not found; install it, set "
+                "TORCHSHIP_TORCHVISION_OPS, or pass it with --extension PATH"
+              : "a custom-operator library registering namespace '" + ns +
+                    "'; pass it with --extension PATH";
+      throw bad_model("cannot load " + path + ": the model calls operator " + op +
+                      ", which no loaded library provides; it comes from " + provider);
+    }
+  }
+}
+
+// int8 archives run on the kernel library they were quantized for (fbgemm, oneDNN, qnnpack):
+// packed weights of one cannot run on another. The engine is process-wide.
+void select_quantized_engine(const Manifest& manifest) {
+  const std::string& wanted = manifest.exported.quantized_engine;
+  if (manifest.precision != "int8" || wanted.empty()) return;
+  std::string available;
+  for (at::QEngine engine : at::globalContext().supportedQEngines()) {
+    std::string name = c10::toString(engine);
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (name == wanted) {
+      at::globalContext().setQEngine(engine);
+      return;
+    }
+    if (engine != at::QEngine::NoQEngine) available += (available.empty() ? "" : ", ") + name;
+  }
+  std::string by = manifest.exported.torch_version.empty()
+                       ? ""
+                       : " with torch " + manifest.exported.torch_version;
+  throw unsupported("this int8 archive was quantized" + by + " for the " + wanted +
+                    " engine, which this libtorch (" + compat::libtorch_version() +
+                    ") lacks (it has: " + available +
+                    "); export it again on a torch that has one of those");
+}
+
+Signature signature_of(const torch::jit::Module& module, const std::string& path) {
+  auto method = module.find_method("forward");
+  if (!method) throw bad_model("cannot load " + path + ": the module has no forward method");
+  const c10::FunctionSchema& schema = method->function().getSchema();
+  Signature signature;
+  for (size_t i = 1; i < schema.arguments().size(); ++i) {  // 0 is self
+    const auto& argument = schema.arguments()[i];
+    signature.inputs.push_back(
+        {argument.name(), argument.type(), argument.default_value().has_value()});
+    if (!argument.default_value()) signature.required_inputs = signature.inputs.size();
+  }
+  signature.output_type = schema.returns().size() == 1
+                              ? schema.returns()[0].type()
+                              : c10::TupleType::create(c10::fmap(
+                                    schema.returns(), [](const auto& r) { return r.type(); }));
+  return signature;
+}
+
+ModelSummary summarize(const torch::jit::Module& module) {
+  ModelSummary summary;
+  for (const auto& method : module.get_methods()) summary.methods.push_back(method.name());
+  for (const auto& parameter : module.parameters(/*recurse=*/true)) {
+    summary.parameter_count += parameter.numel();
+    summary.parameter_bytes += static_cast<int64_t>(parameter.nbytes());
+  }
+  for (const auto& buffer : module.buffers(/*recurse=*/true)) {
+    summary.parameter_bytes += static_cast<int64_t>(buffer.nbytes());
+  }
+  return summary;
+}
+
+class TorchScriptBackend final : public Backend {
+ public:
+  TorchScriptBackend(const Archive& archive, const c10::Device& device)
+      : module_(load_module(archive, device)) {
+    module_.eval();
+    signature_ = signature_of(module_, archive.path().string());
+    summary_ = summarize(module_);
+  }
+
+  ModelFormat format() const override { return ModelFormat::TorchScript; }
+  const Signature& signature() const override { return signature_; }
+  ModelSummary summary() const override { return summary_; }
+
+  c10::IValue run(std::vector<c10::IValue> inputs) const override {
+    return module_.forward(std::move(inputs));
+  }
+
+  RunFailure explain(const std::exception& error) const override {
+    RunFailure failure;
+    failure.why = script_error_summary(error);
+    failure.out_of_memory = failure.why.find("can't allocate memory") != std::string::npos ||
+                            failure.why.find("out of memory") != std::string::npos;
+    failure.blames_the_values = blames_the_values(error);
+    return failure;
+  }
+
+  // Freezes and optimizes the module, and keeps the result only when it still reproduces the
+  // archive's golden vectors: conv-bn folding and oneDNN kernels change float results, by
+  // rounding on most models and by far more on some.
+  bool optimize(const std::function<std::string()>& miss,
+                std::vector<std::string>& notes) override {
+    torch::jit::Module stored = module_;
+    // A rejected candidate must leave no trace (libtorch's warnings) on the user's stderr.
+    compat::DiscardWarnings discard;
+    compat::WarningHandlerGuard quiet(&discard);
+    try {
+      torch::jit::Module frozen = torch::jit::freeze(stored);
+      module_ = torch::jit::optimize_for_inference(frozen);  // rewrites frozen's graph in place
+    } catch (const std::exception& e) {
+      module_ = stored;
+      notes.push_back("not optimized: the model does not freeze (" + error_text(e) + ")");
+      return false;
+    }
+    std::string first_miss = miss();
+    if (first_miss.empty()) return true;
+    // optimize_for_inference swaps in other kernels (oneDNN layouts, folded batch norms) whose
+    // rounding may leave the tolerance; freezing alone inlines the weights and folds constants,
+    // which usually computes the same numbers, and still saves the attribute lookups.
+    module_ = torch::jit::freeze(stored);
+    if (miss().empty()) {
+      notes.push_back(
+          "optimized by freezing only: optimize_for_inference misses the golden "
+          "vectors (" +
+          first_miss + ")");
+      return true;
+    }
+    module_ = stored;
+    notes.push_back("not optimized: the optimized module misses the golden vectors (" + first_miss +
+                    "), so the model runs as stored");
+    return false;
+  }
+
+ private:
+  mutable torch::jit::Module module_;  // forward is not const in libtorch's API
+  Signature signature_;
+  ModelSummary summary_;
+};
+
+}  // namespace
+
+std::string error_text(const std::exception& error) {
+  std::string text = full_text(error);
+  return text.substr(0, text.find('\n'));
+}
+
+std::unique_ptr<Backend> open_torchscript(const Archive& archive, const c10::Device& device) {
+  if (archive.manifest()) select_quantized_engine(*archive.manifest());
+  return std::make_unique<TorchScriptBackend>(archive, device);
+}
+
+}  // namespace torchship::backends
