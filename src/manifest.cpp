@@ -188,6 +188,35 @@ std::vector<TensorSpec> parse_specs(const FieldReader& reader, const char* key) 
   return specs;
 }
 
+// export.dynamic_dims: {input name: {dim: {"name", "min", "max"}}}, onto the inputs' specs.
+void read_size_ranges(const json& dynamic, std::vector<TensorSpec>& inputs) {
+  FieldReader reader(dynamic, "export.dynamic_dims");
+  for (auto& spec : inputs) {
+    const json* dims = reader.child(spec.name.c_str());
+    if (!dims) continue;
+    FieldReader dims_reader(*dims, "export.dynamic_dims." + spec.name);
+    for (const auto& [key, range] : dims->items()) {
+      std::string where = "export.dynamic_dims." + spec.name + "." + key;
+      int64_t dim = -1;
+      if (key.empty() || key.size() > 2 ||
+          key.find_first_not_of("0123456789") != std::string::npos ||
+          (dim = std::stoll(key)) >= static_cast<int64_t>(spec.shape.size())) {
+        throw bad_model("invalid manifest: " + where + " is not a dimension of input '" +
+                        spec.name + "'");
+      }
+      if (!range.is_object()) continue;  // a name only: no range recorded
+      FieldReader range_reader(range, where);
+      int64_t low = range_reader.get<int64_t>("min", 1);
+      int64_t high = range_reader.get<int64_t>("max", std::numeric_limits<int64_t>::max());
+      if (low < 0 || high < low) {
+        throw bad_model("invalid manifest: " + where + " is the range " + std::to_string(low) +
+                        " to " + std::to_string(high));
+      }
+      spec.size_ranges[dim] = {low, high};
+    }
+  }
+}
+
 }  // namespace
 
 Manifest Manifest::parse(const std::string& json_text) {
@@ -244,6 +273,17 @@ Manifest Manifest::parse(const std::string& json_text) {
       manifest.exported.cpu.target = cpu_reader.get<std::string>("target", "");
       manifest.exported.cpu.vec_isa = cpu_reader.get<std::string>("vec_isa", "");
       manifest.exported.cpu.features = cpu_reader.get<std::vector<std::string>>("features", {});
+    }
+    if (const json* dynamic = export_reader.child("dynamic_dims")) {
+      read_size_ranges(*dynamic, manifest.inputs);
+    }
+    if (const json* arguments = export_reader.child("arguments")) {
+      if (!arguments->is_array()) export_reader.fail("arguments", "a list", *arguments);
+      for (size_t i = 0; i < arguments->size(); ++i) {
+        FieldReader argument((*arguments)[i], "export.arguments[" + std::to_string(i) + "]");
+        manifest.exported.arguments.push_back(
+            {argument.get<std::string>("name", ""), argument.get<std::string>("kind", "tensor")});
+      }
     }
   }
   manifest.source = json_text;

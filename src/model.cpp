@@ -121,6 +121,18 @@ ModelSummary Model::summary() const {
 bool Model::optimized() const {
   return impl_->optimized;
 }
+std::optional<int64_t> Model::max_batch_size() const {
+  const Manifest* manifest = impl_->manifest();
+  if (!manifest || !manifest->batch_dim) return std::nullopt;
+  std::optional<int64_t> largest;
+  for (const auto& spec : manifest->inputs) {
+    auto range = spec.size_ranges.find(0);
+    if (range == spec.size_ranges.end()) continue;
+    largest = std::min(largest.value_or(range->second.second), range->second.second);
+  }
+  return largest;
+}
+
 const std::vector<std::string>& Model::notes() const {
   return impl_->notes;
 }

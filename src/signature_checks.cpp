@@ -26,7 +26,19 @@ void check_tensor(const at::Tensor& tensor, const TensorSpec& spec, const std::s
     empty_free = spec.shape[i] == -1 && size == 0;
     shape_ok = (spec.shape[i] == -1 && size > 0) || spec.shape[i] == size;
   }
-  if (dtype_ok && shape_ok) return;
+  if (dtype_ok && shape_ok) {
+    // A compiled package takes free sizes within the range it was compiled for.
+    for (const auto& [dim, range] : spec.size_ranges) {
+      int64_t size = tensor.size(dim);
+      if (size < range.first || size > range.second) {
+        throw bad_input(where + ": dimension " + std::to_string(dim) + " is " +
+                        std::to_string(size) + ", the package was compiled for " +
+                        std::to_string(range.first) + " to " + std::to_string(range.second) +
+                        (dim == 0 ? " (send larger batches as several requests)" : ""));
+      }
+    }
+    return;
+  }
   std::string expected = spec.datatype.empty() ? "a tensor" : spec.datatype + " tensor";
   if (!spec.shape.empty()) expected += " of shape " + shape_text(spec.shape);
   if (!spec.layout.empty()) expected += " (" + spec.layout + ")";

@@ -428,6 +428,13 @@ c10::IValue from_json(const json& tree, const c10::TypePtr& type, const std::str
     case c10::TypeKind::StringType:
       if (!tree.is_string()) mismatch(where, "a string", tree);
       return tree.get<std::string>();
+    case c10::TypeKind::AnyType:  // a constant compiled into a package: plain JSON values only
+      if (tree.is_null()) return c10::IValue();
+      if (tree.is_boolean()) return tree.get<bool>();
+      if (tree.is_number_integer()) return tree.get<int64_t>();
+      if (tree.is_number()) return tree.get<double>();
+      if (tree.is_string()) return tree.get<std::string>();
+      mismatch(where, "a number, string, true, false or null", tree);
     default:
       throw unsupported(where + ": arguments of type " + type->annotation_str() +
                         " cannot be built from JSON");

@@ -39,7 +39,10 @@ void collect(const c10::IValue& value, const std::string& path, std::vector<Leaf
 }  // namespace
 
 std::string index_step(size_t index) {
-  return "[" + std::to_string(index) + "]";
+  std::string step = "[";
+  step += std::to_string(index);
+  step += ']';
+  return step;
 }
 
 std::string key_text(const c10::IValue& key) {
@@ -49,7 +52,9 @@ std::string key_text(const c10::IValue& key) {
 }
 
 std::string key_step(const c10::IValue& key) {
-  return "." + key_text(key);
+  std::string step = ".";
+  step += key_text(key);
+  return step;
 }
 
 std::vector<std::string> field_names(const c10::IValue& value) {

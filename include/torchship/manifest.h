@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,6 +41,9 @@ struct TensorSpec {
   std::string layout;          // "HWC", "BHWC", "CHW", "BCHW" for images; empty otherwise
   std::optional<ImageSpec> image;
   std::string kind;  // free-form role of an output: "logits", "probabilities", "labels", ...
+  // For inputs of compiled (AOTInductor) packages: the sizes the compiled code accepts in each
+  // free dimension, {dim: {min, max}} (export.dynamic_dims).
+  std::map<int64_t, std::pair<int64_t, int64_t>> size_ranges;
 };
 
 // The CPU a compiled (AOTInductor) package was built for.
@@ -49,14 +53,22 @@ struct CpuTarget {
   std::vector<std::string> features;  // what its code may use, as /proc/cpuinfo names them
 };
 
+// How an AOTInductor package takes a forward argument: "tensor", "tensors" (a container of
+// tensors, flattened) or "constant" (a value torch.export baked in; the package ignores it).
+struct ExportedArgument {
+  std::string name;
+  std::string kind;
+};
+
 struct ExportInfo {
   std::string format;  // "torchscript" or "aoti"; empty in archives from before AOTInductor
   std::string method;  // trace, script or hybrid; torch.export for AOTInductor packages
   std::string torch_version;
   std::string torchship_version;
-  std::string created;           // ISO 8601 UTC
-  std::string quantized_engine;  // int8 only: the kernel library it was quantized for
-  CpuTarget cpu;                 // AOTInductor packages only
+  std::string created;                      // ISO 8601 UTC
+  std::string quantized_engine;             // int8 only: the kernel library it was quantized for
+  CpuTarget cpu;                            // AOTInductor packages only
+  std::vector<ExportedArgument> arguments;  // AOTInductor packages only
 };
 
 struct Manifest {

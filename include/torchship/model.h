@@ -107,6 +107,9 @@ class Model {
   std::string signature() const;
   ModelSummary summary() const;  // of the model as stored, before any optimization
   bool optimized() const;
+  // The largest batch forward takes when the manifest declares a batch dimension: what a
+  // compiled package's batch range allows, or no limit (nullopt) for TorchScript.
+  std::optional<int64_t> max_batch_size() const;
   // What load decided and the caller may want to know ("not optimized: ...").
   const std::vector<std::string>& notes() const;
 

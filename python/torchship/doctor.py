@@ -1,5 +1,6 @@
 """The doctor: explains why torch.jit.script rejected a module, with the matching entry of a
-catalogue of TorchScript pitfalls (docs/pitfalls.md), the offending source line and the fix.
+catalogue of TorchScript pitfalls (docs/pitfalls.md), the offending source line and the fix;
+and, likewise, why torch.export rejected one (EXPORT_CATALOGUE, diagnose_export).
 
     python3 -m torchship doctor path/to/file.py:ClassName
 """
@@ -8,8 +9,9 @@ import importlib.util
 import os
 import re
 import sys
+import traceback
 from dataclasses import dataclass
-from typing import List, Optional, Pattern
+from typing import Any, List, Optional, Pattern, Tuple
 
 import torch
 
@@ -81,21 +83,51 @@ CATALOGUE: List[Pitfall] = [
 ]
 
 
+# torch.export's common failures (torch >= 2.1). Matched against the exception's class names
+# and message.
+EXPORT_CATALOGUE: List[Pitfall] = [
+    Pitfall("export-data-dependent", "control flow or a size that depends on tensor values",
+            _p(r"GuardOnDataDependentSymNode|Could not guard on data-dependent expression"
+               r"|Could not extract specialized integer from data-dependent expression"),
+            "torch.export records one graph for all inputs, so it cannot branch on a tensor's "
+            "values: write the branch as torch.cond(pred, true_fn, false_fn, (x,)), compute both "
+            "sides and select with torch.where, or move the branch out of forward (into the "
+            "caller); for a size taken from a value (.item()), bound it with torch._check(...)"),
+    Pitfall("export-unsupported", "a Python construct torch.export cannot trace",
+            _p(r"torch\._dynamo\.exc\.Unsupported|Dynamo does not know how to"
+               r"|is not supported for tensor subclasses|Unsupported method call"
+               r"|Failed to trace builtin operator"),
+            "forward may only compute on tensors: move file and console I/O, logging, numpy "
+            "(.numpy(), np.*) and other non-torch libraries out of forward, or replace them by "
+            "torch operations (torch.from_numpy(x.numpy() * 2) -> x * 2)"),
+    Pitfall("export-constraints", "a dynamic dimension the code constrains",
+            _p(r"Constraints violated"),
+            "the code only works for some sizes of a dimension declared dynamic (a reshape, a "
+            "branch on the size): declare the Dim the way torch suggests (below), or make the "
+            "code size-independent"),
+]
+
+
 @dataclass
 class Diagnosis:
     pitfall: Optional[Pitfall]
     location: Optional[str]  # "file.py:12"
     source_line: Optional[str]
     message: str  # the first meaningful line of the TorchScript error
+    tool: str = "TorchScript"  # who rejected the code
+    suggestion: Optional[str] = None  # what the error itself suggests (torch.export's Dim fixes)
 
     def __str__(self) -> str:
         where = f"{self.location}: " if self.location else ""
         if self.pitfall is None:
-            text = f"{where}TorchScript rejected this code: {self.message}\n" \
+            text = f"{where}{self.tool} rejected this code: {self.message}\n" \
                    "  no catalogue entry matches; see docs/pitfalls.md"
         else:
             text = f"{where}[{self.pitfall.id}] {self.pitfall.title}\n" \
                    f"  fix: {self.pitfall.fix}"
+        if self.suggestion:
+            text += "\n  suggested by torch.export:\n" + "\n".join(
+                f"    {line.strip()}" for line in self.suggestion.splitlines())
         if self.source_line:
             text += f"\n  code: {self.source_line.strip()}"
         return text
@@ -125,6 +157,61 @@ def diagnose(error: BaseException) -> Diagnosis:
         if pitfall.pattern.search(message):
             return Diagnosis(pitfall, location, _offending_line(message), first)
     return Diagnosis(None, location, _offending_line(message), first)
+
+
+def _user_frame(error: BaseException) -> Tuple[Optional[str], Optional[str]]:
+    """The innermost traceback frame outside torch and torchship ("file.py:12", its line):
+    torch.export runs forward in Python, so the user's line is on the traceback; dynamo's
+    errors (strict mode) name it in their message instead."""
+    internal = (os.path.dirname(torch.__file__), os.path.dirname(os.path.abspath(__file__)))
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        if not os.path.abspath(frame.filename).startswith(internal):
+            return f"{frame.filename}:{frame.lineno}", frame.line
+    return None, None
+
+
+def _message_frame(message: str) -> Tuple[Optional[str], Optional[str]]:
+    """The last `File "...", line N` of the message outside torch, and the code line after it."""
+    internal = os.path.dirname(torch.__file__)
+    lines = message.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        found = _LOCATION.search(lines[i])
+        if found and not os.path.abspath(found.group(1)).startswith(internal):
+            code = lines[i + 1] if i + 1 < len(lines) else None
+            return f"{found.group(1)}:{found.group(2)}", code
+    return None, None
+
+
+def diagnose_export(error: BaseException) -> Diagnosis:
+    """Explains a torch.export failure with EXPORT_CATALOGUE."""
+    message = str(error)
+    names = " ".join(f"{c.__module__}.{c.__qualname__}" for c in type(error).__mro__)
+    meaningful = [line.strip() for line in message.splitlines() if line.strip()]
+    first = meaningful[0] if meaningful else type(error).__name__
+    location, code = _message_frame(message)
+    if location is None:
+        location, code = _user_frame(error)
+    suggestion = None
+    fixes = re.search(r"Suggested fixes:\n((?:[ \t]+\S.*\n?)+)", message)
+    if fixes:
+        suggestion = fixes.group(1).rstrip()
+    for pitfall in EXPORT_CATALOGUE:
+        if pitfall.pattern.search(names + "\n" + message):
+            return Diagnosis(pitfall, location, code, first, "torch.export", suggestion)
+    return Diagnosis(None, location, code, first, "torch.export", suggestion)
+
+
+def check_export(module: torch.nn.Module, args: Tuple[Any, ...], dynamic_shapes: Any = None,
+                 strict: bool = False) -> Optional[Diagnosis]:
+    """Exports `module` with torch.export (non-strict, as torchship does, unless `strict`);
+    returns None when it exports, else the diagnosis."""
+    try:
+        with torch.no_grad():
+            torch.export.export(module.eval(), args, dynamic_shapes=dynamic_shapes,
+                                strict=strict)
+    except Exception as error:
+        return diagnose_export(error)
+    return None
 
 
 def check_module(module: torch.nn.Module) -> Optional[Diagnosis]:

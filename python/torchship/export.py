@@ -1,4 +1,5 @@
-"""torchship.export: turn a PyTorch pipeline into one self-describing TorchScript archive."""
+"""torchship.export: turn a PyTorch pipeline into one self-describing TorchScript archive (or,
+with format="aoti", an AOTInductor .pt2 package: torchship.aoti)."""
 
 import copy
 import datetime
@@ -23,6 +24,7 @@ from .tolerance import DEFAULT_RTOL, scaled_atol
 from .tree import first_mismatch, max_difference, npy_bytes, to_tree
 
 METHODS = ("trace", "script", "hybrid")
+FORMATS = ("torchscript", "aoti")
 MANIFEST_FILE = "torchship.json"
 GOLDEN_INDEX = "torchship/golden/index.json"
 GOLDEN_PREFIX = "torchship/golden/"
@@ -239,18 +241,20 @@ def _golden_files(cases: List[Tuple[Tuple[Any, ...], Any]], rtol: float,
 
 
 def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
-           method: str = "trace", manifest: Optional[Manifest] = None,
+           method: Optional[str] = None, manifest: Optional[Manifest] = None,
            trace: Optional[Sequence[str]] = None, golden_inputs: Sequence[Any] = (),
            allow: Sequence[str] = (), rtol: Optional[float] = None,
            atol: Optional[float] = None, precision: str = "fp32",
-           calibration: Sequence[Any] = (), quantize: str = "") -> ExportResult:
+           calibration: Sequence[Any] = (), quantize: str = "", format: str = "torchscript",
+           cpu_target: str = "native") -> ExportResult:
     """Exports `module` to the archive `path`.
 
     example_inputs: forward's arguments (a tuple, or one value); they drive tracing and become
       the first golden case. golden_inputs: further argument tuples recorded as golden cases.
-    method: "trace", "script", or "hybrid": script the module and trace the submodules named in
-      `trace` on the inputs they receive; without `trace`, script everything that scripts and
-      trace the direct children that do not (result.notes says which).
+    method: "trace" (the default), "script", or "hybrid": script the module and trace the
+      submodules named in `trace` on the inputs they receive; without `trace`, script
+      everything that scripts and trace the direct children that do not (result.notes says
+      which).
     The module is switched to eval mode and exported under no_grad. The export is rerun on every
     golden case and compared with the eager module (|diff| <= atol + rtol * |expected|, the
     rule of torchship.tolerance; by default rtol by precision and, per output tensor,
@@ -267,7 +271,26 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
       "trace" or "hybrid". The golden vectors then hold what the reduced module computes, and
       result.precision_report (also in the manifest) says how far it is from the fp32 module:
       max abs error per output and, for classification and segmentation, top-1 agreement.
+    format: "torchscript" (a TorchScript archive), or "aoti": torch.export, then AOTInductor
+      compiles it for this CPU into a .pt2 package (torchship.aoti; fp32 only, and method,
+      trace, precision do not apply). Dim 0 of every tensor input with a manifest spec is a
+      dynamic batch dimension when manifest.batch_dim, and every -1 of a spec's shape is
+      dynamic; the rest of the example's structure (list lengths, non-tensor values) is fixed.
+    cpu_target (aoti): "native" compiles for this CPU's features; "x86-64-v2", "x86-64-v3",
+      "x86-64-v4" for that baseline (v2 without vector kernels). The manifest's export.cpu
+      records the features the code may use; C++ refuses it on a CPU that lacks one.
     """
+    if format not in FORMATS:
+        raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if format == "aoti":
+        return _export_aoti(module, example_inputs, path, method=method, manifest=manifest,
+                            trace=trace, golden_inputs=golden_inputs, allow=allow, rtol=rtol,
+                            atol=atol, precision=precision, calibration=calibration,
+                            quantize=quantize, cpu_target=cpu_target)
+    if cpu_target != "native":
+        raise ExportError("cpu_target applies to format='aoti' (compiled code); a TorchScript "
+                          "archive runs on any CPU libtorch runs on")
+    method = "trace" if method is None else method
     if method not in METHODS:
         raise ExportError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     unknown = sorted(set(allow) - set(CHECK_IDS))
@@ -299,6 +322,31 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
     with torchscript_deprecations_silenced():
         return _export(module, example_inputs, path, method, manifest, trace, golden_inputs,
                        allow, rtol, atol, precision, calibration, quantize, findings, notes)
+
+
+def _export_aoti(module: torch.nn.Module, example_inputs: Any, path: str, *,
+                 method: Optional[str],
+                 manifest: Optional[Manifest], trace: Optional[Sequence[str]],
+                 golden_inputs: Sequence[Any], allow: Sequence[str], rtol: Optional[float],
+                 atol: Optional[float], precision: str, calibration: Sequence[Any],
+                 quantize: str, cpu_target: str) -> ExportResult:
+    """Refuses the TorchScript-only options, then torchship.aoti exports."""
+    refused = [name for name, given in (("method", method is not None), ("trace", trace),
+                                        ("precision", precision != "fp32"),
+                                        ("calibration", calibration), ("quantize", quantize))
+               if given]
+    if refused:
+        raise ExportError(f"format='aoti' exports with torch.export, in fp32: "
+                          f"{', '.join(refused)} appl{'ies' if len(refused) == 1 else 'y'} to "
+                          "format='torchscript' only")
+    unknown = sorted(set(allow) - set(CHECK_IDS))
+    if unknown:
+        raise ExportError(f"allow: unknown check id(s) {', '.join(unknown)} "
+                          f"(expected {', '.join(CHECK_IDS)})")
+    from .aoti import export_aoti  # torch >= 2.6 only: imported when asked for
+    cases_inputs = [_as_args(example_inputs)] + [_as_args(extra) for extra in golden_inputs]
+    return export_aoti(module, cases_inputs, path, manifest or Manifest(), allow,
+                       DEFAULT_RTOL["fp32"] if rtol is None else rtol, atol, cpu_target)
 
 
 _WARNED: set = set()
@@ -376,6 +424,7 @@ def _export(module: torch.nn.Module, example_inputs: Any, path: str, method: str
         warnings.warn(f"torchship.export: {finding}", ExportWarning, stacklevel=3)
 
     export_info: Dict[str, Any] = {
+        "format": "torchscript",
         "method": method,
         "torch_version": torch.__version__,
         "torchship_version": __version__,

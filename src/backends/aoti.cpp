@@ -148,8 +148,11 @@ Signature signature_of(const TreeSpec& inputs, const TreeSpec& outputs,
   const auto& kwargs = inputs.children[1];
   for (size_t i = 0; i < args.size(); ++i) {
     bool named = manifest && i < manifest->inputs.size() && !manifest->inputs[i].name.empty();
-    signature.inputs.push_back(
-        {named ? manifest->inputs[i].name : "input_" + std::to_string(i), args[i].type(), false});
+    std::string name = named ? manifest->inputs[i].name : "input_" + std::to_string(i);
+    // A constant (an int or a flag at export) was compiled in: any value is taken and ignored.
+    bool constant = manifest && i < manifest->exported.arguments.size() &&
+                    manifest->exported.arguments[i].kind == "constant";
+    signature.inputs.push_back({name, constant ? c10::AnyType::get() : args[i].type(), false});
   }
   for (size_t i = 0; i < kwargs.keys.size(); ++i) {
     std::string name = kwargs.keys[i].isString() ? kwargs.keys[i].toStringRef()
@@ -201,6 +204,7 @@ class AotiBackend final : public Backend {
     const auto& kwargs = inputs_.children[1].children;
     for (size_t i = 0; i < inputs.size(); ++i) {
       const TreeSpec& spec = i < args.size() ? args[i] : kwargs[i - args.size()];
+      if (signature_.inputs[i].type->kind() == c10::TypeKind::AnyType) continue;  // a constant
       spec.flatten(inputs[i], "input '" + signature_.inputs[i].name + "'", flat);
     }
     // The compiled kernels index their inputs with the strides of the example inputs, which

@@ -85,7 +85,7 @@ Repository::Repository(const fs::path& root, const LoadOptions& load, Metrics& m
     std::vector<fs::path> version_dirs;
     for (const auto& entry : fs::directory_iterator(model_dir, ec)) {
       if (entry.is_directory() && is_version_name(entry.path().filename().string()) &&
-          fs::exists(entry.path() / "model.pt")) {
+          (fs::exists(entry.path() / "model.pt") || fs::exists(entry.path() / "model.pt2"))) {
         version_dirs.push_back(entry.path());
       }
     }
@@ -96,7 +96,13 @@ Repository::Repository(const fs::path& root, const LoadOptions& load, Metrics& m
       auto entry = std::make_unique<ModelVersion>();
       entry->name = name;
       entry->version = version_dir.filename().string();
-      entry->path = version_dir / "model.pt";
+      bool scripted = fs::exists(version_dir / "model.pt");
+      bool compiled = fs::exists(version_dir / "model.pt2");
+      if (scripted && compiled) {
+        throw bad_input("model '" + name + "' version " + entry->version +
+                        ": holds both model.pt and model.pt2; keep the one to serve");
+      }
+      entry->path = version_dir / (compiled ? "model.pt2" : "model.pt");
       try {
         entry->model = std::make_unique<Model>(Model::load(entry->path, load));
       } catch (const Error& e) {
@@ -107,6 +113,9 @@ Repository::Repository(const fs::path& root, const LoadOptions& load, Metrics& m
       bool batches = can_batch(*entry->model);
       policy.max_batch_size =
           !batches ? 0 : (config.max_batch_size < 0 ? 32 : config.max_batch_size);
+      if (auto largest = entry->model->max_batch_size()) {  // a compiled package's range
+        policy.max_batch_size = std::min<int64_t>(policy.max_batch_size, *largest);
+      }
       policy.max_queue_delay = std::chrono::microseconds(config.max_queue_delay_us);
       policy.max_queue_size = config.max_queue_size;
       policy.instances = config.instances;
@@ -117,7 +126,7 @@ Repository::Repository(const fs::path& root, const LoadOptions& load, Metrics& m
   }
   if (versions_.empty()) {
     throw bad_input("--model-repository " + root.string() +
-                    ": no models (expected DIR/<model>/<version>/model.pt)");
+                    ": no models (expected DIR/<model>/<version>/model.pt or model.pt2)");
   }
 }
 

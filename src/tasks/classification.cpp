@@ -80,6 +80,9 @@ std::vector<std::vector<Prediction>> Model::classify_batch(const std::vector<c10
   std::vector<std::vector<Prediction>> results;
   results.reserve(images.size());
   const auto& manifest = impl_->archive.manifest();
+  if (auto largest = max_batch_size()) {
+    batch_size = std::min(batch_size, static_cast<size_t>(std::max<int64_t>(1, *largest)));
+  }
   bool batched = manifest && manifest->batch_dim && batch_size > 1;
   size_t start = 0;
   while (start < images.size()) {

@@ -92,3 +92,39 @@ class MaskedScalar(nn.Module):
 class UntypedArgument(nn.Module):
     def forward(self, x, k):
         return x * k
+
+
+# torch.export's pitfalls (docs/pitfalls.md, "torch.export and AOTInductor"): each fails
+# torch.export.export the way the comment says.
+
+
+class DataDependentBranch(nn.Module):
+    """Branches on a tensor's values: GuardOnDataDependentSymNode."""
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return x * 2
+        return x - 1
+
+
+class NumpyInForward(nn.Module):
+    """Leaves torch for numpy: fake tensors have no data (non-strict export)."""
+
+    def forward(self, x):
+        return torch.from_numpy(x.numpy() * 2)
+
+
+class FileInForward(nn.Module):
+    """Python I/O in forward: dynamo's Unsupported (strict export)."""
+
+    def forward(self, x):
+        with open(__file__) as f:
+            f.readline()
+        return x + 1
+
+
+class ReshapeByTwo(nn.Module):
+    """Only works for even sizes of dim 0: a dynamic batch Dim violates the constraint."""
+
+    def forward(self, x):
+        return x.reshape(2, -1, x.size(1))

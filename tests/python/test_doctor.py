@@ -82,3 +82,46 @@ def test_doctor_command_line():
                             f"{CASES_FILE}:UsesMath"], capture_output=True, text=True, env=env)
     assert clean.returncode == 0
     assert clean.stdout.strip().endswith("UsesMath: scripts cleanly")
+
+
+# torch.export's pitfalls (torch >= 2.1; the suite also runs on 1.13, which has no torch.export).
+needs_export = pytest.mark.skipif(not hasattr(torch, "export") or
+                                  not hasattr(torch.export, "Dim"),
+                                  reason=f"torch {torch.__version__} has no torch.export")
+
+
+@needs_export
+@pytest.mark.parametrize("module,strict,pitfall,line", [
+    (cases.DataDependentBranch, False, "export-data-dependent", "if x.sum() > 0:"),
+    (cases.NumpyInForward, False, "export-unsupported", "torch.from_numpy(x.numpy() * 2)"),
+    (cases.FileInForward, True, "export-unsupported", "with open(__file__) as f:"),
+])
+def test_doctor_explains_torch_export_failures(module, strict, pitfall, line):
+    from torchship.doctor import check_export
+    diagnosis = check_export(module(), (torch.randn(3),), strict=strict)
+    assert diagnosis is not None, f"{module.__name__} exports on torch {torch.__version__}"
+    assert diagnosis.pitfall is not None and diagnosis.pitfall.id == pitfall
+    assert diagnosis.location == f"{CASES_FILE}:{source_line_of(line)}"
+    assert line in diagnosis.source_line
+    text = str(diagnosis)
+    assert f"[{pitfall}]" in text and "fix: " in text
+
+
+@needs_export
+def test_doctor_repeats_torch_exports_suggested_dim():
+    from torch.export import Dim
+
+    from torchship.doctor import check_export
+    diagnosis = check_export(cases.ReshapeByTwo(), (torch.randn(4, 3),),
+                             dynamic_shapes=({0: Dim("batch", min=1, max=64)},))
+    assert diagnosis is not None and diagnosis.pitfall.id == "export-constraints"
+    assert "Dim(" in diagnosis.suggestion
+    text = str(diagnosis)
+    assert "suggested by torch.export:" in text and "Dim('_batch'" in text
+
+
+def test_export_catalogue_ids_are_unique_and_distinct_from_torchscript_ones():
+    from torchship.doctor import EXPORT_CATALOGUE
+    ids = [entry.id for entry in CATALOGUE + EXPORT_CATALOGUE]
+    assert len(ids) == len(set(ids))
+    assert all(entry.fix and entry.title for entry in EXPORT_CATALOGUE)

@@ -44,6 +44,7 @@ int run_info(const ModelOptions& options, bool as_json) {
     json out;
     out["path"] = options.path;
     out["file_bytes"] = file_size;
+    out["format"] = model.format() == ModelFormat::AOTInductor ? "aoti" : "torchscript";
     out["manifest"] = manifest ? json::parse(manifest->source) : json(nullptr);
     out["methods"] = summary.methods;
     out["signature"] = model.signature();
@@ -65,7 +66,9 @@ int run_info(const ModelOptions& options, bool as_json) {
   auto row = [](const std::string& key, const std::string& value) {
     std::cout << key << std::string(key.size() < 10 ? 10 - key.size() : 1, ' ') << value << '\n';
   };
+  bool compiled = model.format() == ModelFormat::AOTInductor;
   row("archive", options.path + " (" + human_bytes(file_size) + ")");
+  row("format", compiled ? "AOTInductor package (compiled ahead of time)" : "TorchScript");
   if (manifest) {
     if (!manifest->name.empty()) row("name", manifest->name);
     std::string task = manifest->task;
@@ -79,8 +82,16 @@ int run_info(const ModelOptions& options, bool as_json) {
       if (!exported.created.empty()) text += ", " + exported.created;
       row("exported", text);
     }
+    const auto& cpu = exported.cpu;
+    if (!cpu.target.empty()) {
+      std::string features;
+      for (const auto& feature : cpu.features) features += (features.empty() ? "" : " ") + feature;
+      row("cpu", cpu.target + (cpu.vec_isa.empty() ? "" : ", vectorized for " + cpu.vec_isa) +
+                     (features.empty() ? "" : "; needs " + features));
+    }
   } else {
-    row("manifest", "none (plain TorchScript: generic inputs and outputs only)");
+    row("manifest", compiled ? "none (plain package: generic inputs and outputs only)"
+                             : "none (plain TorchScript: generic inputs and outputs only)");
   }
   row("forward", model.signature());
   if (manifest) {

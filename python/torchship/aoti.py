@@ -1,0 +1,483 @@
+"""torchship.export(..., format="aoti"): torch.export + AOTInductor, one .pt2 package.
+
+The package is PyTorch's PT2 archive (a zip whose entries share one root folder) with the
+compiled model under <root>/data/aotinductor/model/, the manifest as <root>/extra/torchship.json
+and the golden vectors under <root>/torchship/golden/ (not under extra/: torch's load_pt2 decodes
+every extra file as UTF-8 text, and .npy files are not). The compiled code is native code for one
+CPU family: the manifest's export.cpu says which features it may use, and C++ refuses a package
+whose features the CPU lacks instead of dying on an illegal instruction.
+"""
+
+import contextlib
+import datetime
+import getpass
+import inspect
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+import warnings
+import zipfile
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+
+from . import __version__
+from .checks import Findings, train_mode
+from .doctor import diagnose_export
+from .export import (GOLDEN_PREFIX, MANIFEST_FILE, ExportError, ExportResult, ExportWarning,
+                     _golden_files)
+from .manifest import Manifest
+from .tree import first_mismatch, max_difference
+
+CPU_TARGETS = ("native", "x86-64-v2", "x86-64-v3", "x86-64-v4")
+
+# The CPU features compiled code may use, as /proc/cpuinfo names them: what the manifest records
+# and C++ compares with the CPU it runs on.
+FEATURES = ("avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "abm", "movbe", "avx512f", "avx512dq",
+            "avx512cd", "avx512bw", "avx512vl", "avx512ifma", "avx512vbmi", "avx512_vbmi2",
+            "avx512_vnni", "avx512_bitalg", "avx512_vpopcntdq", "avx512_bf16", "avx512_fp16",
+            "avx_vnni", "gfni", "vaes", "vpclmulqdq", "amx_tile", "amx_bf16", "amx_int8",
+            "avx512_4fmaps")
+_V3 = ("avx", "avx2", "fma", "f16c", "bmi1", "bmi2", "abm", "movbe")
+_V4 = _V3 + ("avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl")
+_BASELINES = {"x86-64-v2": (), "x86-64-v3": _V3, "x86-64-v4": _V4}
+# Inductor's vector ISAs (str(VecISA)) each baseline allows, and the vector width that picks it.
+_BASELINE_ISAS = {"x86-64-v2": (), "x86-64-v3": ("avx2",), "x86-64-v4": ("avx2", "avx512")}
+_SIMDLEN = {"x86-64-v2": 0, "x86-64-v3": 256, "x86-64-v4": 512}
+
+BATCH_MAX = 4096  # the largest batch a package with a dynamic batch dimension accepts
+INVALID_ISA = "INVALID_VEC_ISA"
+
+
+def available() -> bool:
+    """Whether this torch has torch.export, AOTInductor packaging and the PT2 archive writer
+    (torch >= 2.6; Debian's 1.13 has none of them)."""
+    try:
+        import torch._inductor  # noqa: F401
+        from torch.export.pt2_archive._package import package_pt2  # noqa: F401
+    except Exception:
+        return False
+    return hasattr(torch, "export") and hasattr(torch._inductor, "aoti_load_package") \
+        and hasattr(torch._inductor, "aot_compile")
+
+
+def _x86() -> bool:
+    return platform.machine() in ("x86_64", "AMD64")
+
+
+def cpu_flags() -> List[str]:
+    """This CPU's /proc/cpuinfo flags ([] without /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    return []
+
+
+def cpu_features(target: str) -> List[str]:
+    """The features code compiled for `target` may use, in FEATURES' order."""
+    if not _x86():
+        return []
+    if target == "native":
+        have = set(cpu_flags())
+        return [name for name in FEATURES if name in have]
+    return list(_BASELINES[target])
+
+
+def inductor_options(target: str) -> Dict[str, Any]:
+    """AOTInductor's options: freezing (weights become constants of the compiled code) and, for
+    a baseline, its -march and vector width. A baseline keeps weights in plain layout: oneDNN's
+    prepacked weights are blocked for the exporting CPU's vector width."""
+    options: Dict[str, Any] = {"aot_inductor.package": True, "freezing": True}
+    if target != "native":
+        options.update({"cpp.march": target, "cpp.simdlen": _SIMDLEN[target],
+                        "cpp.weight_prepack": False})
+    return options
+
+
+def inductor_cache_dir() -> str:
+    """torchship's own inductor cache: inductor caches its vector-ISA probes on disk, and a probe
+    built before the link fix (compiler_environment) stays there, failed, for good."""
+    configured = os.environ.get("TORCHSHIP_INDUCTOR_CACHE_DIR")
+    if configured:
+        return configured
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = f"uid_{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return os.path.join(tempfile.gettempdir(), f"torchship_inductor_{user}")
+
+
+def _clear_isa_caches() -> None:
+    from torch._inductor import cpu_vec_isa
+    cpu_vec_isa.valid_vec_isa_list.cache_clear()
+    probe = getattr(cpu_vec_isa.VecISA, "_VecISA__bool__impl", None)  # per-ISA probe result
+    if probe is not None and hasattr(probe, "cache_clear"):
+        probe.cache_clear()
+
+
+@contextlib.contextmanager
+def compiler_environment(target: str = "native") -> Iterator[None]:
+    """Makes AOTInductor compile vectorized code linked to this torch, for the duration.
+
+    Inductor's cpp_builder puts Python's LIBDIR before torch's lib folder in -L. With a Python
+    whose LIBDIR holds another libtorch (Debian's python3.11 and its libtorch 1.13), -ltorch
+    links that one: the vector-ISA probe then fails to load (undefined Sleef_* symbols) and
+    every kernel is compiled scalar. AOT code links no libpython, so the Python library folders
+    are dropped. The probe results inductor caches (in memory, and on disk in its cache dir) are
+    reset and the compile uses torchship's own cache dir. `target` restricts the vector ISAs
+    inductor may pick to those of an x86-64 baseline."""
+    from torch._inductor import cpp_builder, cpu_vec_isa
+
+    python_args = cpp_builder._get_python_related_args
+    valid_isas = cpu_vec_isa.valid_vec_isa_list
+    cache_dir = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+
+    def includes_only():
+        include_dirs, _ = python_args()
+        return include_dirs, []
+
+    def baseline_isas():
+        return [isa for isa in valid_isas() if str(isa) in _BASELINE_ISAS[target]]
+
+    _clear_isa_caches()
+    cpp_builder._get_python_related_args = includes_only
+    if target in _BASELINE_ISAS:
+        cpu_vec_isa.valid_vec_isa_list = baseline_isas
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = inductor_cache_dir()
+    try:
+        yield
+    finally:
+        cpp_builder._get_python_related_args = python_args
+        cpu_vec_isa.valid_vec_isa_list = valid_isas
+        if cache_dir is None:
+            os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+        else:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
+        _clear_isa_caches()  # the process's own compiles probe again, as they would have
+
+
+def _argument_names(module: torch.nn.Module, count: int) -> List[str]:
+    try:
+        parameters = list(inspect.signature(module.forward).parameters)
+    except (TypeError, ValueError):
+        parameters = []
+    return [parameters[i] if i < len(parameters) else f"input_{i}" for i in range(count)]
+
+
+def _has_tensor(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_has_tensor(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_tensor(item) for item in value.values())
+    return False
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor {list(value.shape)}"
+    if isinstance(value, (list, tuple)):
+        shapes = sorted({str(list(item.shape)) for item in value
+                         if isinstance(item, torch.Tensor)})
+        return f"a {type(value).__name__} of {len(value)} ({', '.join(shapes)})"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _structure(value: Any) -> Any:
+    """What torch.export specializes on besides free tensor sizes: containers, their lengths,
+    non-tensor values."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", value.dim(), value.dtype)
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_structure(item) for item in value))
+    if isinstance(value, dict):
+        return ("dict", tuple((key, _structure(item)) for key, item in value.items()))
+    return ("constant", value)
+
+
+def _refuse_varying_inputs(names: List[str], cases: List[Tuple[Any, ...]],
+                           manifest: Manifest) -> None:
+    """torch.export specializes a list's length, each element's shape (no Dim reaches into a
+    list of images that vary per call) and every non-tensor value: say so before compiling."""
+    for index, name in enumerate(names):
+        values = [args[index] for args in cases if index < len(args)]
+        first = values[0]
+        spec = manifest.inputs[index] if index < len(manifest.inputs) else None
+        is_list = isinstance(first, (list, tuple)) and _has_tensor(first)
+        varies = any(_structure(value) != _structure(first) for value in values[1:])
+        if is_list and (varies or (spec is not None and spec.image is not None)):
+            other = next((v for v in values[1:] if _structure(v) != _structure(first)), None)
+            seen = f" (the example passes {_describe(first)}" + \
+                (f", a golden case {_describe(other)})" if other is not None else ")")
+            raise ExportError(
+                f"format='aoti': input {name!r} is a list of images whose length and element "
+                f"shapes vary per call{seen}; torch.export cannot export it: it specializes a "
+                "list's length and its elements' shapes, so the .pt2 would accept only lists "
+                "like the example. Export the pipeline's batch form instead: one B x H x W x C "
+                "tensor (layout BHWC, manifest batch_dim=True), whose batch size is dynamic")
+        if varies and not _has_tensor(first):
+            other = next(v for v in values[1:] if _structure(v) != _structure(first))
+            raise ExportError(
+                f"format='aoti': input {name!r} is not a tensor: torch.export bakes its value "
+                f"({first!r}) into the package, but a golden case passes {other!r}; pass it as a "
+                "tensor, or keep it constant")
+        if varies:
+            raise ExportError(
+                f"format='aoti': input {name!r} changes structure between golden cases "
+                f"({_describe(first)} vs another); torch.export specializes containers, their "
+                "lengths and non-tensor values: one .pt2 serves one structure")
+
+
+def _dynamic_shapes(names: List[str], args: Tuple[Any, ...],
+                    manifest: Manifest) -> Tuple[Optional[Tuple[Any, ...]], Dict[str, Any]]:
+    """torch.export's dynamic_shapes for the top-level tensor inputs with a manifest spec: a
+    shared "batch" Dim on dim 0 when manifest.batch_dim, one Dim per -1 in the shape; and what
+    the manifest records of it ({argument name: {dim: Dim name}})."""
+    from torch.export import Dim
+
+    batch = Dim("batch", min=1, max=BATCH_MAX)
+    shapes: List[Any] = []
+    recorded: Dict[str, Any] = {}
+    for index, (name, value) in enumerate(zip(names, args)):
+        spec = manifest.inputs[index] if index < len(manifest.inputs) else None
+        if not isinstance(value, torch.Tensor) or spec is None:
+            shapes.append(None)
+            continue
+        dims: Dict[int, Any] = {}
+        if manifest.batch_dim and value.dim() > 0:
+            dims[0] = batch
+        for dim, size in enumerate(spec.shape or []):
+            if size == -1 and dim < value.dim() and dim not in dims:
+                dims[dim] = Dim(f"{name}_{dim}", min=1)
+        shapes.append(dims or None)
+        if dims:
+            recorded[name] = {str(dim): d.__name__ for dim, d in sorted(dims.items())}
+    if not recorded:
+        return None, {}
+    return tuple(shapes), recorded
+
+
+def _size_oblivious():
+    """Compiles sizes of 1 like any other size: by default torch.export and inductor assume a
+    dynamic size is at least 2 (a size of 1 could broadcast), and the package refuses batch 1,
+    the commonest request. The golden cases check what this compiles."""
+    try:
+        import torch.fx.experimental._config as fx_config
+    except ImportError:
+        return contextlib.nullcontext()
+    if not hasattr(fx_config, "backed_size_oblivious"):
+        return contextlib.nullcontext()
+    return fx_config.patch(backed_size_oblivious=True)
+
+
+_BOUND = re.compile(r'input_handles\[(\d+)\]: dim value is too (small|large) at (\d+), "\s*'
+                    r'<< "expected (?:it )?to be [<>]= (\d+)')
+
+
+def _compiled_bounds(files: Sequence[Any]) -> Dict[Tuple[int, int], Dict[str, int]]:
+    """The sizes the compiled code accepts per (flat input, dim), from the input checks
+    AOTInductor generates (run when AOTI_RUNTIME_CHECK_INPUTS is set, as torchship sets it).
+    Inductor narrows a Dim's range where a kernel choice depends on the size: a convolution's
+    memory format changes at batch 16, so a package exported at batch 2 takes 1 to 15."""
+    bounds: Dict[Tuple[int, int], Dict[str, int]] = {}
+    for path in files:
+        if isinstance(path, str) and path.endswith("wrapper.cpp"):
+            with open(path) as f:
+                for handle, side, dim, value in _BOUND.findall(f.read()):
+                    key = "min" if side == "small" else "max"
+                    bounds.setdefault((int(handle), int(dim)), {})[key] = int(value)
+    return bounds
+
+
+def _record_ranges(recorded: Dict[str, Any], names: List[str], example: Tuple[Any, ...],
+                   bounds: Dict[Tuple[int, int], Dict[str, int]]) -> Dict[str, Any]:
+    """dynamic_dims with each dimension's accepted range: {name: {dim: {name, min, max}}}."""
+    flat_index: Dict[str, int] = {}
+    flat = 0
+    for name, value in zip(names, example):
+        if isinstance(value, torch.Tensor):
+            flat_index[name] = flat
+        flat += sum(1 for leaf in torch.utils._pytree.tree_leaves(value)
+                    if isinstance(leaf, torch.Tensor))
+    ranges: Dict[str, Any] = {}
+    for name, dims in recorded.items():
+        ranges[name] = {}
+        for dim, dim_name in dims.items():
+            found = bounds.get((flat_index.get(name, -1), int(dim)), {})
+            ranges[name][dim] = {"name": dim_name, "min": found.get("min", 1),
+                                 "max": found.get("max", BATCH_MAX if dim_name == "batch"
+                                                  else None)}
+    return ranges
+
+
+def _argument(name: str, value: Any) -> Dict[str, Any]:
+    """How the package takes a forward argument: a tensor, a container of tensors (flattened,
+    its structure fixed), or a constant torch.export baked in (its value, when JSON has one)."""
+    if isinstance(value, torch.Tensor):
+        return {"name": name, "kind": "tensor"}
+    if _has_tensor(value):
+        return {"name": name, "kind": "tensors"}
+    argument = {"name": name, "kind": "constant"}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        argument["value"] = value
+    return argument
+
+
+def _vec_isa(files: Sequence[Any]) -> str:
+    """AOTI_CPU_ISA of the compiled wrapper, as AOTInductor records it."""
+    for path in files:
+        if isinstance(path, str) and path.endswith("_metadata.json"):
+            with open(path) as f:
+                isa = json.load(f).get("AOTI_CPU_ISA")
+            if isa is not None:
+                return isa or INVALID_ISA
+    return INVALID_ISA
+
+
+def _check_target(target: str) -> None:
+    if target not in CPU_TARGETS:
+        raise ExportError(f"cpu_target must be one of {', '.join(CPU_TARGETS)}, got {target!r}")
+    if target == "native":
+        return
+    if not _x86():
+        raise ExportError(f"cpu_target={target!r} is an x86-64 baseline; this CPU is "
+                          f"{platform.machine()}")
+    missing = [name for name in _BASELINES[target] if name not in set(cpu_flags())]
+    if missing:
+        raise ExportError(f"cpu_target={target!r}: this CPU lacks {', '.join(missing)}; the "
+                          "export runs the package on the golden cases, so it needs a CPU of "
+                          "that baseline or above")
+
+
+def _check_vectorized(isa: str, target: str) -> None:
+    if isa != INVALID_ISA or target == "x86-64-v2" or not _x86() or "avx2" not in cpu_flags():
+        return
+    raise ExportError(
+        "format='aoti': AOTInductor compiled scalar kernels (AOTI_CPU_ISA INVALID_VEC_ISA) on an "
+        "x86-64 CPU with AVX2: its vector-ISA probe failed to build or load. Usually the C++ "
+        "compile linked another libtorch than this torch's (docs/pitfalls.md, \"AOTInductor "
+        "compiles scalar kernels\"), or a failed probe is cached in "
+        f"{inductor_cache_dir()} (delete that folder and export again)")
+
+
+def _add_golden(path: str, files: Dict[str, bytes]) -> str:
+    """Appends the golden vectors under the package's root folder; returns the root."""
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_STORED) as archive:
+        root = archive.namelist()[0].split("/", 1)[0]
+        for name, data in files.items():
+            archive.writestr(zipfile.ZipInfo(f"{root}/{name}", (1980, 1, 1, 0, 0, 0)), data)
+    return root
+
+
+def export_aoti(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], path: str,
+                manifest: Manifest, allow: Sequence[str], rtol: float, atol: Optional[float],
+                cpu_target: str) -> ExportResult:
+    """The format="aoti" half of torchship.export (its docstring says what is checked)."""
+    if not available():
+        raise ExportError(f"format='aoti' needs torch.export and AOTInductor (torch >= 2.6); "
+                          f"this is torch {torch.__version__}")
+    _check_target(cpu_target)
+    findings = Findings()
+    notes: List[str] = []
+    for finding in train_mode(module):
+        findings.add(finding)
+    module.eval()
+    names = _argument_names(module, len(cases_inputs[0]))
+    _refuse_varying_inputs(names, cases_inputs, manifest)
+    example = cases_inputs[0]
+    dynamic_shapes, dynamic_record = _dynamic_shapes(names, example, manifest)
+
+    with torch.no_grad():
+        expected = [module(*args) for args in cases_inputs]
+        try:
+            with _size_oblivious():
+                program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
+        except Exception as error:
+            raise ExportError(f"torch.export cannot export {type(module).__name__}:\n"
+                              f"{diagnose_export(error)}") from error
+        started = time.monotonic()
+        with compiler_environment(cpu_target), _size_oblivious():
+            files = torch._inductor.aot_compile(program.module(), example,
+                                                options=inductor_options(cpu_target))
+            dynamic_record = _record_ranges(dynamic_record, names, example,
+                                            _compiled_bounds(files))
+            isa = _vec_isa(files)
+            _check_vectorized(isa, cpu_target)
+            compile_seconds = time.monotonic() - started
+
+            export_info: Dict[str, Any] = {
+                "format": "aoti",
+                "method": "torch.export",
+                "torch_version": torch.__version__,
+                "torchship_version": __version__,
+                "created": datetime.datetime.now(datetime.timezone.utc).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"),
+                "cpu": {"target": cpu_target, "vec_isa": isa,
+                        "features": cpu_features(cpu_target)},
+                "arguments": [_argument(name, value) for name, value in zip(names, example)],
+                "dynamic_dims": dynamic_record,
+            }
+            manifest_dict = manifest.to_dict(export_info, "fp32")
+            from torch.export.pt2_archive._package import package_pt2
+            package_pt2(path, aoti_files={"model": files},
+                        extra_files={MANIFEST_FILE: json.dumps(manifest_dict, indent=2)})
+        notes.append(f"aoti: compiled in {compile_seconds:.0f} s for {cpu_target} "
+                     f"(vector ISA {isa})")
+
+        # The compiled code checks its inputs' sizes only when this is set as it first runs;
+        # C++ sets it, and the golden cases must pass the same checks here.
+        checking = os.environ.get("AOTI_RUNTIME_CHECK_INPUTS")
+        os.environ["AOTI_RUNTIME_CHECK_INPUTS"] = "1"
+        try:
+            compiled = torch._inductor.aoti_load_package(path)
+            actual = []
+            for number, args in enumerate(cases_inputs):
+                try:
+                    actual.append(compiled(*args))
+                except Exception as error:
+                    raise ExportError(f"the compiled package fails on golden case {number}: "
+                                      f"{str(error).strip().splitlines()[0]}") from error
+        finally:
+            if checking is None:
+                os.environ.pop("AOTI_RUNTIME_CHECK_INPUTS", None)
+            else:
+                os.environ["AOTI_RUNTIME_CHECK_INPUTS"] = checking
+
+    max_errors: Dict[str, float] = {}
+    for number, (want, got) in enumerate(zip(expected, actual)):
+        try:
+            errors = max_difference(want, got)
+        except ValueError as error:
+            raise ExportError(f"golden case {number}: the compiled package returns another "
+                              f"structure than the Python module: {error}") from None
+        for leaf, error in errors.items():
+            max_errors[leaf] = max(max_errors.get(leaf, 0.0), error)
+        mismatch = first_mismatch(want, got, rtol, atol)
+        if mismatch:
+            raise ExportError(f"golden case {number}: the compiled package computes something "
+                              f"else than the Python module ({mismatch})")
+
+    blocking = findings.blocking(allow)
+    if blocking:
+        raise ExportError(f"export of {type(module).__name__} refused by {len(blocking)} "
+                          f"check(s) (pass allow=[...] with their ids to accept):\n" +
+                          "\n".join(str(f) for f in blocking), blocking)
+    for finding in findings.items:
+        warnings.warn(f"torchship.export: {finding}", ExportWarning, stacklevel=4)
+    _add_golden(path, _golden_files(list(zip(cases_inputs, actual)), rtol, atol))
+    return ExportResult(path, compiled, manifest_dict, max_errors, findings.items, notes)
+
+
+def golden_names(path: str) -> List[str]:
+    """The golden entries of a package, as the C++ side finds them."""
+    with zipfile.ZipFile(path) as archive:
+        return [name for name in archive.namelist()
+                if name.split("/", 1)[-1].startswith(GOLDEN_PREFIX)]
