@@ -12,6 +12,9 @@
 - OUT_DIR/fashion_mnist[_bf16|_int8]_python_logits.npy and _python_predictions.npy: the logits
   and the class Python computes for each test image through each exported module (batches of
   256, in order), for the parity tests;
+- OUT_DIR/fashion_mnist.pt2 and fashion_mnist_pt2_python_{logits,predictions}.npy: the fp32
+  pipeline as an AOTInductor package (torch >= 2.6 only), with Python's logits through the
+  package;
 - OUT_DIR/fashion_mnist_accuracy.json: test accuracy per precision, measured in Python;
 - with --testset: OUT_DIR/fashion_mnist_test/NNNNN.png, the 10,000 test images, and truth.csv.
 
@@ -83,7 +86,7 @@ def cached_weights() -> str:
     return path
 
 
-def python_logits(module: torch.jit.ScriptModule, batch_size: int = 256) -> np.ndarray:
+def python_logits(module, batch_size: int = 256) -> np.ndarray:
     images, _ = data.load("test")
     batch = torch.from_numpy(images.copy()).unsqueeze(-1)  # N x 28 x 28 x 1 uint8, as C++ decodes
     logits = []
@@ -109,6 +112,11 @@ def precisions() -> tuple:
 CALIBRATION_IMAGES = 512  # from the training set: the test set stays unseen
 
 
+def aoti_available() -> bool:
+    from torchship import aoti
+    return aoti.available()
+
+
 def archive_name(precision: str) -> str:
     return "fashion_mnist" + ("" if precision == "fp32" else f"_{precision}")
 
@@ -123,6 +131,10 @@ def export(out_dir: str) -> str:
     _, labels = data.load("test")
 
     def outputs(precision: str) -> List[str]:
+        if precision == "aoti":
+            return [os.path.join(out_dir, "fashion_mnist" + suffix)
+                    for suffix in (".pt2", "_pt2_python_predictions.npy",
+                                   "_pt2_python_logits.npy")]
         return [os.path.join(out_dir, archive_name(precision) + suffix)
                 for suffix in (".pt", "_python_predictions.npy", "_python_logits.npy")]
 
@@ -161,6 +173,16 @@ def export(out_dir: str) -> str:
         batch_dim=True,
     )
     report = {}
+    if aoti_available():  # the fp32 pipeline compiled by AOTInductor, checked the same way
+        result = torchship.export(
+            pipeline, (example,), outputs("aoti")[0], format="aoti", manifest=manifest,
+            golden_inputs=[(torch.from_numpy(images[8:9]).unsqueeze(-1),)])
+        logits = python_logits(result.module)
+        predictions = logits.argmax(1)
+        np.save(outputs("aoti")[2], logits)
+        np.save(outputs("aoti")[1], predictions)
+        report["aoti"] = {"archive": os.path.basename(outputs("aoti")[0]),
+                          "accuracy": float((predictions == labels).mean())}
     for precision in wanted:
         result = torchship.export(
             pipeline, (example,), paths[precision], method="trace", manifest=manifest,
@@ -177,7 +199,7 @@ def export(out_dir: str) -> str:
         json.dump(report, f, indent=2)
     with open(key_path, "w") as f:
         f.write(archive_key())
-    print(f"wrote {', '.join(paths.values())}")
+    print(f"wrote {', '.join(list(paths.values()) + [r['archive'] for r in report.values()])}")
     print_accuracy(report)
     return paths["fp32"]
 
@@ -187,7 +209,8 @@ def print_accuracy(report) -> None:
     for precision, entry in report.items():
         change = "" if precision == "fp32" else \
             f" ({100 * (entry['accuracy'] - fp32):+.2f} points)"
-        print(f"  {precision}: test accuracy in Python {entry['accuracy']:.2%}{change}")
+        name = "fp32, AOTInductor" if precision == "aoti" else precision
+        print(f"  {name}: test accuracy in Python {entry['accuracy']:.2%}{change}")
 
 
 def write_testset(out_dir: str) -> None:

@@ -53,15 +53,14 @@ INVALID_ISA = "INVALID_VEC_ISA"
 
 
 def available() -> bool:
-    """Whether this torch has torch.export, AOTInductor packaging and the PT2 archive writer
-    (torch >= 2.6; Debian's 1.13 has none of them)."""
+    """Whether this torch has torch.export and AOTInductor's packages (torch >= 2.6; Debian's
+    1.13 has neither)."""
     try:
         import torch._inductor  # noqa: F401
-        from torch.export.pt2_archive._package import package_pt2  # noqa: F401
     except Exception:
         return False
     return hasattr(torch, "export") and hasattr(torch._inductor, "aoti_load_package") \
-        and hasattr(torch._inductor, "aot_compile")
+        and hasattr(torch._inductor, "aoti_compile_and_package")
 
 
 def _x86() -> bool:
@@ -94,7 +93,14 @@ def inductor_options(target: str) -> Dict[str, Any]:
     """AOTInductor's options: freezing (weights become constants of the compiled code) and, for
     a baseline, its -march and vector width. A baseline keeps weights in plain layout: oneDNN's
     prepacked weights are blocked for the exporting CPU's vector width."""
-    options: Dict[str, Any] = {"aot_inductor.package": True, "freezing": True}
+    options: Dict[str, Any] = {"freezing": True}
+    # A dynamic size of 1 is what the exported program allows (Dim min=1), but the compiled
+    # code's input checks refuse sizes below 2 unless told not to (torch.export's 0/1
+    # specialization); batch 1 is the commonest request. The golden cases run through the
+    # compiled code at the sizes they have.
+    from torch._inductor import config as inductor_config
+    if hasattr(inductor_config.aot_inductor, "check_lowerbound"):
+        options["aot_inductor.check_lowerbound"] = False
     if target != "native":
         options.update({"cpp.march": target, "cpp.simdlen": _SIMDLEN[target],
                         "cpp.weight_prepack": False})
@@ -266,9 +272,9 @@ def _dynamic_shapes(names: List[str], args: Tuple[Any, ...],
 
 
 def _size_oblivious():
-    """Compiles sizes of 1 like any other size: by default torch.export and inductor assume a
-    dynamic size is at least 2 (a size of 1 could broadcast), and the package refuses batch 1,
-    the commonest request. The golden cases check what this compiles."""
+    """Compiles without guarding on the example's sizes where the program does not need it:
+    without this, inductor's fake convolution picks a memory format by batch size (< 16, > 1)
+    and narrows a batch range of 1..4096 to 2..15."""
     try:
         import torch.fx.experimental._config as fx_config
     except ImportError:
@@ -282,18 +288,23 @@ _BOUND = re.compile(r'input_handles\[(\d+)\]: dim value is too (small|large) at 
                     r'<< "expected (?:it )?to be [<>]= (\d+)')
 
 
-def _compiled_bounds(files: Sequence[Any]) -> Dict[Tuple[int, int], Dict[str, int]]:
+def _package_files(path: str, suffix: str) -> List[str]:
+    """The text of the compiled model's files in the package whose names end with `suffix`."""
+    with zipfile.ZipFile(path) as archive:
+        return [archive.read(name).decode("utf-8", "replace") for name in archive.namelist()
+                if "/data/aotinductor/model/" in name and name.endswith(suffix)]
+
+
+def _compiled_bounds(path: str) -> Dict[Tuple[int, int], Dict[str, int]]:
     """The sizes the compiled code accepts per (flat input, dim), from the input checks
     AOTInductor generates (run when AOTI_RUNTIME_CHECK_INPUTS is set, as torchship sets it).
-    Inductor narrows a Dim's range where a kernel choice depends on the size: a convolution's
-    memory format changes at batch 16, so a package exported at batch 2 takes 1 to 15."""
+    A Dim's upper bound can come out narrower than asked where a kernel choice depends on the
+    size; the lower bound check is not generated (see inductor_options)."""
     bounds: Dict[Tuple[int, int], Dict[str, int]] = {}
-    for path in files:
-        if isinstance(path, str) and path.endswith("wrapper.cpp"):
-            with open(path) as f:
-                for handle, side, dim, value in _BOUND.findall(f.read()):
-                    key = "min" if side == "small" else "max"
-                    bounds.setdefault((int(handle), int(dim)), {})[key] = int(value)
+    for source in _package_files(path, "wrapper.cpp"):
+        for handle, side, dim, value in _BOUND.findall(source):
+            key = "min" if side == "small" else "max"
+            bounds.setdefault((int(handle), int(dim)), {})[key] = int(value)
     return bounds
 
 
@@ -331,14 +342,12 @@ def _argument(name: str, value: Any) -> Dict[str, Any]:
     return argument
 
 
-def _vec_isa(files: Sequence[Any]) -> str:
+def _vec_isa(path: str) -> str:
     """AOTI_CPU_ISA of the compiled wrapper, as AOTInductor records it."""
-    for path in files:
-        if isinstance(path, str) and path.endswith("_metadata.json"):
-            with open(path) as f:
-                isa = json.load(f).get("AOTI_CPU_ISA")
-            if isa is not None:
-                return isa or INVALID_ISA
+    for text in _package_files(path, "_metadata.json"):
+        isa = json.loads(text).get("AOTI_CPU_ISA")
+        if isa is not None:
+            return isa or INVALID_ISA
     return INVALID_ISA
 
 
@@ -369,7 +378,8 @@ def _check_vectorized(isa: str, target: str) -> None:
 
 
 def _add_golden(path: str, files: Dict[str, bytes]) -> str:
-    """Appends the golden vectors under the package's root folder; returns the root."""
+    """Appends the manifest and the golden vectors under the package's root folder; returns
+    the root."""
     with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_STORED) as archive:
         root = archive.namelist()[0].split("/", 1)[0]
         for name, data in files.items():
@@ -398,37 +408,31 @@ def export_aoti(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], pa
     with torch.no_grad():
         expected = [module(*args) for args in cases_inputs]
         try:
-            with _size_oblivious():
-                program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
+            program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
         except Exception as error:
             raise ExportError(f"torch.export cannot export {type(module).__name__}:\n"
                               f"{diagnose_export(error)}") from error
         started = time.monotonic()
         with compiler_environment(cpu_target), _size_oblivious():
-            files = torch._inductor.aot_compile(program.module(), example,
-                                                options=inductor_options(cpu_target))
-            dynamic_record = _record_ranges(dynamic_record, names, example,
-                                            _compiled_bounds(files))
-            isa = _vec_isa(files)
-            _check_vectorized(isa, cpu_target)
-            compile_seconds = time.monotonic() - started
-
-            export_info: Dict[str, Any] = {
-                "format": "aoti",
-                "method": "torch.export",
-                "torch_version": torch.__version__,
-                "torchship_version": __version__,
-                "created": datetime.datetime.now(datetime.timezone.utc).strftime(
-                    "%Y-%m-%dT%H:%M:%SZ"),
-                "cpu": {"target": cpu_target, "vec_isa": isa,
-                        "features": cpu_features(cpu_target)},
-                "arguments": [_argument(name, value) for name, value in zip(names, example)],
-                "dynamic_dims": dynamic_record,
-            }
-            manifest_dict = manifest.to_dict(export_info, "fp32")
-            from torch.export.pt2_archive._package import package_pt2
-            package_pt2(path, aoti_files={"model": files},
-                        extra_files={MANIFEST_FILE: json.dumps(manifest_dict, indent=2)})
+            # The exported program itself is compiled, with its ranges as exported.
+            torch._inductor.aoti_compile_and_package(
+                program, package_path=path, inductor_configs=inductor_options(cpu_target))
+        compile_seconds = time.monotonic() - started
+        isa = _vec_isa(path)
+        _check_vectorized(isa, cpu_target)
+        dynamic_record = _record_ranges(dynamic_record, names, example, _compiled_bounds(path))
+        export_info: Dict[str, Any] = {
+            "format": "aoti",
+            "method": "torch.export",
+            "torch_version": torch.__version__,
+            "torchship_version": __version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"),
+            "cpu": {"target": cpu_target, "vec_isa": isa, "features": cpu_features(cpu_target)},
+            "arguments": [_argument(name, value) for name, value in zip(names, example)],
+            "dynamic_dims": dynamic_record,
+        }
+        manifest_dict = manifest.to_dict(export_info, "fp32")
         notes.append(f"aoti: compiled in {compile_seconds:.0f} s for {cpu_target} "
                      f"(vector ISA {isa})")
 
@@ -472,7 +476,9 @@ def export_aoti(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], pa
                           "\n".join(str(f) for f in blocking), blocking)
     for finding in findings.items:
         warnings.warn(f"torchship.export: {finding}", ExportWarning, stacklevel=4)
-    _add_golden(path, _golden_files(list(zip(cases_inputs, actual)), rtol, atol))
+    files = {"extra/" + MANIFEST_FILE: json.dumps(manifest_dict, indent=2).encode()}
+    files.update(_golden_files(list(zip(cases_inputs, actual)), rtol, atol))
+    _add_golden(path, files)
     return ExportResult(path, compiled, manifest_dict, max_errors, findings.items, notes)
 
 

@@ -1,0 +1,203 @@
+// The backend seam: packages opened by format, the AOTInductor backend's checks before it loads
+// anything, the pytree specs that rebuild a package's structured I/O, and the one value-tree walk.
+#include <fstream>
+
+#include <caffe2/serialize/inline_container.h>
+#include <gtest/gtest.h>
+
+#include "backends/tree_spec.h"
+#include "cpu_features.h"
+#include "fixtures.h"
+#include "torch_compat.h"
+#include "torchship/model.h"
+#include "torchship/value_tree.h"
+
+namespace torchship::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A .pt2-shaped zip: AOTInductor's metadata and, optionally, a manifest; no compiled library.
+fs::path fake_package(const std::string& name, const std::string& metadata,
+                      const std::string& manifest = "") {
+  fs::path path = fs::temp_directory_path() / (name + ".pt2");
+  caffe2::serialize::PyTorchStreamWriter writer(path.string());
+  auto write = [&](const std::string& record, const std::string& data) {
+    writer.writeRecord(record, data.data(), data.size());
+  };
+  write("archive_format", "pt2");
+  write("data/aotinductor/model/abc.wrapper_metadata.json", metadata);
+  if (!manifest.empty()) write("extra/torchship.json", manifest);
+  writer.writeEndOfFile();
+  return path;
+}
+
+const char* kCpuMetadata =
+    R"({"AOTI_DEVICE_KEY": "cpu", "AOTI_PLATFORM": "linux", "AOTI_MACHINE": "x86_64",
+        "AOTI_CPU_ISA": "avx2"})";
+
+bool have_aoti() {
+  return TORCHSHIP_TORCH_AT_LEAST(2, 6);
+}
+
+TEST(Backends, AnArchiveSaysWhichFormatItHolds) {
+  EXPECT_EQ(Archive::open(fixture("classifier.pt")).format(), ModelFormat::TorchScript);
+  fs::path package = fake_package("format", kCpuMetadata);
+  Archive archive = Archive::open(package);
+  EXPECT_EQ(archive.format(), ModelFormat::AOTInductor);
+  EXPECT_STREQ(format_name(archive.format()), "AOTInductor");
+  EXPECT_FALSE(archive.manifest());
+}
+
+TEST(Backends, APt2WithoutACompiledModelIsRefused) {
+  fs::path path = fs::temp_directory_path() / "empty_package.pt2";
+  {
+    caffe2::serialize::PyTorchStreamWriter writer(path.string());
+    writer.writeRecord("archive_format", "pt2", 3);
+    writer.writeEndOfFile();
+  }
+  EXPECT_EQ(error_message([&] { Archive::open(path); }),
+            "cannot load " + path.string() +
+                ": this .pt2 package holds no AOTInductor model (no data/aotinductor/model/); "
+                "torchship runs packages written by torchship.export(format=\"aoti\") or "
+                "torch._inductor.aoti_compile_and_package");
+}
+
+TEST(Backends, ABuildWithoutAOTInductorSaysSoInOneLine) {
+  if (have_aoti()) GTEST_SKIP() << "this libtorch has AOTInductor";
+  fs::path package = fake_package("no_aoti", kCpuMetadata);
+  EXPECT_EQ(error_message([&] { Model::load(package); }),
+            "cannot load " + package.string() +
+                ": it is an AOTInductor package (.pt2), and this torchship was built against "
+                "libtorch " +
+                compat::libtorch_version() +
+                ", which has no AOTInductor runtime (2.6 or newer has); run it with a torchship "
+                "built against PyTorch 2.x, or export the model as TorchScript");
+}
+
+TEST(Backends, APackageForInstructionsThisCpuLacksIsRefusedBeforeLoading) {
+  if (!have_aoti()) GTEST_SKIP() << "this libtorch has no AOTInductor";
+  bool known = false;
+  if (cpu_has_feature("avx512_4fmaps", &known) || !known) GTEST_SKIP() << "a Xeon Phi?";
+  fs::path package =
+      fake_package("sigill", kCpuMetadata, R"({"format": "torchship", "format_version": 1,
+      "export": {"format": "aoti", "cpu": {"target": "native", "vec_isa": "AVX512",
+      "features": ["avx2", "avx512_4fmaps"]}}})");
+  EXPECT_EQ(error_message([&] { Model::load(package); }),
+            "cannot load " + package.string() +
+                ": the package was compiled for a CPU with avx512_4fmaps (target native), which "
+                "this CPU lacks; running it would crash (illegal instruction); export it again "
+                "with cpu_target=\"x86-64-v3\" (AVX2) or \"x86-64-v2\" for older CPUs");
+}
+
+TEST(Backends, APackageForAnotherDeviceOrMachineIsRefusedBeforeLoading) {
+  if (!have_aoti()) GTEST_SKIP() << "this libtorch has no AOTInductor";
+  fs::path cuda = fake_package("cuda", R"({"AOTI_DEVICE_KEY": "cuda", "AOTI_PLATFORM": "linux",
+      "AOTI_MACHINE": "x86_64", "AOTI_CPU_ISA": ""})");
+  EXPECT_EQ(error_message([&] { Model::load(cuda); }),
+            "cannot load " + cuda.string() +
+                ": the package was compiled for cuda, not cpu; run it with --device cuda, or "
+                "export it again on cpu");
+  fs::path arm = fake_package("arm", R"({"AOTI_DEVICE_KEY": "cpu", "AOTI_PLATFORM": "linux",
+      "AOTI_MACHINE": "aarch64", "AOTI_CPU_ISA": "neon"})");
+  EXPECT_EQ(error_message([&] { Model::load(arm); }),
+            "cannot load " + arm.string() +
+                ": the package was compiled for linux/aarch64, this machine is linux/x86_64; "
+                "export it on (or for) this one");
+}
+
+TEST(Backends, CpuFeaturesAgreeWithTheCompiler) {
+  bool known = false;
+  EXPECT_EQ(cpu_has_feature("avx2", &known), static_cast<bool>(__builtin_cpu_supports("avx2")));
+  EXPECT_TRUE(known);
+  EXPECT_EQ(cpu_has_feature("fma"), static_cast<bool>(__builtin_cpu_supports("fma")));
+  EXPECT_EQ(cpu_has_feature("avx512f"), static_cast<bool>(__builtin_cpu_supports("avx512f")));
+  EXPECT_EQ(cpu_has_feature("avx512_vnni"),
+            static_cast<bool>(__builtin_cpu_supports("avx512vnni")));
+  EXPECT_FALSE(cpu_has_feature("warp_drive", &known));
+  EXPECT_FALSE(known);
+  EXPECT_TRUE(missing_cpu_features({"warp_drive"}).empty());  // unknown names are not missing
+}
+
+TEST(Backends, TreeSpecsRebuildStructuredOutputs) {
+  // torch.utils._pytree.treespec_dumps of {"a": t, "b": (t, [t, t])}
+  auto spec = backends::parse_tree_spec(
+      R"([1, {"type": "builtins.dict", "context": "[\"a\", \"b\"]", "children_spec": [
+          {"type": null, "context": null, "children_spec": []},
+          {"type": "builtins.tuple", "context": "null", "children_spec": [
+            {"type": null, "context": null, "children_spec": []},
+            {"type": "builtins.list", "context": "null", "children_spec": [
+              {"type": null, "context": null, "children_spec": []},
+              {"type": null, "context": null, "children_spec": []}]}]}]}])",
+      "spec");
+  EXPECT_EQ(spec.leaf_count(), 4u);
+  EXPECT_EQ(spec.type()->annotation_str(), "Dict[str, Any]");
+  std::vector<at::Tensor> leaves = {at::zeros({1}), at::ones({2}), at::full({3}, 2.0),
+                                    at::full({4}, 3.0)};
+  size_t next = 0;
+  c10::IValue value = spec.unflatten(leaves, next);
+  EXPECT_EQ(next, 4u);
+  std::vector<std::string> paths;
+  for (const auto& leaf : output_leaves(value, nullptr)) paths.push_back(leaf.path);
+  EXPECT_EQ(paths, (std::vector<std::string>{"a", "b[0]", "b[1][0]", "b[1][1]"}));
+
+  std::vector<at::Tensor> flat;
+  spec.flatten(value, "input 'x'", flat);
+  ASSERT_EQ(flat.size(), 4u);
+  EXPECT_TRUE(flat[3].equal(leaves[3]));
+
+  auto dict = value.toGenericDict();
+  auto tuple = dict.at("b").toTupleRef().elements().vec();
+  c10::impl::GenericList shorter(c10::TensorType::get());
+  shorter.push_back(at::zeros({3}));
+  dict.insert_or_assign("b", c10::ivalue::Tuple::create({tuple[0], shorter}));
+  EXPECT_EQ(error_message([&] { spec.flatten(dict, "input 'x'", flat); }),
+            "input 'x'.b[1]: expected a list of 2 (the package was compiled for that structure), "
+            "got list(1)");
+}
+
+TEST(Backends, TreeSpecsTorchshipCannotRebuildAreRefused) {
+  EXPECT_EQ(error_message([] { backends::parse_tree_spec("[1, {}]", "m.pt2's output spec"); }),
+            "m.pt2's output spec is not a structure torchship can rebuild: expected {type, "
+            "context, children_spec}, got {}");
+  EXPECT_EQ(error_message([] {
+              backends::parse_tree_spec(
+                  R"([1, {"type": "my.Point", "context": null, "children_spec": []}])", "spec");
+            }),
+            "spec is not a structure torchship can rebuild: the node type my.Point is not a "
+            "tuple, list, dict or None");
+}
+
+TEST(ValueTree, OneWayToNameLeaves) {
+  Manifest manifest;
+  manifest.outputs = {TensorSpec{"logits"}, TensorSpec{"labels"}};
+  auto names = [](const c10::IValue& value, const Manifest* m) {
+    std::vector<std::string> paths;
+    for (const auto& leaf : output_leaves(value, m)) paths.push_back(leaf.path);
+    return paths;
+  };
+  auto pair = c10::ivalue::Tuple::create({at::zeros({1}), at::ones({2})});
+  EXPECT_EQ(names(pair, &manifest), (std::vector<std::string>{"logits", "labels"}));
+  EXPECT_EQ(names(pair, nullptr), (std::vector<std::string>{"output[0]", "output[1]"}));
+  EXPECT_EQ(names(at::zeros({1}), &manifest), (std::vector<std::string>{"logits"}));
+  EXPECT_EQ(names(at::zeros({1}), nullptr), (std::vector<std::string>{"output"}));
+  EXPECT_EQ(file_name_of("output[0].boxes"), "output_0_boxes");
+  EXPECT_EQ(file_name_of("a/b c"), "a_b_c");
+}
+
+TEST(ValueTree, MapLeavesKeepsTheStructure) {
+  c10::impl::GenericDict dict(c10::StringType::get(), c10::TensorType::get());
+  dict.insert("boxes", at::ones({2, 4}));
+  c10::impl::GenericList list(
+      c10::DictType::create(c10::StringType::get(), c10::TensorType::get()));
+  list.push_back(dict);
+  c10::IValue doubled =
+      map_leaves(list, [](const c10::IValue& leaf) { return c10::IValue(leaf.toTensor() * 2); });
+  auto leaves = output_leaves(doubled, nullptr);
+  ASSERT_EQ(leaves.size(), 1u);
+  EXPECT_EQ(leaves[0].path, "output[0].boxes");
+  EXPECT_TRUE(leaves[0].value.toTensor().equal(at::full({2, 4}, 2.0)));
+}
+
+}  // namespace
+}  // namespace torchship::testing
