@@ -23,4 +23,7 @@ fi
 if [ ! -d bench/onnxruntime/node_modules/onnxruntime-node ]; then
   (cd bench/onnxruntime && npm install --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
-echo "bench setup: python3-onnx, hey, FastAPI, node $(node --version), onnxruntime-node ready"
+# ONNX Runtime from PyPI into the PyPI stack's virtualenv (bench/formats.py).
+TORCHSHIP_TORCH=pypi bash -c 'source scripts/env.sh && "$PY" -m pip install --quiet \
+  --disable-pip-version-check -r scripts/requirements-bench.txt'
+echo "bench setup: python3-onnx, hey, FastAPI, node $(node --version), onnxruntime-node, onnxruntime (PyPI) ready"

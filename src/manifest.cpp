@@ -281,8 +281,10 @@ Manifest Manifest::parse(const std::string& json_text) {
       if (!arguments->is_array()) export_reader.fail("arguments", "a list", *arguments);
       for (size_t i = 0; i < arguments->size(); ++i) {
         FieldReader argument((*arguments)[i], "export.arguments[" + std::to_string(i) + "]");
-        manifest.exported.arguments.push_back(
-            {argument.get<std::string>("name", ""), argument.get<std::string>("kind", "tensor")});
+        const json* value = argument.child("value");
+        manifest.exported.arguments.push_back({argument.get<std::string>("name", ""),
+                                               argument.get<std::string>("kind", "tensor"),
+                                               value ? value->dump() : ""});
       }
     }
   }

@@ -58,6 +58,7 @@ struct CpuTarget {
 struct ExportedArgument {
   std::string name;
   std::string kind;
+  std::string value;  // a constant's value as JSON text ("3"), "" when not recorded
 };
 
 struct ExportInfo {

@@ -11,7 +11,9 @@
 
 #ifdef TORCHSHIP_HAVE_AOTI
 #include <cstdlib>
+#include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
@@ -19,6 +21,7 @@
 #include "backends/tree_spec.h"
 #include "cpu_features.h"
 #include "torchship/limits.h"
+#include "torchship/tensor_io.h"
 #endif
 
 namespace torchship::backends {
@@ -127,11 +130,49 @@ void check_runnable(const Archive& archive, const std::map<std::string, std::str
   auto missing = missing_cpu_features(required);
   if (missing.empty()) return;
   std::string target = recorded ? manifest->exported.cpu.target : "native";
+  std::string advice = target == "x86-64-v3" || target == "x86-64-v2"
+                           ? "cpu_target=\"x86-64-v2\""
+                           : "cpu_target=\"x86-64-v3\" (AVX2) or \"x86-64-v2\" for older CPUs";
   throw unsupported("cannot load " + path + ": the package was compiled for a CPU with " +
                     joined(missing) + " (target " + target +
                     "), which this CPU lacks; running it would crash (illegal instruction); "
-                    "export it again with cpu_target=\"x86-64-v3\" (AVX2) or \"x86-64-v2\" for "
-                    "older CPUs");
+                    "export it again with " +
+                    advice);
+}
+
+// The loader unpacks a package into a temporary folder ("aotinductor_XXXXXX") that it removes
+// when it is destroyed, but not when its constructor throws: torchship removes the folders that
+// appeared during a failed load and hold this package's model.
+std::set<std::filesystem::path> unpacked_packages() {
+  std::set<std::filesystem::path> folders;
+  std::error_code ec;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::filesystem::temp_directory_path(ec), ec)) {
+    if (entry.path().filename().string().rfind("aotinductor_", 0) == 0) {
+      folders.insert(entry.path());
+    }
+  }
+  return folders;
+}
+
+void remove_unpacked_since(const std::set<std::filesystem::path>& before, const Archive& archive) {
+  std::string library;
+  for (const auto& record : archive.records()) {
+    if (record.rfind(kModelFolder, 0) == 0 && record.size() > 3 &&
+        record.compare(record.size() - 3, 3, ".so") == 0) {
+      library = record;
+    }
+  }
+  for (const auto& folder : unpacked_packages()) {
+    if (before.count(folder) || library.empty()) continue;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(folder, ec)) {
+      if (std::filesystem::exists(entry.path() / library, ec)) {
+        std::filesystem::remove_all(folder, ec);
+        break;
+      }
+    }
+  }
 }
 
 // Argument names: the manifest's, else input_0, input_1, ...
@@ -147,11 +188,17 @@ Signature signature_of(const TreeSpec& inputs, const TreeSpec& outputs,
   const auto& args = inputs.children[0].children;
   const auto& kwargs = inputs.children[1];
   for (size_t i = 0; i < args.size(); ++i) {
-    bool named = manifest && i < manifest->inputs.size() && !manifest->inputs[i].name.empty();
-    std::string name = named ? manifest->inputs[i].name : "input_" + std::to_string(i);
-    // A constant (an int or a flag at export) was compiled in: any value is taken and ignored.
-    bool constant = manifest && i < manifest->exported.arguments.size() &&
-                    manifest->exported.arguments[i].kind == "constant";
+    const ExportedArgument* exported = manifest && i < manifest->exported.arguments.size()
+                                           ? &manifest->exported.arguments[i]
+                                           : nullptr;
+    std::string name = "input_" + std::to_string(i);
+    if (exported && !exported->name.empty()) name = exported->name;
+    if (manifest && i < manifest->inputs.size() && !manifest->inputs[i].name.empty()) {
+      name = manifest->inputs[i].name;
+    }
+    // A constant (an int or a flag at export) was compiled in: the package takes no value for
+    // it, and the facade's checks take only the one it was compiled with.
+    bool constant = exported && exported->kind == "constant";
     signature.inputs.push_back({name, constant ? c10::AnyType::get() : args[i].type(), false});
   }
   for (size_t i = 0; i < kwargs.keys.size(); ++i) {
@@ -169,6 +216,7 @@ class AotiBackend final : public Backend {
   AotiBackend(const Archive& archive, const c10::Device& device) {
     const std::string path = archive.path().string();
     check_runnable(archive, compiled_metadata(archive), device);
+    auto unpacked_before = unpacked_packages();
     try {
       compat::DiscardWarnings discard;
       compat::WarningHandlerGuard quiet(&discard);
@@ -176,6 +224,7 @@ class AotiBackend final : public Backend {
           path, "model", /*run_single_threaded=*/false, /*num_runners=*/1,
           static_cast<c10::DeviceIndex>(device.is_cuda() ? std::max<int>(0, device.index()) : -1));
     } catch (const std::exception& e) {
+      remove_unpacked_since(unpacked_before, archive);
       throw bad_model("cannot load " + path + ": " + error_text(e));
     }
     auto spec = loader_->get_call_spec();
@@ -183,6 +232,11 @@ class AotiBackend final : public Backend {
     inputs_ = parse_tree_spec(spec[0], path + "'s input spec");
     outputs_ = parse_tree_spec(spec[1], path + "'s output spec");
     signature_ = signature_of(inputs_, outputs_, archive.manifest(), path);
+    if (archive.manifest()) {
+      for (const auto& argument : archive.manifest()->exported.arguments) {
+        constants_.push_back(argument.kind == "constant" ? argument.value : "");
+      }
+    }
     summary_.methods = {"forward"};
     try {
       for (const auto& [name, tensor] : loader_->get_runner()->extract_constants_map(false)) {
@@ -204,7 +258,10 @@ class AotiBackend final : public Backend {
     const auto& kwargs = inputs_.children[1].children;
     for (size_t i = 0; i < inputs.size(); ++i) {
       const TreeSpec& spec = i < args.size() ? args[i] : kwargs[i - args.size()];
-      if (signature_.inputs[i].type->kind() == c10::TypeKind::AnyType) continue;  // a constant
+      if (signature_.inputs[i].type->kind() == c10::TypeKind::AnyType) {
+        check_constant(i, inputs[i]);
+        continue;
+      }
       spec.flatten(inputs[i], "input '" + signature_.inputs[i].name + "'", flat);
     }
     // The compiled kernels index their inputs with the strides of the example inputs, which
@@ -218,6 +275,17 @@ class AotiBackend final : public Backend {
                       " tensors, its output structure holds " + std::to_string(next));
     }
     return result;
+  }
+
+  // torch.export compiled a non-tensor argument's value in: another value would be ignored.
+  void check_constant(size_t index, const c10::IValue& value) const {
+    if (index >= constants_.size() || constants_[index].empty()) return;
+    std::string given = to_json(value).dump();
+    if (given == constants_[index]) return;
+    const std::string& name = signature_.inputs[index].name;
+    throw bad_input("input '" + name + "': the package was compiled with " + name + " = " +
+                    constants_[index] + " (torch.export compiles non-tensor arguments in), got " +
+                    given + "; export it again for another value");
   }
 
   RunFailure explain(const std::exception& error) const override {
@@ -236,6 +304,7 @@ class AotiBackend final : public Backend {
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
   TreeSpec inputs_, outputs_;
   Signature signature_;
+  std::vector<std::string> constants_;  // per argument: a compiled-in value as JSON, or ""
   ModelSummary summary_;
 };
 

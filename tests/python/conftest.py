@@ -83,9 +83,10 @@ def run(cli, fixtures) -> Cli:
 
 
 def golden_rtol(archive: str) -> float:
-    """The rtol an archive's golden vectors were recorded with."""
+    """The rtol an archive's golden vectors were recorded with (<root>/extra/torchship/golden/ in
+    a .pt, <root>/torchship/golden/ in a .pt2)."""
     with zipfile.ZipFile(archive) as z:
-        name = next(n for n in z.namelist() if n.endswith("/extra/" + GOLDEN_INDEX))
+        name = next(n for n in z.namelist() if n.endswith("/" + GOLDEN_INDEX))
         return json.loads(z.read(name))["rtol"]
 
 

@@ -174,7 +174,12 @@ int run_preprocess_bench(const BenchOptions& options) {
 
 int run_bench(const BenchOptions& options) {
   if (!options.preprocess_image.empty()) return run_preprocess_bench(options);
+  // Load time includes optimization and warm-up, as a caller of Model::load waits for them.
+  auto load_started = std::chrono::steady_clock::now();
   Model model = load_model(options.model, static_cast<size_t>(options.runs));
+  double load_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_started)
+          .count();
   std::vector<c10::IValue> inputs = bench_inputs(model, options);
   int default_threads = options.model.threads > 0 ? options.model.threads : at::get_num_threads();
 
@@ -214,6 +219,8 @@ int run_bench(const BenchOptions& options) {
     out["warmup_runs"] = options.model.warmup;
     out["first_ms"] = first_ms;
     out["first_over_steady"] = first_ms / main.p50;
+    out["load_ms"] = load_ms;
+    out["format"] = model.format() == ModelFormat::AOTInductor ? "aoti" : "torchscript";
     if (results.size() > 1) {
       json sweep = json::array();
       for (const auto& m : results) sweep.push_back(m.to_json());
@@ -225,6 +232,8 @@ int run_bench(const BenchOptions& options) {
   std::cout << "model    " << options.model.path
             << (model.optimized() ? " (optimized)" : " (as stored)") << ", " << options.runs
             << " timed runs per row after " << options.model.warmup << " warm-up runs\n";
+  std::cout << "format   " << format_name(model.format()) << ", loaded in "
+            << static_cast<int64_t>(load_ms) << " ms\n";
   for (const auto& note : model.notes()) std::cout << "note     " << note << '\n';
   std::string shapes;
   for (const auto& input : inputs) shapes += (shapes.empty() ? "" : ", ") + describe(input);

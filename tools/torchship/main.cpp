@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli_common.h"
+#include "stderr_filter.h"
 
 namespace {
 
@@ -22,9 +23,10 @@ int exit_code_for(torchship::ErrorKind kind) {
 int main(int argc, char** argv) {
   using namespace torchship;
   tune_memory_for_inference();
+  cli::drop_compiled_code_error_copies();
   route_libtorch_warnings([](const std::string& message) { cli::warn("libtorch: " + message); });
   CLI::App app{"torchship " + std::string(version()) +
-               ": run PyTorch pipelines exported as TorchScript archives"};
+               ": run PyTorch pipelines exported as TorchScript archives or AOTInductor packages"};
   app.set_version_flag("--version", version_line());
   app.require_subcommand(1);
   app.fallthrough(false);

@@ -1,0 +1,275 @@
+"""TorchScript vs AOTInductor vs Python eager vs ONNX Runtime on one network, side by side in one
+run: fp32 ResNet34 (random weights, fixed seed), batch 1, every runner in a fresh process of its
+own per round, rounds interleaved. Per runner: steady latency (p50), the first inference after
+load, load time and the process's peak RSS. Results go to build/bench/formats.json and the report
+rendered from them to docs/benchmarks-formats.md (versions, machine and conclusions all come from
+the measured data).
+
+    ~/.cache/torchship/venv-*/bin/python bench/formats.py [--rounds 3] [--runs 30] [--threads 2]
+    ... bench/formats.py --render        # the report again from the last results file
+
+Needs build/bin/torchship (a build against PyTorch 2.x), this interpreter's torch >= 2.6 with
+torchvision, and onnxruntime + onnx from PyPI (scripts/requirements-bench.txt).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+CLI = os.path.join(ROOT, "build", "bin", "torchship")
+WORK = os.path.join(ROOT, "build", "bench")
+RESULTS = os.path.join(WORK, "formats.json")
+REPORT = os.path.join(ROOT, "docs", "benchmarks-formats.md")
+SHAPE = (1, 3, 224, 224)
+
+RUNNERS = ["Python eager", "ONNX Runtime", "torchship TorchScript", "torchship AOTInductor"]
+GOALS = {"aoti_vs_ort": 0.9, "first_over_steady": 1.5}
+
+
+def progress(message: str) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r{message[:78]:<78}")
+        sys.stderr.flush()
+
+
+# ---- the artifacts, made once per run from the same weights --------------------------------
+
+def prepare(threads: int) -> Dict[str, str]:
+    import numpy as np
+    import torch
+    import torchvision
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    import torchship
+
+    os.makedirs(WORK, exist_ok=True)
+    paths = {name: os.path.join(WORK, f"resnet34{ext}") for name, ext in
+             (("weights", ".pth"), ("pt", ".pt"), ("pt2", ".pt2"), ("onnx", ".onnx"),
+              ("input", "_input.npy"))}
+    torch.manual_seed(0)
+    model = torchvision.models.resnet34().eval()
+    torch.save(model.state_dict(), paths["weights"])
+    x = torch.rand(SHAPE, generator=torch.Generator().manual_seed(1))
+    np.save(paths["input"], x.numpy())
+    manifest = torchship.Manifest(name="resnet34", inputs=[
+        torchship.tensor_spec("x", "FP32", list(SHAPE))],
+        outputs=[torchship.tensor_spec("logits", "FP32", [1, 1000], kind="logits")])
+    progress("exporting TorchScript")
+    torchship.export(model, (x,), paths["pt"], manifest=manifest)
+    progress("compiling with AOTInductor")
+    torchship.export(model, (x,), paths["pt2"], manifest=manifest, format="aoti")
+    progress("exporting ONNX")
+    with torch.no_grad():
+        torch.onnx.export(model, (x,), paths["onnx"], input_names=["x"], output_names=["logits"],
+                          opset_version=17, dynamo=False)
+    return paths
+
+
+# ---- runners: each one process, printing one JSON object ------------------------------------
+
+def timed(call, runs: int) -> Dict[str, float]:
+    started = time.perf_counter()
+    call()
+    first = (time.perf_counter() - started) * 1000
+    for _ in range(2):
+        call()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return {"first_ms": first, "p50_ms": statistics.median(times)}
+
+
+def worker(name: str, paths: Dict[str, str], runs: int, threads: int) -> Dict[str, float]:
+    import numpy as np
+    x = np.load(paths["input"])
+    started = time.perf_counter()
+    if name == "Python eager":
+        import torch
+        import torchvision
+        torch.set_num_threads(threads)
+        model = torchvision.models.resnet34().eval()
+        model.load_state_dict(torch.load(paths["weights"]))
+        tensor = torch.from_numpy(x)
+        load_ms = (time.perf_counter() - started) * 1000
+
+        def call():
+            with torch.inference_mode():
+                model(tensor)
+    else:  # ONNX Runtime
+        import onnxruntime
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = onnxruntime.InferenceSession(paths["onnx"], options,
+                                               providers=["CPUExecutionProvider"])
+        load_ms = (time.perf_counter() - started) * 1000
+
+        def call():
+            session.run(None, {"x": x})
+    result = timed(call, runs)
+    result["load_ms"] = load_ms
+    return result
+
+
+def run_once(name: str, paths: Dict[str, str], runs: int, threads: int) -> Dict[str, float]:
+    if name.startswith("torchship"):
+        archive = paths["pt2" if "AOTInductor" in name else "pt"]
+        command = [CLI, "bench", archive, "--input", paths["input"], "--runs", str(runs),
+                   "--threads", str(threads), "--json"]
+    else:
+        command = [sys.executable, __file__, "--worker", name, "--runs", str(runs),
+                   "--threads", str(threads)]
+    # Reaped with wait4 for the child's own peak RSS (ru_maxrss); its output is small.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True)
+    out = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{name} failed with exit code {process.returncode}: {' '.join(command)}")
+    data = json.loads(out)
+    if name.startswith("torchship"):
+        data = {"p50_ms": data["latency_ms"]["p50"], "first_ms": data["first_ms"],
+                "load_ms": data["load_ms"]}
+    data["peak_rss_mb"] = usage.ru_maxrss / 1024
+    return data
+
+
+def measure(paths: Dict[str, str], rounds: int, runs: int, threads: int) -> Dict[str, list]:
+    samples: Dict[str, list] = {name: [] for name in RUNNERS}
+    for number in range(rounds):
+        for name in RUNNERS:
+            progress(f"round {number + 1}/{rounds}: {name}")
+            samples[name].append(run_once(name, paths, runs, threads))
+    return samples
+
+
+# ---- the report, from the results file only -------------------------------------------------
+
+def summarize(samples: List[Dict[str, float]]) -> Dict[str, float]:
+    """The best round's steady latency (the least disturbed by the shared machine) and the
+    median of the rest."""
+    return {"p50_ms": min(s["p50_ms"] for s in samples),
+            "first_ms": statistics.median(s["first_ms"] for s in samples),
+            "load_ms": statistics.median(s["load_ms"] for s in samples),
+            "peak_rss_mb": statistics.median(s["peak_rss_mb"] for s in samples)}
+
+
+def render(results: dict) -> str:
+    rows = {name: summarize(samples) for name, samples in results["samples"].items()}
+    ort = rows["ONNX Runtime"]["p50_ms"]
+    eager = rows["Python eager"]["p50_ms"]
+    aoti = rows["torchship AOTInductor"]
+    env = results["environment"]
+    lines = [
+        "# TorchScript vs AOTInductor (and Python eager, ONNX Runtime)",
+        "",
+        f"Measured {env['date']} by `bench/formats.py` on {env['cpu']} ({env['cores']} CPUs), "
+        f"{env['threads']} threads, {results['rounds']} interleaved rounds of {results['runs']} "
+        f"timed runs, each runner in a fresh process per round. torch {env['torch']}, "
+        f"onnxruntime {env['onnxruntime']}, torchship {env['torchship']}. fp32 ResNet34 "
+        "(torchvision, random weights), one 1 x 3 x 224 x 224 input. p50: the best round's "
+        "median (the least disturbed by the shared machine); the rest: the median over rounds.",
+        "",
+        "| runner | p50 ms | vs ONNX Runtime | vs eager | first inference | first / p50 | load ms "
+        "| peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in RUNNERS:
+        row = rows[name]
+        lines.append(f"| {name} | {row['p50_ms']:.1f} | {row['p50_ms'] / ort:.2f}x | "
+                     f"{row['p50_ms'] / eager:.2f}x | {row['first_ms']:.1f} ms | "
+                     f"{row['first_ms'] / row['p50_ms']:.2f}x | {row['load_ms']:.0f} | "
+                     f"{row['peak_rss_mb']:.0f} |")
+    ratio = aoti["p50_ms"] / ort
+    first = aoti["first_ms"] / aoti["p50_ms"]
+    lines += [
+        "",
+        "Goals (issue 12), from the table:",
+        "",
+        f"- AOTInductor p50 <= {GOALS['aoti_vs_ort']}x ONNX Runtime's: {ratio:.2f}x, "
+        f"{'met' if ratio <= GOALS['aoti_vs_ort'] else 'not met'}.",
+        f"- AOTInductor first inference <= {GOALS['first_over_steady']}x its p50: {first:.2f}x, "
+        f"{'met' if first <= GOALS['first_over_steady'] else 'not met'}.",
+        "",
+        "torchship's runners are `torchship bench` with its defaults: the TorchScript archive is "
+        "frozen and optimized at load (verified against its golden vectors) and both formats "
+        "run their golden inputs twice at load (warm-up), all of it part of their load time, so "
+        "that the first request does not pay for it; Python eager and ONNX Runtime have no "
+        "warm-up of their own, and their first inference is their first call. The AOTInductor "
+        "package was compiled at export (frozen weights, this CPU's vector ISA); its load "
+        "includes extracting and dlopening its shared library.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def environment(threads: int) -> dict:
+    import onnxruntime
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    version = subprocess.run([CLI, "--version"], capture_output=True, text=True).stdout.strip()
+    return {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": os.cpu_count(),
+            "threads": threads, "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__, "torchship": version}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--render", action="store_true")
+    parser.add_argument("--worker")
+    parser.add_argument("--prepare", action="store_true")
+    parser.add_argument("--environment", action="store_true")
+    args = parser.parse_args()
+    paths = {name: os.path.join(WORK, f"resnet34{ext}") for name, ext in
+             (("weights", ".pth"), ("pt", ".pt"), ("pt2", ".pt2"), ("onnx", ".onnx"),
+              ("input", "_input.npy"))}
+    if args.worker:
+        print(json.dumps(worker(args.worker, paths, args.runs, args.threads)))
+        return
+    if args.prepare:
+        prepare(args.threads)
+        return
+    if args.environment:
+        print(json.dumps(environment(args.threads)))
+        return
+    if not args.render:
+        # This process stays small (no torch): Linux keeps a process's peak RSS across exec,
+        # so children forked from a process holding torch would all report its size.
+        started = time.time()
+        here = [sys.executable, __file__, "--threads", str(args.threads)]
+        subprocess.run(here + ["--prepare"], check=True)
+        env = json.loads(subprocess.run(here + ["--environment"], check=True,
+                                        capture_output=True, text=True).stdout)
+        results = {"rounds": args.rounds, "runs": args.runs, "environment": env,
+                   "samples": measure(paths, args.rounds, args.runs, args.threads),
+                   "seconds": time.time() - started}
+        with open(RESULTS, "w") as f:
+            json.dump(results, f, indent=2)
+        if sys.stderr.isatty():
+            sys.stderr.write("\r" + " " * 78 + "\r")
+    with open(RESULTS) as f:
+        results = json.load(f)
+    with open(REPORT, "w") as f:
+        f.write(render(results))
+    print(f"wrote {REPORT}")
+
+
+if __name__ == "__main__":
+    main()
