@@ -5,6 +5,7 @@ and Debian's 1.13) and runs this with TORCHSHIP_CROSS_BUILDS="build build-debian
 - An archive from the older torch runs on the newer build and reproduces its golden vectors.
 - An archive from the newer torch runs on the older build with its golden vectors, or is refused
   in one line that names both versions (newer_ops.pt calls an operator 1.13 lacks).
+- An AOTInductor package (.pt2) is refused in one line by a build without AOTInductor.
 """
 
 import json
@@ -80,5 +81,21 @@ def test_golden_vectors_hold_or_the_refusal_names_both_versions(runner, exporter
             f"the archive was exported with torch {there}; run it with a torchship built "
             f"against libtorch {there}, or export it again with torch {here}\n")
         refused.append("newer_ops.pt")
+    package = os.path.join(export_build, "fixtures", "classifier.pt2")
+    if os.path.exists(package):
+        # An AOTInductor package on a build without AOTInductor (libtorch < 2.6): one line.
+        result = subprocess.run([cli(run_build), "check", package], capture_output=True,
+                                text=True)
+        if here_key >= (2, 6):
+            assert result.returncode == 0, result.stderr
+            passed.append("classifier.pt2")
+        else:
+            assert result.returncode == 2 and result.stdout == ""
+            assert result.stderr == (
+                f"torchship: error: cannot load {package}: it is an AOTInductor package (.pt2), "
+                f"and this torchship was built against libtorch {here}, which has no AOTInductor "
+                "runtime (2.6 or newer has); run it with a torchship built against PyTorch 2.x, "
+                "or export the model as TorchScript\n")
+            refused.append("classifier.pt2")
     report(f"archives of torch {there} on libtorch {here}: golden vectors reproduced by "
            f"{', '.join(passed) or 'none'}; refused in one line: {', '.join(refused) or 'none'}")
