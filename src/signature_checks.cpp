@@ -1,5 +1,7 @@
 #include "signature_checks.h"
 
+#include <limits>
+
 #include "torchship/error.h"
 #include "torchship/tensor_io.h"
 
@@ -31,10 +33,14 @@ void check_tensor(const at::Tensor& tensor, const TensorSpec& spec, const std::s
     for (const auto& [dim, range] : spec.size_ranges) {
       int64_t size = tensor.size(dim);
       if (size < range.first || size > range.second) {
-        throw bad_input(where + ": dimension " + std::to_string(dim) + " is " +
-                        std::to_string(size) + ", the package was compiled for " +
-                        std::to_string(range.first) + " to " + std::to_string(range.second) +
-                        (dim == 0 ? " (send larger batches as several requests)" : ""));
+        bool unbounded = range.second == std::numeric_limits<int64_t>::max();
+        std::string sizes = std::to_string(range.first) +
+                            (unbounded ? " or more" : " to " + std::to_string(range.second));
+        bool too_large = size > range.second;
+        throw bad_input(
+            where + ": dimension " + std::to_string(dim) + " is " + std::to_string(size) +
+            ", the package was compiled for " + sizes +
+            (dim == 0 && too_large ? " (send larger batches as several requests)" : ""));
       }
     }
     return;

@@ -53,12 +53,25 @@ def export_classifier(path: str, precision: str = "fp32", format: str = "torchsc
                             precision=precision, calibration=calibration, quantize="backbone")
 
 
+def export_segmentation_batch(model: torch.nn.Module, path: str,
+                              manifest: torchship.Manifest) -> torchship.ExportResult:
+    """The pipeline's batch form as an AOTInductor package: torch.export refuses its list form
+    (it fixes a list's length and its images' sizes; the exporter says so), so the package takes
+    one B x H x W x 3 uint8 tensor with batch, height and width dynamic."""
+    generator = torch.Generator().manual_seed(3)
+    example = torch.randint(0, 256, (2, 64, 96, 3), dtype=torch.uint8, generator=generator)
+    other = torch.randint(0, 256, (1, 80, 72, 3), dtype=torch.uint8, generator=generator)
+    manifest.inputs = [torchship.image_input("images", layout="BHWC")]
+    manifest.batch_dim = True
+    return torchship.export(model, (example,), path, golden_inputs=[(other,)], manifest=manifest,
+                            format="aoti")
+
+
 def export_segmentation(path: str, precision: str = "fp32",
                         format: str = "torchscript") -> torchship.ExportResult:
     """precision: fp32 or int8 (the network quantized; bf16 needs a full trace, which the
-    list-or-batch input rules out). format="aoti" raises ExportError: torch.export cannot take
-    a list of images whose length and sizes vary per call (its batch form, one BHWC tensor, it
-    can)."""
+    list-or-batch input rules out). format="aoti" exports the batch form (one BHWC tensor):
+    torch.export cannot take a list of images whose length and sizes vary per call."""
     model = lraspp_segmentation().eval()
     generator = torch.Generator().manual_seed(2)
     images = [torch.randint(0, 256, (64, 96, 3), dtype=torch.uint8, generator=generator)
@@ -74,8 +87,7 @@ def export_segmentation(path: str, precision: str = "fp32",
         labels=voc_labels(),
     )
     if format == "aoti":
-        return torchship.export(model, (images,), path, golden_inputs=[(batch,)],
-                                manifest=manifest, format="aoti")
+        return export_segmentation_batch(model, path, manifest)
     calibration = [([image],) for image in random_images(8, (160, 240, 3), seed=4)]
     return torchship.export(model, (images,), path, method="hybrid", trace=["net"],
                             golden_inputs=[(batch,)], manifest=manifest, precision=precision,

@@ -262,10 +262,13 @@ def _dynamic_shapes(names: List[str], args: Tuple[Any, ...],
             dims[0] = batch
         for dim, size in enumerate(spec.shape or []):
             if size == -1 and dim < value.dim() and dim not in dims:
-                dims[dim] = Dim(f"{name}_{dim}", min=1)
+                # Any size the code allows: torch.export infers the range (a network with
+                # five stride-2 stages needs 17 pixels or more), and the manifest records it.
+                dims[dim] = Dim.DYNAMIC
         shapes.append(dims or None)
         if dims:
-            recorded[name] = {str(dim): d.__name__ for dim, d in sorted(dims.items())}
+            recorded[name] = {str(dim): "batch" if d is batch else f"{name}_{dim}"
+                              for dim, d in sorted(dims.items())}
     if not recorded:
         return None, {}
     return tuple(shapes), recorded
@@ -308,9 +311,42 @@ def _compiled_bounds(path: str) -> Dict[Tuple[int, int], Dict[str, int]]:
     return bounds
 
 
+def _finite(value: Any) -> Optional[int]:
+    """A range bound as an int; None for infinity (torch's int_oo, sympy's oo)."""
+    if str(value) in ("int_oo", "oo", "-int_oo", "-oo"):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError, AttributeError):
+        return None
+
+
+def _exported_ranges(program: Any) -> Dict[Tuple[int, int], Tuple[int, Optional[int]]]:
+    """The range torch.export proved for each dynamic size, per (flat tensor input, dim); None
+    for no upper bound. The compiled code checks only upper bounds (see inductor_options):
+    torchship checks the lower ones before running it."""
+    user_inputs = set(program.graph_signature.user_inputs)
+    ranges: Dict[Tuple[int, int], Tuple[int, Optional[int]]] = {}
+    flat = 0
+    for node in program.graph.nodes:
+        if node.op != "placeholder" or node.name not in user_inputs:
+            continue
+        value = node.meta.get("val")
+        if isinstance(value, torch.Tensor):
+            for dim, size in enumerate(value.shape):
+                if isinstance(size, torch.SymInt):
+                    bound = program.range_constraints.get(size.node.expr)
+                    if bound is not None:
+                        ranges[(flat, dim)] = (_finite(bound.lower) or 0, _finite(bound.upper))
+            flat += 1
+    return ranges
+
+
 def _record_ranges(recorded: Dict[str, Any], names: List[str], example: Tuple[Any, ...],
+                   exported: Dict[Tuple[int, int], Tuple[int, Optional[int]]],
                    bounds: Dict[Tuple[int, int], Dict[str, int]]) -> Dict[str, Any]:
-    """dynamic_dims with each dimension's accepted range: {name: {dim: {name, min, max}}}."""
+    """dynamic_dims with each dimension's accepted range, {name: {dim: {name, min, max}}}: the
+    exported program's range, narrowed to what the compiled checks accept."""
     flat_index: Dict[str, int] = {}
     flat = 0
     for name, value in zip(names, example):
@@ -322,10 +358,13 @@ def _record_ranges(recorded: Dict[str, Any], names: List[str], example: Tuple[An
     for name, dims in recorded.items():
         ranges[name] = {}
         for dim, dim_name in dims.items():
-            found = bounds.get((flat_index.get(name, -1), int(dim)), {})
-            ranges[name][dim] = {"name": dim_name, "min": found.get("min", 1),
-                                 "max": found.get("max", BATCH_MAX if dim_name == "batch"
-                                                  else None)}
+            key = (flat_index.get(name, -1), int(dim))
+            low, high = exported.get(key, (1, None))
+            compiled = bounds.get(key, {})
+            low = max(low, compiled.get("min", low))
+            if "max" in compiled:
+                high = compiled["max"] if high is None else min(high, compiled["max"])
+            ranges[name][dim] = {"name": dim_name, "min": low, "max": high}
     return ranges
 
 
@@ -420,7 +459,8 @@ def export_aoti(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], pa
         compile_seconds = time.monotonic() - started
         isa = _vec_isa(path)
         _check_vectorized(isa, cpu_target)
-        dynamic_record = _record_ranges(dynamic_record, names, example, _compiled_bounds(path))
+        dynamic_record = _record_ranges(dynamic_record, names, example,
+                                        _exported_ranges(program), _compiled_bounds(path))
         export_info: Dict[str, Any] = {
             "format": "aoti",
             "method": "torch.export",

@@ -232,9 +232,15 @@ def test_torchscript_exports_record_their_format(tmp_path):
 
 def test_segmentation_list_input_is_refused_with_the_reason(tmp_path):
     sys.path.insert(0, os.path.join(ROOT, "examples", "article"))
-    from export import export_segmentation
+    from pipelines import lraspp_segmentation
+    # The article's pipeline with its list form as the example: refused before anything is
+    # compiled (examples/article/export.py exports its batch form instead).
+    images = [torch.randint(0, 256, (64, 96, 3), dtype=torch.uint8) for _ in range(2)]
+    manifest = torchship.Manifest(task="segmentation",
+                                  inputs=[torchship.image_input("images")])
     with pytest.raises(torchship.ExportError) as error:
-        export_segmentation(str(tmp_path / "segmentation.pt2"), format="aoti")
+        torchship.export(lraspp_segmentation().eval(), (images,),
+                         str(tmp_path / "segmentation.pt2"), manifest=manifest, format="aoti")
     message = str(error.value)
     assert "input 'images' is a list of images whose length and element shapes vary" in message
     assert "specializes a list's length" in message
