@@ -46,6 +46,10 @@ std::string golden_miss(const Model& model) {
 
 Model Model::load(const std::filesystem::path& path, const LoadOptions& options) {
   c10::Device device = parse_device(options.device);
+  if (options.concurrent_forwards < 1) {
+    throw bad_input("concurrent_forwards must be 1 or more, got " +
+                    std::to_string(options.concurrent_forwards));
+  }
   if (options.max_image_pixels <= 0) {
     throw bad_input("max_image_pixels must be positive, got " +
                     std::to_string(options.max_image_pixels));
@@ -57,7 +61,7 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
   impl->device = device;
   impl->max_image_pixels = options.max_image_pixels;
   impl->backend = impl->archive.format() == ModelFormat::AOTInductor
-                      ? backends::open_aoti(impl->archive, device)
+                      ? backends::open_aoti(impl->archive, device, options.concurrent_forwards)
                       : backends::open_torchscript(impl->archive, device);
   Model model;
   model.impl_ = std::move(impl);

@@ -37,6 +37,10 @@ struct LoadOptions {
   // Images (files and uploads) larger than this many pixels are refused from their header,
   // before decoding: a small file can claim a size that would exhaust memory.
   int64_t max_image_pixels = kDefaultMaxImagePixels;
+  // Forwards that may run at once (from several threads): an AOTInductor package keeps one
+  // runner, with its own activation buffers, per concurrent forward (weights are shared);
+  // TorchScript needs nothing per forward.
+  int concurrent_forwards = 1;
 
   LoadOptions& with_optimize(bool value) {
     optimize = value;
@@ -52,6 +56,10 @@ struct LoadOptions {
   }
   LoadOptions& with_device(std::string value) {
     device = std::move(value);
+    return *this;
+  }
+  LoadOptions& with_concurrent_forwards(int count) {
+    concurrent_forwards = count;
     return *this;
   }
   LoadOptions& with_max_image_pixels(int64_t pixels) {

@@ -28,7 +28,7 @@ namespace torchship::backends {
 
 #ifndef TORCHSHIP_HAVE_AOTI
 
-std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device&) {
+std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device&, int) {
   throw unsupported("cannot load " + archive.path().string() +
                     ": it is an AOTInductor package (.pt2), and this torchship was built against "
                     "libtorch " +
@@ -213,7 +213,7 @@ Signature signature_of(const TreeSpec& inputs, const TreeSpec& outputs,
 
 class AotiBackend final : public Backend {
  public:
-  AotiBackend(const Archive& archive, const c10::Device& device) {
+  AotiBackend(const Archive& archive, const c10::Device& device, int concurrent_forwards) {
     const std::string path = archive.path().string();
     check_runnable(archive, compiled_metadata(archive), device);
     auto unpacked_before = unpacked_packages();
@@ -221,7 +221,8 @@ class AotiBackend final : public Backend {
       compat::DiscardWarnings discard;
       compat::WarningHandlerGuard quiet(&discard);
       loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
-          path, "model", /*run_single_threaded=*/false, /*num_runners=*/1,
+          path, "model", /*run_single_threaded=*/false,
+          static_cast<size_t>(std::max(1, concurrent_forwards)),
           static_cast<c10::DeviceIndex>(device.is_cuda() ? std::max<int>(0, device.index()) : -1));
     } catch (const std::exception& e) {
       remove_unpacked_since(unpacked_before, archive);
@@ -310,12 +311,13 @@ class AotiBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device& device) {
+std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device& device,
+                                   int concurrent_forwards) {
   // Compiled code trusts its inputs' sizes, strides and dtypes unless this variable is set when
   // it first runs (then each input is checked against the shapes it was compiled for): without
   // it, a tensor of another size is read out of bounds. It stays on unless the user set it.
   setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", /*overwrite=*/0);
-  return std::make_unique<AotiBackend>(archive, device);
+  return std::make_unique<AotiBackend>(archive, device, concurrent_forwards);
 }
 
 #endif

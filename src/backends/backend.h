@@ -50,7 +50,8 @@ class Backend {
 std::unique_ptr<Backend> open_torchscript(const Archive& archive, const c10::Device& device);
 // An AOTInductor package (.pt2). In a build without AOTInductor (libtorch < 2.6) it throws
 // Error(Unsupported) saying why.
-std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device& device);
+std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device& device,
+                                   int concurrent_forwards);
 
 // The first line of an exception's text, without libtorch's backtrace.
 std::string error_text(const std::exception& error);

@@ -104,7 +104,10 @@ Repository::Repository(const fs::path& root, const LoadOptions& load, Metrics& m
       }
       entry->path = version_dir / (compiled ? "model.pt2" : "model.pt");
       try {
-        entry->model = std::make_unique<Model>(Model::load(entry->path, load));
+        // Each instance runs forwards of its own: a compiled package needs a runner for each.
+        LoadOptions options = load;
+        options.concurrent_forwards = std::max(1, config.instances);
+        entry->model = std::make_unique<Model>(Model::load(entry->path, options));
       } catch (const Error& e) {
         throw Error(e.kind(), "model '" + name + "' version " + entry->version + ": " + e.what());
       }
