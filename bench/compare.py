@@ -416,6 +416,9 @@ def write_report(args, rows, first, e2e, prep, profile, accuracy, seconds) -> No
         "runs after warm-up; rounds interleave the variants so that drift hits all alike. The "
         "machine is a shared VM: compare ratios within a row, not numbers across runs.",
         "",
+        "TorchScript against AOTInductor packages (PyPI's torch 2.x, ONNX Runtime from PyPI): "
+        "[benchmarks-formats.md](benchmarks-formats.md), made by `bench/formats.py`.",
+        "",
         "## Latency (ms, lower is better)",
         "",
         "| model | " + " | ".join(VARIANTS) + " |",
