@@ -191,6 +191,14 @@ std::vector<TensorSpec> parse_specs(const FieldReader& reader, const char* key) 
 // export.dynamic_dims: {input name: {dim: {"name", "min", "max"}}}, onto the inputs' specs.
 void read_size_ranges(const json& dynamic, std::vector<TensorSpec>& inputs) {
   FieldReader reader(dynamic, "export.dynamic_dims");
+  for (const auto& [name, dims] : dynamic.items()) {
+    bool known = std::any_of(inputs.begin(), inputs.end(),
+                             [&](const TensorSpec& spec) { return spec.name == name; });
+    if (!known) {
+      throw bad_model("invalid manifest: export.dynamic_dims names '" + name +
+                      "', which is not an input of the manifest");
+    }
+  }
   for (auto& spec : inputs) {
     const json* dims = reader.child(spec.name.c_str());
     if (!dims) continue;

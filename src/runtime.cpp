@@ -30,8 +30,10 @@ void configure_runtime(const RuntimeOptions& options) {
           std::to_string(at::get_num_interop_threads()));
     }
   }
-  torch::jit::getProfilingMode() = options.profiling_executor;
-  torch::jit::setGraphExecutorOptimize(options.graph_optimizations);
+  if (options.profiling_executor) torch::jit::getProfilingMode() = *options.profiling_executor;
+  if (options.graph_optimizations) {
+    torch::jit::setGraphExecutorOptimize(*options.graph_optimizations);
+  }
 }
 
 int intra_op_threads() {

@@ -82,11 +82,15 @@ std::vector<Leaf> output_leaves(const c10::IValue& output, const Manifest* manif
     for (const auto& entry : output.toGenericDict()) {
       collect(entry.value(), key_text(entry.key()), out);
     }
-  } else if ((output.isTuple() && field_names(output).empty()) || output.isList()) {
+  } else if (output.isTuple() || output.isList()) {
+    // Elements take the manifest's output names; unnamed ones their field name (a named tuple)
+    // or their place: output[i].
     size_t index = 0;
+    bool named_tuple = !field_names(output).empty();
     for_each_child(output, [&](const std::string& step, const c10::IValue& child) {
       std::string name = manifest_name(index++);
-      collect(child, name.empty() ? "output" + step : name, out);
+      if (name.empty()) name = named_tuple ? step.substr(1) : "output" + step;
+      collect(child, name, out);
     });
   } else {
     std::string name = manifest_name(0);

@@ -6,7 +6,7 @@
 //   output[1]          an element of a tuple or list
 //   output[1].boxes    a dict entry or a named-tuple field
 //   logits, boxes[0]   top-level elements named by the manifest's outputs, or a top-level dict's
-//                      keys, stand in for "output[i]"
+//                      keys or named tuple's fields, stand in for "output[i]"
 #pragma once
 
 #include <functional>

@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import tempfile
 import time
 import warnings
@@ -242,36 +243,38 @@ def _refuse_varying_inputs(names: List[str], cases: List[Tuple[Any, ...]],
                 "lengths and non-tensor values: one .pt2 serves one structure")
 
 
-def _dynamic_shapes(names: List[str], args: Tuple[Any, ...],
-                    manifest: Manifest) -> Tuple[Optional[Tuple[Any, ...]], Dict[str, Any]]:
+def _dynamic_shapes(names: List[str], args: Tuple[Any, ...], manifest: Manifest
+                    ) -> Tuple[Optional[Tuple[Any, ...]], Dict[str, Any], Dict[str, int]]:
     """torch.export's dynamic_shapes for the top-level tensor inputs with a manifest spec: a
     shared "batch" Dim on dim 0 when manifest.batch_dim, one Dim per -1 in the shape; and what
-    the manifest records of it ({argument name: {dim: Dim name}})."""
+    the manifest records of it ({input spec name: {dim: Dim name}}: C++ finds it by the spec's
+    name), with each recorded input's argument position."""
     from torch.export import Dim
 
     batch = Dim("batch", min=1, max=BATCH_MAX)
     shapes: List[Any] = []
     recorded: Dict[str, Any] = {}
+    positions: Dict[str, int] = {}
     for index, (name, value) in enumerate(zip(names, args)):
         spec = manifest.inputs[index] if index < len(manifest.inputs) else None
         if not isinstance(value, torch.Tensor) or spec is None:
             shapes.append(None)
             continue
         dims: Dict[int, Any] = {}
-        if manifest.batch_dim and value.dim() > 0:
-            dims[0] = batch
-        for dim, size in enumerate(spec.shape or []):
-            if size == -1 and dim < value.dim() and dim not in dims:
-                # Any size the code allows: torch.export infers the range (a network with
-                # five stride-2 stages needs 17 pixels or more), and the manifest records it.
-                dims[dim] = Dim.DYNAMIC
+        for dim in spec.free_dims(manifest.batch_dim):
+            if dim < value.dim():
+                # A batch shares one Dim; any other free size is what the code allows:
+                # torch.export infers its range (a network with five stride-2 stages needs 17
+                # pixels or more), and the manifest records it.
+                dims[dim] = batch if dim == 0 and manifest.batch_dim else Dim.DYNAMIC
         shapes.append(dims or None)
         if dims:
-            recorded[name] = {str(dim): "batch" if d is batch else f"{name}_{dim}"
-                              for dim, d in sorted(dims.items())}
+            recorded[spec.name] = {str(dim): "batch" if d is batch else f"{spec.name}_{dim}"
+                                   for dim, d in sorted(dims.items())}
+            positions[spec.name] = index
     if not recorded:
-        return None, {}
-    return tuple(shapes), recorded
+        return None, {}, {}
+    return tuple(shapes), recorded, positions
 
 
 def _size_oblivious():
@@ -342,25 +345,33 @@ def _exported_ranges(program: Any) -> Dict[Tuple[int, int], Tuple[int, Optional[
     return ranges
 
 
-def _record_ranges(recorded: Dict[str, Any], names: List[str], example: Tuple[Any, ...],
+def _record_ranges(recorded: Dict[str, Any], positions: Dict[str, int],
+                   example: Tuple[Any, ...],
                    exported: Dict[Tuple[int, int], Tuple[int, Optional[int]]],
                    bounds: Dict[Tuple[int, int], Dict[str, int]]) -> Dict[str, Any]:
     """dynamic_dims with each dimension's accepted range, {name: {dim: {name, min, max}}}: the
-    exported program's range, narrowed to what the compiled checks accept."""
-    flat_index: Dict[str, int] = {}
+    exported program's range, narrowed to what the compiled checks accept. A bounded range whose
+    compiled check is not found (the generated code's wording changed) is refused: the server
+    would build batches the compiled code refuses."""
+    flat_of_argument: List[int] = []
     flat = 0
-    for name, value in zip(names, example):
-        if isinstance(value, torch.Tensor):
-            flat_index[name] = flat
+    for value in example:
+        flat_of_argument.append(flat)
         flat += sum(1 for leaf in torch.utils._pytree.tree_leaves(value)
                     if isinstance(leaf, torch.Tensor))
     ranges: Dict[str, Any] = {}
     for name, dims in recorded.items():
         ranges[name] = {}
         for dim, dim_name in dims.items():
-            key = (flat_index.get(name, -1), int(dim))
+            key = (flat_of_argument[positions[name]], int(dim))
             low, high = exported.get(key, (1, None))
             compiled = bounds.get(key, {})
+            if high is not None and "max" not in compiled:
+                raise ExportError(
+                    f"format='aoti': cannot tell which sizes the compiled code accepts in "
+                    f"dimension {dim} of input {name!r} (torch.export allows {low} to {high}; "
+                    "AOTInductor's input check was not found in the generated code): this "
+                    f"torch ({torch.__version__}) writes it differently than torchship reads")
             low = max(low, compiled.get("min", low))
             if "max" in compiled:
                 high = compiled["max"] if high is None else min(high, compiled["max"])
@@ -435,14 +446,38 @@ def export_aoti(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], pa
                           f"this is torch {torch.__version__}")
     _check_target(cpu_target)
     findings = Findings()
-    notes: List[str] = []
     for finding in train_mode(module):
         findings.add(finding)
     module.eval()
     names = _argument_names(module, len(cases_inputs[0]))
     _refuse_varying_inputs(names, cases_inputs, manifest)
     example = cases_inputs[0]
-    dynamic_shapes, dynamic_record = _dynamic_shapes(names, example, manifest)
+    dynamic_shapes, dynamic_record, positions = _dynamic_shapes(names, example, manifest)
+    # Compiled beside `path` and moved there once every check passed: a failed export leaves
+    # neither a package without manifest nor a damaged older one.
+    # (A folder of its own keeps the file name: the package's root folder is named after it.)
+    folder, base = os.path.split(os.path.abspath(path))
+    scratch = tempfile.mkdtemp(prefix=".torchship-export-", dir=folder)
+    try:
+        partial = os.path.join(scratch, base)
+        result = _compile_and_check(module, cases_inputs, partial, manifest, allow, rtol, atol,
+                                    cpu_target, names, example, dynamic_shapes, dynamic_record,
+                                    positions, findings)
+        os.replace(partial, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result.path = path
+    return result
+
+
+def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], path: str,
+                       manifest: Manifest, allow: Sequence[str], rtol: float,
+                       atol: Optional[float], cpu_target: str, names: List[str],
+                       example: Tuple[Any, ...], dynamic_shapes: Any,
+                       dynamic_record: Dict[str, Any], positions: Dict[str, int],
+                       findings: Findings) -> ExportResult:
+    """Exports, compiles into `path`, runs the golden cases, appends manifest and golden files."""
+    notes: List[str] = []
 
     with torch.no_grad():
         expected = [module(*args) for args in cases_inputs]
@@ -459,7 +494,7 @@ def export_aoti(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], pa
         compile_seconds = time.monotonic() - started
         isa = _vec_isa(path)
         _check_vectorized(isa, cpu_target)
-        dynamic_record = _record_ranges(dynamic_record, names, example,
+        dynamic_record = _record_ranges(dynamic_record, positions, example,
                                         _exported_ranges(program), _compiled_bounds(path))
         export_info: Dict[str, Any] = {
             "format": "aoti",
@@ -487,8 +522,9 @@ def export_aoti(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], pa
                 try:
                     actual.append(compiled(*args))
                 except Exception as error:
+                    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
                     raise ExportError(f"the compiled package fails on golden case {number}: "
-                                      f"{str(error).strip().splitlines()[0]}") from error
+                                      f"{first}") from error
         finally:
             if checking is None:
                 os.environ.pop("AOTI_RUNTIME_CHECK_INPUTS", None)

@@ -10,9 +10,12 @@
 #endif
 
 #ifdef TORCHSHIP_HAVE_AOTI
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -69,6 +72,9 @@ std::vector<std::string> features_of_vec_isa(const std::string& isa) {
   std::vector<std::string> features;
   std::istringstream words(isa);
   for (std::string word; words >> word;) {
+    // AOTInductor records the ISA upper case ("AVX512 AVX512_VNNI").
+    std::transform(word.begin(), word.end(), word.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     if (word == "avx2") features.insert(features.end(), {"avx2", "fma"});
     if (word == "avx512") {
       features.insert(features.end(), {"avx512f", "avx512bw", "avx512dq", "avx512vl"});
@@ -199,14 +205,15 @@ Signature signature_of(const TreeSpec& inputs, const TreeSpec& outputs,
     // A constant (an int or a flag at export) was compiled in: the package takes no value for
     // it, and the facade's checks take only the one it was compiled with.
     bool constant = exported && exported->kind == "constant";
-    signature.inputs.push_back({name, constant ? c10::AnyType::get() : args[i].type(), false});
+    signature.inputs.push_back({name, constant ? c10::AnyType::get() : args[i].type(), constant});
+    if (!constant) signature.required_inputs = signature.inputs.size();
   }
   for (size_t i = 0; i < kwargs.keys.size(); ++i) {
     std::string name = kwargs.keys[i].isString() ? kwargs.keys[i].toStringRef()
                                                  : std::to_string(kwargs.keys[i].toInt());
     signature.inputs.push_back({name, kwargs.children[i].type(), false});
   }
-  signature.required_inputs = signature.inputs.size();
+  if (!kwargs.keys.empty()) signature.required_inputs = signature.inputs.size();
   signature.output_type = outputs.type();
   return signature;
 }
@@ -220,10 +227,14 @@ class AotiBackend final : public Backend {
     try {
       compat::DiscardWarnings discard;
       compat::WarningHandlerGuard quiet(&discard);
+#if TORCHSHIP_TORCH_AT_LEAST(2, 7)
       loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
           path, "model", /*run_single_threaded=*/false,
           static_cast<size_t>(std::max(1, concurrent_forwards)),
           static_cast<c10::DeviceIndex>(device.is_cuda() ? std::max<int>(0, device.index()) : -1));
+#else  // 2.6: one runner, the current device
+      loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model");
+#endif
     } catch (const std::exception& e) {
       remove_unpacked_since(unpacked_before, archive);
       throw bad_model("cannot load " + path + ": " + error_text(e));
@@ -249,9 +260,15 @@ class AotiBackend final : public Backend {
     }
   }
 
-  ModelFormat format() const override { return ModelFormat::AOTInductor; }
-  const Signature& signature() const override { return signature_; }
-  ModelSummary summary() const override { return summary_; }
+  ModelFormat format() const override {
+    return ModelFormat::AOTInductor;
+  }
+  const Signature& signature() const override {
+    return signature_;
+  }
+  ModelSummary summary() const override {
+    return summary_;
+  }
 
   c10::IValue run(std::vector<c10::IValue> inputs) const override {
     std::vector<at::Tensor> flat;
@@ -279,20 +296,30 @@ class AotiBackend final : public Backend {
   }
 
   // torch.export compiled a non-tensor argument's value in: another value would be ignored.
+  // A scalar may come as a 0-d tensor (the server's inputs are all tensors).
   void check_constant(size_t index, const c10::IValue& value) const {
     if (index >= constants_.size() || constants_[index].empty()) return;
-    std::string given = to_json(value).dump();
-    if (given == constants_[index]) return;
     const std::string& name = signature_.inputs[index].name;
+    c10::IValue scalar = value;
+    if (value.isTensor() && value.toTensor().numel() == 1) scalar = value.toTensor().item();
+    if (!scalar.isNone() && !scalar.isBool() && !scalar.isInt() && !scalar.isDouble() &&
+        !scalar.isString()) {
+      throw bad_input("input '" + name + "': the package was compiled with " + name + " = " +
+                      constants_[index] + ", got " + describe(value));
+    }
+    std::string given = to_json(scalar).dump();
+    if (given == constants_[index] || (scalar.isDouble() && given == constants_[index] + ".0")) {
+      return;
+    }
     throw bad_input("input '" + name + "': the package was compiled with " + name + " = " +
                     constants_[index] + " (torch.export compiles non-tensor arguments in), got " +
-                    given + "; export it again for another value");
+                    given.substr(0, 64) + "; export it again for another value");
   }
 
   RunFailure explain(const std::exception& error) const override {
     RunFailure failure;
     failure.why = error_text(error);
-    failure.out_of_memory = failure.why.find("out of memory") != std::string::npos;
+    failure.out_of_memory = says_out_of_memory(failure.why);
     return failure;
   }
 
@@ -315,8 +342,13 @@ std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device& de
                                    int concurrent_forwards) {
   // Compiled code trusts its inputs' sizes, strides and dtypes unless this variable is set when
   // it first runs (then each input is checked against the shapes it was compiled for): without
-  // it, a tensor of another size is read out of bounds. It stays on unless the user set it.
-  setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", /*overwrite=*/0);
+  // it, a tensor of another size is read out of bounds. Set once, and only when the application
+  // did not set it; an application that loads packages while other threads run (setenv races
+  // with getenv) sets it itself before starting them.
+  static std::once_flag checks_on;
+  std::call_once(checks_on, [] {
+    if (!std::getenv("AOTI_RUNTIME_CHECK_INPUTS")) setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", 0);
+  });
   return std::make_unique<AotiBackend>(archive, device, concurrent_forwards);
 }
 

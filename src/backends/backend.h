@@ -55,5 +55,7 @@ std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device& de
 
 // The first line of an exception's text, without libtorch's backtrace.
 std::string error_text(const std::exception& error);
+// Whether a failure's text says memory ran out (CPU or device allocators' words).
+bool says_out_of_memory(const std::string& text);
 
 }  // namespace torchship::backends

@@ -222,8 +222,7 @@ class TorchScriptBackend final : public Backend {
   RunFailure explain(const std::exception& error) const override {
     RunFailure failure;
     failure.why = script_error_summary(error);
-    failure.out_of_memory = failure.why.find("can't allocate memory") != std::string::npos ||
-                            failure.why.find("out of memory") != std::string::npos;
+    failure.out_of_memory = says_out_of_memory(failure.why);
     failure.blames_the_values = blames_the_values(error);
     return failure;
   }
@@ -275,6 +274,11 @@ class TorchScriptBackend final : public Backend {
 std::string error_text(const std::exception& error) {
   std::string text = full_text(error);
   return text.substr(0, text.find('\n'));
+}
+
+bool says_out_of_memory(const std::string& text) {
+  return text.find("can't allocate memory") != std::string::npos ||
+         text.find("out of memory") != std::string::npos;
 }
 
 std::unique_ptr<Backend> open_torchscript(const Archive& archive, const c10::Device& device) {

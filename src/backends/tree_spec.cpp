@@ -11,6 +11,10 @@ namespace {
 
 using nlohmann::json;
 
+std::string key_text(const c10::IValue& key) {
+  return key.isString() ? key.toStringRef() : std::to_string(key.toInt());
+}
+
 TreeSpec parse_node(const json& node, const std::string& what, int depth) {
   auto fail = [&](const std::string& why) -> TreeSpec {
     throw bad_model(what + " is not a structure torchship can rebuild: " + why);
@@ -38,17 +42,21 @@ TreeSpec parse_node(const json& node, const std::string& what, int depth) {
     spec.kind = TreeSpec::Kind::Dict;
     // The context is the keys, as JSON text.
     const json& context = node.value("context", json());
-    json keys =
-        context.is_string() ? json::parse(context.get<std::string>(), nullptr, false) : context;
+    json keys = context.is_string() ? parse_json(context.get<std::string>(), what) : context;
     if (!keys.is_array()) return fail("a dict whose keys are not a list");
     for (const json& key : keys) {
+      c10::IValue value;
       if (key.is_string()) {
-        spec.keys.emplace_back(key.get<std::string>());
+        value = key.get<std::string>();
       } else if (key.is_number_integer()) {
-        spec.keys.emplace_back(key.get<int64_t>());
+        value = key.get<int64_t>();
       } else {
-        return fail("a dict key that is neither a string nor an integer: " + key.dump());
+        return fail("a dict key that is neither a string nor an integer");
       }
+      for (const auto& seen : spec.keys) {
+        if (seen == value) return fail("a dict with the key " + key_text(value) + " twice");
+      }
+      spec.keys.push_back(value);
     }
   } else {
     return fail("the node type " + name + " is not a tuple, list, dict or None");
@@ -60,6 +68,7 @@ TreeSpec parse_node(const json& node, const std::string& what, int depth) {
     return fail("a dict with " + std::to_string(spec.keys.size()) + " keys and " +
                 std::to_string(spec.children.size()) + " values");
   }
+  spec.cached_type = spec.type();  // built once: forward rebuilds values of it every call
   return spec;
 }
 
@@ -72,10 +81,6 @@ c10::TypePtr common_type(const std::vector<c10::TypePtr>& types) {
   return types.front();
 }
 
-std::string key_text(const c10::IValue& key) {
-  return key.isString() ? key.toStringRef() : std::to_string(key.toInt());
-}
-
 }  // namespace
 
 size_t TreeSpec::leaf_count() const {
@@ -86,6 +91,7 @@ size_t TreeSpec::leaf_count() const {
 }
 
 c10::TypePtr TreeSpec::type() const {
+  if (cached_type) return cached_type;
   std::vector<c10::TypePtr> types;
   for (const auto& child : children) types.push_back(child.type());
   switch (kind) {

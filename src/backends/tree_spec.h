@@ -15,6 +15,7 @@ struct TreeSpec {
   Kind kind = Kind::Leaf;
   std::vector<c10::IValue> keys;  // a dict's keys (strings or ints), in the children's order
   std::vector<TreeSpec> children;
+  c10::TypePtr cached_type;  // type(), set once parsed
 
   size_t leaf_count() const;
   // The TorchScript type of values of this structure (tensors at the leaves).

@@ -90,6 +90,19 @@ TEST(Backends, APackageForInstructionsThisCpuLacksIsRefusedBeforeLoading) {
                 "with cpu_target=\"x86-64-v3\" (AVX2) or \"x86-64-v2\" for older CPUs");
 }
 
+TEST(Backends, APlainPackageIsCheckedByItsVectorIsa) {
+  // No manifest: the features come from AOTInductor's AOTI_CPU_ISA, which it writes upper case.
+  if (!have_aoti()) GTEST_SKIP() << "this libtorch has no AOTInductor";
+  if (cpu_has_feature("amx_tile")) GTEST_SKIP() << "this CPU has AMX";
+  fs::path package = fake_package("amx", R"({"AOTI_DEVICE_KEY": "cpu", "AOTI_PLATFORM": "linux",
+      "AOTI_MACHINE": "x86_64", "AOTI_CPU_ISA": "AVX512 AMX_TILE"})");
+  std::string message = error_message([&] { Model::load(package); });
+  EXPECT_NE(message.find(": the package was compiled for a CPU with amx_tile (target native), "
+                         "which this CPU lacks"),
+            std::string::npos)
+      << message;
+}
+
 TEST(Backends, APackageForAnotherDeviceOrMachineIsRefusedBeforeLoading) {
   if (!have_aoti()) GTEST_SKIP() << "this libtorch has no AOTInductor";
   fs::path cuda = fake_package("cuda", R"({"AOTI_DEVICE_KEY": "cuda", "AOTI_PLATFORM": "linux",
@@ -182,6 +195,14 @@ TEST(ValueTree, OneWayToNameLeaves) {
   EXPECT_EQ(names(at::zeros({1}), &manifest), (std::vector<std::string>{"logits"}));
   EXPECT_EQ(names(at::zeros({1}), nullptr), (std::vector<std::string>{"output"}));
   EXPECT_EQ(file_name_of("output[0].boxes"), "output_0_boxes");
+  // A named tuple's fields stand in for output[i], unless the manifest names the outputs.
+  std::vector<std::string> fields = {"boxes", "scores"};
+  std::vector<c10::TypePtr> types = {c10::TensorType::get(), c10::TensorType::get()};
+  auto type = c10::TupleType::createNamed(c10::QualifiedName("Detections"), fields, types);
+  auto detections =
+      c10::ivalue::Tuple::createNamed({at::zeros({2, 4}), at::zeros({2})}, std::move(type));
+  EXPECT_EQ(names(detections, nullptr), (std::vector<std::string>{"boxes", "scores"}));
+  EXPECT_EQ(names(detections, &manifest), (std::vector<std::string>{"logits", "labels"}));
   EXPECT_EQ(file_name_of("a/b c"), "a_b_c");
 }
 

@@ -215,12 +215,15 @@ def test_structured_summary_and_out_name_leaves_by_path(run, pt2, tmp_path):
                      np.load(tmp_path / f"{key}_{index}.npy"), rtol)
 
 
-def test_structured_counts_the_compiled_in_argument(run, pt2):
-    # k (an int, compiled in) is still an argument: one input is too few.
-    result = run("run", "structured.pt2", "-i", "structured_input.npy")
-    assert result.returncode == 2 and result.stdout == ""
-    [line] = stderr_lines(result)
-    assert line == ERROR + "expected 2 inputs (x: Tensor, k: Any), got 1"
+def test_structured_compiled_in_argument_may_be_left_out(run, pt2):
+    # k (an int, compiled in at 3) is still an argument, with the compiled value as default:
+    # left out, the package runs as exported (a KServe request names only tensors).
+    given = run.json("run", "structured.pt2", "-i", "structured_input.npy", "-i", "3", "--json")
+    left_out = run.json("run", "structured.pt2", "-i", "structured_input.npy", "--json")
+    assert left_out == given
+    result = run("run", "structured.pt2", "-i", "structured_input.npy", "-i", "3", "-i", "3")
+    assert result.returncode == 2
+    assert stderr_lines(result) == [ERROR + "expected 1 to 2 inputs (x: Tensor, k: Any), got 3"]
 
 
 def test_structured_refuses_another_value_for_the_compiled_in_argument(run, pt2):

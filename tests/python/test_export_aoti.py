@@ -48,6 +48,22 @@ class Tiny(nn.Module):
         return self.conv(x).relu().mean((2, 3))
 
 
+def test_a_failed_export_leaves_the_destination_as_it_was(tmp_path):
+    # Refused after compiling (random numbers differ between eager and compiled runs): the
+    # earlier file stays, and nothing of the attempt is left beside it.
+    class Noisy(nn.Module):
+        def forward(self, x: Tensor) -> Tensor:
+            return x + torch.rand_like(x)
+
+    path = tmp_path / "tiny.pt2"
+    path.write_bytes(b"an earlier package")
+    with pytest.raises(torchship.ExportError, match="computes something else"):
+        torchship.export(Noisy(), (torch.rand(2, 3),), str(path), format="aoti",
+                         manifest=batch_manifest([-1, 3]))
+    assert path.read_bytes() == b"an earlier package"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pt2"]
+
+
 def batch_manifest(shape):
     return torchship.Manifest(name="t", batch_dim=True,
                               inputs=[torchship.tensor_spec("x", "FP32", shape)])

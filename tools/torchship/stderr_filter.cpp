@@ -25,8 +25,14 @@ class LineFilter : public std::streambuf {
     return count;
   }
 
+  // A flush writes a pending partial line, unless it may yet become a copy to drop.
   int sync() override {
     std::lock_guard<std::mutex> lock(mutex_);
+    bool may_be_a_copy = line_.rfind("Error", 0) == 0 || std::string("Error").rfind(line_, 0) == 0;
+    if (!line_.empty() && !may_be_a_copy) {
+      std::fwrite(line_.data(), 1, line_.size(), stderr);
+      line_.clear();
+    }
     std::fflush(stderr);
     return 0;
   }
@@ -55,8 +61,9 @@ class LineFilter : public std::streambuf {
 }  // namespace
 
 void drop_compiled_code_error_copies() {
-  static LineFilter filter;
-  std::cerr.rdbuf(&filter);
+  // Never destroyed: std::cerr may be written and flushed until the process has exited.
+  static auto* filter = new LineFilter;
+  std::cerr.rdbuf(filter);
 }
 
 }  // namespace torchship::cli
