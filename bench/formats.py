@@ -143,6 +143,12 @@ def run_once(name: str, paths: Dict[str, str], runs: int, threads: int) -> Dict[
     return data
 
 
+def peak_rss_of(command: List[str]) -> float:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, _, usage = os.wait4(process.pid, 0)
+    return usage.ru_maxrss / 1024
+
+
 def measure(paths: Dict[str, str], rounds: int, runs: int, threads: int) -> Dict[str, list]:
     samples: Dict[str, list] = {name: [] for name in RUNNERS}
     for number in range(rounds):
@@ -175,7 +181,7 @@ def render(results: dict) -> str:
         f"Measured {env['date']} by `bench/formats.py` on {env['cpu']} ({env['cores']} CPUs), "
         f"{env['threads']} threads, {results['rounds']} interleaved rounds of {results['runs']} "
         f"timed runs, each runner in a fresh process per round. torch {env['torch']}, "
-        f"onnxruntime {env['onnxruntime']}, torchship {env['torchship']}. fp32 ResNet34 "
+        f"onnxruntime {env['onnxruntime']}, {env['torchship']}. fp32 ResNet34 "
         "(torchvision, random weights), one 1 x 3 x 224 x 224 input. p50: the best round's "
         "median (the least disturbed by the shared machine); the rest: the median over rounds.",
         "",
@@ -207,6 +213,10 @@ def render(results: dict) -> str:
         "warm-up of their own, and their first inference is their first call. The AOTInductor "
         "package was compiled at export (frozen weights, this CPU's vector ISA); its load "
         "includes extracting and dlopening its shared library.",
+        "",
+        f"Peak RSS: the `torchship` process holds {results['cli_baseline_rss_mb']:.0f} MB before "
+        "it loads any model (`torchship --version`: the libtorch it links, here PyPI's CUDA "
+        "build, mapped and relocated at start); the models add the rest.",
         "",
     ]
     return "\n".join(lines)
@@ -258,6 +268,7 @@ def main() -> None:
         env = json.loads(subprocess.run(here + ["--environment"], check=True,
                                         capture_output=True, text=True).stdout)
         results = {"rounds": args.rounds, "runs": args.runs, "environment": env,
+                   "cli_baseline_rss_mb": peak_rss_of([CLI, "--version"]),
                    "samples": measure(paths, args.rounds, args.runs, args.threads),
                    "seconds": time.time() - started}
         with open(RESULTS, "w") as f:
