@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: set up, build, train (or reuse) the Fashion-MNIST model, export it,
-# classify test images from C++; then run the article's ResNet34 classifier on a real photo.
+# classify test images from C++ (the TorchScript archive, then the AOTInductor package where this
+# torch makes one); then run the article's ResNet34 classifier on a real photo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh  # TORCHSHIP_TORCH=pypi (default) or debian: sets PY and BUILD
@@ -30,6 +31,13 @@ done
 echo
 echo "== torchship classify $model $tests --batch-size 256 --labels truth.csv (10,000 images)"
 $ts classify "$model" "$tests" --batch-size 256 --labels "$tests/truth.csv" --jsonl > /dev/null
+
+if [ -f $BUILD/models/fashion_mnist.pt2 ]; then  # made by a torch with AOTInductor (2.6+)
+  echo
+  echo "== the same model compiled ahead of time by AOTInductor: $BUILD/models/fashion_mnist.pt2"
+  $ts classify "$BUILD/models/fashion_mnist.pt2" "$tests" --batch-size 256 \
+    --labels "$tests/truth.csv" --jsonl > /dev/null
+fi
 
 echo
 if [ ! -f $BUILD/models/classifier.pt ] || [ ! -f $BUILD/models/segmentation.pt ]; then
