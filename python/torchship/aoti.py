@@ -29,9 +29,8 @@ from . import __version__
 from .checks import Findings, train_mode
 from .doctor import diagnose_export
 from .export import (GOLDEN_PREFIX, MANIFEST_FILE, ExportError, ExportResult, ExportWarning,
-                     _golden_files)
+                     _golden_files, compare_cases)
 from .manifest import Manifest
-from .tree import first_mismatch, max_difference
 
 CPU_TARGETS = ("native", "x86-64-v2", "x86-64-v3", "x86-64-v4")
 
@@ -531,16 +530,8 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
             else:
                 os.environ["AOTI_RUNTIME_CHECK_INPUTS"] = checking
 
-    max_errors: Dict[str, float] = {}
-    for number, (want, got) in enumerate(zip(expected, actual)):
-        try:
-            errors = max_difference(want, got)
-        except ValueError as error:
-            raise ExportError(f"golden case {number}: the compiled package returns another "
-                              f"structure than the Python module: {error}") from None
-        for leaf, error in errors.items():
-            max_errors[leaf] = max(max_errors.get(leaf, 0.0), error)
-        mismatch = first_mismatch(want, got, rtol, atol)
+    max_errors, mismatches = compare_cases(expected, actual, rtol, atol, "compiled package")
+    for number, mismatch in mismatches:
         if mismatch:
             raise ExportError(f"golden case {number}: the compiled package computes something "
                               f"else than the Python module ({mismatch})")

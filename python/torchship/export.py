@@ -349,6 +349,26 @@ def _export_aoti(module: torch.nn.Module, example_inputs: Any, path: str, *,
                        DEFAULT_RTOL["fp32"] if rtol is None else rtol, atol, cpu_target)
 
 
+def compare_cases(expected: List[Any], actual: List[Any], rtol: float, atol: Optional[float],
+                  exported: str) -> Tuple[Dict[str, float], List[Tuple[int, Optional[str]]]]:
+    """The exported model's outputs on the golden cases against the eager module's: the largest
+    |difference| per output leaf over all cases, and each case's first mismatch by the
+    tolerance rule (None when it has none). A case whose output has another structure raises
+    ExportError naming `exported` ("exported module", "compiled package")."""
+    max_errors: Dict[str, float] = {}
+    mismatches: List[Tuple[int, Optional[str]]] = []
+    for number, (want, got) in enumerate(zip(expected, actual)):
+        try:
+            errors = max_difference(want, got)
+        except ValueError as error:
+            raise ExportError(f"golden case {number}: the {exported} returns another "
+                              f"structure than the Python module: {error}") from None
+        for leaf, error in errors.items():
+            max_errors[leaf] = max(max_errors.get(leaf, 0.0), error)
+        mismatches.append((number, first_mismatch(want, got, rtol, atol)))
+    return max_errors, mismatches
+
+
 _WARNED: set = set()
 
 
@@ -386,16 +406,8 @@ def _export(module: torch.nn.Module, example_inputs: Any, path: str, method: str
                 raise ExportError(f"the exported module fails on golden case {number}:\n"
                                   f"{diagnose(error)}") from error
 
-    max_errors: Dict[str, float] = {}
-    for number, (want, got) in enumerate(zip(expected, actual)):
-        try:
-            errors = max_difference(want, got)
-        except ValueError as error:
-            raise ExportError(f"golden case {number}: the exported module returns another "
-                              f"structure than the Python module: {error}") from None
-        for leaf, error in errors.items():
-            max_errors[leaf] = max(max_errors.get(leaf, 0.0), error)
-        mismatch = first_mismatch(want, got, rtol, atol)
+    max_errors, mismatches = compare_cases(expected, actual, rtol, atol, "exported module")
+    for number, mismatch in mismatches:
         if mismatch:
             if method == "script":
                 raise ExportError(f"golden case {number}: the scripted module computes something "

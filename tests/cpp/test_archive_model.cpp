@@ -354,7 +354,7 @@ using testing::rule_atol;
 using testing::trained;
 
 TEST(TrainedModel, LibraryBatchesGivePythonsPredictionsOnTheWholeTestSet) {
-  // The 10,000 test images, decoded once: the three archives share the manifest's input.
+  // The 10,000 test images, decoded once: the archives share the manifest's input.
   Model fp32 = Model::load(trained("fashion_mnist.pt"));
   ASSERT_TRUE(fp32.manifest()->batch_dim);
   EXPECT_EQ(fp32.manifest()->labels.at(9), "Ankle boot");
@@ -364,26 +364,24 @@ TEST(TrainedModel, LibraryBatchesGivePythonsPredictionsOnTheWholeTestSet) {
     std::snprintf(name, sizeof name, "fashion_mnist_test/%05d.png", i);
     images.push_back(fp32.image_input(trained(name)));
   }
-  for (std::string precision : {"fp32", "bf16", "int8", "aoti"}) {
-    if (precision == "aoti") {
-      // The fp32 pipeline compiled by AOTInductor (made only by a torch that has it), with a
-      // dynamic batch dimension of 1 to 4096.
-      if (!testing::have_trained("fashion_mnist.pt2")) continue;
-      Model compiled = Model::load(trained("fashion_mnist.pt2"));
-      EXPECT_EQ(compiled.format(), ModelFormat::AOTInductor);
-      EXPECT_EQ(compiled.max_batch_size(), std::optional<int64_t>(4096));
-      at::Tensor logits = read_npy(trained("fashion_mnist_pt2_python_logits.npy"));
-      auto predictions = compiled.classify_batch(images, 1, 256);
-      ASSERT_EQ(predictions.size(), 10000u);
-      at::Tensor classes = at::empty({10000}, at::kLong);
-      for (int i = 0; i < 10000; ++i) classes[i] = predictions[i][0].index;
-      int64_t ties = 0;
-      EXPECT_TRUE(argmax_agrees(logits, logits.argmax(1), classes, 1,
-                                rule_atol(logits, compiled.archive()), &ties));
-      std::cout << "fp32 AOTInductor: " << classes.eq(logits.argmax(1)).sum().item<int64_t>()
-                << " of 10000 predictions equal Python's; " << ties << " undecided by the rule\n";
-      continue;
-    }
+  // Python's logits through the same exported model, in batches of 256: every prediction
+  // agrees on the CPU that made the fixtures; elsewhere only ties may not.
+  auto agrees_with_python = [&](const Model& model, const std::string& logits_file,
+                                const std::string& what) {
+    at::Tensor logits = read_npy(trained(logits_file));
+    ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{10000, 10}));
+    auto predictions = model.classify_batch(images, 1, 256);
+    ASSERT_EQ(predictions.size(), 10000u);
+    at::Tensor classes = at::empty({10000}, at::kLong);
+    for (int i = 0; i < 10000; ++i) classes[i] = predictions[i][0].index;
+    int64_t ties = 0;
+    EXPECT_TRUE(argmax_agrees(logits, logits.argmax(1), classes, 1,
+                              rule_atol(logits, model.archive()), &ties))
+        << what;
+    std::cout << what << ": " << classes.eq(logits.argmax(1)).sum().item<int64_t>()
+              << " of 10000 predictions equal Python's; " << ties << " undecided by the rule\n";
+  };
+  for (std::string precision : {"fp32", "bf16", "int8"}) {
     std::string stem = precision == "fp32" ? "fashion_mnist" : "fashion_mnist_" + precision;
     if (precision == "bf16" && !testing::bf16_convolutions_run()) {
       // This libtorch has no bf16 convolution for this CPU (1.13 without AVX-512): the archive
@@ -400,20 +398,15 @@ TEST(TrainedModel, LibraryBatchesGivePythonsPredictionsOnTheWholeTestSet) {
     }
     Model model = precision == "fp32" ? fp32 : Model::load(trained(stem + ".pt"));
     EXPECT_EQ(model.manifest()->precision, precision);
-    // Python's logits through the same exported module, in batches of 256.
-    at::Tensor logits = read_npy(trained(stem + "_python_logits.npy"));
-    ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{10000, 10}));
-    auto predictions = model.classify_batch(images, 1, 256);
-    ASSERT_EQ(predictions.size(), 10000u);
-    at::Tensor classes = at::empty({10000}, at::kLong);
-    for (int i = 0; i < 10000; ++i) classes[i] = predictions[i][0].index;
-    int64_t ties = 0;
-    EXPECT_TRUE(argmax_agrees(logits, logits.argmax(1), classes, 1,
-                              rule_atol(logits, model.archive()), &ties))
-        << precision;
-    // On the CPU that made the fixtures every prediction agrees; elsewhere only ties may not.
-    std::cout << precision << ": " << classes.eq(logits.argmax(1)).sum().item<int64_t>()
-              << " of 10000 predictions equal Python's; " << ties << " undecided by the rule\n";
+    agrees_with_python(model, stem + "_python_logits.npy", precision);
+  }
+  // The fp32 pipeline compiled by AOTInductor (made only by a torch that has it), with a
+  // dynamic batch dimension of 1 to 4096.
+  if (testing::have_trained("fashion_mnist.pt2")) {
+    Model compiled = Model::load(trained("fashion_mnist.pt2"));
+    EXPECT_EQ(compiled.format(), ModelFormat::AOTInductor);
+    EXPECT_EQ(compiled.max_batch_size(), std::optional<int64_t>(4096));
+    agrees_with_python(compiled, "fashion_mnist_pt2_python_logits.npy", "fp32 AOTInductor");
   }
 }
 
