@@ -161,9 +161,10 @@ def test_dynamic_batch(nested, batch):
 
 
 def test_dynamic_ranges_are_what_the_compiled_code_accepts(tiny_v3):
-    # Inductor may narrow a Dim's range where a kernel choice depends on the size (a plain
-    # convolution's memory format changes at batch 16): the manifest records what the compiled
-    # checks accept, from 1 (the lower-bound check is off), and C++ batches within it.
+    # Inductor may narrow a Dim's range where a kernel choice depends on the size (compiled
+    # while guarding on the example's sizes, a convolution's memory format changed at batch
+    # 16): the manifest records what the compiled checks accept, from 1 (the lower-bound check
+    # is off), and C++ batches within it.
     batch = tiny_v3.manifest["export"]["dynamic_dims"]["x"]["0"]
     assert batch["name"] == "batch" and batch["min"] == 1 and 2 <= batch["max"] <= 4096
     for size in (1, batch["max"]):
