@@ -191,7 +191,8 @@ std::vector<TensorSpec> parse_specs(const FieldReader& reader, const char* key) 
 // export.dynamic_dims: {input name: {dim: {"name", "min", "max"}}}, onto the inputs' specs.
 void read_size_ranges(const json& dynamic, std::vector<TensorSpec>& inputs) {
   FieldReader reader(dynamic, "export.dynamic_dims");
-  for (const auto& [name, dims] : dynamic.items()) {
+  for (const auto& item : dynamic.items()) {
+    const std::string& name = item.key();  // (clang 14 cannot capture structured bindings)
     bool known = std::any_of(inputs.begin(), inputs.end(),
                              [&](const TensorSpec& spec) { return spec.name == name; });
     if (!known) {
