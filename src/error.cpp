@@ -1,5 +1,7 @@
 #include "torchship/error.h"
 
+#include <c10/util/Exception.h>
+
 #include <algorithm>
 #include <cstdint>
 
@@ -86,6 +88,14 @@ const char* to_string(ErrorKind kind) noexcept {
       return "internal error";
   }
   return "internal error";
+}
+
+std::string first_line(const std::exception& error) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&error);
+  std::string text = c10_error ? c10_error->what_without_backtrace() : error.what();
+  auto start = text.find_first_not_of("\n ");
+  if (start == std::string::npos) return "";
+  return text.substr(start, text.find('\n', start) - start);
 }
 
 }  // namespace torchship

@@ -66,12 +66,10 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
   Model model;
   model.impl_ = std::move(impl);
   Impl& state = *model.impl_;
-  if (options.optimize && state.archive.format() == ModelFormat::TorchScript &&
-      !state.archive.has_golden()) {
-    state.notes.push_back(
-        "not optimized: the archive has no golden vectors to verify an optimized module against");
-  } else if (options.optimize) {
-    state.optimized = state.backend->optimize([&] { return golden_miss(model); }, state.notes);
+  if (options.optimize) {
+    std::function<std::string()> miss;
+    if (state.archive.has_golden()) miss = [&] { return golden_miss(model); };
+    state.optimized = state.backend->optimize(miss, state.notes);
   }
   if (options.warmup_runs > 0) {
     auto inputs = golden_inputs(model);

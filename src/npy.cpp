@@ -218,18 +218,25 @@ std::string descr_for(c10::ScalarType type) {
   }
 }
 
+// The data as read, made valid and native: bool bytes other than 0 and 1 are refused (reading
+// them is undefined behaviour), big-endian elements swapped.
+void finish_data(at::Tensor& tensor, const NpyHeader& header, std::string_view origin) {
+  if (header.type == c10::kBool && header.data_bytes > 0) {
+    check_bool_bytes(
+        std::string_view(static_cast<const char*>(tensor.data_ptr()), header.data_bytes),
+        "cannot read " + std::string(origin) + " as .npy");
+  }
+  if (header.swap_bytes) swap_element_bytes(tensor);
+}
+
 }  // namespace
 
 at::Tensor parse_npy(std::string_view bytes, std::string_view origin) {
   NpyHeader header = parse_header(bytes, origin);
   at::Tensor tensor = tensor_from_header(header, bytes.size() - header.data_offset, origin);
   size_t need = header.data_bytes;
-  if (header.type == c10::kBool) {
-    check_bool_bytes(bytes.substr(header.data_offset, need),
-                     "cannot read " + std::string(origin) + " as .npy");
-  }
   if (need > 0) std::memcpy(tensor.data_ptr(), bytes.data() + header.data_offset, need);
-  if (header.swap_bytes) swap_element_bytes(tensor);
+  finish_data(tensor, header, origin);
   return tensor;
 }
 
@@ -274,10 +281,7 @@ at::Tensor read_npy(const std::filesystem::path& path) {
     reject(origin, "truncated data (expected " + std::to_string(need) + " bytes, found " +
                        std::to_string(got) + ")");
   }
-  if (header.type == c10::kBool) {
-    check_bool_bytes(std::string_view(out, need), "cannot read " + origin + " as .npy");
-  }
-  if (header.swap_bytes) swap_element_bytes(tensor);
+  finish_data(tensor, header, origin);
   return tensor;
 }
 

@@ -23,6 +23,10 @@ const char* to_string(ErrorKind kind) noexcept;
 // quote names, headers and file contents that come from outside.
 std::string printable(std::string_view text, size_t max_bytes = 4096);
 
+// The first non-blank line of an exception's text, without libtorch's backtrace: what a one-line
+// message quotes of a library failure.
+std::string first_line(const std::exception& error);
+
 // Messages are made printable on construction: what() is a C string, so a NUL inside a quoted
 // name would otherwise cut the message short there.
 class Error : public std::runtime_error {

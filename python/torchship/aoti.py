@@ -9,7 +9,6 @@ whose features the CPU lacks instead of dying on an illegal instruction.
 """
 
 import contextlib
-import datetime
 import getpass
 import inspect
 import json
@@ -19,17 +18,15 @@ import re
 import shutil
 import tempfile
 import time
-import warnings
 import zipfile
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-from . import __version__
 from .checks import Findings, train_mode
 from .doctor import diagnose_export
-from .export import (GOLDEN_PREFIX, MANIFEST_FILE, ExportError, ExportResult, ExportWarning,
-                     _golden_files, compare_cases)
+from .export import (GOLDEN_PREFIX, MANIFEST_FILE, ExportError, ExportResult,
+                     _golden_files, compare_cases, export_info_of, settle_findings)
 from .manifest import Manifest
 
 CPU_TARGETS = ("native", "x86-64-v2", "x86-64-v3", "x86-64-v4")
@@ -495,17 +492,12 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
         _check_vectorized(isa, cpu_target)
         dynamic_record = _record_ranges(dynamic_record, positions, example,
                                         _exported_ranges(program), _compiled_bounds(path))
-        export_info: Dict[str, Any] = {
-            "format": "aoti",
-            "method": "torch.export",
-            "torch_version": torch.__version__,
-            "torchship_version": __version__,
-            "created": datetime.datetime.now(datetime.timezone.utc).strftime(
-                "%Y-%m-%dT%H:%M:%SZ"),
+        export_info = export_info_of("aoti", "torch.export")
+        export_info.update({
             "cpu": {"target": cpu_target, "vec_isa": isa, "features": cpu_features(cpu_target)},
             "arguments": [_argument(name, value) for name, value in zip(names, example)],
             "dynamic_dims": dynamic_record,
-        }
+        })
         manifest_dict = manifest.to_dict(export_info, "fp32")
         notes.append(f"aoti: compiled in {compile_seconds:.0f} s for {cpu_target} "
                      f"(vector ISA {isa})")
@@ -536,13 +528,7 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
             raise ExportError(f"golden case {number}: the compiled package computes something "
                               f"else than the Python module ({mismatch})")
 
-    blocking = findings.blocking(allow)
-    if blocking:
-        raise ExportError(f"export of {type(module).__name__} refused by {len(blocking)} "
-                          f"check(s) (pass allow=[...] with their ids to accept):\n" +
-                          "\n".join(str(f) for f in blocking), blocking)
-    for finding in findings.items:
-        warnings.warn(f"torchship.export: {finding}", ExportWarning, stacklevel=4)
+    settle_findings(findings, allow, module, stacklevel=6)
     files = {"extra/" + MANIFEST_FILE: json.dumps(manifest_dict, indent=2).encode()}
     files.update(_golden_files(list(zip(cases_inputs, actual)), rtol, atol))
     _add_golden(path, files)

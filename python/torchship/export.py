@@ -293,10 +293,7 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
     method = "trace" if method is None else method
     if method not in METHODS:
         raise ExportError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    unknown = sorted(set(allow) - set(CHECK_IDS))
-    if unknown:
-        raise ExportError(f"allow: unknown check id(s) {', '.join(unknown)} "
-                          f"(expected {', '.join(CHECK_IDS)})")
+    _check_allow(allow)
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "bf16" and method != "trace":
@@ -339,10 +336,7 @@ def _export_aoti(module: torch.nn.Module, example_inputs: Any, path: str, *,
         raise ExportError(f"format='aoti' exports with torch.export, in fp32: "
                           f"{', '.join(refused)} appl{'ies' if len(refused) == 1 else 'y'} to "
                           "format='torchscript' only")
-    unknown = sorted(set(allow) - set(CHECK_IDS))
-    if unknown:
-        raise ExportError(f"allow: unknown check id(s) {', '.join(unknown)} "
-                          f"(expected {', '.join(CHECK_IDS)})")
+    _check_allow(allow)
     from .aoti import export_aoti  # torch >= 2.6 only: imported when asked for
     cases_inputs = [_as_args(example_inputs)] + [_as_args(extra) for extra in golden_inputs]
     return export_aoti(module, cases_inputs, path, manifest or Manifest(), allow,
@@ -367,6 +361,37 @@ def compare_cases(expected: List[Any], actual: List[Any], rtol: float, atol: Opt
             max_errors[leaf] = max(max_errors.get(leaf, 0.0), error)
         mismatches.append((number, first_mismatch(want, got, rtol, atol)))
     return max_errors, mismatches
+
+
+def _check_allow(allow: Sequence[str]) -> None:
+    unknown = sorted(set(allow) - set(CHECK_IDS))
+    if unknown:
+        raise ExportError(f"allow: unknown check id(s) {', '.join(unknown)} "
+                          f"(expected {', '.join(CHECK_IDS)})")
+
+
+def settle_findings(findings: Findings, allow: Sequence[str], module: torch.nn.Module,
+                    stacklevel: int) -> None:
+    """Refuses the export for findings not in `allow`; the rest become ExportWarnings, reported
+    at the caller of torchship.export (`stacklevel` counts from this function)."""
+    blocking = findings.blocking(allow)
+    if blocking:
+        raise ExportError(f"export of {type(module).__name__} refused by {len(blocking)} "
+                          f"check(s) (pass allow=[...] with their ids to accept):\n" +
+                          "\n".join(str(f) for f in blocking), blocking)
+    for finding in findings.items:
+        warnings.warn(f"torchship.export: {finding}", ExportWarning, stacklevel=stacklevel)
+
+
+def export_info_of(format: str, method: str) -> Dict[str, Any]:
+    """The manifest's export section as both formats start it."""
+    return {
+        "format": format,
+        "method": method,
+        "torch_version": torch.__version__,
+        "torchship_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 _WARNED: set = set()
@@ -427,21 +452,9 @@ def _export(module: torch.nn.Module, example_inputs: Any, path: str, method: str
 
     if precision == "int8":
         _accept_quantization_constants(findings, notes)
-    blocking = findings.blocking(allow)
-    if blocking:
-        raise ExportError(f"export of {type(module).__name__} refused by {len(blocking)} "
-                          f"check(s) (pass allow=[...] with their ids to accept):\n" +
-                          "\n".join(str(f) for f in blocking), blocking)
-    for finding in findings.items:
-        warnings.warn(f"torchship.export: {finding}", ExportWarning, stacklevel=3)
+    settle_findings(findings, allow, module, stacklevel=4)
 
-    export_info: Dict[str, Any] = {
-        "format": "torchscript",
-        "method": method,
-        "torch_version": torch.__version__,
-        "torchship_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
+    export_info = export_info_of("torchscript", method)
     reduced_report = None
     if precision != "fp32":
         with torch.no_grad():

@@ -12,11 +12,11 @@
 #ifdef TORCHSHIP_HAVE_AOTI
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <mutex>
-#include <set>
 #include <sstream>
 
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
@@ -25,6 +25,7 @@
 #include "cpu_features.h"
 #include "torchship/limits.h"
 #include "torchship/tensor_io.h"
+#include "torchship/value_tree.h"
 #endif
 
 namespace torchship::backends {
@@ -147,21 +148,11 @@ void check_runnable(const Archive& archive, const std::map<std::string, std::str
 }
 
 // The loader unpacks a package into a temporary folder ("aotinductor_XXXXXX") that it removes
-// when it is destroyed, but not when its constructor throws: torchship removes the folders that
-// appeared during a failed load and hold this package's model.
-std::set<std::filesystem::path> unpacked_packages() {
-  std::set<std::filesystem::path> folders;
-  std::error_code ec;
-  for (const auto& entry :
-       std::filesystem::directory_iterator(std::filesystem::temp_directory_path(ec), ec)) {
-    if (entry.path().filename().string().rfind("aotinductor_", 0) == 0) {
-      folders.insert(entry.path());
-    }
-  }
-  return folders;
-}
-
-void remove_unpacked_since(const std::set<std::filesystem::path>& before, const Archive& archive) {
+// when it is destroyed, but not when its constructor throws: after a failed load, torchship
+// removes the folders made since `started` that hold this package's model. Only failures pay
+// for the scan.
+void remove_unpacked_since(std::filesystem::file_time_type started, const Archive& archive) {
+  namespace fs = std::filesystem;
   std::string library;
   for (const auto& record : archive.records()) {
     if (record.rfind(kModelFolder, 0) == 0 && record.size() > 3 &&
@@ -169,12 +160,16 @@ void remove_unpacked_since(const std::set<std::filesystem::path>& before, const 
       library = record;
     }
   }
-  for (const auto& folder : unpacked_packages()) {
-    if (before.count(folder) || library.empty()) continue;
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(folder, ec)) {
-      if (std::filesystem::exists(entry.path() / library, ec)) {
-        std::filesystem::remove_all(folder, ec);
+  if (library.empty()) return;
+  std::error_code ec;
+  for (const auto& folder : fs::directory_iterator(fs::temp_directory_path(ec), ec)) {
+    if (folder.path().filename().string().rfind("aotinductor_", 0) != 0 ||
+        fs::last_write_time(folder.path(), ec) < started) {
+      continue;
+    }
+    for (const auto& entry : fs::directory_iterator(folder.path(), ec)) {
+      if (fs::exists(entry.path() / library, ec)) {
+        fs::remove_all(folder.path(), ec);
         break;
       }
     }
@@ -209,9 +204,7 @@ Signature signature_of(const TreeSpec& inputs, const TreeSpec& outputs,
     if (!constant) signature.required_inputs = signature.inputs.size();
   }
   for (size_t i = 0; i < kwargs.keys.size(); ++i) {
-    std::string name = kwargs.keys[i].isString() ? kwargs.keys[i].toStringRef()
-                                                 : std::to_string(kwargs.keys[i].toInt());
-    signature.inputs.push_back({name, kwargs.children[i].type(), false});
+    signature.inputs.push_back({key_text(kwargs.keys[i]), kwargs.children[i].type(), false});
   }
   if (!kwargs.keys.empty()) signature.required_inputs = signature.inputs.size();
   signature.output_type = outputs.type();
@@ -223,7 +216,8 @@ class AotiBackend final : public Backend {
   AotiBackend(const Archive& archive, const c10::Device& device, int concurrent_forwards) {
     const std::string path = archive.path().string();
     check_runnable(archive, compiled_metadata(archive), device);
-    auto unpacked_before = unpacked_packages();
+    // (a second early: the folder's time may be rounded down)
+    auto started = std::filesystem::file_time_type::clock::now() - std::chrono::seconds(1);
     try {
       compat::DiscardWarnings discard;
       compat::WarningHandlerGuard quiet(&discard);
@@ -236,14 +230,17 @@ class AotiBackend final : public Backend {
       loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model");
 #endif
     } catch (const std::exception& e) {
-      remove_unpacked_since(unpacked_before, archive);
-      throw bad_model("cannot load " + path + ": " + error_text(e));
+      remove_unpacked_since(started, archive);
+      throw bad_model("cannot load " + path + ": " + first_line(e));
     }
     auto spec = loader_->get_call_spec();
     if (spec.size() != 2) throw bad_model("cannot load " + path + ": it has no call spec");
     inputs_ = parse_tree_spec(spec[0], path + "'s input spec");
     outputs_ = parse_tree_spec(spec[1], path + "'s output spec");
     signature_ = signature_of(inputs_, outputs_, archive.manifest(), path);
+    for (const auto& argument : signature_.inputs) {
+      input_places_.push_back("input '" + argument.name + "'");
+    }
     if (archive.manifest()) {
       for (const auto& argument : archive.manifest()->exported.arguments) {
         constants_.push_back(argument.kind == "constant" ? argument.value : "");
@@ -280,7 +277,7 @@ class AotiBackend final : public Backend {
         check_constant(i, inputs[i]);
         continue;
       }
-      spec.flatten(inputs[i], "input '" + signature_.inputs[i].name + "'", flat);
+      spec.flatten(inputs[i], input_places_[i], flat);
     }
     // The compiled kernels index their inputs with the strides of the example inputs, which
     // torch.export saw contiguous.
@@ -318,7 +315,7 @@ class AotiBackend final : public Backend {
 
   RunFailure explain(const std::exception& error) const override {
     RunFailure failure;
-    failure.why = error_text(error);
+    failure.why = first_line(error);
     failure.out_of_memory = says_out_of_memory(failure.why);
     return failure;
   }
@@ -332,7 +329,8 @@ class AotiBackend final : public Backend {
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
   TreeSpec inputs_, outputs_;
   Signature signature_;
-  std::vector<std::string> constants_;  // per argument: a compiled-in value as JSON, or ""
+  std::vector<std::string> input_places_;  // "input 'x'": messages name the argument
+  std::vector<std::string> constants_;     // per argument: a compiled-in value as JSON, or ""
   ModelSummary summary_;
 };
 

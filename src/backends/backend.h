@@ -40,8 +40,9 @@ class Backend {
   virtual c10::IValue run(std::vector<c10::IValue> inputs) const = 0;
   virtual RunFailure explain(const std::exception& error) const = 0;
   // Replaces the model by a faster equivalent, keeping it only when `miss()` (the golden
-  // vectors rerun through the facade) returns "". Appends what happened to `notes`; returns
-  // whether the model now runs optimized.
+  // vectors rerun through the facade) returns ""; `miss` is empty when the archive has no
+  // golden vectors. Appends what happened to `notes`; returns whether the model now runs
+  // optimized.
   virtual bool optimize(const std::function<std::string()>& miss,
                         std::vector<std::string>& notes) = 0;
 };
@@ -53,8 +54,6 @@ std::unique_ptr<Backend> open_torchscript(const Archive& archive, const c10::Dev
 std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device& device,
                                    int concurrent_forwards);
 
-// The first line of an exception's text, without libtorch's backtrace.
-std::string error_text(const std::exception& error);
 // Whether a failure's text says memory ran out (CPU or device allocators' words).
 bool says_out_of_memory(const std::string& text);
 

@@ -40,7 +40,7 @@ std::string last_line(const std::string& text) {
 // TorchScript errors carry the script traceback; the last line says what happened.
 std::string script_error_summary(const std::exception& error) {
   std::string text = full_text(error);
-  if (text.find("Traceback of TorchScript") == std::string::npos) return error_text(error);
+  if (text.find("Traceback of TorchScript") == std::string::npos) return first_line(error);
   std::string last = last_line(text);
   // "builtins.ValueError: message" -> "message"
   auto colon = last.find(": ");
@@ -110,9 +110,7 @@ torch::jit::Module load_module(const Archive& archive, const c10::Device& device
       std::string message = full_text(e);
       std::string op = missing_operator(message);
       if (op.empty()) {
-        auto start = message.find_first_not_of("\n ");
-        std::string why = message.substr(start == std::string::npos ? 0 : start);
-        why = why.substr(0, why.find('\n'));
+        std::string why = first_line(e);
         const auto& manifest = archive.manifest();
         if (manifest && newer_than_this_libtorch(manifest->exported.torch_version)) {
           throw bad_model("cannot load " + path + ": " + here + " cannot read it (" + why + "); " +
@@ -232,6 +230,12 @@ class TorchScriptBackend final : public Backend {
   // rounding on most models and by far more on some.
   bool optimize(const std::function<std::string()>& miss,
                 std::vector<std::string>& notes) override {
+    if (!miss) {
+      notes.push_back(
+          "not optimized: the archive has no golden vectors to verify an optimized module "
+          "against");
+      return false;
+    }
     torch::jit::Module stored = module_;
     // A rejected candidate must leave no trace (libtorch's warnings) on the user's stderr.
     compat::DiscardWarnings discard;
@@ -241,7 +245,7 @@ class TorchScriptBackend final : public Backend {
       module_ = torch::jit::optimize_for_inference(frozen);  // rewrites frozen's graph in place
     } catch (const std::exception& e) {
       module_ = stored;
-      notes.push_back("not optimized: the model does not freeze (" + error_text(e) + ")");
+      notes.push_back("not optimized: the model does not freeze (" + first_line(e) + ")");
       return false;
     }
     std::string first_miss = miss();
@@ -270,11 +274,6 @@ class TorchScriptBackend final : public Backend {
 };
 
 }  // namespace
-
-std::string error_text(const std::exception& error) {
-  std::string text = full_text(error);
-  return text.substr(0, text.find('\n'));
-}
 
 bool says_out_of_memory(const std::string& text) {
   return text.find("can't allocate memory") != std::string::npos ||

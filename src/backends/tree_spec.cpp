@@ -5,15 +5,12 @@
 #include "torchship/error.h"
 #include "torchship/limits.h"
 #include "torchship/tensor_io.h"
+#include "torchship/value_tree.h"
 
 namespace torchship::backends {
 namespace {
 
 using nlohmann::json;
-
-std::string key_text(const c10::IValue& key) {
-  return key.isString() ? key.toStringRef() : std::to_string(key.toInt());
-}
 
 TreeSpec parse_node(const json& node, const std::string& what, int depth) {
   auto fail = [&](const std::string& why) -> TreeSpec {
@@ -147,46 +144,71 @@ c10::IValue TreeSpec::unflatten(const std::vector<at::Tensor>& leaves, size_t& n
   return c10::IValue();
 }
 
-void TreeSpec::flatten(const c10::IValue& value, const std::string& where,
-                       std::vector<at::Tensor>& leaves) const {
+namespace {
+
+// Where a value sits under the argument being flattened, made into text only for a message:
+// flattening runs on every forward.
+struct Place {
+  const Place* parent = nullptr;
+  const std::string* root = nullptr;  // the argument ("input 'x'"), at the top only
+  size_t index = 0;
+  const c10::IValue* key = nullptr;  // a dict entry's key, else an element's index
+
+  std::string text() const {
+    if (!parent) return *root;
+    return parent->text() + (key ? key_step(*key) : index_step(index));
+  }
+};
+
+void flatten_at(const TreeSpec& spec, const c10::IValue& value, const Place& place,
+                std::vector<at::Tensor>& leaves) {
   auto wrong = [&](const std::string& expected) {
-    throw bad_input(where + ": expected " + expected + " (the package was compiled for that " +
-                    "structure), got " + describe(value));
+    throw bad_input(place.text() + ": expected " + expected +
+                    " (the package was compiled for that structure), got " + describe(value));
   };
-  switch (kind) {
-    case Kind::Leaf:
+  switch (spec.kind) {
+    case TreeSpec::Kind::Leaf:
       if (!value.isTensor()) wrong("a tensor");
       leaves.push_back(value.toTensor());
       return;
-    case Kind::None:
+    case TreeSpec::Kind::None:
       if (!value.isNone()) wrong("None");
       return;
-    case Kind::Tuple:
-    case Kind::List: {
+    case TreeSpec::Kind::Tuple:
+    case TreeSpec::Kind::List: {
       std::vector<c10::IValue> items;
       if (value.isTuple()) items = value.toTupleRef().elements().vec();
       if (value.isList()) items = value.toListRef().vec();
-      if ((!value.isTuple() && !value.isList()) || items.size() != children.size()) {
-        wrong(std::string(kind == Kind::List ? "a list" : "a tuple") + " of " +
-              std::to_string(children.size()));
+      if ((!value.isTuple() && !value.isList()) || items.size() != spec.children.size()) {
+        wrong(std::string(spec.kind == TreeSpec::Kind::List ? "a list" : "a tuple") + " of " +
+              std::to_string(spec.children.size()));
       }
-      for (size_t i = 0; i < children.size(); ++i) {
-        children[i].flatten(items[i], where + "[" + std::to_string(i) + "]", leaves);
+      for (size_t i = 0; i < spec.children.size(); ++i) {
+        flatten_at(spec.children[i], items[i], Place{&place, nullptr, i, nullptr}, leaves);
       }
       return;
     }
-    case Kind::Dict: {
+    case TreeSpec::Kind::Dict: {
       if (!value.isGenericDict()) wrong("a dict");
       auto dict = value.toGenericDict();
-      if (dict.size() != keys.size()) wrong("a dict of " + std::to_string(keys.size()) + " keys");
-      for (size_t i = 0; i < keys.size(); ++i) {
-        auto it = dict.find(keys[i]);
-        if (it == dict.end()) wrong("a dict with key '" + key_text(keys[i]) + "'");
-        children[i].flatten(it->value(), where + "." + key_text(keys[i]), leaves);
+      if (dict.size() != spec.keys.size()) {
+        wrong("a dict of " + std::to_string(spec.keys.size()) + " keys");
+      }
+      for (size_t i = 0; i < spec.keys.size(); ++i) {
+        auto it = dict.find(spec.keys[i]);
+        if (it == dict.end()) wrong("a dict with key '" + key_text(spec.keys[i]) + "'");
+        flatten_at(spec.children[i], it->value(), Place{&place, nullptr, 0, &spec.keys[i]}, leaves);
       }
       return;
     }
   }
+}
+
+}  // namespace
+
+void TreeSpec::flatten(const c10::IValue& value, const std::string& where,
+                       std::vector<at::Tensor>& leaves) const {
+  flatten_at(*this, value, Place{nullptr, &where, 0, nullptr}, leaves);
 }
 
 TreeSpec parse_tree_spec(const std::string& text, const std::string& what) {

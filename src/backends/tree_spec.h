@@ -22,8 +22,8 @@ struct TreeSpec {
   c10::TypePtr type() const;
   // The value of this structure whose leaves are leaves[next...]; advances next.
   c10::IValue unflatten(const std::vector<at::Tensor>& leaves, size_t& next) const;
-  // Appends value's leaves in the spec's order. Throws Error(BadInput) "<where>: ..." when the
-  // value's structure differs (a list of another length, a missing dict key).
+  // Appends value's leaves in the spec's order. Throws Error(BadInput) "<where>[1].boxes: ..."
+  // when the value's structure differs (a list of another length, a missing dict key).
   void flatten(const c10::IValue& value, const std::string& where,
                std::vector<at::Tensor>& leaves) const;
 };

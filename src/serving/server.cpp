@@ -48,26 +48,17 @@ void log_line(const std::string& text) {
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
-std::string first_line(const std::string& text) {
-  auto start = text.find_first_not_of("\n ");
-  if (start == std::string::npos) return "";
-  return text.substr(start, text.find('\n', start) - start);
-}
-
 // What a client hears about a failure that is not its fault: one printable line, without the
 // library's stack trace or source locations. The full text goes to the server log.
 std::string internal_failure(const std::string& route, std::exception_ptr failure) {
   std::string full, brief;
   try {
     std::rethrow_exception(failure);
-  } catch (const c10::Error& e) {
-    full = e.what();
-    brief = first_line(e.what_without_backtrace());
   } catch (const std::bad_alloc&) {
     full = brief = "out of memory";
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // c10::Error's brief leaves out its backtrace
     full = e.what();
-    brief = first_line(full);
+    brief = first_line(e);
   } catch (...) {
     full = brief = "unknown failure";
   }

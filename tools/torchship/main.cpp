@@ -72,14 +72,10 @@ int main(int argc, char** argv) {
   } catch (const Error& e) {
     return report(e.what(), exit_code_for(e.kind()));
   } catch (const c10::Error& e) {
-    std::string what = e.what_without_backtrace();
-    return report("libtorch: " + printable(what.substr(0, what.find('\n'))), 1);
+    return report("libtorch: " + printable(first_line(e)), 1);
   } catch (const std::bad_alloc&) {
     return report("internal error: out of memory", 1);
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    auto start = what.find_first_not_of("\n ");
-    what = start == std::string::npos ? what : what.substr(start);
-    return report("internal error: " + printable(what.substr(0, what.find('\n'))), 1);
+    return report("internal error: " + printable(first_line(e)), 1);
   }
 }
