@@ -268,6 +268,31 @@ c10::IValue forward_golden(const Model& model, std::vector<c10::IValue> inputs) 
   }
 }
 
+std::string first_difference(const c10::IValue& expected, const c10::IValue& actual, double rtol,
+                             const Manifest* manifest) {
+  auto want = output_leaves(expected, manifest);
+  auto got = output_leaves(actual, manifest);
+  if (want.size() != got.size()) {
+    return "output: " + std::to_string(got.size()) + " leaves, expected " +
+           std::to_string(want.size());
+  }
+  for (size_t i = 0; i < want.size(); ++i) {
+    const c10::IValue& a = want[i].value;
+    const c10::IValue& b = got[i].value;
+    if (want[i].path != got[i].path)
+      return "output: leaf " + got[i].path + ", expected " + want[i].path;
+    if (a.isTensor() && b.isTensor()) {
+      GoldenLeaf leaf =
+          compare_tensors(a.toTensor(), b.toTensor(), rtol, std::nullopt, want[i].path);
+      if (!leaf.ok)
+        return leaf.path + ": " + leaf.problem + ", max abs error " + c10::str(leaf.max_abs);
+    } else if (a.tagKind() != b.tagKind() || c10::str(a) != c10::str(b)) {
+      return want[i].path + ": " + c10::str(b) + ", expected " + c10::str(a);
+    }
+  }
+  return "";
+}
+
 std::vector<c10::IValue> golden_inputs(const Model& model, size_t number) {
   if (!model.archive().has_golden()) return {};
   json index = read_index(model.archive());

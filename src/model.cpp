@@ -8,6 +8,7 @@
 #include "model_impl.h"
 #include "signature_checks.h"
 #include "torchship/error.h"
+#include "torchship/example_inputs.h"
 #include "torchship/golden.h"
 #include "torchship/value_tree.h"
 
@@ -42,9 +43,91 @@ std::string golden_miss(const Model& model) {
   return "";
 }
 
+// Inputs are trees of tensors: a deep copy, so that a candidate module runs on exactly what the
+// stored one saw even if either writes into its inputs.
+std::vector<c10::IValue> deep_copy(const std::vector<c10::IValue>& inputs) {
+  std::vector<c10::IValue> copies;
+  for (const auto& input : inputs) {
+    copies.push_back(map_leaves(input, [](const c10::IValue& leaf) {
+      return leaf.isTensor() ? c10::IValue(leaf.toTensor().clone()) : leaf;
+    }));
+  }
+  return copies;
+}
+
+// The tolerance an optimized module is held to without golden vectors: the manifest's
+// precision, else the output's own float type (bf16 and fp16 keep 8 and 11 bits).
+double reference_rtol(const Manifest* manifest, const c10::IValue& output) {
+  if (manifest && manifest->precision != "fp32") return 1e-2;
+  double rtol = 1e-4;
+  for (const auto& leaf : output_leaves(output, manifest)) {
+    if (!leaf.value.isTensor()) continue;
+    auto type = leaf.value.toTensor().scalar_type();
+    if (type == at::kBFloat16 || type == at::kHalf) rtol = 1e-2;
+  }
+  return rtol;
+}
+
+// "" when the backend, as it is now, reproduces `reference` on `inputs` (what the stored module
+// returned for them), else the first difference; failing on them is a miss too.
+std::string reference_miss(const backends::Backend& backend, const Manifest* manifest,
+                           const std::vector<c10::IValue>& inputs, const c10::IValue& reference) {
+  c10::IValue output;
+  try {
+    c10::InferenceMode guard;
+    output = backend.run(deep_copy(inputs));
+  } catch (const std::exception& e) {
+    return "it fails on them: " + first_line(e);
+  }
+  return first_difference(reference, output, reference_rtol(manifest, reference), manifest);
+}
+
 }  // namespace
 
+void Model::Impl::optimize(const std::function<std::string()>& miss, const std::string& against) {
+  optimized = backend->optimize(miss, against, notes);
+}
+
+void Model::Impl::prepare_optimization(const Model& model) {
+  if (!backend->optimizes()) {
+    backend->optimize({}, "", notes);
+    return;
+  }
+  if (archive.has_golden()) {
+    optimize([&] { return golden_miss(model); }, "the golden vectors");
+    return;
+  }
+  auto inputs = synthesized_inputs(model);
+  c10::IValue reference;
+  if (!inputs.empty()) {
+    try {
+      c10::InferenceMode guard;
+      reference = backend->run(deep_copy(inputs));
+    } catch (const std::exception&) {
+      inputs.clear();  // shapes the model does not take after all: wait for real ones
+    }
+  }
+  if (inputs.empty()) {
+    optimize_on_first_forward = true;
+    return;
+  }
+  optimize([&] { return reference_miss(*backend, manifest(), inputs, reference); },
+           "the stored module's outputs on inputs synthesized from the manifest");
+}
+
+c10::IValue Model::Impl::run_and_optimize(std::vector<c10::IValue> inputs) {
+  std::lock_guard<std::mutex> lock(optimizing);
+  if (!optimize_on_first_forward) return backend->run(std::move(inputs));
+  std::vector<c10::IValue> copies = deep_copy(inputs);
+  c10::IValue output = backend->run(std::move(inputs));  // a failure leaves it pending
+  optimize([&] { return reference_miss(*backend, manifest(), copies, output); },
+           "the stored module's outputs on the first inputs");
+  optimize_on_first_forward = false;
+  return output;
+}
+
 Model Model::load(const std::filesystem::path& path, const LoadOptions& options) {
+  apply_runtime_defaults();
   c10::Device device = parse_device(options.device);
   if (options.concurrent_forwards < 1) {
     throw bad_input("concurrent_forwards must be 1 or more, got " +
@@ -66,11 +149,7 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
   Model model;
   model.impl_ = std::move(impl);
   Impl& state = *model.impl_;
-  if (options.optimize) {
-    std::function<std::string()> miss;
-    if (state.archive.has_golden()) miss = [&] { return golden_miss(model); };
-    state.optimized = state.backend->optimize(miss, state.notes);
-  }
+  if (options.optimize) state.prepare_optimization(model);
   if (options.warmup_runs > 0) {
     auto inputs = golden_inputs(model);
     if (inputs.empty())
@@ -152,6 +231,7 @@ c10::IValue Model::forward(std::vector<c10::IValue> inputs) const {
   for (auto& input : inputs) input = to_device(input, impl_->device);
   c10::InferenceMode guard;
   try {
+    if (impl_->optimize_on_first_forward) return impl_->run_and_optimize(std::move(inputs));
     return impl_->backend->run(std::move(inputs));
   } catch (const Error&) {
     throw;  // the backend's own checks (a list of another length than compiled for)

@@ -2,7 +2,9 @@
 // preprocessing.cpp (image inputs), tasks/ (classification, segmentation).
 #pragma once
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -15,9 +17,21 @@ struct Model::Impl {
   Archive archive;
   c10::Device device{c10::kCPU};
   std::unique_ptr<backends::Backend> backend;
-  bool optimized = false;
+  std::atomic<bool> optimized{false};
+  // Set when load could not verify an optimized module (no golden vectors, no shapes to
+  // synthesize inputs from): the first forward's inputs verify it, under `optimizing`.
+  std::atomic<bool> optimize_on_first_forward{false};
+  std::mutex optimizing;
   std::vector<std::string> notes;
   int64_t max_image_pixels = kDefaultMaxImagePixels;
+
+  // Verifies an optimized module on what load has: the golden vectors, or inputs synthesized
+  // from the manifest; with neither, the first forward's inputs will.
+  void prepare_optimization(const Model& model);
+  // Optimizes the backend when `miss` (the candidate rerun on reference inputs) says it holds.
+  void optimize(const std::function<std::string()>& miss, const std::string& against);
+  // The backend's forward on the first inputs, which also verify the pending optimization.
+  c10::IValue run_and_optimize(std::vector<c10::IValue> inputs);
 
   const Manifest* manifest() const { return archive.manifest() ? &*archive.manifest() : nullptr; }
   const TensorSpec* input_spec(size_t index) const {
@@ -25,6 +39,10 @@ struct Model::Impl {
     return m && index < m->inputs.size() ? &m->inputs[index] : nullptr;
   }
 };
+
+// The process-wide defaults (intra-op threads), unless configure_runtime() ran before; called by
+// Model::load (runtime.cpp).
+void apply_runtime_defaults();
 
 // The device a "cpu" / "cuda" / "cuda:N" string names, checked against this machine.
 c10::Device parse_device(const std::string& text);

@@ -1,13 +1,21 @@
 #include "torchship/runtime.h"
 
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <string>
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
+#include "cpu_budget.h"
 #include "torchship/error.h"
 
 namespace torchship {
+
+namespace {
+std::atomic<bool> configured{false};
+}  // namespace
 
 void configure_runtime(const RuntimeOptions& options) {
   if (options.threads < 0) {
@@ -18,7 +26,9 @@ void configure_runtime(const RuntimeOptions& options) {
     throw bad_input("inter-op threads must be 0 (default) or positive, got " +
                     std::to_string(options.interop_threads));
   }
-  if (options.threads > 0) at::set_num_threads(options.threads);
+  int threads = options.threads > 0 ? options.threads : default_threads();
+  if (at::get_num_threads() != threads) at::set_num_threads(threads);
+  configured = true;
   if (options.interop_threads > 0 &&
       static_cast<int64_t>(at::get_num_interop_threads()) != options.interop_threads) {
     try {
@@ -38,6 +48,22 @@ void configure_runtime(const RuntimeOptions& options) {
 
 int intra_op_threads() {
   return at::get_num_threads();
+}
+
+int default_threads() {
+  const char* omp = std::getenv("OMP_NUM_THREADS");
+  if (omp && *omp) {
+    char* end = nullptr;
+    long value = std::strtol(omp, &end, 10);
+    if (end != omp && value > 0) return static_cast<int>(std::min<long>(value, 1 << 16));
+  }
+  return available_cpus();
+}
+
+void apply_runtime_defaults() {
+  if (configured.exchange(true)) return;
+  int threads = default_threads();
+  if (at::get_num_threads() != threads) at::set_num_threads(threads);
 }
 
 }  // namespace torchship

@@ -41,6 +41,11 @@ struct GoldenReport {
 GoldenLeaf compare_tensors(const at::Tensor& expected, const at::Tensor& actual, double rtol,
                            std::optional<double> atol = std::nullopt,
                            const std::string& path = "output");
+// "" when `actual` matches `expected` leaf by leaf by that rule (tensors with the default atol,
+// other leaves exactly), else the first difference: "output[1]: values differ beyond tolerance,
+// max abs error 0.5". `manifest` (may be null) names the leaves.
+std::string first_difference(const c10::IValue& expected, const c10::IValue& actual, double rtol,
+                             const Manifest* manifest = nullptr);
 // That default atol of an expected tensor: rtol * max(1, max |expected|).
 double scaled_atol(const at::Tensor& expected, double rtol);
 

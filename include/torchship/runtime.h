@@ -7,7 +7,7 @@
 namespace torchship {
 
 struct RuntimeOptions {
-  int threads = 0;          // intra-op threads; 0 keeps libtorch's default
+  int threads = 0;          // intra-op threads; 0: default_threads()
   int interop_threads = 0;  // inter-op threads; settable once per process; 0 keeps the default
   // TorchScript's profiling executor re-specializes the graph for every new input shape (the
   // first call at each batch size is slow); false selects the legacy executor. Unset: as is.
@@ -36,13 +36,25 @@ struct RuntimeOptions {
   }
 };
 
-// Applies the options that are set (non-zero counts, flags with a value) to this process. Call
-// it before loading models; calling it again changes the intra-op threads and the executor
-// flags for every model, but inter-op threads can be set only once, before any model runs
-// (Error(Unsupported) otherwise). Throws Error(BadInput) for negative counts.
+// Applies the options to this process: the intra-op threads (default_threads() for 0), the
+// other settings where set (non-zero counts, flags with a value). Call it before loading models;
+// calling it again changes the intra-op threads and the executor flags for every model, but
+// inter-op threads can be set only once, before any model runs (Error(Unsupported) otherwise).
+// Throws Error(BadInput) for negative counts. A process that never calls it gets the defaults
+// from its first Model::load.
 void configure_runtime(const RuntimeOptions& options);
 
 // The intra-op thread count models run with now.
 int intra_op_threads();
+
+// The CPUs this process may use: its affinity mask (taskset, docker --cpuset-cpus) capped by its
+// cgroup's CPU quota (docker --cpus, a Kubernetes CPU limit), rounded up. libtorch's own default
+// is its count of physical cores: 1 on a 2-vCPU virtual machine, the host's on a container
+// limited to 2.
+int available_cpus();
+
+// The intra-op threads torchship uses unless told otherwise: OMP_NUM_THREADS when it is set
+// (libtorch honours it), else available_cpus().
+int default_threads();
 
 }  // namespace torchship

@@ -31,7 +31,10 @@ struct ServerOptions {
   // A request not answered this long after it arrived gets 504; one still queued then is
   // dropped without running. 0: no deadline.
   int request_timeout_ms = 60000;
-  LoadOptions load;  // how every model is loaded (threads, optimization, warm-up)
+  LoadOptions load;  // how every model is loaded (optimization, warm-up)
+  // Intra-op threads of each model instance's forwards. 0: the CPUs this process may use
+  // (default_threads(), runtime.h) divided by the version's instances, at least 1 each.
+  int threads_per_instance = 0;
 };
 
 class Server {

@@ -3,6 +3,7 @@
 
 #include "torchship/archive.h"
 #include "torchship/error.h"
+#include "torchship/example_inputs.h"
 #include "torchship/golden.h"
 #include "torchship/image.h"
 #include "torchship/image_batches.h"

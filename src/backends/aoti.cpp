@@ -320,7 +320,11 @@ class AotiBackend final : public Backend {
     return failure;
   }
 
-  bool optimize(const std::function<std::string()>&, std::vector<std::string>& notes) override {
+  bool optimizes() const override {
+    return false;
+  }
+  bool optimize(const std::function<std::string()>&, const std::string&,
+                std::vector<std::string>& notes) override {
     notes.push_back("compiled ahead of time by AOTInductor: nothing to optimize at load");
     return false;
   }

@@ -39,12 +39,15 @@ class Backend {
   // Runs the model on inputs the facade has checked and moved to the model's device.
   virtual c10::IValue run(std::vector<c10::IValue> inputs) const = 0;
   virtual RunFailure explain(const std::exception& error) const = 0;
-  // Replaces the model by a faster equivalent, keeping it only when `miss()` (the golden
-  // vectors rerun through the facade) returns ""; `miss` is empty when the archive has no
-  // golden vectors. Appends what happened to `notes`; returns whether the model now runs
-  // optimized.
-  virtual bool optimize(const std::function<std::string()>& miss,
+  // Replaces the model by a faster equivalent, keeping it only when `miss()` returns "": the
+  // facade reruns reference inputs through it and compares with the reference outputs, which
+  // `against` names for notes ("the golden vectors"). Appends what happened to `notes`;
+  // returns whether the model now runs optimized.
+  virtual bool optimize(const std::function<std::string()>& miss, const std::string& against,
                         std::vector<std::string>& notes) = 0;
+  // Whether optimize() can make the model faster at all (compiled packages: no; their
+  // optimize() only notes why).
+  virtual bool optimizes() const = 0;
 };
 
 // A TorchScript archive (.pt) on `device`; custom-operator libraries it needs are loaded.

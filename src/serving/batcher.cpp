@@ -115,7 +115,12 @@ void Batcher::stop() {
 }
 
 void Batcher::work() {
-  at::init_num_threads();  // OpenMP's thread count is per calling thread: take the process's
+  // OpenMP's thread count is per calling thread: this instance's share, or the process's.
+  if (policy_.threads > 0) {
+    at::set_num_threads(policy_.threads);
+  } else {
+    at::init_num_threads();
+  }
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
     arrived_.wait(lock, [this] { return stopping_ || !queue_.empty(); });

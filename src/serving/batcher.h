@@ -33,6 +33,7 @@ struct BatchPolicy {
   std::chrono::microseconds max_queue_delay{500};
   size_t max_queue_size = 256;
   int instances = 1;
+  int threads = 0;  // intra-op threads of each instance's forwards; 0: the process's
 };
 
 class Batcher {

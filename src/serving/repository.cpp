@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "torchship/error.h"
+#include "torchship/runtime.h"
 
 namespace torchship::serving {
 namespace {
@@ -65,7 +66,8 @@ ModelConfig ModelConfig::parse(const std::string& json_text, const std::string& 
   return config;
 }
 
-Repository::Repository(const fs::path& root, const LoadOptions& load, Metrics& metrics) {
+Repository::Repository(const fs::path& root, const LoadOptions& load, int threads_per_instance,
+                       Metrics& metrics) {
   std::error_code ec;
   if (!fs::is_directory(root, ec)) {
     throw bad_input("--model-repository " + root.string() + ": not a directory");
@@ -122,6 +124,10 @@ Repository::Repository(const fs::path& root, const LoadOptions& load, Metrics& m
       policy.max_queue_delay = std::chrono::microseconds(config.max_queue_delay_us);
       policy.max_queue_size = config.max_queue_size;
       policy.instances = config.instances;
+      // Instances run at once: together they use the CPUs there are, not each all of them.
+      policy.threads = threads_per_instance > 0
+                           ? threads_per_instance
+                           : std::max(1, default_threads() / std::max(1, config.instances));
       entry->batcher =
           std::make_unique<Batcher>(*entry->model, policy, metrics, name, entry->version);
       versions_.push_back(std::move(entry));

@@ -33,7 +33,10 @@ struct ModelVersion {
 
 class Repository {
  public:
-  Repository(const std::filesystem::path& root, const LoadOptions& load, Metrics& metrics);
+  // `threads_per_instance`: intra-op threads of each instance's forwards; 0 shares the CPUs this
+  // process may use between a version's instances.
+  Repository(const std::filesystem::path& root, const LoadOptions& load, int threads_per_instance,
+             Metrics& metrics);
 
   // nullptr when unknown; version "" picks the highest version.
   ModelVersion* find(const std::string& name, const std::string& version);

@@ -145,7 +145,8 @@ struct Server::Impl {
 
   explicit Impl(ServerOptions opts)
       : options(std::move(opts)), decode_slots(options.max_concurrent_decodes) {
-    repository = std::make_unique<Repository>(options.model_repository, options.load, metrics);
+    repository = std::make_unique<Repository>(options.model_repository, options.load,
+                                              options.threads_per_instance, metrics);
     configure();
   }
 
@@ -469,10 +470,19 @@ std::string Server::summary() const {
   std::string out;
   for (const auto& entry : impl_->repository->versions()) {
     const auto& policy = entry->batcher->policy();
+    std::vector<std::string> details;
+    if (policy.max_batch_size > 0) {
+      details.push_back("batches up to " + std::to_string(policy.max_batch_size));
+    }
+    if (policy.instances > 1) {
+      details.push_back(std::to_string(policy.instances) + " instances, " +
+                        std::to_string(policy.threads) + " thread" +
+                        (policy.threads == 1 ? "" : "s") + " each");
+    }
+    std::string joined;
+    for (const auto& detail : details) joined += (joined.empty() ? "" : "; ") + detail;
     out += (out.empty() ? "" : ", ") + entry->name + " v" + entry->version +
-           (policy.max_batch_size > 0
-                ? " (batches up to " + std::to_string(policy.max_batch_size) + ")"
-                : "");
+           (joined.empty() ? "" : " (" + joined + ")");
   }
   return std::to_string(impl_->repository->versions().size()) + " model version" +
          (impl_->repository->versions().size() == 1 ? "" : "s") + ": " + out;

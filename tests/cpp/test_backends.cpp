@@ -222,3 +222,153 @@ TEST(ValueTree, MapLeavesKeepsTheStructure) {
 
 }  // namespace
 }  // namespace torchship::testing
+
+#include <thread>
+
+#include "backends/prepacked_convolutions.h"
+#include "cpu_budget.h"
+#include "torchship/example_inputs.h"
+#include "torchship/golden.h"
+#include "torchship/runtime.h"
+#include "torchship/tensor_io.h"
+
+namespace torchship {
+namespace {
+
+using testing::fixture;
+
+bool has_note_starting(const Model& model, const std::string& prefix) {
+  for (const auto& note : model.notes()) {
+    if (note.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
+TEST(PlainArchives, AreOptimizedOnlyAfterTheFirstInputsVerifyIt) {
+  // torch.jit.save's archive: no golden vectors, no manifest, so nothing to verify an optimized
+  // module on at load. The first forward runs the stored module, answers with its output and
+  // checks the optimized candidate against it before switching.
+  Model model = Model::load(fixture("plain_conv.pt"));
+  EXPECT_FALSE(model.optimized());
+  EXPECT_FALSE(has_note_starting(model, "optimized"));
+  at::Tensor input = read_npy(fixture("plain_conv_input.npy"));
+  at::Tensor expected = read_npy(fixture("plain_conv_output.npy"));
+  at::Tensor first = model.forward({input}).toTensor();
+  // The first answer is the stored module's own: Python's numbers by the fp32 rule.
+  EXPECT_TRUE(compare_tensors(expected, first, 1e-4).ok);
+  EXPECT_TRUE(model.optimized());
+  if (backends::can_prepack_convolutions()) {
+    EXPECT_EQ(model.notes().back(),
+              "optimized: frozen, 3 convolutions run on prepacked oneDNN weights");
+  }
+  at::Tensor later = model.forward({input}).toTensor();
+  GoldenLeaf leaf = compare_tensors(expected, later, 1e-4);
+  EXPECT_TRUE(leaf.ok) << leaf.problem << " " << leaf.max_abs;
+
+  // Forwards that arrive together: one verifies, the others wait for it, every answer holds.
+  Model fresh = Model::load(fixture("plain_conv.pt"));
+  std::vector<at::Tensor> answers(4);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < answers.size(); ++i) {
+    threads.emplace_back([&, i] { answers[i] = fresh.forward({input}).toTensor(); });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const auto& answer : answers) EXPECT_TRUE(compare_tensors(expected, answer, 1e-4).ok);
+  EXPECT_TRUE(fresh.optimized());
+
+  // Without optimization nothing waits for the first forward.
+  Model stored = Model::load(fixture("plain_conv.pt"), LoadOptions().with_optimize(false));
+  stored.forward({input});
+  EXPECT_FALSE(stored.optimized());
+}
+
+TEST(PlainArchives, WithAManifestAreVerifiedAtLoadOnSynthesizedInputs) {
+  Model model = Model::load(fixture("manifest_only.pt"));
+  EXPECT_FALSE(model.archive().has_golden());
+  EXPECT_TRUE(model.optimized());
+  auto inputs = synthesized_inputs(model);
+  ASSERT_EQ(inputs.size(), 1u);
+  EXPECT_EQ(inputs[0].toTensor().sizes(), at::IntArrayRef({1, 3, 32, 32}));
+  // The same seed every time: the check is repeatable.
+  EXPECT_TRUE(inputs[0].toTensor().equal(synthesized_inputs(model)[0].toTensor()));
+  at::Tensor expected = read_npy(fixture("plain_conv_output.npy"));
+  at::Tensor output = model.forward({read_npy(fixture("plain_conv_input.npy"))}).toTensor();
+  EXPECT_TRUE(compare_tensors(expected, output, 1e-4).ok);
+  EXPECT_TRUE(synthesized_inputs(Model::load(fixture("plain_conv.pt"))).empty());
+}
+
+TEST(PlainArchives, OutputsAreComparedLeafByLeafByTheRule) {
+  auto tuple = [](at::Tensor a, int64_t b) {
+    return c10::IValue(c10::ivalue::Tuple::create({a, b}));
+  };
+  at::Tensor ones = at::ones({2, 3});
+  EXPECT_EQ(first_difference(tuple(ones, 3), tuple(ones + 5e-5, 3), 1e-4), "");
+  EXPECT_EQ(first_difference(tuple(ones, 3), tuple(ones + 0.5, 3), 1e-4),
+            "output[0]: values differ beyond tolerance, max abs error 0.5");
+  EXPECT_EQ(first_difference(tuple(ones, 3), tuple(ones, 4), 1e-4), "output[1]: 4, expected 3");
+  EXPECT_EQ(first_difference(tuple(ones, 3), c10::IValue(ones), 1e-4),
+            "output: 1 leaves, expected 2");
+}
+
+// A cgroup file system laid out under a temporary folder.
+class CgroupTree {
+ public:
+  CgroupTree()
+      : root_(std::filesystem::temp_directory_path() / ("cgroups-" + std::to_string(getpid()))) {
+    std::filesystem::remove_all(root_);
+  }
+  ~CgroupTree() { std::filesystem::remove_all(root_); }
+  void write(const std::string& file, const std::string& text) {
+    auto path = root_ / file;
+    std::filesystem::create_directories(path.parent_path());
+    std::ofstream(path) << text;
+  }
+  const std::filesystem::path& root() const { return root_; }
+
+ private:
+  std::filesystem::path root_;
+};
+
+TEST(CpuBudget, TheTightestQuotaOfTheCgroupAndItsAncestorsRoundedUp) {
+  {
+    CgroupTree v2;  // Kubernetes: a pod limited to 1.5 CPUs, its container unlimited
+    v2.write("cpu.max", "max 100000\n");
+    v2.write("kubepods/pod1/cpu.max", "150000 100000\n");
+    v2.write("kubepods/pod1/c1/cpu.max", "max 100000\n");
+    EXPECT_EQ(cgroup_cpu_limit(v2.root(), "0::/kubepods/pod1/c1\n"), 2);
+    EXPECT_EQ(cgroup_cpu_limit(v2.root(), "0::/\n"), std::nullopt);
+    v2.write("cpu.max", "50000 100000\n");  // a quota under one CPU still gets one thread
+    EXPECT_EQ(cgroup_cpu_limit(v2.root(), "0::/kubepods/pod1/c1\n"), 1);
+  }
+  {
+    CgroupTree v1;  // docker --cpus 3 on cgroup v1, seen from inside (its cgroup at the root)
+    v1.write("cpu,cpuacct/cpu.cfs_quota_us", "300000\n");
+    v1.write("cpu,cpuacct/cpu.cfs_period_us", "100000\n");
+    EXPECT_EQ(cgroup_cpu_limit(v1.root(), "12:pids:/docker/abc\n4:cpu,cpuacct:/docker/abc\n"), 3);
+    v1.write("cpu,cpuacct/cpu.cfs_quota_us", "-1\n");
+    EXPECT_EQ(cgroup_cpu_limit(v1.root(), "4:cpu,cpuacct:/docker/abc\n"), std::nullopt);
+  }
+  {
+    CgroupTree hybrid;  // systemd's hybrid layout: v2 at unified/
+    hybrid.write("unified/cgroup.controllers", "cpu\n");
+    hybrid.write("unified/user.slice/cpu.max", "400000 100000\n");
+    EXPECT_EQ(cgroup_cpu_limit(hybrid.root(), "0::/user.slice\n1:name=systemd:/user.slice\n"), 4);
+    EXPECT_EQ(cgroup_cpu_limit(hybrid.root(), "garbage\n0::\n"), std::nullopt);
+  }
+  EXPECT_GE(available_cpus(), 1);
+  EXPECT_LE(available_cpus(), affinity_cpus());
+}
+
+TEST(CpuBudget, TheDefaultThreadsAreTheCpusThisProcessMayUse) {
+  const char* omp = std::getenv("OMP_NUM_THREADS");
+  if (omp) GTEST_SKIP() << "OMP_NUM_THREADS is set";
+  EXPECT_EQ(default_threads(), available_cpus());
+  setenv("OMP_NUM_THREADS", "3", 1);
+  EXPECT_EQ(default_threads(), 3);
+  unsetenv("OMP_NUM_THREADS");
+  configure_runtime(RuntimeOptions());
+  EXPECT_EQ(intra_op_threads(), available_cpus());
+}
+
+}  // namespace
+}  // namespace torchship

@@ -12,7 +12,9 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
                   "torchship.export, torch.jit.save or torch._inductor.aoti_compile_and_package")
       ->required();
   command.add_option("--device", options.device, "cpu, cuda or cuda:N")->capture_default_str();
-  command.add_option("--threads", options.threads, "intra-op threads (0: libtorch's default)")
+  command
+      .add_option("--threads", options.threads,
+                  "intra-op threads (0: the CPUs this process may use, or OMP_NUM_THREADS)")
       ->check(CLI::NonNegativeNumber);
   command
       .add_option("--interop-threads", options.interop_threads,
@@ -73,6 +75,12 @@ std::string group_digits(int64_t value) {
   std::string digits = std::to_string(value < 0 ? -value : value);
   for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
   return value < 0 ? "-" + digits : digits;
+}
+
+std::string threads_summary() {
+  int cpus = available_cpus();
+  return std::to_string(intra_op_threads()) + " intra-op, of " + std::to_string(cpus) +
+         (cpus == 1 ? " CPU" : " CPUs") + " this process may use";
 }
 
 void print_json(const nlohmann::json& object) {

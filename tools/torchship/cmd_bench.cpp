@@ -10,6 +10,7 @@
 
 #include "cli_common.h"
 #include "progress.h"
+#include "torchship/example_inputs.h"
 
 namespace torchship::cli {
 namespace {
@@ -43,21 +44,6 @@ struct Measurement {
   }
 };
 
-// A random tensor as the manifest describes an input (free dimensions: 224 for image sides, 1
-// otherwise).
-at::Tensor synthesize(const TensorSpec& spec) {
-  std::vector<int64_t> shape;
-  for (size_t i = 0; i < spec.shape.size(); ++i) {
-    bool image_side = spec.image && spec.layout.find("HW") != std::string::npos;
-    shape.push_back(spec.shape[i] > 0 ? spec.shape[i]
-                                      : (image_side && i + 3 >= spec.shape.size() ? 224 : 1));
-  }
-  auto type = spec.datatype.empty() ? c10::kFloat : scalar_type_from_datatype(spec.datatype);
-  if (type == c10::kByte) return at::randint(0, 256, shape, at::TensorOptions().dtype(type));
-  if (c10::isFloatingType(type)) return at::rand(shape).to(type);
-  return at::randint(0, 10, shape, at::TensorOptions().dtype(type));
-}
-
 std::vector<c10::IValue> bench_inputs(const Model& model, const BenchOptions& options) {
   if (!options.inputs.empty()) {
     model.check_input_count(options.inputs.size());
@@ -67,14 +53,8 @@ std::vector<c10::IValue> bench_inputs(const Model& model, const BenchOptions& op
     }
     return inputs;
   }
-  auto golden = golden_inputs(model);
-  if (!golden.empty()) return golden;
-  const auto& manifest = model.manifest();
-  if (manifest && manifest->inputs.size() == model.inputs().size() && !manifest->inputs.empty()) {
-    std::vector<c10::IValue> inputs;
-    for (const auto& spec : manifest->inputs) inputs.push_back(synthesize(spec));
-    return inputs;
-  }
+  auto inputs = example_inputs(model);
+  if (!inputs.empty()) return inputs;
   throw bad_input(
       "no inputs to benchmark with: pass --input SPEC (the archive has neither golden "
       "vectors nor a manifest to synthesize them from)");
@@ -147,7 +127,7 @@ int run_preprocess_bench(const BenchOptions& options) {
   Model model = load_model(options.model, 0);
   Decode decode = options.fast_decode ? Decode::Reduced : Decode::Exact;
   std::function<void()> work = [&] { model.image_input(options.preprocess_image, 0, decode); };
-  int threads = options.model.threads > 0 ? options.model.threads : at::get_num_threads();
+  int threads = intra_op_threads();
   Progress progress("bench", static_cast<size_t>(options.runs));
   size_t done = 0;
   double first_ms = time_one_ms(work);
@@ -177,11 +157,17 @@ int run_bench(const BenchOptions& options) {
   // Load time includes optimization and warm-up, as a caller of Model::load waits for them.
   auto load_started = std::chrono::steady_clock::now();
   Model model = load_model(options.model, static_cast<size_t>(options.runs));
-  double load_ms =
+  double load_ms = 0;
+  std::vector<c10::IValue> inputs = bench_inputs(model, options);
+  // Without golden inputs load had nothing to warm up on (nor, without a manifest, to verify an
+  // optimized module on): the benchmark's own inputs do both, as a server's first requests would.
+  if (!model.archive().has_golden()) {
+    for (int run = 0; run < options.model.warmup; ++run) model.forward(inputs);
+  }
+  load_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_started)
           .count();
-  std::vector<c10::IValue> inputs = bench_inputs(model, options);
-  int default_threads = options.model.threads > 0 ? options.model.threads : at::get_num_threads();
+  int default_threads = intra_op_threads();
 
   std::vector<int> batches =
       options.batch_sizes.empty() ? std::vector<int>{0} : options.batch_sizes;
@@ -220,6 +206,7 @@ int run_bench(const BenchOptions& options) {
     out["first_ms"] = first_ms;
     out["first_over_steady"] = first_ms / main.p50;
     out["load_ms"] = load_ms;
+    out["available_cpus"] = available_cpus();
     out["format"] = model.format() == ModelFormat::AOTInductor ? "aoti" : "torchscript";
     if (results.size() > 1) {
       json sweep = json::array();
@@ -234,6 +221,7 @@ int run_bench(const BenchOptions& options) {
             << " timed runs per row after " << options.model.warmup << " warm-up runs\n";
   std::cout << "format   " << format_name(model.format()) << ", loaded in "
             << static_cast<int64_t>(load_ms) << " ms\n";
+  std::cout << "threads  " << threads_summary() << '\n';
   for (const auto& note : model.notes()) std::cout << "note     " << note << '\n';
   std::string shapes;
   for (const auto& input : inputs) shapes += (shapes.empty() ? "" : ", ") + describe(input);

@@ -59,6 +59,8 @@ int run_info(const ModelOptions& options, bool as_json) {
     out["parameter_count"] = summary.parameter_count;
     out["parameter_bytes"] = summary.parameter_bytes;
     out["golden"] = model.archive().has_golden();
+    out["threads"] = intra_op_threads();
+    out["available_cpus"] = available_cpus();
     print_json(out);
     return 0;
   }
@@ -110,6 +112,7 @@ int run_info(const ModelOptions& options, bool as_json) {
   row("params", group_digits(summary.parameter_count) + " (" +
                     human_bytes(summary.parameter_bytes) + " with buffers)");
   row("golden", golden_summary(model.archive()));
+  row("threads", threads_summary());
   return 0;
 }
 

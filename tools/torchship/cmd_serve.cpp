@@ -46,6 +46,7 @@ int run_serve(ServeOptions& options) {
   }
   configure_runtime(
       RuntimeOptions().with_threads(options.threads).with_interop_threads(options.interop_threads));
+  options.server.threads_per_instance = options.threads;
   options.server.load.with_optimize(!options.no_optimize)
       .with_warmup(options.warmup)
       .with_max_image_pixels(options.max_image_pixels);
@@ -119,7 +120,10 @@ Command add_serve_command(CLI::App& app) {
                    "requests not answered this long after arriving get 504 (0: no deadline)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  command->add_option("--threads", options->threads, "intra-op threads (0: libtorch's default)")
+  command
+      ->add_option("--threads", options->threads,
+                   "intra-op threads per model instance (0: the CPUs this process may use, "
+                   "shared between a model's instances)")
       ->check(CLI::NonNegativeNumber);
   command->add_option("--interop-threads", options->interop_threads, "inter-op threads")
       ->check(CLI::NonNegativeNumber);
