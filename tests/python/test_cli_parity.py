@@ -5,6 +5,7 @@ show (tests/cpp); here one case per path is enough."""
 
 import json
 import os
+import subprocess
 
 import cv2
 import numpy as np
@@ -150,6 +151,25 @@ def test_plain_torchscript_without_manifest(run, fixtures, tmp_path):
     out = run.json("run", "plain.pt", "-i", str(tmp_path / "a.npy"), "-i",
                    str(tmp_path / "b.npy"), "--json")
     assert out["outputs"] == {"datatype": "FP32", "shape": [2, 1], "data": [3.0, 12.0]}
+
+
+def test_threads_default_to_the_cpus_this_process_may_use(run, cli, fixtures):
+    cpus = len(os.sched_getaffinity(0))
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    info = run.json("info", "plain.pt", "--json")
+    assert (info["threads"], info["available_cpus"]) == (cpus, cpus)
+    # An affinity mask (taskset, docker --cpuset-cpus) narrows the default ...
+    pinned = subprocess.run(["taskset", "-c", "0", cli, "info", "plain.pt", "--json"],
+                            cwd=fixtures, capture_output=True, text=True, env=env)
+    assert pinned.returncode == 0, pinned.stderr
+    assert (json.loads(pinned.stdout)["threads"], json.loads(pinned.stdout)["available_cpus"]) \
+        == (1, 1)
+    # ... OMP_NUM_THREADS and --threads override it, and the human output says so.
+    told = run.json_any_code("info", "plain.pt", "--json", "--threads", "3")
+    assert told["threads"] == 3
+    result = run("info", "plain.pt", env={"OMP_NUM_THREADS": "1"})
+    assert f"threads   1 intra-op, of {cpus} CPU{'s' if cpus > 1 else ''} this process may " \
+        "use" in result.stdout.splitlines()
 
 
 def test_info_describes_the_archive(run):

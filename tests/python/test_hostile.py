@@ -97,6 +97,17 @@ def test_a_forward_that_fails_is_a_500_for_that_request_only(cli, repository):
         assert server.terminate() == 0
 
 
+def test_instances_share_the_cpus_unless_told_otherwise(cli, repository):
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    server = Server(cli, repository)
+    try:
+        summary = server.log[0].split("faulty v1 (", 1)[1].split(")")[0]
+        assert summary.endswith(f"2 instances, {threads} thread{'s' if threads > 1 else ''} "
+                                "each"), server.log[0]
+    finally:
+        assert server.terminate() == 0
+
+
 def test_the_cli_tells_a_failing_model_from_a_bad_input(cli, faulty):
     def run(*values):
         tensor = json.dumps({"datatype": "FP32", "shape": [1, len(values)], "data": list(values)})
