@@ -2,6 +2,8 @@
 
 #include "model_impl.h"
 #include "torchship/error.h"
+#include "torchship/runtime.h"
+#include "torchship/version.h"
 
 namespace torchship {
 
@@ -16,10 +18,10 @@ c10::Device parse_device(const std::string& text) {
   if (!device.is_cuda()) {
     throw unsupported("device '" + text + "' is not supported: expected cpu, cuda or cuda:N");
   }
-  if (!torch::cuda::is_available()) {
+  if (!cuda_available()) {
     throw unsupported("device '" + text + "' requested, but " +
-                      (at::hasCUDA() ? std::string("no CUDA device is visible")
-                                     : std::string("this libtorch was built without CUDA")) +
+                      (libtorch_has_cuda() ? std::string("no CUDA device is visible")
+                                           : std::string("this libtorch was built without CUDA")) +
                       "; use --device cpu");
   }
   auto count = static_cast<int64_t>(torch::cuda::device_count());

@@ -7,8 +7,11 @@
 #include <ATen/Context.h>
 #include <ATen/DynamicLibrary.h>
 
+#include "library_stubs.h"
 #include "torchship/error.h"
 #include "torchship/model.h"
+#include "torchship/runtime.h"
+#include "torchship/version.h"
 
 #if defined(__linux__)
 #include <dlfcn.h>
@@ -23,6 +26,8 @@ namespace fs = std::filesystem;
 namespace embedded {
 extern const unsigned char torch_python_stub[];
 extern const std::size_t torch_python_stub_size;
+extern const unsigned char torch_stub[];
+extern const std::size_t torch_stub_size;
 }  // namespace embedded
 #endif
 
@@ -46,6 +51,27 @@ std::optional<fs::path> libtorch_folder() {
 }
 #endif
 
+#if defined(TORCHSHIP_TORCH_PYTHON_STUB)
+// Loads an empty library embedded in torchship under `soname`, unless a library of that name is
+// in the process already: the dynamic loader then takes it for any library that lists the name
+// as needed.
+void load_stub(const char* soname, const unsigned char* bytes, std::size_t size) {
+  if (void* loaded = dlopen(soname, RTLD_LAZY | RTLD_NOLOAD)) {
+    dlclose(loaded);
+    return;
+  }
+  int fd = memfd_create(soname, MFD_CLOEXEC);
+  if (fd < 0) return;
+  bool written = write(fd, bytes, size) == static_cast<ssize_t>(size);
+  if (!written ||
+      !dlopen(("/proc/self/fd/" + std::to_string(fd)).c_str(), RTLD_NOW | RTLD_GLOBAL)) {
+    close(fd);
+  }
+  // The descriptor stays open: the loader knows a library by the path it was opened from, and a
+  // second stub opened from a reused descriptor number would pass for the first.
+}
+#endif
+
 // Extension modules built for Python (torchvision's wheel among them) list libtorch_python.so
 // as needed. Outside Python the dynamic loader would find no such library, or another torch's
 // (Debian's, for python3-torch), and fail on its Python symbols. torchvision's operators do not
@@ -55,16 +81,7 @@ void satisfy_torch_python_dependency() {
 #if defined(TORCHSHIP_TORCH_PYTHON_STUB)
   static std::once_flag once;
   std::call_once(once, [] {
-    if (void* loaded = dlopen("libtorch_python.so", RTLD_LAZY | RTLD_NOLOAD)) {
-      dlclose(loaded);
-      return;
-    }
-    int fd = memfd_create("libtorch_python.so", MFD_CLOEXEC);
-    if (fd < 0) return;
-    bool written = write(fd, embedded::torch_python_stub, embedded::torch_python_stub_size) ==
-                   static_cast<ssize_t>(embedded::torch_python_stub_size);
-    if (written) dlopen(("/proc/self/fd/" + std::to_string(fd)).c_str(), RTLD_NOW | RTLD_GLOBAL);
-    close(fd);  // the mapping keeps the library
+    load_stub("libtorch_python.so", embedded::torch_python_stub, embedded::torch_python_stub_size);
   });
 #endif
 }
@@ -87,6 +104,14 @@ std::optional<fs::path> ops_library_in(const fs::path& folder) {
 
 }  // namespace
 
+void satisfy_libtorch_dependency() {
+#if defined(TORCHSHIP_TORCH_PYTHON_STUB) && TORCHSHIP_LIBTORCH_CUDA
+  static std::once_flag once;
+  std::call_once(once,
+                 [] { load_stub("libtorch.so", embedded::torch_stub, embedded::torch_stub_size); });
+#endif
+}
+
 void load_extension(const fs::path& library) {
   static std::mutex mutex;
   static std::set<std::string> loaded;
@@ -99,6 +124,10 @@ void load_extension(const fs::path& library) {
   std::lock_guard<std::mutex> lock(mutex);
   if (loaded.count(key)) return;
   satisfy_torch_python_dependency();
+  satisfy_libtorch_dependency();
+  // An extension built against a CUDA build of libtorch (torchvision's wheel) needs its CUDA
+  // libraries in the process.
+  if (libtorch_has_cuda()) cuda_available();
   try {
     // Operators register themselves from static initializers; the handle must never close.
     at::DynamicLibrary(key.c_str(), nullptr, /*leak_handle=*/true);

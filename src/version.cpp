@@ -16,7 +16,7 @@ std::string libtorch_version() {
 
 std::string version_line() {
   return std::string("torchship ") + version() + " (libtorch " + libtorch_version() +
-         (at::hasCUDA() ? ", with CUDA" : ", CPU only") + ")";
+         (libtorch_has_cuda() ? ", with CUDA" : ", CPU only") + ")";
 }
 
 }  // namespace torchship

@@ -53,6 +53,11 @@ int intra_op_threads();
 // limited to 2.
 int available_cpus();
 
+// Whether a CUDA device can run models. The first call loads libtorch's CUDA library where this
+// libtorch has one (a process that never asks stays free of the CUDA libraries' memory); ask it,
+// not libtorch, before anything else in the process queries CUDA.
+bool cuda_available();
+
 // The intra-op threads torchship uses unless told otherwise: OMP_NUM_THREADS when it is set
 // (libtorch honours it), else available_cpus().
 int default_threads();

@@ -9,4 +9,7 @@ const char* version() noexcept;
 std::string libtorch_version();
 // "torchship 0.1.0 (libtorch 2.14.1, with CUDA)": what `torchship --version` prints.
 std::string version_line();
+// Whether that libtorch is a CUDA build (PyPI's wheels are; Debian's is not). Its CUDA part is
+// loaded when a model first asks for a CUDA device (cuda_available(), runtime.h).
+bool libtorch_has_cuda() noexcept;
 }  // namespace torchship

@@ -1,6 +1,7 @@
 // The AOTInductor backend: .pt2 packages written by torch.export + AOTInductor
 // (torchship.export(format="aoti"), or torch._inductor.aoti_compile_and_package).
 #include "backends/backend.h"
+#include "library_stubs.h"
 #include "torch_compat.h"
 #include "torchship/error.h"
 
@@ -218,6 +219,7 @@ class AotiBackend final : public Backend {
     check_runnable(archive, compiled_metadata(archive), device);
     // (a second early: the folder's time may be rounded down)
     auto started = std::filesystem::file_time_type::clock::now() - std::chrono::seconds(1);
+    satisfy_libtorch_dependency();  // the package's library lists libtorch.so as needed
     try {
       compat::DiscardWarnings discard;
       compat::WarningHandlerGuard quiet(&discard);

@@ -33,8 +33,8 @@ struct ConvolutionArguments {
 };
 
 // The constant arguments of `aten::conv2d(input, weight, bias, stride, padding, dilation,
-// groups)`, when every one is a constant the pass can pack: fp32 CPU weights, int-list padding
-// (not "same").
+// groups)`, when every one is a constant the pass can pack: fp32 or bf16 CPU weights, int-list
+// padding (not "same").
 std::optional<ConvolutionArguments> constant_arguments(Node* node) {
   static const auto conv2d = c10::Symbol::fromQualString("aten::conv2d");
   // Traced graphs keep the general form: (input, weight, bias, stride, padding, dilation,
@@ -63,13 +63,14 @@ std::optional<ConvolutionArguments> constant_arguments(Node* node) {
   if (!values[5].isInt()) return std::nullopt;
   ConvolutionArguments arguments;
   arguments.weight = values[0].toTensor();
-  if (arguments.weight.dim() != 4 || arguments.weight.scalar_type() != at::kFloat ||
+  auto type = arguments.weight.scalar_type();
+  if (arguments.weight.dim() != 4 || (type != at::kFloat && type != at::kBFloat16) ||
       !arguments.weight.device().is_cpu() || arguments.weight.is_mkldnn()) {
     return std::nullopt;
   }
   if (values[1].isTensor()) {
     const at::Tensor& bias = values[1].toTensor();
-    if (bias.scalar_type() != at::kFloat || !bias.device().is_cpu()) return std::nullopt;
+    if (bias.scalar_type() != type || !bias.device().is_cpu()) return std::nullopt;
   }
   arguments.bias = values[1];
   arguments.stride = values[2].toIntVector();
@@ -102,7 +103,10 @@ Value* other_addend(const Node* node, const Value* value) {
   if (other == value || (a != value && b != value)) return nullptr;
   // oneDNN adds a tensor of the output's own type; a Python number is another overload.
   auto type = other->type()->cast<c10::TensorType>();
-  if (!type || (type->scalarType() && *type->scalarType() != at::kFloat)) return nullptr;
+  if (!type || (type->scalarType() && *type->scalarType() != at::kFloat &&
+                *type->scalarType() != at::kBFloat16)) {
+    return nullptr;
+  }
   return other;
 }
 

@@ -246,12 +246,12 @@ TEST(Model, RejectsInputsThatDoNotFitWithTheReason) {
 }
 
 TEST(Model, RefusesDevicesThisBuildCannotServe) {
-  if (torch::cuda::is_available()) GTEST_SKIP() << "a CUDA device is present";
+  if (cuda_available()) GTEST_SKIP() << "a CUDA device is present";
   EXPECT_EQ(
       error_message([] { Model::load(fixture("plain.pt"), LoadOptions().with_device("cuda")); }),
       "device 'cuda' requested, but " +
-          std::string(at::hasCUDA() ? "no CUDA device is visible"
-                                    : "this libtorch was built without CUDA") +
+          std::string(libtorch_has_cuda() ? "no CUDA device is visible"
+                                          : "this libtorch was built without CUDA") +
           "; use --device cpu");
   EXPECT_EQ(
       error_message([] { Model::load(fixture("plain.pt"), LoadOptions().with_device("gpu")); }),

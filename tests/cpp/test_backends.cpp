@@ -372,3 +372,22 @@ TEST(CpuBudget, TheDefaultThreadsAreTheCpusThisProcessMayUse) {
 
 }  // namespace
 }  // namespace torchship
+
+#include <ATen/detail/CUDAHooksInterface.h>
+
+#include "torchship/version.h"
+
+namespace torchship {
+namespace {
+
+TEST(CudaOnDemand, AskingLoadsLibtorchsCudaPartWhereItHasOne) {
+  // torchship links libtorch's CPU library only; the first question about CUDA loads the CUDA
+  // library of a CUDA build, whose start-up registers CUDA with libtorch (hasCUDART is true only
+  // for the real CUDA hooks), with a GPU or without.
+  bool available = cuda_available();
+  EXPECT_EQ(at::detail::getCUDAHooks().hasCUDART(), libtorch_has_cuda());
+  EXPECT_EQ(cuda_available(), available);
+}
+
+}  // namespace
+}  // namespace torchship

@@ -22,7 +22,7 @@ using testing::trained;
 class Cuda : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (torch::cuda::is_available()) {
+    if (cuda_available()) {
       // TF32 convolutions and matmuls (on by default since Ampere) keep 10 mantissa bits:
       // fp32 golden vectors recorded on a CPU hold only with them off.
       at::globalContext().setAllowTF32CuDNN(false);

@@ -101,6 +101,20 @@ def test_help_on_every_subcommand(run):
         assert "--device" in result.stdout and "MODEL" in result.stdout
 
 
+def test_cuda_is_loaded_only_when_asked_for(cli):
+    # A CUDA build of libtorch costs every process its CUDA libraries (400 MB of RSS) unless
+    # they are loaded on demand: the CLI links libtorch's CPU library alone
+    # (src/cuda_runtime.cpp) and loads libtorch_cuda when a model asks for a CUDA device.
+    if "with CUDA" not in subprocess.run([cli, "--version"], capture_output=True,
+                                         text=True).stdout:
+        pytest.skip("this libtorch is not a CUDA build")
+    needed = [line.split("[")[1].rstrip("]") for line in subprocess.run(
+        ["readelf", "-d", cli], capture_output=True, text=True, check=True).stdout.splitlines()
+        if "(NEEDED)" in line]
+    assert "libtorch_cpu.so" in needed
+    assert not {"libtorch.so", "libtorch_cuda.so", "libc10_cuda.so"} & set(needed), needed
+
+
 def test_cuda_where_there_is_none(run, cli):
     # PyPI's torch 2.x is a CUDA build; on a machine without a GPU it says so instead.
     if "with CUDA" in subprocess.run([cli, "--version"], capture_output=True, text=True).stdout:
