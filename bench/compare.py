@@ -116,6 +116,11 @@ def measure_stack(stack: str, ort_python: str, rounds: int, runs: int, threads: 
     resnet = dict(made["cases"][0], cli=paths["cli"])
     profile = json.loads(run_child([paths["python"], worker, "profile", json.dumps(resnet),
                                     "10", str(threads)])["stdout"])
+    progress(f"{stack}: operators of the reduced-precision archives")
+    classifier = next(case for case in made["cases"] if case["id"] == "classifier")
+    profile["reduced_precision"] = json.loads(run_child(
+        [paths["python"], worker, "operators", json.dumps(classifier), "10",
+         str(threads)])["stdout"])
     accuracy_file = os.path.join(paths["models"], "fashion_mnist_accuracy.json")
     accuracy = json.load(open(accuracy_file)) if os.path.exists(accuracy_file) else {}
     version = subprocess.run([paths["cli"], "--version"], capture_output=True,

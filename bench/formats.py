@@ -23,6 +23,9 @@ import sys
 import time
 from typing import Dict, List
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runners import timed  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CLI = os.path.join(ROOT, "build", "bin", "torchship")
 WORK = os.path.join(ROOT, "build", "bench")
@@ -73,20 +76,6 @@ def prepare(threads: int) -> Dict[str, str]:
 
 
 # ---- runners: each one process, printing one JSON object ------------------------------------
-
-def timed(call, runs: int) -> Dict[str, float]:
-    started = time.perf_counter()
-    call()
-    first = (time.perf_counter() - started) * 1000
-    for _ in range(2):
-        call()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1000)
-    return {"first_ms": first, "p50_ms": statistics.median(times)}
-
 
 def worker(name: str, paths: Dict[str, str], runs: int, threads: int) -> Dict[str, float]:
     import numpy as np

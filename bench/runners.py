@@ -159,6 +159,31 @@ def profile(case: dict, runs: int, threads: int) -> dict:
             "primitives_ms": dict(sorted(per_forward.items(), key=lambda kv: -kv[1]))}
 
 
+def operators(case: dict, runs: int, threads: int) -> dict:
+    """Time per operator of each reduced-precision archive of the case, by torch.profiler on the
+    archive loaded in Python and frozen (the kernels torchship's libtorch runs), per forward."""
+    import numpy as np
+    import torch
+    torch.set_num_threads(threads)
+    x = torch.from_numpy(np.load(case["input"]))
+    found = {}
+    for precision in ("bf16", "int8"):
+        if precision not in case["archives"]:
+            continue
+        module = torch.jit.freeze(torch.jit.load(case["archives"][precision]).eval())
+        with torch.inference_mode():
+            for _ in range(3):
+                module(x)
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                for _ in range(runs):
+                    module(x)
+        rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        total = sum(e.self_cpu_time_total for e in rows) / runs / 1000
+        found[precision] = {"total_ms": total, "operators_ms": {
+            e.key: e.self_cpu_time_total / runs / 1000 for e in rows[:6]}}
+    return found
+
+
 def command(cli: str, archive: str, npy: str, runs: int) -> List[str]:
     """torchship as a user runs it on a plain archive: no flags beyond the input."""
     return [cli, "bench", archive, "--input", npy, "--runs", str(runs), "--json"]
@@ -181,7 +206,8 @@ def one_image_commands(python: str, cli: str, archive: str, image: str) -> Dict[
             "Python (torch.jit.load + cv2)": [python, "-c", PYTHON_ONE_IMAGE, archive, image]}
 
 
-WORKERS = {"eager": eager, "onnxruntime": onnxruntime, "profile": profile}
+WORKERS = {"eager": eager, "onnxruntime": onnxruntime, "profile": profile,
+           "operators": operators}
 
 if __name__ == "__main__":
     worker, case_json, runs, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

@@ -20,10 +20,12 @@ namespace torchship {
 // configured once with configure_runtime() (runtime.h).
 struct LoadOptions {
   std::string device = "cpu";  // "cpu", "cuda", "cuda:1", ... (torch::Device syntax)
-  // TorchScript: freeze the module and run torch.jit.optimize_for_inference (conv-bn folding,
-  // oneDNN layouts), and keep the result only if it reproduces the archive's golden vectors
-  // within their tolerance. Otherwise (no golden vectors, does not freeze, results change) the
-  // model runs as stored and notes() says why. AOTInductor packages are compiled already.
+  // TorchScript: replace the module by a faster one (frozen with prepacked oneDNN convolutions,
+  // else frozen + optimize_for_inference, else frozen only) that reproduces the stored module's
+  // outputs within tolerance: on the golden vectors, else on inputs synthesized from the
+  // manifest, else (a plain torch.jit.save archive) on the first forward's own inputs, which is
+  // answered by the stored module. Otherwise the model runs as stored and notes() says why.
+  // AOTInductor packages are compiled already.
   bool optimize = true;
   // Forward runs on the archive's first golden case right after loading, so that the first
   // real request does not pay for the executor's profiling and optimization.
