@@ -204,8 +204,9 @@ def render(results: dict) -> str:
         "includes extracting and dlopening its shared library.",
         "",
         f"Peak RSS: the `torchship` process holds {results['cli_baseline_rss_mb']:.0f} MB before "
-        "it loads any model (`torchship --version`: the libtorch it links, here PyPI's CUDA "
-        "build, mapped and relocated at start); the models add the rest.",
+        "it loads any model (`torchship --version`: the libtorch it links, mapped and relocated "
+        "at start; of a CUDA build only the CPU part, the CUDA part being loaded for a CUDA "
+        "device); the models add the rest.",
         "",
     ]
     return "\n".join(lines)
