@@ -14,35 +14,51 @@
 #include <dlfcn.h>
 #endif
 
+#include "cuda_runtime.h"
 #include "torchship/runtime.h"
 #include "torchship/version.h"
 
 namespace torchship {
 namespace {
 
+std::string load_error;  // why libtorch_cuda did not load; written once, before any reader
+
 bool load_libtorch_cuda() {
 #if TORCHSHIP_LIBTORCH_CUDA && defined(__linux__)
   Dl_info info{};
   // Any function of libtorch_cpu names the folder libtorch's libraries are in.
   if (!dladdr(reinterpret_cast<void*>(&at::set_num_threads), &info) || !info.dli_fname) {
+    load_error = "libtorch's folder is unknown";
     return false;
   }
   auto library = std::filesystem::path(info.dli_fname).parent_path() / "libtorch_cuda.so";
-  return dlopen(library.c_str(), RTLD_NOW | RTLD_GLOBAL) != nullptr;
+  if (dlopen(library.c_str(), RTLD_NOW | RTLD_GLOBAL)) return true;
+  const char* why = dlerror();
+  load_error = why ? why : "dlopen failed on " + library.string();
+  return false;
 #else
   return false;
 #endif
 }
 
+bool cuda_library_loaded() {
+  static const bool loaded = load_libtorch_cuda();  // once, thread-safe
+  return loaded;
+}
+
 }  // namespace
+
+std::string cuda_library_problem() {
+  cuda_library_loaded();
+  return load_error;
+}
 
 bool libtorch_has_cuda() noexcept {
   return TORCHSHIP_LIBTORCH_CUDA != 0;
 }
 
 bool cuda_available() {
-  static const bool loaded = load_libtorch_cuda();  // once, thread-safe
-  return (loaded || !libtorch_has_cuda()) && torch::cuda::is_available();
+  return (cuda_library_loaded() || !libtorch_has_cuda()) && torch::cuda::is_available();
 }
 
 }  // namespace torchship

@@ -1,5 +1,6 @@
 #include <torch/cuda.h>
 
+#include "cuda_runtime.h"
 #include "model_impl.h"
 #include "torchship/error.h"
 #include "torchship/runtime.h"
@@ -19,6 +20,12 @@ c10::Device parse_device(const std::string& text) {
     throw unsupported("device '" + text + "' is not supported: expected cpu, cuda or cuda:N");
   }
   if (!cuda_available()) {
+    std::string problem = cuda_library_problem();
+    if (!problem.empty()) {
+      throw unsupported("device '" + text +
+                        "' requested, but libtorch's CUDA library did not load (" + problem +
+                        "); use --device cpu");
+    }
     throw unsupported("device '" + text + "' requested, but " +
                       (libtorch_has_cuda() ? std::string("no CUDA device is visible")
                                            : std::string("this libtorch was built without CUDA")) +

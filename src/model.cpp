@@ -55,6 +55,16 @@ std::vector<c10::IValue> deep_copy(const std::vector<c10::IValue>& inputs) {
   return copies;
 }
 
+// Whether the inputs hold a tensor without elements: such inputs check nothing.
+bool without_values(const std::vector<c10::IValue>& inputs) {
+  for (const auto& input : inputs) {
+    for (const auto& leaf : leaves(input, "input")) {
+      if (leaf.value.isTensor() && leaf.value.toTensor().numel() == 0) return true;
+    }
+  }
+  return false;
+}
+
 // The tolerance an optimized module is held to without golden vectors: the manifest's
 // precision, else the output's own float type (bf16 and fp16 keep 8 and 11 bits).
 double reference_rtol(const Manifest* manifest, const c10::IValue& output) {
@@ -98,6 +108,7 @@ void Model::Impl::prepare_optimization(const Model& model) {
     return;
   }
   auto inputs = synthesized_inputs(model);
+  for (auto& input : inputs) input = to_device(input, device);
   c10::IValue reference;
   if (!inputs.empty()) {
     try {
@@ -117,7 +128,7 @@ void Model::Impl::prepare_optimization(const Model& model) {
 
 c10::IValue Model::Impl::run_and_optimize(std::vector<c10::IValue> inputs) {
   std::lock_guard<std::mutex> lock(optimizing);
-  if (!optimize_on_first_forward) return backend->run(std::move(inputs));
+  if (!optimize_on_first_forward || without_values(inputs)) return backend->run(std::move(inputs));
   std::vector<c10::IValue> copies = deep_copy(inputs);
   c10::IValue output = backend->run(std::move(inputs));  // a failure leaves it pending
   optimize([&] { return reference_miss(*backend, manifest(), copies, output); },
@@ -214,7 +225,8 @@ std::optional<int64_t> Model::max_batch_size() const {
   return largest;
 }
 
-const std::vector<std::string>& Model::notes() const {
+std::vector<std::string> Model::notes() const {
+  std::lock_guard<std::mutex> lock(impl_->optimizing);  // the first forward may be adding one
   return impl_->notes;
 }
 

@@ -121,7 +121,8 @@ class Model {
   // compiled package's batch range allows, or no limit (nullopt) for TorchScript.
   std::optional<int64_t> max_batch_size() const;
   // What load decided and the caller may want to know ("not optimized: ...").
-  const std::vector<std::string>& notes() const;
+  // A copy: a plain archive's first forward adds what its optimization came to.
+  std::vector<std::string> notes() const;
 
   // Runs forward under c10::InferenceMode. Inputs are checked against the signature and the
   // manifest (count, type, dtype, rank) and moved to the model's device; tensors in the result

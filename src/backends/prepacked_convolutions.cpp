@@ -101,6 +101,10 @@ Value* other_addend(const Node* node, const Value* value) {
   if (node->kind() == add_ && a != value) return nullptr;
   Value* other = a == value ? b : a;
   if (other == value || (a != value && b != value)) return nullptr;
+  // oneDNN adds only a tensor of the output's own shape. A residual branch has it at every batch
+  // size; a constant (a learned offset of batch 1) would match at the checked batch size and
+  // fail at others.
+  if (torch::jit::toIValue(other)) return nullptr;
   // oneDNN adds a tensor of the output's own type; a Python number is another overload.
   auto type = other->type()->cast<c10::TensorType>();
   if (!type || (type->scalarType() && *type->scalarType() != at::kFloat &&
@@ -116,6 +120,21 @@ Node* only_user(Value* value) {
   if (value->uses().size() != 1) return nullptr;
   Node* user = value->uses()[0].user;
   return user->kind() == c10::prim::Return ? nullptr : user;
+}
+
+// Whether `later` can be folded into `earlier`'s call: the fused call runs where `later` ran, so
+// both must be in the same block, with nothing between them that writes into a tensor in place
+// (an in-place aten operator, a node with blocks of its own), which could change what the
+// convolution reads.
+bool foldable(Node* earlier, Node* later) {
+  if (later->owningBlock() != earlier->owningBlock() || !earlier->isBefore(later)) return false;
+  for (Node* node = earlier->next(); node != later; node = node->next()) {
+    if (!node->blocks().empty()) return false;
+    const auto& kind = node->kind();
+    std::string name = kind.toUnqualString();
+    if (kind.is_aten() && !name.empty() && name.back() == '_') return false;
+  }
+  return true;
 }
 
 class Packer {
@@ -158,7 +177,8 @@ class Packer {
     std::vector<Node*> fused_away;  // the ReLU and addition folded in, in graph order
     Value* addend = nullptr;
     std::string unary = "none";
-    if (Node* user = only_user(result)) {
+    Node* user = only_user(result);
+    if (user && foldable(convolution, user)) {
       if (is_relu(user)) {
         unary = "relu";
         fused_away.push_back(user);
@@ -166,7 +186,7 @@ class Packer {
         addend = other;
         fused_away.push_back(user);
         Node* after = only_user(user->output());
-        if (after && is_relu(after)) {
+        if (after && is_relu(after) && foldable(user, after)) {
           unary = "relu";
           fused_away.push_back(after);
         }
@@ -176,7 +196,7 @@ class Packer {
     torch::jit::WithInsertPoint guard(last);
     auto constant = [&](const c10::IValue& value) { return graph_.insertConstant(value); };
     // A oneDNN tensor has no strides for a graph constant to describe: it becomes an attribute
-    // of the module, read where the convolution was.
+    // of the module, read just before the fused call.
     std::string name = "_torchship_packed_weight_" + std::to_string(packed_++);
     module_.register_attribute(name, c10::TensorType::get(), pack(arguments));
     Value* packed = graph_.insertNode(graph_.createGetAttr(graph_.inputs().at(0), name))->output();

@@ -10,6 +10,7 @@
 #include "backends/prepacked_convolutions.h"
 #include "torch_compat.h"
 #include "torchship/error.h"
+#include "torchship/value_tree.h"
 
 namespace torchship::backends {
 namespace {
@@ -215,7 +216,13 @@ class TorchScriptBackend final : public Backend {
   ModelSummary summary() const override { return summary_; }
 
   c10::IValue run(std::vector<c10::IValue> inputs) const override {
-    return module_.forward(std::move(inputs));
+    c10::IValue output = module_.forward(std::move(inputs));
+    if (!prepacked_) return output;
+    // Prepacked convolutions return channels-last tensors; a caller reading an output's memory
+    // expects the layout the stored module gives: contiguous.
+    return map_leaves(output, [](const c10::IValue& leaf) {
+      return leaf.isTensor() ? c10::IValue(leaf.toTensor().contiguous()) : leaf;
+    });
   }
 
   RunFailure explain(const std::exception& error) const override {
@@ -239,13 +246,15 @@ class TorchScriptBackend final : public Backend {
     // A rejected candidate must leave no trace (libtorch's warnings) on the user's stderr.
     compat::DiscardWarnings discard;
     compat::WarningHandlerGuard quiet(&discard);
-    std::string first_miss;
-    auto keep_if_verified = [&](torch::jit::Module candidate) {
+    std::string first_miss, optimized_miss;
+    auto keep_if_verified = [&](torch::jit::Module candidate, std::string* missed = nullptr) {
       module_ = std::move(candidate);
       std::string candidate_miss = miss();
       if (candidate_miss.empty()) return true;
       if (first_miss.empty()) first_miss = candidate_miss;
+      if (missed) *missed = candidate_miss;
       module_ = stored;
+      prepacked_ = false;
       return false;
     };
     try {
@@ -257,6 +266,7 @@ class TorchScriptBackend final : public Backend {
         } catch (const std::exception& e) {  // a graph this pass does not know: the next one
           first_miss = "packing convolutions failed: " + first_line(e);
         }
+        prepacked_ = packed > 0;
         if (packed > 0 && keep_if_verified(frozen)) {
           notes.push_back("optimized: frozen, " + std::to_string(packed) +
                           " convolutions run on prepacked oneDNN weights");
@@ -265,16 +275,20 @@ class TorchScriptBackend final : public Backend {
       }
       torch::jit::Module frozen = torch::jit::freeze(stored);
       // optimize_for_inference rewrites the frozen module's graph in place.
-      if (keep_if_verified(torch::jit::optimize_for_inference(frozen))) return true;
+      if (keep_if_verified(torch::jit::optimize_for_inference(frozen), &optimized_miss)) {
+        notes.push_back("optimized: frozen + optimize_for_inference");
+        return true;
+      }
       // Freezing alone inlines the weights and folds constants, which usually computes the
       // same numbers, and still saves the attribute lookups.
       if (keep_if_verified(torch::jit::freeze(stored))) {
         notes.push_back("optimized by freezing only: optimize_for_inference misses " + against +
-                        " (" + first_miss + ")");
+                        " (" + optimized_miss + ")");
         return true;
       }
     } catch (const std::exception& e) {
       module_ = stored;
+      prepacked_ = false;
       notes.push_back("not optimized: the model does not freeze (" + first_line(e) + ")");
       return false;
     }
@@ -286,6 +300,7 @@ class TorchScriptBackend final : public Backend {
  private:
   mutable torch::jit::Module module_;  // forward is not const in libtorch's API
   c10::Device device_;
+  bool prepacked_ = false;  // module_ runs prepacked convolutions
   Signature signature_;
   ModelSummary summary_;
 };

@@ -116,6 +116,8 @@ void Batcher::stop() {
 
 void Batcher::work() {
   // OpenMP's thread count is per calling thread: this instance's share, or the process's.
+  // (at::set_num_threads also records the count for threads that have not run an operator
+  // yet; every instance of a repository sets one of the same few values.)
   if (policy_.threads > 0) {
     at::set_num_threads(policy_.threads);
   } else {

@@ -124,7 +124,8 @@ Repository::Repository(const fs::path& root, const LoadOptions& load, int thread
       policy.max_queue_delay = std::chrono::microseconds(config.max_queue_delay_us);
       policy.max_queue_size = config.max_queue_size;
       policy.instances = config.instances;
-      // Instances run at once: together they use the CPUs there are, not each all of them.
+      // A version's instances run at once: they share the CPUs rather than each taking all of
+      // them. Versions of different models each get all of them (they seldom all run at once).
       policy.threads = threads_per_instance > 0
                            ? threads_per_instance
                            : std::max(1, default_threads() / std::max(1, config.instances));

@@ -476,6 +476,7 @@ TEST(Optimization, KeptOnlyWhenTheGoldenVectorsStillHold) {
       EXPECT_TRUE(check_golden(model).ok()) << name;
       for (const auto& note : model.notes()) {
         EXPECT_TRUE(note.rfind("optimized: frozen, ", 0) == 0 ||
+                    note == "optimized: frozen + optimize_for_inference" ||
                     note.rfind("optimized by freezing only: optimize_for_inference misses the "
                                "golden vectors (",
                                0) == 0)
