@@ -20,7 +20,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -33,12 +32,6 @@ import runners  # noqa: E402
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
-def progress(message: str) -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write(f"\r{message[:78]:<78}")
-        sys.stderr.flush()
-
-
 def stack_paths(stack: str) -> Dict[str, str]:
     """The interpreter and build folder scripts/env.sh gives the stack."""
     out = subprocess.run(["bash", "-c", 'source scripts/env.sh && echo "$PY" && echo "$BUILD"'],
@@ -49,25 +42,10 @@ def stack_paths(stack: str) -> Dict[str, str]:
             "models": os.path.join(build, "models")}
 
 
-def run_child(command: List[str], env=None) -> Dict[str, object]:
-    """Runs a command: its stdout, wall time and the child's own peak RSS (reaped by wait4)."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    out = process.stdout.read()
-    err = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - started
-    if process.returncode != 0:
-        last = (err.decode(errors="replace").strip().splitlines() or ["(no output)"])[-1]
-        raise RuntimeError(f"exit {process.returncode}: {last[:200]}")
-    return {"stdout": out.decode(), "seconds": wall, "peak_rss_mb": usage.ru_maxrss / 1024}
-
-
 def measure_stack(stack: str, ort_python: str, rounds: int, runs: int, threads: int) -> dict:
     paths = stack_paths(stack)
     work = os.path.join(ROOT, "build", "bench", stack)
-    progress(f"{stack}: making the cases")
+    runners.progress(f"{stack}: making the cases")
     subprocess.run([paths["python"], os.path.join(ROOT, "bench", "cases.py"), work,
                     paths["models"]], check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(work, "cases.json")) as f:
@@ -94,9 +72,9 @@ def measure_stack(stack: str, ort_python: str, rounds: int, runs: int, threads: 
             for name, command in jobs_of(case).items():
                 if name in failures[case["id"]]:
                     continue
-                progress(f"{stack}: round {number + 1}/{rounds}, {case['id']}, {name}")
+                runners.progress(f"{stack}: round {number + 1}/{rounds}, {case['id']}, {name}")
                 try:
-                    child = run_child(command)
+                    child = runners.run_child(command)
                 except RuntimeError as error:
                     failures[case["id"]][name] = str(error)
                     continue
@@ -108,36 +86,27 @@ def measure_stack(stack: str, ort_python: str, rounds: int, runs: int, threads: 
                 data["peak_rss_mb"] = child["peak_rss_mb"]
                 samples[case["id"]].setdefault(name, []).append(data)
         for name, command in one_image.items():
-            progress(f"{stack}: round {number + 1}/{rounds}, one image, {name}")
-            child = run_child(command)
+            runners.progress(f"{stack}: round {number + 1}/{rounds}, one image, {name}")
+            child = runners.run_child(command)
             one_image_samples[name].append({"seconds": child["seconds"],
                                             "peak_rss_mb": child["peak_rss_mb"]})
-    progress(f"{stack}: profiling ResNet34")
+    runners.progress(f"{stack}: profiling ResNet34")
     resnet = dict(made["cases"][0], cli=paths["cli"])
-    profile = json.loads(run_child([paths["python"], worker, "profile", json.dumps(resnet),
+    profile = json.loads(runners.run_child([paths["python"], worker, "profile", json.dumps(resnet),
                                     "10", str(threads)])["stdout"])
-    progress(f"{stack}: operators of the reduced-precision archives")
+    runners.progress(f"{stack}: operators of the reduced-precision archives")
     classifier = next(case for case in made["cases"] if case["id"] == "classifier")
-    profile["reduced_precision"] = json.loads(run_child(
+    profile["reduced_precision"] = json.loads(runners.run_child(
         [paths["python"], worker, "operators", json.dumps(classifier), "10",
          str(threads)])["stdout"])
     accuracy_file = os.path.join(paths["models"], "fashion_mnist_accuracy.json")
     accuracy = json.load(open(accuracy_file)) if os.path.exists(accuracy_file) else {}
     version = subprocess.run([paths["cli"], "--version"], capture_output=True,
                              text=True).stdout.strip()
-    baseline_rss = run_child([paths["cli"], "--version"])["peak_rss_mb"]
+    baseline_rss = runners.run_child([paths["cli"], "--version"])["peak_rss_mb"]
     return {"stack": stack, "cases": made["cases"], "samples": samples, "failures": failures,
             "one_image": one_image_samples, "profile": profile, "accuracy": accuracy,
             "torchship": version, "cli_baseline_rss_mb": baseline_rss}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -153,7 +122,7 @@ def main() -> None:
         started = time.time()
         results = measure_stack(stack, ort_python, args.rounds, args.runs, threads)
         results.update({
-            "date": datetime.date.today().isoformat(), "cpu": cpu_model(),
+            "date": datetime.date.today().isoformat(), "cpu": runners.cpu_model(),
             "cpus": os.cpu_count(), "threads": threads, "rounds": args.rounds,
             "runs": args.runs, "seconds": time.time() - started,
             "command": f"python3 bench/compare.py --stacks {stack} --rounds {args.rounds} "

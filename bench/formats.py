@@ -16,15 +16,14 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
-from typing import Dict, List
+from typing import Dict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from runners import timed  # noqa: E402
+from report import summarize  # noqa: E402
+from runners import cpu_model, progress, run_child, timed  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CLI = os.path.join(ROOT, "build", "bin", "torchship")
@@ -35,12 +34,6 @@ SHAPE = (1, 3, 224, 224)
 
 RUNNERS = ["Python eager", "ONNX Runtime", "torchship TorchScript", "torchship AOTInductor"]
 GOALS = {"aoti_vs_ort": 0.9, "first_over_steady": 1.5}
-
-
-def progress(message: str) -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write(f"\r{message[:78]:<78}")
-        sys.stderr.flush()
 
 
 # ---- the artifacts, made once per run from the same weights --------------------------------
@@ -116,26 +109,13 @@ def run_once(name: str, paths: Dict[str, str], runs: int, threads: int) -> Dict[
     else:
         command = [sys.executable, __file__, "--worker", name, "--runs", str(runs),
                    "--threads", str(threads)]
-    # Reaped with wait4 for the child's own peak RSS (ru_maxrss); its output is small.
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True)
-    out = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise SystemExit(f"{name} failed with exit code {process.returncode}: {' '.join(command)}")
-    data = json.loads(out)
+    out = run_child(command)
+    data = json.loads(out["stdout"])
     if name.startswith("torchship"):
         data = {"p50_ms": data["latency_ms"]["p50"], "first_ms": data["first_ms"],
                 "load_ms": data["load_ms"]}
-    data["peak_rss_mb"] = usage.ru_maxrss / 1024
+    data["peak_rss_mb"] = out["peak_rss_mb"]
     return data
-
-
-def peak_rss_of(command: List[str]) -> float:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, _, usage = os.wait4(process.pid, 0)
-    return usage.ru_maxrss / 1024
 
 
 def measure(paths: Dict[str, str], rounds: int, runs: int, threads: int) -> Dict[str, list]:
@@ -148,15 +128,6 @@ def measure(paths: Dict[str, str], rounds: int, runs: int, threads: int) -> Dict
 
 
 # ---- the report, from the results file only -------------------------------------------------
-
-def summarize(samples: List[Dict[str, float]]) -> Dict[str, float]:
-    """The best round's steady latency (the least disturbed by the shared machine) and the
-    median of the rest."""
-    return {"p50_ms": min(s["p50_ms"] for s in samples),
-            "first_ms": statistics.median(s["first_ms"] for s in samples),
-            "load_ms": statistics.median(s["load_ms"] for s in samples),
-            "peak_rss_mb": statistics.median(s["peak_rss_mb"] for s in samples)}
-
 
 def render(results: dict) -> str:
     rows = {name: summarize(samples) for name, samples in results["samples"].items()}
@@ -215,12 +186,7 @@ def render(results: dict) -> str:
 def environment(threads: int) -> dict:
     import onnxruntime
     import torch
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     version = subprocess.run([CLI, "--version"], capture_output=True, text=True).stdout.strip()
     return {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": os.cpu_count(),
             "threads": threads, "torch": torch.__version__,
@@ -258,7 +224,7 @@ def main() -> None:
         env = json.loads(subprocess.run(here + ["--environment"], check=True,
                                         capture_output=True, text=True).stdout)
         results = {"rounds": args.rounds, "runs": args.runs, "environment": env,
-                   "cli_baseline_rss_mb": peak_rss_of([CLI, "--version"]),
+                   "cli_baseline_rss_mb": run_child([CLI, "--version"])["peak_rss_mb"],
                    "samples": measure(paths, args.rounds, args.runs, args.threads),
                    "seconds": time.time() - started}
         with open(RESULTS, "w") as f:

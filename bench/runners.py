@@ -18,6 +18,39 @@ from typing import Callable, Dict, List
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
+def progress(message: str) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r{message[:78]:<78}")
+        sys.stderr.flush()
+
+
+def run_child(command: List[str], env=None) -> Dict[str, object]:
+    """Runs a command: its stdout, wall time and the child's own peak RSS (reaped by wait4, so
+    that no other process's size is counted)."""
+    import subprocess
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out = process.stdout.read()
+    err = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        last = (err.decode(errors="replace").strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"exit {process.returncode}: {last[:200]}")
+    return {"stdout": out.decode(), "seconds": wall, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+        return platform.processor() or platform.machine()
+
+
 def timed(call: Callable[[], object], runs: int) -> Dict[str, float]:
     """The first call (after load), two untimed ones, then the median of `runs`."""
     started = time.perf_counter()

@@ -41,15 +41,15 @@ bool load_libtorch_cuda() {
 #endif
 }
 
-bool cuda_library_loaded() {
+}  // namespace
+
+bool load_cuda_library() {
   static const bool loaded = load_libtorch_cuda();  // once, thread-safe
   return loaded;
 }
 
-}  // namespace
-
 std::string cuda_library_problem() {
-  cuda_library_loaded();
+  load_cuda_library();
   return load_error;
 }
 
@@ -58,7 +58,7 @@ bool libtorch_has_cuda() noexcept {
 }
 
 bool cuda_available() {
-  return (cuda_library_loaded() || !libtorch_has_cuda()) && torch::cuda::is_available();
+  return (load_cuda_library() || !libtorch_has_cuda()) && torch::cuda::is_available();
 }
 
 }  // namespace torchship

@@ -7,11 +7,10 @@
 #include <ATen/Context.h>
 #include <ATen/DynamicLibrary.h>
 
+#include "cuda_runtime.h"
 #include "library_stubs.h"
 #include "torchship/error.h"
 #include "torchship/model.h"
-#include "torchship/runtime.h"
-#include "torchship/version.h"
 
 #if defined(__linux__)
 #include <dlfcn.h>
@@ -22,7 +21,7 @@
 namespace torchship {
 namespace fs = std::filesystem;
 
-#if defined(TORCHSHIP_TORCH_PYTHON_STUB)
+#if defined(TORCHSHIP_LIBRARY_STUBS)
 namespace embedded {
 extern const unsigned char torch_python_stub[];
 extern const std::size_t torch_python_stub_size;
@@ -51,7 +50,7 @@ std::optional<fs::path> libtorch_folder() {
 }
 #endif
 
-#if defined(TORCHSHIP_TORCH_PYTHON_STUB)
+#if defined(TORCHSHIP_LIBRARY_STUBS)
 // Loads an empty library embedded in torchship under `soname`, unless a library of that name is
 // in the process already: the dynamic loader then takes it for any library that lists the name
 // as needed.
@@ -78,7 +77,7 @@ void load_stub(const char* soname, const unsigned char* bytes, std::size_t size)
 // use it, so an empty library with that soname satisfies the loader; a library that does use it
 // then fails with its missing symbol named. Skipped when Python's is already in the process.
 void satisfy_torch_python_dependency() {
-#if defined(TORCHSHIP_TORCH_PYTHON_STUB)
+#if defined(TORCHSHIP_LIBRARY_STUBS)
   static std::once_flag once;
   std::call_once(once, [] {
     load_stub("libtorch_python.so", embedded::torch_python_stub, embedded::torch_python_stub_size);
@@ -105,7 +104,7 @@ std::optional<fs::path> ops_library_in(const fs::path& folder) {
 }  // namespace
 
 void satisfy_libtorch_dependency() {
-#if defined(TORCHSHIP_TORCH_PYTHON_STUB) && TORCHSHIP_LIBTORCH_CUDA
+#if defined(TORCHSHIP_LIBRARY_STUBS) && TORCHSHIP_LIBTORCH_CUDA
   static std::once_flag once;
   std::call_once(once,
                  [] { load_stub("libtorch.so", embedded::torch_stub, embedded::torch_stub_size); });
@@ -127,7 +126,7 @@ void load_extension(const fs::path& library) {
   satisfy_libtorch_dependency();
   // An extension built against a CUDA build of libtorch (torchvision's wheel) needs its CUDA
   // libraries in the process.
-  if (libtorch_has_cuda()) cuda_available();
+  load_cuda_library();
   try {
     // Operators register themselves from static initializers; the handle must never close.
     at::DynamicLibrary(key.c_str(), nullptr, /*leak_handle=*/true);

@@ -61,9 +61,7 @@ int default_threads() {
 }
 
 void apply_runtime_defaults() {
-  if (configured.exchange(true)) return;
-  int threads = default_threads();
-  if (at::get_num_threads() != threads) at::set_num_threads(threads);
+  if (!configured) configure_runtime(RuntimeOptions());
 }
 
 }  // namespace torchship

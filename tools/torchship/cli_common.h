@@ -51,10 +51,9 @@ Command add_serve_command(CLI::App& app);
 std::string human_bytes(int64_t bytes);
 // 21797672 -> "21,797,672"
 std::string group_digits(int64_t value);
-// Stable JSON for programs: one object on one line.
 // "2 intra-op, of 2 CPUs this process may use": for info and bench.
 std::string threads_summary();
-
+// Stable JSON for programs: one object on one line.
 void print_json(const nlohmann::json& object);
 // One line on stderr: "torchship: info: ...", "torchship: warning: ...", "torchship: error: ...".
 void info(const std::string& message);
