@@ -8,6 +8,7 @@ source scripts/env.sh
 packages=(
   build-essential cmake ninja-build pkg-config
   libopencv-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libgtest-dev libgmock-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler  # serve --grpc-port
   python3-venv
   python3-skimage dataset-fashion-mnist  # a real photo (chelsea.png) and the training data
   nginx  # the scale-out test puts two torchship serve replicas behind it

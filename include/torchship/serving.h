@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "torchship/model.h"
 
@@ -14,11 +15,22 @@ namespace torchship::serving {
 // The CPUs this machine has (std::thread::hardware_concurrency), at least 1.
 int default_decode_slots();
 
+// Who decides which models are loaded (Triton's --model-control-mode).
+enum class ModelControl {
+  None,      // every model at start, fixed; load / unload requests are refused
+  Explicit,  // the models named at start (load_models), then load / unload requests
+  Poll,      // every model at start, then the repository is rescanned for changes
+};
+
+// "none", "explicit", "poll"; throws Error(BadInput) on anything else.
+ModelControl parse_model_control(const std::string& text);
+
 struct ServerOptions {
   // Triton's layout: DIR/<model>/<version>/model.pt, optional DIR/<model>/config.json.
   std::filesystem::path model_repository;
   std::string host = "127.0.0.1";  // loopback unless told otherwise
   int port = 8000;                 // 0: any free port (see Server::port())
+  int grpc_port = -1;              // KServe v2 over gRPC; -1: none, 0: any free port
   std::string api_key;             // when set, every route but /v2/health/* needs
                                    // "Authorization: Bearer <key>"
   size_t max_body_bytes = size_t{64} << 20;
@@ -35,11 +47,15 @@ struct ServerOptions {
   // Intra-op threads of each model instance's forwards. 0: the CPUs this process may use
   // (default_threads(), runtime.h) divided by the version's instances, at least 1 each.
   int threads_per_instance = 0;
+  ModelControl model_control = ModelControl::None;
+  std::vector<std::string> load_models;  // Explicit: loaded at start; "*" loads every model
+  int repository_poll_secs = 15;         // Poll: seconds between rescans of the repository
 };
 
 class Server {
  public:
-  // Loads every model version in the repository; throws Error naming the first one that fails.
+  // Loads the model versions the control mode starts with; throws Error naming the first one
+  // that fails.
   explicit Server(ServerOptions options);
   ~Server();
   Server(const Server&) = delete;
@@ -47,8 +63,9 @@ class Server {
 
   // Binds the listening socket; throws Error when the address is taken or invalid.
   void bind();
-  // The bound port (useful with port 0).
+  // The bound ports (useful with port 0); grpc_port() is -1 without gRPC.
   int port() const;
+  int grpc_port() const;
   // Serves until stop(): blocks the calling thread.
   void serve();
   // Graceful stop, callable from any thread: stops accepting connections, reports not ready,

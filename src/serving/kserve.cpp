@@ -181,38 +181,43 @@ std::vector<NamedTensor> named_outputs(const c10::IValue& output, const Manifest
   return out;
 }
 
-HttpBody infer_response(const std::string& model, const std::string& version,
-                        const InferRequest& request, const std::vector<NamedTensor>& outputs) {
-  std::vector<std::pair<const NamedTensor*, bool>> chosen;  // tensor, as binary
+std::vector<std::pair<NamedTensor, bool>> chosen_outputs(const InferRequest& request,
+                                                         std::vector<NamedTensor> outputs) {
+  std::vector<std::pair<NamedTensor, bool>> chosen;
   if (request.outputs.empty()) {
-    for (const auto& output : outputs) chosen.emplace_back(&output, request.binary_all);
-  } else {
-    std::vector<std::string> available;
-    for (const auto& output : outputs) available.push_back(output.name);
-    for (const auto& wanted : request.outputs) {
-      auto it = std::find_if(outputs.begin(), outputs.end(),
-                             [&](const NamedTensor& o) { return o.name == wanted.name; });
-      if (it == outputs.end()) {
-        throw bad_input("unknown output '" + wanted.name +
-                        "' (the model returns: " + quoted_list(available) + ")");
-      }
-      chosen.emplace_back(&*it, wanted.binary);
-    }
+    for (auto& output : outputs) chosen.emplace_back(std::move(output), request.binary_all);
+    return chosen;
   }
+  std::vector<std::string> available;
+  for (const auto& output : outputs) available.push_back(output.name);
+  for (const auto& wanted : request.outputs) {
+    auto it = std::find_if(outputs.begin(), outputs.end(),
+                           [&](const NamedTensor& o) { return o.name == wanted.name; });
+    if (it == outputs.end()) {
+      throw bad_input("unknown output '" + wanted.name +
+                      "' (the model returns: " + quoted_list(available) + ")");
+    }
+    chosen.emplace_back(*it, wanted.binary);
+  }
+  return chosen;
+}
+
+HttpBody infer_response(const std::string& model, const std::string& version, const json& id,
+                        const std::vector<std::pair<NamedTensor, bool>>& chosen) {
   json root = {{"model_name", model}, {"model_version", version}};
-  if (!request.id.is_null()) root["id"] = request.id;
+  if (!id.is_null()) root["id"] = id;
   json tensors = json::array();
   std::string binary;
   for (const auto& [output, as_binary] : chosen) {
     if (!as_binary) {
-      json tensor = tensor_to_json(output->tensor);
-      tensor["name"] = output->name;
+      json tensor = tensor_to_json(output.tensor);
+      tensor["name"] = output.name;
       tensors.push_back(std::move(tensor));
       continue;
     }
-    at::Tensor data = output->tensor.to(at::kCPU).contiguous();
+    at::Tensor data = output.tensor.to(at::kCPU).contiguous();
     size_t bytes = static_cast<size_t>(data.numel()) * data.element_size();
-    tensors.push_back({{"name", output->name},
+    tensors.push_back({{"name", output.name},
                        {"datatype", datatype_name(data.scalar_type())},
                        {"shape", data.sizes().vec()},
                        {"parameters", {{"binary_data_size", bytes}}}});

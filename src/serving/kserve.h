@@ -44,6 +44,11 @@ std::vector<c10::IValue> forward_arguments(const Model& model, std::vector<Named
 // dict entries their keys; nested values join names with '.'. Scalars become 0-d tensors.
 std::vector<NamedTensor> named_outputs(const c10::IValue& output, const Manifest* manifest);
 
+// The outputs a request asked for, in its order (all of them when it named none), each with
+// whether it goes as binary data; Error(BadInput) names an output the model does not return.
+std::vector<std::pair<NamedTensor, bool>> chosen_outputs(const InferRequest& request,
+                                                         std::vector<NamedTensor> outputs);
+
 struct HttpBody {
   std::string data;
   std::string content_type;
@@ -51,7 +56,8 @@ struct HttpBody {
 };
 
 HttpBody infer_response(const std::string& model, const std::string& version,
-                        const InferRequest& request, const std::vector<NamedTensor>& outputs);
+                        const nlohmann::json& id,
+                        const std::vector<std::pair<NamedTensor, bool>>& outputs);
 
 // The model metadata object: name, versions, platform, inputs and outputs with datatypes and
 // shapes (-1 for free dimensions, the batch dimension included).

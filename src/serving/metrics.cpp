@@ -39,10 +39,10 @@ void Histogram::write(std::string& out, const std::string& name, const std::stri
   out += name + "_count{" + labels + "} " + std::to_string(count_) + "\n";
 }
 
-void Metrics::request(const std::string& model, const std::string& version, int status,
-                      double seconds) {
+void Metrics::request(const std::string& model, const std::string& version, const char* protocol,
+                      int status, double seconds) {
   std::lock_guard<std::mutex> lock(mutex_);
-  ++requests_[{model, version, status}];
+  ++requests_[{model, version, protocol, status}];
   if (!model.empty() && status == 200) models_[{model, version}].latency.observe(seconds);
 }
 
@@ -56,6 +56,21 @@ void Metrics::execution(const std::string& model, const std::string& version, si
   for (double seconds : queue_seconds) entry.queue.observe(seconds);
 }
 
+void Metrics::model_loaded(const std::string& model, const std::string& version) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  models_[{model, version}].ready = true;
+}
+
+void Metrics::model_load_failed(const std::string& model, const std::string& version) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++models_[{model, version}].load_failures;
+}
+
+void Metrics::model_unloaded(const std::string& model, const std::string& version) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  models_[{model, version}].ready = false;
+}
+
 void Metrics::queue_depth(const std::string& model, const std::string& version, size_t depth) {
   std::lock_guard<std::mutex> lock(mutex_);
   models_[{model, version}].queue_depth = depth;
@@ -65,12 +80,13 @@ std::string Metrics::prometheus() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string out;
   out +=
-      "# HELP torchship_requests_total Inference requests (infer, classify) by model, version "
-      "and HTTP status.\n# TYPE torchship_requests_total counter\n";
+      "# HELP torchship_requests_total Inference requests (HTTP infer and classify, gRPC "
+      "ModelInfer) by model, version, protocol and status (HTTP's; gRPC codes map to it as in "
+      "docs/serving.md).\n# TYPE torchship_requests_total counter\n";
   for (const auto& [key, count] : requests_) {
-    const auto& [model, version, status] = key;
-    out += "torchship_requests_total{" + model_labels(model, version) + ",status=\"" +
-           std::to_string(status) + "\"} " + std::to_string(count) + "\n";
+    const auto& [model, version, protocol, status] = key;
+    out += "torchship_requests_total{" + model_labels(model, version) + ",protocol=\"" + protocol +
+           "\",status=\"" + std::to_string(status) + "\"} " + std::to_string(count) + "\n";
   }
   // One metric per model version: its header once, then a line (or histogram) per version.
   auto per_model = [&](const char* name, const char* type, const char* help, auto&& write) {
@@ -101,6 +117,13 @@ std::string Metrics::prometheus() const {
             value(&PerModel::executions));
   per_model("torchship_queue_depth", "gauge", "Requests waiting for execution.",
             value(&PerModel::queue_depth));
+  per_model("torchship_model_ready", "gauge",
+            "1 while the version is loaded and serving, 0 once unloaded or never loaded.",
+            value(&PerModel::ready));
+  per_model("torchship_model_load_failures_total", "counter",
+            "Loads of the version that failed (the version loaded before, if any, went on "
+            "serving).",
+            value(&PerModel::load_failures));
   return out;
 }
 

@@ -27,12 +27,18 @@ class Histogram {
 
 class Metrics {
  public:
-  // One finished HTTP request on an inference route (infer, classify); model "" when unknown.
-  void request(const std::string& model, const std::string& version, int status, double seconds);
+  // One finished inference request (HTTP infer or classify, gRPC ModelInfer), with its HTTP
+  // status (gRPC's mapped back to it); model "" when unknown.
+  void request(const std::string& model, const std::string& version, const char* protocol,
+               int status, double seconds);
   // One execution of a batch: its size in requests and in items, and each request's wait.
   void execution(const std::string& model, const std::string& version, size_t requests,
                  int64_t items, const std::vector<double>& queue_seconds);
   void queue_depth(const std::string& model, const std::string& version, size_t depth);
+  // Repository control: a version became ready, failed to (re)load, or was unloaded.
+  void model_loaded(const std::string& model, const std::string& version);
+  void model_load_failed(const std::string& model, const std::string& version);
+  void model_unloaded(const std::string& model, const std::string& version);
 
   std::string prometheus() const;
 
@@ -45,9 +51,11 @@ class Metrics {
     uint64_t inferences = 0;  // items run through the model
     uint64_t executions = 0;  // forward calls
     size_t queue_depth = 0;
+    bool ready = false;
+    uint64_t load_failures = 0;
   };
   mutable std::mutex mutex_;
-  std::map<std::tuple<std::string, std::string, int>, uint64_t> requests_;
+  std::map<std::tuple<std::string, std::string, std::string, int>, uint64_t> requests_;
   std::map<Key, PerModel> models_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -19,6 +20,12 @@ using nlohmann::json;
 bool is_version_name(const std::string& name) {
   return !name.empty() && name.size() < 19 &&
          std::all_of(name.begin(), name.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
+// Version folders are numbers; their order is numeric ("10" after "9").
+std::optional<int64_t> version_number(const std::string& name) {
+  if (!is_version_name(name)) return std::nullopt;
+  return std::stoll(name);
 }
 
 std::string read_text(const fs::path& path) {
@@ -66,108 +73,351 @@ ModelConfig ModelConfig::parse(const std::string& json_text, const std::string& 
   return config;
 }
 
-Repository::Repository(const fs::path& root, const LoadOptions& load, int threads_per_instance,
-                       Metrics& metrics) {
+ModelControl parse_model_control(const std::string& text) {
+  if (text == "none") return ModelControl::None;
+  if (text == "explicit") return ModelControl::Explicit;
+  if (text == "poll") return ModelControl::Poll;
+  throw bad_input("--model-control-mode must be none, explicit or poll, got \"" + text + "\"");
+}
+
+namespace {
+
+// What a version was loaded from: its model file's name, size and modification time, and the
+// model's config.json. Polling reloads a version whose fingerprint changed.
+std::string fingerprint(const fs::path& model_file, const std::string& config_text) {
   std::error_code ec;
-  if (!fs::is_directory(root, ec)) {
-    throw bad_input("--model-repository " + root.string() + ": not a directory");
+  auto size = fs::file_size(model_file, ec);
+  auto time = fs::last_write_time(model_file, ec).time_since_epoch().count();
+  return model_file.filename().string() + " " + std::to_string(size) + " " + std::to_string(time) +
+         "\n" + config_text;
+}
+
+// The model file of a version folder; empty when it has none yet (a folder being filled).
+fs::path model_file_of(const fs::path& version_dir) {
+  bool scripted = fs::exists(version_dir / "model.pt");
+  bool compiled = fs::exists(version_dir / "model.pt2");
+  if (scripted && compiled) {
+    throw bad_input("holds both model.pt and model.pt2; keep the one to serve");
   }
-  std::vector<fs::path> model_dirs;
-  for (const auto& entry : fs::directory_iterator(root, ec)) {
-    if (entry.is_directory()) model_dirs.push_back(entry.path());
+  if (compiled) return version_dir / "model.pt2";
+  if (scripted) return version_dir / "model.pt";
+  return {};
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+}  // namespace
+
+Repository::Repository(const fs::path& root, RepositoryOptions options, Metrics& metrics, Log log)
+    : root_(root), options_(std::move(options)), metrics_(metrics), log_(std::move(log)) {
+  std::error_code ec;
+  if (!fs::is_directory(root_, ec)) {
+    throw bad_input("--model-repository " + root_.string() + ": not a directory");
   }
-  std::sort(model_dirs.begin(), model_dirs.end());
-  for (const auto& model_dir : model_dirs) {
-    std::string name = model_dir.filename().string();
-    ModelConfig config;
-    if (fs::exists(model_dir / "config.json")) {
-      config = ModelConfig::parse(read_text(model_dir / "config.json"),
-                                  (model_dir / "config.json").string());
-    }
-    std::vector<fs::path> version_dirs;
-    for (const auto& entry : fs::directory_iterator(model_dir, ec)) {
-      if (entry.is_directory() && is_version_name(entry.path().filename().string()) &&
-          (fs::exists(entry.path() / "model.pt") || fs::exists(entry.path() / "model.pt2"))) {
-        version_dirs.push_back(entry.path());
-      }
-    }
-    std::sort(version_dirs.begin(), version_dirs.end(), [](const fs::path& a, const fs::path& b) {
-      return std::stoll(a.filename().string()) < std::stoll(b.filename().string());
-    });
-    for (const auto& version_dir : version_dirs) {
-      auto entry = std::make_unique<ModelVersion>();
-      entry->name = name;
-      entry->version = version_dir.filename().string();
-      bool scripted = fs::exists(version_dir / "model.pt");
-      bool compiled = fs::exists(version_dir / "model.pt2");
-      if (scripted && compiled) {
-        throw bad_input("model '" + name + "' version " + entry->version +
-                        ": holds both model.pt and model.pt2; keep the one to serve");
-      }
-      entry->path = version_dir / (compiled ? "model.pt2" : "model.pt");
-      try {
-        // Each instance runs forwards of its own: a compiled package needs a runner for each.
-        LoadOptions options = load;
-        options.concurrent_forwards = std::max(1, config.instances);
-        entry->model = std::make_unique<Model>(Model::load(entry->path, options));
-      } catch (const Error& e) {
-        throw Error(e.kind(), "model '" + name + "' version " + entry->version + ": " + e.what());
-      }
-      entry->config = config;
-      BatchPolicy policy;
-      bool batches = can_batch(*entry->model);
-      policy.max_batch_size =
-          !batches ? 0 : (config.max_batch_size < 0 ? 32 : config.max_batch_size);
-      if (auto largest = entry->model->max_batch_size()) {  // a compiled package's range
-        policy.max_batch_size = std::min<int64_t>(policy.max_batch_size, *largest);
-      }
-      policy.max_queue_delay = std::chrono::microseconds(config.max_queue_delay_us);
-      policy.max_queue_size = config.max_queue_size;
-      policy.instances = config.instances;
-      // A version's instances run at once: they share the CPUs rather than each taking all of
-      // them. Versions of different models each get all of them (they seldom all run at once).
-      policy.threads = threads_per_instance > 0
-                           ? threads_per_instance
-                           : std::max(1, default_threads() / std::max(1, config.instances));
-      entry->batcher =
-          std::make_unique<Batcher>(*entry->model, policy, metrics, name, entry->version);
-      versions_.push_back(std::move(entry));
+  std::lock_guard<std::mutex> control(control_mutex_);
+  std::vector<std::string> names;
+  if (options_.control == ModelControl::Explicit) {
+    bool all = std::find(options_.startup_models.begin(), options_.startup_models.end(), "*") !=
+               options_.startup_models.end();
+    names = all ? model_names_on_disk() : options_.startup_models;
+  } else {
+    names = model_names_on_disk();
+    if (!options_.startup_models.empty()) {
+      throw bad_input(
+          "--load-model needs --model-control-mode explicit (this mode loads every "
+          "model in the repository)");
     }
   }
-  if (versions_.empty()) {
-    throw bad_input("--model-repository " + root.string() +
+  for (const auto& name : names) {
+    if (!fs::is_directory(root_ / name, ec)) {
+      throw bad_input("--load-model " + name + ": the repository " + root_.string() +
+                      " has no model folder of that name");
+    }
+    synchronize(name, /*throw_on_failure=*/true);
+  }
+  if (options_.control == ModelControl::None && loaded().empty()) {
+    throw bad_input("--model-repository " + root_.string() +
                     ": no models (expected DIR/<model>/<version>/model.pt or model.pt2)");
   }
 }
 
-ModelVersion* Repository::find(const std::string& name, const std::string& version) {
-  ModelVersion* found = nullptr;
-  for (const auto& entry : versions_) {
-    if (entry->name != name) continue;
-    if (version.empty()) {
-      found = entry.get();  // sorted by version: the last one is the highest
-    } else if (entry->version == version) {
-      return entry.get();
+Repository::~Repository() = default;
+
+std::vector<std::string> Repository::model_names_on_disk() const {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root_, ec)) {
+    if (entry.is_directory(ec)) names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Brings model `name` in line with its folder: loads new and changed versions beside the serving
+// ones, swaps in those that load, keeps the old ones where loading failed, and drops versions
+// whose folder is gone. Called with control_mutex_ held; mutex_ only guards the swap.
+void Repository::synchronize(const std::string& name, bool throw_on_failure) {
+  fs::path model_dir = root_ / name;
+  std::error_code ec;
+  std::string config_text, config_error;
+  ModelConfig config;
+  if (fs::exists(model_dir / "config.json", ec)) {
+    config_text = read_text(model_dir / "config.json");
+    try {
+      config = ModelConfig::parse(config_text, (model_dir / "config.json").string());
+    } catch (const Error& e) {
+      config_error = e.what();
     }
   }
-  return version.empty() ? found : nullptr;
+  std::map<int64_t, fs::path> on_disk;
+  if (fs::is_directory(model_dir, ec)) {
+    for (const auto& entry : fs::directory_iterator(model_dir, ec)) {
+      auto number = version_number(entry.path().filename().string());
+      if (number && entry.is_directory(ec)) on_disk[*number] = entry.path();
+    }
+  }
+
+  ModelState current;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    current = models_[name];
+  }
+  ModelState next;
+  std::vector<std::string> failures;
+  for (const auto& [number, version_dir] : on_disk) {
+    std::string version = version_dir.filename().string();
+    std::string where = "model '" + name + "' version " + version;
+    auto serving = current.ready.find(number);
+    fs::path model_file;
+    std::string reason, print;
+    try {
+      model_file = model_file_of(version_dir);
+    } catch (const Error& e) {
+      reason = e.what();
+    }
+    if (reason.empty() && model_file.empty()) {  // not filled yet: nothing to load
+      if (serving != current.ready.end()) next.ready[number] = serving->second;
+      continue;
+    }
+    if (reason.empty()) print = fingerprint(model_file, config_text);
+    if (serving != current.ready.end() && reason.empty() && serving->second->fingerprint == print) {
+      next.ready[number] = serving->second;
+      continue;
+    }
+    auto failed = current.failed_fingerprint.find(number);
+    if (failed != current.failed_fingerprint.end() && failed->second == print && !print.empty()) {
+      next.failed[number] = current.failed[number];  // unchanged since it failed: no retry
+      next.failed_fingerprint[number] = print;
+      if (serving != current.ready.end()) next.ready[number] = serving->second;
+      continue;
+    }
+    if (reason.empty() && !config_error.empty()) reason = config_error;
+    if (reason.empty()) {
+      try {
+        auto entry = std::make_shared<ModelVersion>();
+        entry->name = name;
+        entry->version = version;
+        entry->path = model_file;
+        entry->fingerprint = print;
+        entry->config = config;
+        // Each instance runs forwards of its own: a compiled package needs a runner for each.
+        LoadOptions load = options_.load;
+        load.concurrent_forwards = std::max(1, config.instances);
+        entry->model = std::make_unique<Model>(Model::load(model_file, load));
+        BatchPolicy policy;
+        bool batches = can_batch(*entry->model);
+        policy.max_batch_size =
+            !batches ? 0 : (config.max_batch_size < 0 ? 32 : config.max_batch_size);
+        if (auto largest = entry->model->max_batch_size()) {  // a compiled package's range
+          policy.max_batch_size = std::min<int64_t>(policy.max_batch_size, *largest);
+        }
+        policy.max_queue_delay = std::chrono::microseconds(config.max_queue_delay_us);
+        policy.max_queue_size = config.max_queue_size;
+        policy.instances = config.instances;
+        // A version's instances run at once: they share the CPUs rather than each taking all
+        // of them. Versions of different models each get all of them (they seldom all run at
+        // once).
+        policy.threads = options_.threads_per_instance > 0
+                             ? options_.threads_per_instance
+                             : std::max(1, default_threads() / std::max(1, config.instances));
+        entry->batcher = std::make_unique<Batcher>(*entry->model, policy, metrics_, name, version);
+        bool reloaded = serving != current.ready.end();
+        next.ready[number] = std::move(entry);
+        metrics_.model_loaded(name, version);
+        log_((reloaded ? "reloaded " : "loaded ") + name + " v" + version + " from " +
+             model_file.string());
+        continue;
+      } catch (const Error& e) {
+        reason = e.what();
+      } catch (const std::exception& e) {
+        reason = first_line(e);
+      }
+    }
+    next.failed[number] = reason;
+    next.failed_fingerprint[number] = print;
+    metrics_.model_load_failed(name, version);
+    bool keeps = serving != current.ready.end();
+    if (keeps) next.ready[number] = serving->second;
+    failures.push_back(where + ": " + reason);
+    log_("error: " + where + ": " + reason +
+         (keeps ? " (the version loaded before goes on serving)" : ""));
+  }
+  for (const auto& [number, entry] : current.ready) {
+    if (!next.ready.count(number)) {
+      metrics_.model_unloaded(name, entry->version);
+      log_("unloaded " + name + " v" + entry->version + " (its folder is gone)");
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (fs::is_directory(model_dir, ec)) {
+      models_[name] = next;
+    } else {
+      models_.erase(name);  // the whole model is gone from the repository
+    }
+  }
+  if (throw_on_failure && !failures.empty()) throw bad_input(failures.front());
+  if (throw_on_failure && on_disk.empty()) {
+    throw bad_input("model '" + name + "' has no versions (expected " + (model_dir / "1").string() +
+                    "/model.pt or model.pt2)");
+  }
+}
+
+std::shared_ptr<ModelVersion> Repository::find(const std::string& name,
+                                               const std::string& version) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto model = models_.find(name);
+  if (model == models_.end() || model->second.ready.empty()) return nullptr;
+  const auto& ready = model->second.ready;
+  if (version.empty()) return ready.rbegin()->second;  // the highest
+  for (const auto& [number, entry] : ready) {
+    if (entry->version == version) return entry;
+  }
+  return nullptr;
 }
 
 bool Repository::has_model(const std::string& name) const {
-  return std::any_of(versions_.begin(), versions_.end(),
-                     [&](const auto& entry) { return entry->name == name; });
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto model = models_.find(name);
+  return model != models_.end() && !model->second.ready.empty();
 }
 
 std::vector<std::string> Repository::versions_of(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mutex_);
   std::vector<std::string> out;
-  for (const auto& entry : versions_) {
-    if (entry->name == name) out.push_back(entry->version);
+  auto model = models_.find(name);
+  if (model == models_.end()) return out;
+  for (const auto& [number, entry] : model->second.ready) out.push_back(entry->version);
+  return out;
+}
+
+std::vector<std::shared_ptr<ModelVersion>> Repository::loaded() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<std::shared_ptr<ModelVersion>> out;
+  for (const auto& [name, model] : models_) {
+    for (const auto& [number, entry] : model.ready) out.push_back(entry);
   }
   return out;
 }
 
+std::vector<IndexEntry> Repository::index(bool ready_only) const {
+  std::vector<std::string> names = model_names_on_disk();
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& [name, model] : models_) {
+    if (!std::binary_search(names.begin(), names.end(), name)) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  std::vector<IndexEntry> out;
+  for (const auto& name : names) {
+    auto model = models_.find(name);
+    if (model == models_.end() || (model->second.ready.empty() && model->second.failed.empty())) {
+      if (ready_only) continue;
+      bool unloaded = model != models_.end() && model->second.unloaded;
+      out.push_back({name, "", unloaded ? "UNAVAILABLE" : "", unloaded ? "unloaded" : ""});
+      continue;
+    }
+    std::set<int64_t> numbers;
+    for (const auto& entry : model->second.ready) numbers.insert(entry.first);
+    for (const auto& entry : model->second.failed) numbers.insert(entry.first);
+    for (int64_t number : numbers) {
+      auto ready = model->second.ready.find(number);
+      auto failed = model->second.failed.find(number);
+      if (ready != model->second.ready.end()) {
+        std::string reason;
+        if (failed != model->second.failed.end()) {
+          reason = "serving the version loaded before; reloading it failed: " + failed->second;
+        }
+        out.push_back({name, ready->second->version, "READY", reason});
+      } else if (!ready_only) {
+        out.push_back({name, std::to_string(number), "UNAVAILABLE", failed->second});
+      }
+    }
+  }
+  return out;
+}
+
+void Repository::load(const std::string& name) {
+  if (options_.control != ModelControl::Explicit) {
+    throw ControlRefused(
+        "loading models on request needs --model-control-mode explicit (this server runs in "
+        "mode " +
+        std::string(options_.control == ModelControl::Poll ? "poll" : "none") + ")");
+  }
+  std::error_code ec;
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == ".." ||
+      !fs::is_directory(root_ / name, ec)) {
+    throw UnknownModel("the repository has no model '" + name +
+                       "' (it has: " + joined(model_names_on_disk()) + ")");
+  }
+  std::lock_guard<std::mutex> control(control_mutex_);
+  synchronize(name, /*throw_on_failure=*/true);
+}
+
+void Repository::unload(const std::string& name) {
+  if (options_.control != ModelControl::Explicit) {
+    throw ControlRefused(
+        "unloading models on request needs --model-control-mode explicit (this server runs in "
+        "mode " +
+        std::string(options_.control == ModelControl::Poll ? "poll" : "none") + ")");
+  }
+  std::lock_guard<std::mutex> control(control_mutex_);
+  ModelState removed;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto model = models_.find(name);
+    std::error_code ec;
+    if (model == models_.end() &&
+        (name.find('/') != std::string::npos || !fs::is_directory(root_ / name, ec))) {
+      throw UnknownModel("the repository has no model '" + name + "'");
+    }
+    if (model != models_.end()) removed = std::move(model->second);
+    models_[name] = ModelState{};
+    models_[name].unloaded = true;
+  }
+  for (const auto& [number, entry] : removed.ready) {
+    metrics_.model_unloaded(name, entry->version);
+    log_("unloaded " + name + " v" + entry->version + " (requests in flight finish on it)");
+  }
+}
+
+void Repository::poll() {
+  std::lock_guard<std::mutex> control(control_mutex_);
+  std::vector<std::string> names = model_names_on_disk();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [name, model] : models_) {
+      if (!std::binary_search(names.begin(), names.end(), name)) names.push_back(name);
+    }
+  }
+  for (const auto& name : names) synchronize(name, /*throw_on_failure=*/false);
+}
+
 void Repository::stop() {
-  for (const auto& entry : versions_) entry->batcher->stop();
+  for (const auto& entry : loaded()) entry->batcher->stop();
 }
 
 }  // namespace torchship::serving

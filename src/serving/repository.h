@@ -1,14 +1,23 @@
-// The model repository: Triton's directory layout, our config.json, one Batcher per version.
+// The model repository: Triton's directory layout, our config.json, one Batcher per loaded
+// version, and control over what is loaded while the server runs (Triton's model control modes).
+//
+// Versions are shared: a request holds its version (std::shared_ptr) from lookup to answer, so a
+// version unloaded or replaced meanwhile finishes the requests it has; its batcher stops when the
+// last one lets go. A new version is loaded beside the serving ones and swapped in only once it
+// works: a broken one is recorded (index, log, metrics) and the old one goes on serving.
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "serving/batcher.h"
 #include "torchship/model.h"
+#include "torchship/serving.h"
 
 namespace torchship::serving {
 
@@ -26,27 +35,89 @@ struct ModelVersion {
   std::string name;
   std::string version;
   std::filesystem::path path;
+  std::string fingerprint;  // the files it was loaded from: a changed one means reload
   std::unique_ptr<Model> model;
   ModelConfig config;
-  std::unique_ptr<Batcher> batcher;
+  std::unique_ptr<Batcher> batcher;  // declared after the model: stops before it is freed
+};
+
+// One line of the repository index (Triton's RepositoryIndex).
+struct IndexEntry {
+  std::string name;
+  std::string version;  // empty for a model with nothing loaded
+  std::string state;    // READY, UNAVAILABLE, or empty for a model never loaded
+  std::string reason;   // why UNAVAILABLE: the load's failure, "unloaded"
+};
+
+// A model the repository does not hold (answered 404 / NOT_FOUND).
+struct UnknownModel : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A control request refused by the control mode (answered 409 / FAILED_PRECONDITION).
+struct ControlRefused : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct RepositoryOptions {
+  LoadOptions load;
+  // Intra-op threads of each instance's forwards; 0 shares the CPUs this process may use
+  // between a version's instances.
+  int threads_per_instance = 0;
+  ModelControl control = ModelControl::None;
+  std::vector<std::string> startup_models;  // Explicit: loaded at start ("*": every model)
 };
 
 class Repository {
  public:
-  // `threads_per_instance`: intra-op threads of each instance's forwards; 0 shares the CPUs this
-  // process may use between a version's instances.
-  Repository(const std::filesystem::path& root, const LoadOptions& load, int threads_per_instance,
-             Metrics& metrics);
+  using Log = std::function<void(const std::string&)>;
 
-  // nullptr when unknown; version "" picks the highest version.
-  ModelVersion* find(const std::string& name, const std::string& version);
-  bool has_model(const std::string& name) const;
-  const std::vector<std::unique_ptr<ModelVersion>>& versions() const { return versions_; }
-  std::vector<std::string> versions_of(const std::string& name) const;
+  // Loads what the control mode loads at start; throws Error naming the first version that
+  // fails (a server does not start with a broken repository).
+  Repository(const std::filesystem::path& root, RepositoryOptions options, Metrics& metrics,
+             Log log);
+  ~Repository();
+
+  // A ready version; nullptr when there is none. Version "" picks the highest ready one.
+  std::shared_ptr<ModelVersion> find(const std::string& name, const std::string& version) const;
+  bool has_model(const std::string& name) const;                        // any version ready
+  std::vector<std::string> versions_of(const std::string& name) const;  // ready ones, ascending
+  std::vector<std::shared_ptr<ModelVersion>> loaded() const;
+  std::vector<IndexEntry> index(bool ready_only) const;
+  ModelControl control() const { return options_.control; }
+
+  // (Re)loads model `name` from the repository: new versions are loaded, changed ones reloaded,
+  // versions gone from disk unloaded. Throws Error(BadInput) naming the first version that
+  // failed to load (the versions loaded before it go on serving); UnknownModel when the repository
+  // has no such model; ControlRefused unless the mode is Explicit.
+  void load(const std::string& name);
+  // Unloads every version of `name` (requests in flight finish). Throws ControlRefused unless
+  // the mode is Explicit, UnknownModel for a model neither loaded nor in the repository.
+  void unload(const std::string& name);
+  // Poll mode: picks up models and versions added, changed or removed since the last scan.
+  void poll();
+
+  // Stops every batcher after the queued requests (the server is shutting down).
   void stop();
 
  private:
-  std::vector<std::unique_ptr<ModelVersion>> versions_;
+  struct ModelState {
+    std::map<int64_t, std::shared_ptr<ModelVersion>> ready;  // by version number
+    std::map<int64_t, std::string> failed;                   // version -> why
+    std::map<int64_t, std::string> failed_fingerprint;       // not retried until it changes
+    bool unloaded = false;
+  };
+
+  void synchronize(const std::string& name, bool throw_on_failure);
+  std::vector<std::string> model_names_on_disk() const;
+
+  std::filesystem::path root_;
+  RepositoryOptions options_;
+  Metrics& metrics_;
+  Log log_;
+  std::mutex control_mutex_;  // one load / unload / poll at a time (loads are slow)
+  mutable std::mutex mutex_;  // guards models_, held only to read or swap entries
+  std::map<std::string, ModelState> models_;
 };
 
 }  // namespace torchship::serving

@@ -155,8 +155,8 @@ def test_metrics_in_prometheus_format(server, reference):
     client.request("POST", "/v2/models/fashion/infer", b"{")
     text = client.get("/metrics").body.decode()
     assert "# TYPE torchship_requests_total counter" in text
-    assert metric(text, 'torchship_requests_total{model="fashion",version="1",status="200"}') >= 1
-    assert metric(text, 'torchship_requests_total{model="fashion",version="1",status="400"}') >= 1
+    assert metric(text, 'torchship_requests_total{model="fashion",version="1",protocol="http",status="200"}') >= 1
+    assert metric(text, 'torchship_requests_total{model="fashion",version="1",protocol="http",status="400"}') >= 1
     for name in ("torchship_request_duration_seconds_bucket", "torchship_queue_duration_seconds_sum",
                  "torchship_batch_requests_count", "torchship_inferences_total",
                  "torchship_queue_depth"):

@@ -1,4 +1,5 @@
-// torchship serve --model-repository DIR: the KServe v2 / Triton HTTP server (docs/serving.md).
+// torchship serve --model-repository DIR: the KServe v2 / Triton server over HTTP and gRPC
+// (docs/serving.md).
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -20,6 +21,7 @@ struct ServeOptions {
   bool no_optimize = false;
   int warmup = 2;
   int64_t max_image_pixels = kDefaultMaxImagePixels;
+  std::string model_control = "none";
 };
 
 // SIGTERM and SIGINT may arrive on any thread: libraries start threads of their own (the CUDA
@@ -47,14 +49,26 @@ int run_serve(ServeOptions& options) {
   configure_runtime(
       RuntimeOptions().with_threads(options.threads).with_interop_threads(options.interop_threads));
   options.server.threads_per_instance = options.threads;
+  options.server.model_control = serving::parse_model_control(options.model_control);
   options.server.load.with_optimize(!options.no_optimize)
       .with_warmup(options.warmup)
       .with_max_image_pixels(options.max_image_pixels);
   serving::Server server(options.server);
   server.bind();
   info("serving " + server.summary());
-  info("listening on http://" + options.server.host + ":" + std::to_string(server.port()) +
-       (options.server.api_key.empty() ? "" : " (API key required)"));
+  std::string host = options.server.host.find(':') != std::string::npos
+                         ? "[" + options.server.host + "]"
+                         : options.server.host;
+  info("listening on http://" + host + ":" + std::to_string(server.port()) +
+       (server.grpc_port() >= 0 ? " and grpc://" + host + ":" + std::to_string(server.grpc_port())
+                                : "") +
+       (options.server.api_key.empty() ? "" : " (API key required)") +
+       (options.server.model_control == serving::ModelControl::None
+            ? ""
+            : "; model control: " + options.model_control +
+                  (options.server.model_control == serving::ModelControl::Poll
+                       ? " every " + std::to_string(options.server.repository_poll_secs) + " s"
+                       : "")));
 
   std::thread waiter([&server] {
     unsigned char received = 0;
@@ -77,7 +91,8 @@ int run_serve(ServeOptions& options) {
 }  // namespace
 
 Command add_serve_command(CLI::App& app) {
-  auto* command = app.add_subcommand("serve", "KServe v2 / Triton-compatible HTTP server");
+  auto* command =
+      app.add_subcommand("serve", "KServe v2 / Triton-compatible server (HTTP and gRPC)");
   auto options = std::make_shared<ServeOptions>();
   command
       ->add_option("--model-repository", options->server.model_repository,
@@ -88,9 +103,28 @@ Command add_serve_command(CLI::App& app) {
   command->add_option("--port", options->server.port, "port (0: any free port)")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
+  command
+      ->add_option("--grpc-port", options->server.grpc_port,
+                   "also serve KServe v2 over gRPC on this port (0: any free port)")
+      ->check(CLI::Range(0, 65535));
+  command
+      ->add_option("--model-control-mode", options->model_control,
+                   "none: load every model at start; explicit: load --load-model ones, then on "
+                   "request (POST /v2/repository/models/<m>/load|unload); poll: every model, "
+                   "then rescan the repository")
+      ->check(CLI::IsMember({"none", "explicit", "poll"}))
+      ->capture_default_str();
+  command->add_option("--load-model", options->server.load_models,
+                      "with explicit control: a model to load at start (repeatable; * for all)");
+  command
+      ->add_option("--repository-poll-secs", options->server.repository_poll_secs,
+                   "with poll control: seconds between rescans of the repository")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   command->add_option("--api-key", options->server.api_key,
                       "require Authorization: Bearer KEY on every route but /v2/health/* "
-                      "(or set TORCHSHIP_API_KEY)");
+                      "(gRPC: metadata authorization, on every call but ServerLive and "
+                      "ServerReady; or set TORCHSHIP_API_KEY)");
   command->add_option("--max-body-bytes", options->server.max_body_bytes, "larger bodies get 413")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

@@ -1,0 +1,468 @@
+#include "serving/grpc_front.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cstring>
+#include <limits>
+#include <set>
+
+#include <ATen/ATen.h>
+
+#include "grpc_predict_v2.grpc.pb.h"
+#include "serving/service.h"
+#include "torchship/error.h"
+#include "torchship/limits.h"
+#include "torchship/tensor_io.h"
+#include "torchship/version.h"
+
+namespace torchship::serving {
+
+int grpc_code_for_http_status(int status) {
+  switch (status) {
+    case 200:
+      return grpc::StatusCode::OK;
+    case 400:
+    case 415:
+      return grpc::StatusCode::INVALID_ARGUMENT;
+    case 401:
+      return grpc::StatusCode::UNAUTHENTICATED;
+    case 403:
+      return grpc::StatusCode::PERMISSION_DENIED;
+    case 404:
+      return grpc::StatusCode::NOT_FOUND;
+    case 409:
+      return grpc::StatusCode::FAILED_PRECONDITION;
+    case 413:
+    case 429:
+      return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case 501:
+      return grpc::StatusCode::UNIMPLEMENTED;
+    case 503:
+      return grpc::StatusCode::UNAVAILABLE;
+    case 504:
+      return grpc::StatusCode::DEADLINE_EXCEEDED;
+    default:
+      return grpc::StatusCode::INTERNAL;
+  }
+}
+
+namespace {
+
+using inference::ModelInferRequest;
+using inference::ModelInferResponse;
+
+// The typed contents field a datatype's values come in, and how many it holds.
+int64_t typed_count(const inference::InferTensorContents& contents, c10::ScalarType type) {
+  switch (type) {
+    case c10::kBool:
+      return contents.bool_contents_size();
+    case c10::kChar:
+    case c10::kShort:
+    case c10::kInt:
+      return contents.int_contents_size();
+    case c10::kLong:
+      return contents.int64_contents_size();
+    case c10::kByte:
+      return contents.uint_contents_size();
+    case c10::kFloat:
+      return contents.fp32_contents_size();
+    case c10::kDouble:
+      return contents.fp64_contents_size();
+    default:
+      return -1;  // FP16, BF16: raw contents only
+  }
+}
+
+const char* typed_field(c10::ScalarType type) {
+  switch (type) {
+    case c10::kBool:
+      return "bool_contents";
+    case c10::kChar:
+    case c10::kShort:
+    case c10::kInt:
+      return "int_contents";
+    case c10::kLong:
+      return "int64_contents";
+    case c10::kByte:
+      return "uint_contents";
+    case c10::kFloat:
+      return "fp32_contents";
+    case c10::kDouble:
+      return "fp64_contents";
+    default:
+      return "";
+  }
+}
+
+// Copies typed values into `out`, each checked to fit the element type.
+template <typename Element, typename Values>
+void copy_checked(const Values& values, at::Tensor& out, const std::string& where) {
+  Element* data = out.data_ptr<Element>();
+  for (int i = 0; i < values.size(); ++i) {
+    auto value = values.Get(i);
+    if (static_cast<decltype(value)>(static_cast<Element>(value)) != value) {
+      throw bad_input(where + ": value " + std::to_string(value) + " at index " +
+                      std::to_string(i) + " does not fit " + datatype_name(out.scalar_type()));
+    }
+    data[i] = static_cast<Element>(value);
+  }
+}
+
+at::Tensor tensor_from_typed(const inference::InferTensorContents& contents,
+                             const TensorHeader& header, const std::string& where) {
+  int64_t count = typed_count(contents, header.type);
+  if (count < 0) {
+    throw bad_input(where + ": " + header.datatype +
+                    " data must come in raw_input_contents (the typed contents have no field "
+                    "for it)");
+  }
+  if (count != header.numel()) {
+    throw bad_input(where + ": shape " + shape_text(header.shape) + " needs " +
+                    std::to_string(header.numel()) + " values, contents." +
+                    typed_field(header.type) + " has " + std::to_string(count));
+  }
+  at::Tensor tensor = at::empty(header.shape, at::TensorOptions().dtype(header.type));
+  switch (header.type) {
+    case c10::kBool: {
+      bool* data = tensor.data_ptr<bool>();
+      for (int64_t i = 0; i < count; ++i) data[i] = contents.bool_contents(static_cast<int>(i));
+      break;
+    }
+    case c10::kChar:
+      copy_checked<int8_t>(contents.int_contents(), tensor, where);
+      break;
+    case c10::kShort:
+      copy_checked<int16_t>(contents.int_contents(), tensor, where);
+      break;
+    case c10::kInt:
+      copy_checked<int32_t>(contents.int_contents(), tensor, where);
+      break;
+    case c10::kLong:
+      copy_checked<int64_t>(contents.int64_contents(), tensor, where);
+      break;
+    case c10::kByte:
+      copy_checked<uint8_t>(contents.uint_contents(), tensor, where);
+      break;
+    case c10::kFloat:
+      if (count > 0) std::memcpy(tensor.data_ptr(), contents.fp32_contents().data(), count * 4);
+      break;
+    case c10::kDouble:
+      if (count > 0) std::memcpy(tensor.data_ptr(), contents.fp64_contents().data(), count * 8);
+      break;
+    default:
+      break;
+  }
+  return tensor;
+}
+
+// The request's tensors: datatype, shape and sizes checked before anything is allocated.
+InferRequest request_from_proto(const ModelInferRequest& in) {
+  if (in.inputs_size() == 0) throw bad_input("expected \"inputs\": at least one tensor");
+  bool raw = in.raw_input_contents_size() > 0;
+  if (raw && in.raw_input_contents_size() != in.inputs_size()) {
+    throw bad_input("raw_input_contents has " + std::to_string(in.raw_input_contents_size()) +
+                    " entries, but there are " + std::to_string(in.inputs_size()) +
+                    " inputs (expected one per input, in order)");
+  }
+  InferRequest request;
+  if (!in.id().empty()) request.id = in.id();
+  std::set<std::string> seen;
+  for (int i = 0; i < in.inputs_size(); ++i) {
+    const auto& input = in.inputs(i);
+    std::string where = "input '" + input.name() + "'";
+    if (!seen.insert(input.name()).second) throw bad_input(where + " appears twice");
+    nlohmann::json header_json = {
+        {"datatype", input.datatype()},
+        {"shape", std::vector<int64_t>(input.shape().begin(), input.shape().end())}};
+    if (input.shape_size() > kMaxTensorRank) {
+      throw bad_input(where + ": a tensor has at most " + std::to_string(kMaxTensorRank) +
+                      " dimensions, \"shape\" has " + std::to_string(input.shape_size()));
+    }
+    TensorHeader header = tensor_header_from_json(header_json, where);
+    if (!raw) {
+      request.inputs.push_back({input.name(), tensor_from_typed(input.contents(), header, where)});
+      continue;
+    }
+    if (input.has_contents()) {
+      throw bad_input(where +
+                      ": has typed contents, but the request uses raw_input_contents "
+                      "(use one or the other)");
+    }
+    const std::string& bytes = in.raw_input_contents(i);
+    size_t expected = checked_nbytes(header.shape, c10::elementSize(header.type), where);
+    if (bytes.size() != expected) {
+      throw bad_input(where + ": raw_input_contents[" + std::to_string(i) + "] has " +
+                      std::to_string(bytes.size()) + " bytes, but " + header.datatype + " " +
+                      shape_text(header.shape) + " takes " + std::to_string(expected));
+    }
+    if (header.type == c10::kBool) check_bool_bytes(bytes, where);
+    at::Tensor tensor = at::empty(header.shape, at::TensorOptions().dtype(header.type));
+    if (expected > 0) std::memcpy(tensor.data_ptr(), bytes.data(), expected);
+    request.inputs.push_back({input.name(), std::move(tensor)});
+  }
+  for (const auto& output : in.outputs()) request.outputs.push_back({output.name(), true});
+  return request;
+}
+
+// Outputs always go as raw contents, as Triton answers them.
+void response_from_outputs(const ModelVersion& entry, const InferRequest& request,
+                           const std::vector<std::pair<NamedTensor, bool>>& outputs,
+                           ModelInferResponse& out) {
+  out.set_model_name(entry.name);
+  out.set_model_version(entry.version);
+  if (request.id.is_string()) out.set_id(request.id.get<std::string>());
+  for (const auto& [output, binary] : outputs) {
+    at::Tensor data = output.tensor.to(at::kCPU).contiguous();
+    auto* tensor = out.add_outputs();
+    tensor->set_name(output.name);
+    tensor->set_datatype(datatype_name(data.scalar_type()));
+    for (int64_t size : data.sizes()) tensor->add_shape(size);
+    size_t bytes = static_cast<size_t>(data.numel()) * data.element_size();
+    out.add_raw_output_contents()->assign(static_cast<const char*>(data.data_ptr()), bytes);
+  }
+}
+
+// The client's deadline, if it set one, on the steady clock.
+Clock::time_point client_deadline(const grpc::ServerContext& context) {
+  auto deadline = context.deadline();
+  if (deadline == std::chrono::system_clock::time_point::max()) return Clock::time_point::max();
+  auto left = deadline - std::chrono::system_clock::now();
+  if (left > std::chrono::hours(24 * 365)) return Clock::time_point::max();
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(left);
+}
+
+grpc::Status status_of(const Failure& failure) {
+  return grpc::Status(static_cast<grpc::StatusCode>(grpc_code_for_http_status(failure.status)),
+                      failure.message);
+}
+
+class Service final : public inference::GRPCInferenceService::Service {
+ public:
+  explicit Service(InferenceService& service) : service_(service) {}
+
+  grpc::Status ServerLive(grpc::ServerContext*, const inference::ServerLiveRequest*,
+                          inference::ServerLiveResponse* response) override {
+    response->set_live(true);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ServerReady(grpc::ServerContext*, const inference::ServerReadyRequest*,
+                           inference::ServerReadyResponse* response) override {
+    response->set_ready(service_.ready());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ModelReady(grpc::ServerContext* context, const inference::ModelReadyRequest* request,
+                          inference::ModelReadyResponse* response) override {
+    return guarded(context, "ModelReady", [&] {
+      service_.find(request->name(), request->version());
+      response->set_ready(service_.ready());
+    });
+  }
+
+  grpc::Status ServerMetadata(grpc::ServerContext* context, const inference::ServerMetadataRequest*,
+                              inference::ServerMetadataResponse* response) override {
+    return guarded(context, "ServerMetadata", [&] {
+      response->set_name("torchship");
+      response->set_version(version());
+      for (const auto& extension : service_.extensions()) response->add_extensions(extension);
+    });
+  }
+
+  grpc::Status ModelMetadata(grpc::ServerContext* context,
+                             const inference::ModelMetadataRequest* request,
+                             inference::ModelMetadataResponse* response) override {
+    return guarded(context, "ModelMetadata", [&] {
+      auto entry = service_.find(request->name(), request->version());
+      std::vector<std::string> versions = request->version().empty()
+                                              ? service_.repository().versions_of(entry->name)
+                                              : std::vector<std::string>{entry->version};
+      nlohmann::json metadata = model_metadata(entry->name, versions, *entry->model);
+      response->set_name(metadata["name"].get<std::string>());
+      for (const auto& v : versions) response->add_versions(v);
+      response->set_platform(metadata["platform"].get<std::string>());
+      auto add = [](const nlohmann::json& spec, auto* tensor) {
+        tensor->set_name(spec["name"].get<std::string>());
+        tensor->set_datatype(spec["datatype"].get<std::string>());
+        for (const auto& size : spec["shape"]) tensor->add_shape(size.get<int64_t>());
+      };
+      for (const auto& spec : metadata["inputs"]) add(spec, response->add_inputs());
+      for (const auto& spec : metadata["outputs"]) add(spec, response->add_outputs());
+    });
+  }
+
+  grpc::Status ModelInfer(grpc::ServerContext* context, const ModelInferRequest* request,
+                          ModelInferResponse* response) override {
+    auto started = Clock::now();
+    std::string model_label, version_label;
+    grpc::Status status = guarded(context, "ModelInfer", [&] {
+      auto entry = service_.find(request->model_name(), request->model_version());
+      model_label = entry->name;
+      version_label = entry->version;
+      Clock::time_point deadline = service_.deadline_from(started, client_deadline(*context));
+      InferRequest parsed;
+      {
+        auto slot = service_.decode_slot(deadline);
+        parsed = request_from_proto(*request);
+      }
+      auto outputs = service_.infer(*entry, parsed, deadline);
+      response_from_outputs(*entry, parsed, outputs, *response);
+    });
+    double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    service_.metrics().request(model_label, version_label, "grpc", http_status_of(status), seconds);
+    return status;
+  }
+
+  grpc::Status RepositoryIndex(grpc::ServerContext* context,
+                               const inference::RepositoryIndexRequest* request,
+                               inference::RepositoryIndexResponse* response) override {
+    return guarded(context, "RepositoryIndex", [&] {
+      check_repository_name(request->repository_name());
+      for (const auto& entry : service_.repository().index(request->ready())) {
+        auto* model = response->add_models();
+        model->set_name(entry.name);
+        model->set_version(entry.version);
+        model->set_state(entry.state);
+        model->set_reason(entry.reason);
+      }
+    });
+  }
+
+  grpc::Status RepositoryModelLoad(grpc::ServerContext* context,
+                                   const inference::RepositoryModelLoadRequest* request,
+                                   inference::RepositoryModelLoadResponse*) override {
+    return guarded(context, "RepositoryModelLoad", [&] {
+      check_repository_name(request->repository_name());
+      for (const auto& [key, value] : request->parameters()) {
+        throw bad_input("parameter '" + key +
+                        "' is not supported (torchship loads models as the repository holds "
+                        "them; accepted: none)");
+      }
+      service_.repository().load(request->model_name());
+    });
+  }
+
+  grpc::Status RepositoryModelUnload(grpc::ServerContext* context,
+                                     const inference::RepositoryModelUnloadRequest* request,
+                                     inference::RepositoryModelUnloadResponse*) override {
+    return guarded(context, "RepositoryModelUnload", [&] {
+      check_repository_name(request->repository_name());
+      for (const auto& [key, value] : request->parameters()) {
+        if (key == "unload_dependents") continue;  // no ensembles: nothing depends
+        throw bad_input("parameter '" + key + "' is not supported (accepted: unload_dependents)");
+      }
+      service_.repository().unload(request->model_name());
+    });
+  }
+
+ private:
+  // The API key (metadata "authorization: Bearer <key>"), then the handler; any failure as the
+  // status that matches its HTTP one.
+  template <typename Handler>
+  grpc::Status guarded(grpc::ServerContext* context, const char* method, Handler handler) {
+    const auto& metadata = context->client_metadata();
+    auto key = metadata.find("authorization");
+    std::string authorization =
+        key == metadata.end() ? "" : std::string(key->second.data(), key->second.size());
+    if (!service_.authorized(authorization)) {
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          "missing or wrong API key (expected the metadata authorization: "
+                          "Bearer <key>)");
+    }
+    try {
+      handler();
+      return grpc::Status::OK;
+    } catch (...) {
+      return status_of(service_.describe(std::current_exception(), std::string("gRPC ") + method));
+    }
+  }
+
+  static void check_repository_name(const std::string& name) {
+    if (!name.empty()) {
+      throw bad_input("repository '" + name +
+                      "' is unknown (this server has one repository: leave the name empty)");
+    }
+  }
+
+  static int http_status_of(const grpc::Status& status) {
+    switch (status.error_code()) {
+      case grpc::StatusCode::OK:
+        return 200;
+      case grpc::StatusCode::INVALID_ARGUMENT:
+        return 400;
+      case grpc::StatusCode::UNAUTHENTICATED:
+        return 401;
+      case grpc::StatusCode::NOT_FOUND:
+        return 404;
+      case grpc::StatusCode::FAILED_PRECONDITION:
+        return 409;
+      case grpc::StatusCode::RESOURCE_EXHAUSTED:
+        return 413;
+      case grpc::StatusCode::UNIMPLEMENTED:
+        return 501;
+      case grpc::StatusCode::UNAVAILABLE:
+        return 503;
+      case grpc::StatusCode::DEADLINE_EXCEEDED:
+        return 504;
+      default:
+        return 500;
+    }
+  }
+
+  InferenceService& service_;
+};
+
+}  // namespace
+
+struct GrpcFront::Impl {
+  explicit Impl(InferenceService& service) : service(service), rpc(service) {}
+  InferenceService& service;
+  Service rpc;
+  std::unique_ptr<grpc::Server> server;
+};
+
+GrpcFront::GrpcFront(InferenceService& service) : impl_(std::make_unique<Impl>(service)) {}
+
+GrpcFront::~GrpcFront() {
+  stop();
+}
+
+int GrpcFront::start(const std::string& host, int port) {
+  const ServerOptions& options = impl_->service.options();
+  grpc::ServerBuilder builder;
+  int bound = 0;
+  std::string address =
+      (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound);
+  builder.RegisterService(&impl_->rpc);
+  // A message is a request body: the same limit (gRPC answers RESOURCE_EXHAUSTED beyond it).
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<size_t>(options.max_body_bytes, std::numeric_limits<int>::max())));
+  builder.SetMaxSendMessageSize(-1);
+  // Each call in flight holds a thread of the synchronous server: bound them as HTTP's
+  // connections are (calls beyond get RESOURCE_EXHAUSTED).
+  grpc::ResourceQuota quota("torchship-grpc");
+  quota.SetMaxThreads(std::max(4, options.http_threads + 4));
+  builder.SetResourceQuota(quota);
+  // An idle connection is pinged, and one that stays silent is dropped (--timeout).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options.read_timeout_s * 1000);
+  impl_->server = builder.BuildAndStart();
+  if (!impl_->server || bound == 0) {
+    throw bad_input("cannot listen for gRPC on " + address +
+                    " (address in use, or not an address of this machine)");
+  }
+  return bound;
+}
+
+void GrpcFront::stop() {
+  if (!impl_->server) return;
+  // Calls in flight get this long to finish; their own deadlines are usually shorter.
+  int grace_ms = std::max(30000, impl_->service.options().request_timeout_ms + 5000);
+  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(grace_ms));
+  impl_->server->Wait();
+  impl_->server.reset();
+}
+
+}  // namespace torchship::serving

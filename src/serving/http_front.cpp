@@ -1,0 +1,416 @@
+// The HTTP front of torchship serve: KServe v2 routes over cpp-httplib, the repository
+// extension, API key, limits, JSON errors, metrics, graceful stop.
+#include "serving/http_front.h"
+
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <regex>
+#include <thread>
+
+#include "serving/content_encoding.h"
+#include "serving/service.h"
+#include "torchship/error.h"
+#include "torchship/memory.h"
+#include "torchship/serving.h"
+#include "torchship/version.h"
+
+namespace torchship::serving {
+namespace {
+
+using nlohmann::json;
+void send_json(httplib::Response& response, int status, const json& body) {
+  response.status = status;
+  response.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace),
+                       "application/json");
+}
+
+void send_error(httplib::Response& response, int status, const std::string& message) {
+  send_json(response, status, {{"error", printable(message)}});  // URLs may carry any byte
+}
+
+// Where the pre-routing handler keeps a compressed body's Content-Encoding: httplib inflates
+// any body whose request still names one, without a limit.
+constexpr const char* kBodyEncoding = "X-Torchship-Content-Encoding";
+
+// A refusal decided before the body was read ("401 message"), sent by the route after it.
+constexpr const char* kRefusal = "X-Torchship-Refusal";
+
+// Sends the request's refusal, if the pre-routing handler marked one.
+bool send_refusal(const httplib::Request& request, httplib::Response& response) {
+  if (!request.has_header(kRefusal)) return false;
+  std::string refusal = request.get_header_value(kRefusal);
+  int status = std::atoi(refusal.c_str());
+  if (status == 401) response.set_header("WWW-Authenticate", "Bearer");
+  send_error(response, status, refusal.substr(refusal.find(' ') + 1));
+  return true;
+}
+
+// A route that first sends the request's refusal, if it has one.
+httplib::Server::Handler guarded(httplib::Server::Handler handler) {
+  return
+      [handler = std::move(handler)](const httplib::Request& request, httplib::Response& response) {
+        if (!send_refusal(request, response)) handler(request, response);
+      };
+}
+
+// JSON bodies from this size on take many times their size while parsed.
+constexpr size_t kLargeBody = size_t{1} << 20;
+
+// The scratch memory of a decode goes back to the system when the decode ends, thrown or not.
+struct DecodeScratch {
+  explicit DecodeScratch(bool large) : large(large) {}
+  ~DecodeScratch() {
+    if (large) release_free_memory();
+  }
+  bool large;
+};
+
+// Debian's compiled cpp-httplib listens with a backlog of 5: 32 clients connecting at once
+// overflow it and wait for SYN retransmits (1 s, 3 s, ...). listen() again on the bound socket
+// raises the backlog; the socket is found by its port, as httplib does not expose it.
+void widen_listen_backlog(int port) {
+  for (int fd = 3; fd < 1024; ++fd) {
+    int listening = 0;
+    socklen_t size = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0 || !listening) continue;
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) continue;
+    int bound = address.ss_family == AF_INET
+                    ? ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port)
+                    : ntohs(reinterpret_cast<sockaddr_in6*>(&address)->sin6_port);
+    if (bound == port) ::listen(fd, SOMAXCONN);
+  }
+}
+
+}  // namespace
+
+struct HttpFront::Impl {
+  InferenceService& service;
+  const ServerOptions& options;
+  httplib::Server http;
+  int bound_port = -1;
+
+  explicit Impl(InferenceService& service) : service(service), options(service.options()) {
+    configure();
+  }
+
+  // The request's body, inflated (within --max-body-bytes) when it came compressed; `inflated`
+  // holds the bytes then.
+  std::string_view body_of(const httplib::Request& request, std::string& inflated) const {
+    if (!request.has_header(kBodyEncoding)) return request.body;
+    try {
+      inflated = inflate_body(request.body, request.get_header_value(kBodyEncoding),
+                              options.max_body_bytes);
+    } catch (const BodyTooLarge&) {
+      throw ServingError(413, "the request body inflates to more than " +
+                                  std::to_string(options.max_body_bytes) +
+                                  " bytes (--max-body-bytes)");
+    }
+    return inflated;
+  }
+
+  // Runs a handler for a route on a model: its failure as the JSON error answer, metrics.
+  template <typename Handler>
+  void on_model(const httplib::Request& request, httplib::Response& response, bool counted,
+                Handler handler) {
+    auto started = Clock::now();
+    std::string name = request.matches.size() > 1 ? request.matches[1].str() : "";
+    std::string version = request.matches.size() > 2 ? request.matches[2].str() : "";
+    std::string model_label, version_label;
+    try {
+      std::shared_ptr<ModelVersion> entry = service.find(name, version);  // held to the answer
+      model_label = entry->name;
+      version_label = entry->version;
+      handler(*entry, service.deadline_from(started));
+    } catch (...) {
+      Failure failure =
+          service.describe(std::current_exception(), request.method + " " + request.path);
+      send_error(response, failure.status, failure.message);
+    }
+    if (!counted) return;
+    double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    service.metrics().request(model_label, version_label, "http", response.status, seconds);
+  }
+
+  // Runs a handler for a route on the repository: its failure as the JSON error answer.
+  template <typename Handler>
+  void on_repository(const httplib::Request& request, httplib::Response& response,
+                     Handler handler) {
+    try {
+      handler();
+    } catch (...) {
+      Failure failure =
+          service.describe(std::current_exception(), request.method + " " + request.path);
+      send_error(response, failure.status, failure.message);
+    }
+  }
+
+  void infer(ModelVersion& entry, const httplib::Request& request, httplib::Response& response,
+             Clock::time_point deadline) {
+    std::string header_length;
+    bool has_header = request.has_header("Inference-Header-Content-Length");
+    if (has_header) header_length = request.get_header_value("Inference-Header-Content-Length");
+    InferRequest parsed;
+    {
+      auto slot = service.decode_slot(deadline);
+      DecodeScratch scratch(request.body.size() >= kLargeBody || request.has_header(kBodyEncoding));
+      std::string inflated;
+      parsed =
+          parse_infer_request(body_of(request, inflated), has_header ? &header_length : nullptr);
+    }
+    auto outputs = service.infer(entry, parsed, deadline);
+    HttpBody body = infer_response(entry.name, entry.version, parsed.id, outputs);
+    if (body.json_length) {
+      response.set_header("Inference-Header-Content-Length", std::to_string(*body.json_length));
+    }
+    response.status = 200;
+    response.set_content(std::move(body.data), body.content_type.c_str());
+  }
+
+  void classify(ModelVersion& entry, const httplib::Request& request, httplib::Response& response,
+                Clock::time_point deadline) {
+    int k = 5;
+    if (request.has_param("top_k")) {
+      std::string text = request.get_param_value("top_k");
+      char* end = nullptr;
+      long value = std::strtol(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0' || value < 1 || value > 1000) {
+        throw bad_input("top_k must be an integer from 1 to 1000, got \"" + text + "\"");
+      }
+      k = static_cast<int>(value);
+    }
+    const auto& manifest = entry.model->manifest();
+    if (!manifest || manifest->task != "classification") {
+      throw bad_input("model '" + entry.name + "' is not a classifier (its manifest task is " +
+                      (manifest ? manifest->task : std::string("missing")) + "); use /infer");
+    }
+    if (request.body.empty()) {
+      throw bad_input("expected the image file as the request body (PNG, JPEG, ...), got 0 bytes");
+    }
+    c10::IValue image;
+    {
+      auto slot = service.decode_slot(deadline);
+      DecodeScratch scratch(true);  // a small file may decode to hundreds of megabytes
+      std::string inflated;
+      image =
+          entry.model->image_input_from_bytes(body_of(request, inflated), 0, "the request body");
+    }
+    c10::IValue output = service.execute(entry, {image}, deadline);
+    auto predictions = entry.model->top_k_rows(output, k).at(0);
+    json list = json::array();
+    for (const auto& p : predictions) {
+      list.push_back({{"index", p.index}, {"label", p.label}, {"score", p.score}});
+    }
+    send_json(
+        response, 200,
+        {{"model_name", entry.name}, {"model_version", entry.version}, {"predictions", list}});
+  }
+
+  void configure() {
+    http.new_task_queue = [threads = options.http_threads] {
+      return new httplib::ThreadPool(static_cast<size_t>(std::max(1, threads)));
+    };
+    http.set_payload_max_length(options.max_body_bytes);
+    http.set_read_timeout(options.read_timeout_s, 0);
+    http.set_write_timeout(options.write_timeout_s, 0);
+    http.set_keep_alive_max_count(100000);
+    http.set_tcp_nodelay(true);  // headers and body go out as separate writes: no 40 ms Nagle stall
+
+    http.set_pre_routing_handler([this](const httplib::Request& request, httplib::Response&) {
+      // `curl --data-binary @photo.jpg` labels the body a form; httplib would then parse it as
+      // one and refuse anything above 8 kB. No route here takes forms: drop the label.
+      auto form = request.headers.find("Content-Type");
+      auto& headers = const_cast<httplib::Request&>(request).headers;
+      if (form != request.headers.end() &&
+          form->second.rfind("application/x-www-form-urlencoded", 0) == 0) {
+        headers.erase("Content-Type");
+      }
+      // This runs before httplib reads the body, and never answers itself: an answer now
+      // would leave the body unread on a keep-alive connection, to be parsed as the next
+      // request (behind a proxy, one client's answer would then reach another). A refusal
+      // is marked here and sent by the route once the body is read (within the body limit).
+      headers.erase(kRefusal);
+      headers.erase(kBodyEncoding);
+      auto refuse = [&](int status, const std::string& message) {
+        headers.emplace(kRefusal, std::to_string(status) + " " + message);
+      };
+      // A compressed body is read as it came and inflated by the route within the body
+      // limit: httplib's own inflation (gzip, deflate, brotli) has none.
+      if (request.has_header("Content-Encoding")) {
+        std::string encoding = request.get_header_value("Content-Encoding");
+        headers.erase("Content-Encoding");
+        if (accepted_encoding(encoding)) {
+          headers.emplace(kBodyEncoding, encoding);
+        } else {
+          refuse(415, "Content-Encoding '" + encoding +
+                          "' is not accepted (expected gzip, deflate or identity)");
+        }
+      }
+      bool key_needed = request.path.rfind("/v2/health/", 0) != 0;
+      if (key_needed && !service.authorized(request.get_header_value("Authorization"))) {
+        refuse(401, "missing or wrong API key (expected the header Authorization: Bearer <key>)");
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+    http.set_error_handler([this](const httplib::Request& request, httplib::Response& response) {
+      if (!response.body.empty()) return;  // a route already explained itself
+      if (send_refusal(request, response)) return;
+      if (response.status == 413) {
+        send_error(response, 413,
+                   "the request body exceeds " + std::to_string(options.max_body_bytes) +
+                       " bytes (--max-body-bytes)");
+      } else if (response.status == 404) {
+        send_error(response, 404,
+                   "no route " + request.method + " " + request.path +
+                       " (see docs/serving.md for the KServe v2 routes)");
+      } else {
+        send_error(response, response.status, "HTTP status " + std::to_string(response.status));
+      }
+    });
+    http.set_exception_handler([this](const httplib::Request& request, httplib::Response& response,
+                                      std::exception_ptr error) {
+      Failure failure = service.describe(error, request.method + " " + request.path);
+      send_error(response, failure.status, failure.message);
+    });
+
+    // Every route first sends a refusal the pre-routing handler marked (API key, encoding).
+    auto get = [this](const std::string& path, httplib::Server::Handler handler) {
+      http.Get(path, guarded(std::move(handler)));
+    };
+    auto post = [this](const std::string& path, httplib::Server::Handler handler) {
+      http.Post(path, guarded(std::move(handler)));
+    };
+    get("/v2/health/live", [](const httplib::Request&, httplib::Response& response) {
+      send_json(response, 200, {{"live", true}});
+    });
+    get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& response) {
+      bool ready = service.ready();
+      send_json(response, ready ? 200 : 503, {{"ready", ready}});
+    });
+    get("/v2", [this](const httplib::Request&, httplib::Response& response) {
+      send_json(
+          response, 200,
+          {{"name", "torchship"}, {"version", version()}, {"extensions", service.extensions()}});
+    });
+    get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
+      response.set_content(service.metrics().prometheus(), "text/plain; version=0.0.4");
+    });
+
+    const std::string model = R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)";
+    get(model, [this](const httplib::Request& request, httplib::Response& response) {
+      on_model(request, response, false, [&](ModelVersion& entry, Clock::time_point) {
+        std::vector<std::string> versions = request.matches[2].length() > 0
+                                                ? std::vector<std::string>{entry.version}
+                                                : service.repository().versions_of(entry.name);
+        send_json(response, 200, model_metadata(entry.name, versions, *entry.model));
+      });
+    });
+    get(model + "/ready", [this](const httplib::Request& request, httplib::Response& response) {
+      on_model(request, response, false, [&](ModelVersion& entry, Clock::time_point) {
+        bool ready = service.ready();
+        send_json(response, ready ? 200 : 503, {{"name", entry.name}, {"ready", ready}});
+      });
+    });
+    post(model + "/infer", [this](const httplib::Request& request, httplib::Response& response) {
+      on_model(request, response, true, [&](ModelVersion& entry, Clock::time_point deadline) {
+        infer(entry, request, response, deadline);
+      });
+    });
+    post(model + "/classify", [this](const httplib::Request& request, httplib::Response& response) {
+      on_model(request, response, true, [&](ModelVersion& entry, Clock::time_point deadline) {
+        classify(entry, request, response, deadline);
+      });
+    });
+
+    // Triton's model repository extension.
+    post("/v2/repository/index",
+         [this](const httplib::Request& request, httplib::Response& response) {
+           on_repository(request, response, [&] {
+             bool ready_only = false;
+             if (!request.body.empty()) {
+               json body = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+               if (!body.is_object()) {
+                 throw bad_input("expected the index request {\"ready\": true|false} or no body");
+               }
+               if (auto ready = body.find("ready"); ready != body.end()) {
+                 if (!ready->is_boolean()) {
+                   throw bad_input("\"ready\" must be true or false, got " + ready->dump());
+                 }
+                 ready_only = ready->get<bool>();
+               }
+             }
+             json list = json::array();
+             for (const auto& entry : service.repository().index(ready_only)) {
+               json item = {{"name", entry.name}};
+               if (!entry.version.empty()) item["version"] = entry.version;
+               if (!entry.state.empty()) item["state"] = entry.state;
+               if (!entry.reason.empty()) item["reason"] = entry.reason;
+               list.push_back(std::move(item));
+             }
+             send_json(response, 200, list);
+           });
+         });
+    const std::string control = R"(/v2/repository/models/([^/]+)/(load|unload))";
+    post(control, [this](const httplib::Request& request, httplib::Response& response) {
+      on_repository(request, response, [&] {
+        std::string name = request.matches[1];
+        bool load = request.matches[2] == "load";
+        check_control_parameters(request.body, load);
+        if (load) {
+          service.repository().load(name);
+        } else {
+          service.repository().unload(name);
+        }
+        response.status = 200;  // Triton answers with an empty body
+      });
+    });
+  }
+
+  // A load or unload body: none, or {"parameters": {...}} with what torchship understands.
+  static void check_control_parameters(const std::string& text, bool load) {
+    if (text.empty()) return;
+    json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (!body.is_object()) throw bad_input("expected {\"parameters\": {...}} or no body");
+    auto parameters = body.find("parameters");
+    if (parameters == body.end()) return;
+    if (!parameters->is_object()) throw bad_input("\"parameters\" must be an object");
+    for (const auto& [key, value] : parameters->items()) {
+      if (!load && key == "unload_dependents") continue;  // no ensembles: nothing depends
+      throw bad_input("parameter '" + key + "' is not supported (torchship " +
+                      (load ? "loads models as the repository holds them" : "unloads models") +
+                      "; accepted: " + (load ? "none" : "unload_dependents") + ")");
+    }
+  }
+};
+
+HttpFront::HttpFront(InferenceService& service) : impl_(std::make_unique<Impl>(service)) {}
+
+HttpFront::~HttpFront() = default;
+
+int HttpFront::bind(const std::string& host, int port) {
+  int bound = port == 0 ? impl_->http.bind_to_any_port(host)
+                        : (impl_->http.bind_to_port(host, port) ? port : -1);
+  if (bound < 0) {
+    throw bad_input("cannot listen on " + host + ":" + std::to_string(port) +
+                    " (address in use, or not an address of this machine)");
+  }
+  impl_->bound_port = bound;
+  widen_listen_backlog(bound);
+  return bound;
+}
+
+void HttpFront::serve() {
+  impl_->http.listen_after_bind();
+}
+
+void HttpFront::stop() {
+  if (impl_->http.is_running()) impl_->http.stop();
+}
+
+}  // namespace torchship::serving

@@ -1,0 +1,134 @@
+#include "serving/service.h"
+
+#include <cstdio>
+
+#include "torchship/error.h"
+
+namespace torchship::serving {
+
+void log_line(const std::string& text) {
+  std::string line = "torchship: " + text + "\n";
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+namespace {
+
+int status_for(const Error& error) {
+  switch (error.kind()) {
+    case ErrorKind::BadInput:
+      return 400;
+    case ErrorKind::Unsupported:
+      return 501;
+    default:
+      return 500;
+  }
+}
+
+}  // namespace
+
+InferenceService::InferenceService(ServerOptions options)
+    : options_(std::move(options)), decode_slots_(options_.max_concurrent_decodes) {
+  RepositoryOptions repository;
+  repository.load = options_.load;
+  repository.threads_per_instance = options_.threads_per_instance;
+  repository.control = options_.model_control;
+  repository.startup_models = options_.load_models;
+  repository_ = std::make_unique<Repository>(options_.model_repository, repository, metrics_,
+                                             [](const std::string& text) { log_line(text); });
+}
+
+bool InferenceService::authorized(const std::string& authorization) const {
+  return options_.api_key.empty() || authorization == "Bearer " + options_.api_key;
+}
+
+std::shared_ptr<ModelVersion> InferenceService::find(const std::string& name,
+                                                     const std::string& version) const {
+  if (auto found = repository_->find(name, version)) return found;
+  if (!repository_->has_model(name)) {
+    throw ServingError(404, "unknown model '" + name + "' (not in the repository, or not loaded)");
+  }
+  std::string known;
+  for (const auto& v : repository_->versions_of(name)) known += (known.empty() ? "" : ", ") + v;
+  throw ServingError(404,
+                     "model '" + name + "' has no version " + version + " (it has " + known + ")");
+}
+
+Clock::time_point InferenceService::deadline_from(Clock::time_point started,
+                                                  Clock::time_point client_deadline) const {
+  Clock::time_point own = options_.request_timeout_ms <= 0
+                              ? Clock::time_point::max()
+                              : started + std::chrono::milliseconds(options_.request_timeout_ms);
+  return std::min(own, client_deadline);
+}
+
+void InferenceService::deadline_passed(const std::string& what) const {
+  throw ServingError(504, what + " within the request deadline of " +
+                              std::to_string(options_.request_timeout_ms) +
+                              " ms (--request-timeout-ms, or the client's own)");
+}
+
+DecodeSlots::Held InferenceService::decode_slot(Clock::time_point deadline) {
+  DecodeSlots::Held slot = decode_slots_.acquire(deadline);
+  if (!slot) deadline_passed("no decode slot came free");
+  return slot;
+}
+
+c10::IValue InferenceService::execute(ModelVersion& entry, std::vector<c10::IValue> arguments,
+                                      Clock::time_point deadline) {
+  if (Clock::now() >= deadline) deadline_passed("the request was not decoded");
+  try {
+    auto result = entry.batcher->submit(std::move(arguments), deadline);
+    if (deadline != Clock::time_point::max() &&
+        result.wait_until(deadline) == std::future_status::timeout) {
+      deadline_passed("model '" + entry.name + "' did not answer");
+    }
+    return result.get();
+  } catch (const Unavailable& e) {
+    throw ServingError(503, e.what());
+  } catch (const DeadlineExceeded& e) {
+    deadline_passed(std::string(e.what()) + ": model '" + entry.name + "' did not start it");
+  }
+}
+
+std::vector<std::pair<NamedTensor, bool>> InferenceService::infer(ModelVersion& entry,
+                                                                  InferRequest& request,
+                                                                  Clock::time_point deadline) {
+  std::vector<c10::IValue> arguments = forward_arguments(*entry.model, std::move(request.inputs));
+  c10::IValue output = execute(entry, std::move(arguments), deadline);
+  const auto& manifest = entry.model->manifest();
+  return chosen_outputs(request, named_outputs(output, manifest ? &*manifest : nullptr));
+}
+
+Failure InferenceService::describe(std::exception_ptr failure, const std::string& route) const {
+  std::string full, brief;
+  try {
+    std::rethrow_exception(failure);
+  } catch (const ServingError& e) {
+    return {e.status, printable(e.what())};  // URLs and names may carry any byte
+  } catch (const UnknownModel& e) {
+    return {404, printable(e.what())};
+  } catch (const ControlRefused& e) {
+    return {409, printable(e.what())};
+  } catch (const Error& e) {
+    int status = status_for(e);
+    if (status >= 500) log_line("error: " + route + ": " + e.what());
+    return {status, e.what()};
+  } catch (const std::bad_alloc&) {
+    full = brief = "out of memory";
+  } catch (const std::exception& e) {  // c10::Error's brief leaves out its backtrace
+    full = e.what();
+    brief = first_line(e);
+  } catch (...) {
+    full = brief = "unknown failure";
+  }
+  // Not the client's fault: one printable line for it, without the library's stack trace or
+  // source locations; the full text for the server log.
+  log_line("error: " + route + ": internal error: " + printable(full, full.size()));
+  return {500, "internal error: " + printable(brief, 512)};
+}
+
+std::vector<std::string> InferenceService::extensions() const {
+  return {"binary_tensor_data", "classify", "model_repository"};
+}
+
+}  // namespace torchship::serving

@@ -1,0 +1,94 @@
+// What the protocol fronts (HTTP, gRPC) share: the repository and its batchers, limits,
+// deadlines, the API key, metrics, and what every failure is called and answered with. A front
+// only translates its protocol to these calls, so both behave the same for the same request.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "serving/decode_slots.h"
+#include "serving/kserve.h"
+#include "serving/metrics.h"
+#include "serving/repository.h"
+#include "torchship/serving.h"
+
+namespace torchship::serving {
+
+using Clock = std::chrono::steady_clock;
+
+// A failure with the HTTP status it is answered with; gRPC answers the matching code
+// (grpc_front.cpp, docs/serving.md).
+struct ServingError : std::runtime_error {
+  ServingError(int status, const std::string& message)
+      : std::runtime_error(message), status(status) {}
+  int status;
+};
+
+// What a client hears about a failure: a status and one printable line.
+struct Failure {
+  int status;
+  std::string message;
+};
+
+// The server log: one write per record, so that records of concurrent requests never interleave.
+void log_line(const std::string& text);
+
+class InferenceService {
+ public:
+  explicit InferenceService(ServerOptions options);
+
+  const ServerOptions& options() const { return options_; }
+  Metrics& metrics() { return metrics_; }
+  Repository& repository() { return *repository_; }
+
+  bool ready() const { return !draining_.load(); }
+  void drain() { draining_ = true; }
+
+  // Whether an Authorization value ("Bearer <key>") opens the protected routes.
+  bool authorized(const std::string& authorization) const;
+
+  // The ready version; ServingError(404) naming what there is otherwise.
+  std::shared_ptr<ModelVersion> find(const std::string& name, const std::string& version) const;
+
+  // When a request that arrived at `started` must be answered: --request-timeout-ms, or the
+  // client's own deadline when that comes first.
+  Clock::time_point deadline_from(Clock::time_point started, Clock::time_point client_deadline =
+                                                                 Clock::time_point::max()) const;
+  [[noreturn]] void deadline_passed(const std::string& what) const;
+
+  // A decode slot for this request, waiting no longer than its deadline.
+  DecodeSlots::Held decode_slot(Clock::time_point deadline);
+
+  // Runs one request through the version's batcher and waits for its rows until its deadline; a
+  // forward still running then finishes for nobody, and the queue moves on.
+  c10::IValue execute(ModelVersion& entry, std::vector<c10::IValue> arguments,
+                      Clock::time_point deadline);
+
+  // A KServe inference request's outputs, in the order they are to be answered (the requested
+  // ones, else all); each with whether it goes as binary data.
+  std::vector<std::pair<NamedTensor, bool>> infer(ModelVersion& entry, InferRequest& request,
+                                                  Clock::time_point deadline);
+
+  // The exception in flight as a status and message. Failures that are not the client's fault
+  // get a brief message; their full text goes to the server log under `route`.
+  Failure describe(std::exception_ptr failure, const std::string& route) const;
+
+  // The server metadata: name, version, protocol extensions.
+  std::vector<std::string> extensions() const;
+
+ private:
+  ServerOptions options_;
+  Metrics metrics_;
+  std::unique_ptr<Repository> repository_;
+  std::atomic<bool> draining_{false};
+  DecodeSlots decode_slots_;
+};
+
+}  // namespace torchship::serving
