@@ -7,8 +7,22 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 [ "$TORCHSHIP_TORCH" = pypi ] || exit 0
 
+# Triton's clients (scripts/requirements-clients.txt) go into the same virtualenv: installed once
+# per version of that file, without making a new virtualenv for them.
+install_clients() {
+  local stamp
+  stamp="$VENV/.clients-$(sha256sum scripts/requirements-clients.txt | cut -c1-12)"
+  [ -f "$stamp" ] && return 0
+  "$PY" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-clients.txt \
+    2> >(grep -v "^WARNING: Location .* is ignored" >&2)
+  rm -f "$VENV"/.clients-*
+  touch "$stamp"
+  echo "setup: tritonclient $("$PY" -c 'import importlib.metadata as m; print(m.version("tritonclient"))') installed"
+}
+
 if [ -f "$VENV/.complete" ]; then
   echo "setup: virtualenv $VENV ($("$PY" -c 'import torch; print("torch", torch.__version__)'))"
+  install_clients
   exit 0
 fi
 echo "setup: creating $VENV (torch, torchvision from PyPI; a few minutes the first time)"
@@ -22,4 +36,5 @@ done
 "$PY" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-pypi.txt \
   2> >(grep -v "^WARNING: Location .* is ignored" >&2)
 touch "$VENV/.complete"
+install_clients
 echo "setup: $("$PY" -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)')"

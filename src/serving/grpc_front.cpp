@@ -172,13 +172,14 @@ InferRequest request_from_proto(const ModelInferRequest& in) {
     const auto& input = in.inputs(i);
     std::string where = "input '" + input.name() + "'";
     if (!seen.insert(input.name()).second) throw bad_input(where + " appears twice");
-    nlohmann::json header_json = {
-        {"datatype", input.datatype()},
-        {"shape", std::vector<int64_t>(input.shape().begin(), input.shape().end())}};
-    if (input.shape_size() > kMaxTensorRank) {
+    if (static_cast<size_t>(input.shape_size()) > kMaxTensorRank) {
       throw bad_input(where + ": a tensor has at most " + std::to_string(kMaxTensorRank) +
                       " dimensions, \"shape\" has " + std::to_string(input.shape_size()));
     }
+    // The same checks as a JSON request's header: one datatype table, one message per mistake.
+    nlohmann::json header_json = {
+        {"datatype", input.datatype()},
+        {"shape", std::vector<int64_t>(input.shape().begin(), input.shape().end())}};
     TensorHeader header = tensor_header_from_json(header_json, where);
     if (!raw) {
       request.inputs.push_back({input.name(), tensor_from_typed(input.contents(), header, where)});
@@ -256,8 +257,14 @@ class Service final : public inference::GRPCInferenceService::Service {
   grpc::Status ModelReady(grpc::ServerContext* context, const inference::ModelReadyRequest* request,
                           inference::ModelReadyResponse* response) override {
     return guarded(context, "ModelReady", [&] {
-      service_.find(request->name(), request->version());
-      response->set_ready(service_.ready());
+      // KServe: HTTP says "not ready" with a 4xx status, gRPC with ready = false.
+      try {
+        service_.find(request->name(), request->version());
+        response->set_ready(service_.ready());
+      } catch (const ServingError& e) {
+        if (e.status != 404) throw;
+        response->set_ready(false);
+      }
     });
   }
 

@@ -132,8 +132,12 @@ Repository::Repository(const fs::path& root, RepositoryOptions options, Metrics&
           "model in the repository)");
     }
   }
+  // At start a failure stops the server with its message, and the summary lists what loaded:
+  // nothing to log until then.
+  Log later = std::move(log_);
+  log_ = [](const std::string&) {};
   for (const auto& name : names) {
-    if (!fs::is_directory(root_ / name, ec)) {
+    if (!holds(name)) {
       throw bad_input("--load-model " + name + ": the repository " + root_.string() +
                       " has no model folder of that name");
     }
@@ -143,6 +147,7 @@ Repository::Repository(const fs::path& root, RepositoryOptions options, Metrics&
     throw bad_input("--model-repository " + root_.string() +
                     ": no models (expected DIR/<model>/<version>/model.pt or model.pt2)");
   }
+  log_ = std::move(later);
 }
 
 Repository::~Repository() = default;
@@ -306,6 +311,12 @@ bool Repository::has_model(const std::string& name) const {
   return model != models_.end() && !model->second.ready.empty();
 }
 
+bool Repository::holds(const std::string& name) const {
+  std::error_code ec;
+  return !name.empty() && name.find('/') == std::string::npos && name != "." && name != ".." &&
+         fs::is_directory(root_ / name, ec);
+}
+
 std::vector<std::string> Repository::versions_of(const std::string& name) const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<std::string> out;
@@ -367,9 +378,7 @@ void Repository::load(const std::string& name) {
         "mode " +
         std::string(options_.control == ModelControl::Poll ? "poll" : "none") + ")");
   }
-  std::error_code ec;
-  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == ".." ||
-      !fs::is_directory(root_ / name, ec)) {
+  if (!holds(name)) {
     throw UnknownModel("the repository has no model '" + name +
                        "' (it has: " + joined(model_names_on_disk()) + ")");
   }
@@ -389,9 +398,7 @@ void Repository::unload(const std::string& name) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto model = models_.find(name);
-    std::error_code ec;
-    if (model == models_.end() &&
-        (name.find('/') != std::string::npos || !fs::is_directory(root_ / name, ec))) {
+    if (model == models_.end() && !holds(name)) {
       throw UnknownModel("the repository has no model '" + name + "'");
     }
     if (model != models_.end()) removed = std::move(model->second);

@@ -80,7 +80,8 @@ class Repository {
 
   // A ready version; nullptr when there is none. Version "" picks the highest ready one.
   std::shared_ptr<ModelVersion> find(const std::string& name, const std::string& version) const;
-  bool has_model(const std::string& name) const;                        // any version ready
+  bool has_model(const std::string& name) const;  // any version ready
+  bool holds(const std::string& name) const;      // a model folder of that name
   std::vector<std::string> versions_of(const std::string& name) const;  // ready ones, ascending
   std::vector<std::shared_ptr<ModelVersion>> loaded() const;
   std::vector<IndexEntry> index(bool ready_only) const;

@@ -45,7 +45,11 @@ std::shared_ptr<ModelVersion> InferenceService::find(const std::string& name,
                                                      const std::string& version) const {
   if (auto found = repository_->find(name, version)) return found;
   if (!repository_->has_model(name)) {
-    throw ServingError(404, "unknown model '" + name + "' (not in the repository, or not loaded)");
+    if (!repository_->holds(name)) throw ServingError(404, "unknown model '" + name + "'");
+    throw ServingError(404, "model '" + name + "' is not loaded (" +
+                                (repository_->control() == ModelControl::Explicit
+                                     ? "POST /v2/repository/models/" + name + "/load loads it)"
+                                     : "GET /v2/repository/index says why)"));
   }
   std::string known;
   for (const auto& v : repository_->versions_of(name)) known += (known.empty() ? "" : ", ") + v;
@@ -64,7 +68,7 @@ Clock::time_point InferenceService::deadline_from(Clock::time_point started,
 void InferenceService::deadline_passed(const std::string& what) const {
   throw ServingError(504, what + " within the request deadline of " +
                               std::to_string(options_.request_timeout_ms) +
-                              " ms (--request-timeout-ms, or the client's own)");
+                              " ms (--request-timeout-ms)");
 }
 
 DecodeSlots::Held InferenceService::decode_slot(Clock::time_point deadline) {

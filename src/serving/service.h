@@ -58,7 +58,8 @@ class InferenceService {
   std::shared_ptr<ModelVersion> find(const std::string& name, const std::string& version) const;
 
   // When a request that arrived at `started` must be answered: --request-timeout-ms, or the
-  // client's own deadline when that comes first.
+  // client's own deadline (gRPC) when that comes first; the client then hears DEADLINE_EXCEEDED
+  // from its own library.
   Clock::time_point deadline_from(Clock::time_point started, Clock::time_point client_deadline =
                                                                  Clock::time_point::max()) const;
   [[noreturn]] void deadline_passed(const std::string& what) const;

@@ -41,6 +41,14 @@ def wait_until_answering(port: int, path: str = "/v2/health/ready", timeout: flo
     raise RuntimeError(f"nothing answered GET {path} on port {port} within {timeout:.0f} s")
 
 
+def metric(text: str, name: str) -> float:
+    """The value of one sample (name with its labels) in Prometheus text; 0 when absent."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def make_repository(folder: str, models: Dict[str, Tuple[str, Optional[dict]]]) -> str:
     """models: name -> (archive, config or None), each as version 1."""
     for name, (archive, config) in models.items():
@@ -70,6 +78,8 @@ class Server:
             found = re.search(r"listening on http://[^:]+:(\d+)", line)
             if found:
                 self.port = int(found.group(1))
+                grpc = re.search(r" and grpc://[^:]+:(\d+)", line)
+                self.grpc_port = int(grpc.group(1)) if grpc else None
                 break
         if self.port is None:
             self.process.kill()

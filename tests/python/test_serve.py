@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from serving import Client, Server, infer_body, make_repository
+from serving import Client, Server, infer_body, make_repository, metric
 
 FASHION_CONFIG = {"max_batch_size": 64, "max_queue_delay_us": 5000}
 
@@ -139,13 +139,6 @@ def test_concurrent_keep_alive_clients_get_their_own_answers(server, reference):
         metric(before, 'torchship_inferences_total{model="fashion",version="1"}')
     assert inferences == 32 * 6
     assert executions < inferences, "concurrent requests were never batched together"
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    return 0.0
 
 
 def test_metrics_in_prometheus_format(server, reference):
