@@ -11,6 +11,7 @@
 //                  --header-length 212 --clients 32 --seconds 10
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -44,6 +45,7 @@ struct Options {
 };
 
 struct ClientResult {
+  long calls = 0;                    // every call, the warm-up's included
   std::vector<double> latencies_ms;  // answered with success, after the warm-up
   std::map<std::string, long> failures;
 };
@@ -67,6 +69,7 @@ void drive(Send send, Clock::time_point measure_from, Clock::time_point end, Cli
     failure.clear();
     bool ok = send(failure);
     auto finished = Clock::now();
+    ++result.calls;
     if (started < measure_from) continue;
     if (ok) {
       result.latencies_ms.push_back(
@@ -128,6 +131,13 @@ double percentile(const std::vector<double>& sorted, double p) {
   return sorted[std::min(index, sorted.size() - 1)];
 }
 
+double cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1e-6;
+}
+
 int run(const Options& options) {
   std::string payload = read_file(options.request_path);
   inference::ModelInferRequest request;
@@ -140,6 +150,7 @@ int run(const Options& options) {
   auto end = measure_from + std::chrono::duration_cast<Clock::duration>(
                                 std::chrono::duration<double>(options.seconds));
   std::vector<ClientResult> results(options.clients);
+  double cpu_before = cpu_seconds();
   std::vector<std::thread> threads;
   for (int i = 0; i < options.clients; ++i) {
     threads.emplace_back([&, i] {
@@ -155,6 +166,9 @@ int run(const Options& options) {
     });
   }
   for (auto& thread : threads) thread.join();
+  double cpu = cpu_seconds() - cpu_before;
+  long calls = 0;
+  for (const auto& result : results) calls += result.calls;
 
   std::vector<double> latencies;
   std::map<std::string, long> failures;
@@ -167,10 +181,11 @@ int run(const Options& options) {
   std::printf(
       "{\"protocol\": \"%s\", \"clients\": %d, \"seconds\": %.3f, \"requests\": %zu, "
       "\"rps\": %.3f, \"p50_ms\": %.4f, \"p90_ms\": %.4f, \"p99_ms\": %.4f, "
-      "\"failures\": {",
+      "\"client_cpu_us_per_call\": %.1f, \"failures\": {",
       options.protocol.c_str(), options.clients, seconds, latencies.size(),
       static_cast<double>(latencies.size()) / seconds, percentile(latencies, 0.5),
-      percentile(latencies, 0.9), percentile(latencies, 0.99));
+      percentile(latencies, 0.9), percentile(latencies, 0.99),
+      calls > 0 ? cpu * 1e6 / static_cast<double>(calls) : 0.0);
   bool first = true;
   for (const auto& [why, count] : failures) {
     std::printf("%s\"%s\": %ld", first ? "" : ", ", why.c_str(), count);

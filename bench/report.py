@@ -214,13 +214,14 @@ def render(all_results: List[dict]) -> str:
     for results in all_results:
         lines += stack_section(results) + [""]
     lines += [VERIFICATION]
-    # bench/serve_bench.py owns the serving section: keep it.
+    # bench/serve_bench.py and bench/protocols.py own the serving sections: keep them.
     if os.path.exists(REPORT):
         previous = open(REPORT).read()
-        start = previous.find("## Serving under load")
-        if start >= 0:
-            end = previous.find("\n## ", start + 1)
-            lines += [previous[start:end if end >= 0 else len(previous)].rstrip("\n"), ""]
+        for section in ("## Serving under load", "## KServe v2 protocols under load"):
+            start = previous.find(section)
+            if start >= 0:
+                end = previous.find("\n## ", start + 1)
+                lines += [previous[start:end if end >= 0 else len(previous)].rstrip("\n"), ""]
     return "\n".join(lines)
 
 
