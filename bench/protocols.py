@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--models", nargs="+", choices=list(MODEL_NAMES), default=list(MODEL_NAMES),
+                        help="a quick look at one model (the page needs both)")
     args = parser.parse_args()
     for path in (CLI, LOAD):
         if not os.path.exists(path):
@@ -110,11 +112,11 @@ def main() -> None:
         os.sched_setaffinity(0, server_cpus)  # the server inherits it
         server = Server(CLI, repository, "--grpc-port", "0", "--threads", "1")
         os.sched_setaffinity(0, set(cpus))
-        total = len(MODEL_NAMES) * len(args.clients) * len(PROTOCOLS) * args.rounds
+        total = len(args.models) * len(args.clients) * len(PROTOCOLS) * args.rounds
         done = 0
         try:
             for round_number in range(args.rounds):
-                for model in MODEL_NAMES:
+                for model in args.models:
                     for clients in args.clients:
                         for protocol in PROTOCOLS:
                             port = server.grpc_port if protocol == "grpc" else server.port
@@ -146,6 +148,10 @@ def main() -> None:
                "cpus": os.cpu_count(), "server_cpus": sorted(server_cpus),
                "client_cpus": sorted(client_cpus), "torchship": version, "seconds": args.seconds,
                "rounds": args.rounds, "samples": samples}
+    if args.models != list(MODEL_NAMES):
+        for key, runs in samples.items():  # not the page's data: printed only
+            print(key, [(round(r["rps"], 1), round(r["p99_ms"], 2)) for r in runs])
+        return
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS, "w") as f:
         json.dump(results, f, indent=1)

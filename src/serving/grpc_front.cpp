@@ -458,6 +458,8 @@ int GrpcFront::start(const std::string& host, int port) {
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, max_threads);
   // An idle connection is pinged, and one that stays silent is dropped (--timeout).
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
+  // A 600 KB image tensor in HTTP/2's default 64 KB window waits for several window updates.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 4 << 20);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, options.read_timeout_s * 1000);
   impl_->server = builder.BuildAndStart();
   if (!impl_->server || bound == 0) {
