@@ -141,7 +141,7 @@ Repository::Repository(const fs::path& root, RepositoryOptions options, Metrics&
       throw bad_input("--load-model " + name + ": the repository " + root_.string() +
                       " has no model folder of that name");
     }
-    synchronize(name, /*throw_on_failure=*/true);
+    synchronize(name, /*on_request=*/true);
   }
   if (options_.control == ModelControl::None && loaded().empty()) {
     throw bad_input("--model-repository " + root_.string() +
@@ -165,7 +165,7 @@ std::vector<std::string> Repository::model_names_on_disk() const {
 // Brings model `name` in line with its folder: loads new and changed versions beside the serving
 // ones, swaps in those that load, keeps the old ones where loading failed, and drops versions
 // whose folder is gone. Called with control_mutex_ held; mutex_ only guards the swap.
-void Repository::synchronize(const std::string& name, bool throw_on_failure) {
+void Repository::synchronize(const std::string& name, bool on_request) {
   fs::path model_dir = root_ / name;
   std::error_code ec;
   std::string config_text, config_error;
@@ -213,8 +213,10 @@ void Repository::synchronize(const std::string& name, bool throw_on_failure) {
       next.ready[number] = serving->second;
       continue;
     }
+    // Polling does not retry a file that failed until it changes; a request (or the start) does.
     auto failed = current.failed_fingerprint.find(number);
-    if (failed != current.failed_fingerprint.end() && failed->second == print && !print.empty()) {
+    if (!on_request && failed != current.failed_fingerprint.end() && failed->second == print &&
+        !print.empty()) {
       next.failed[number] = current.failed[number];  // unchanged since it failed: no retry
       next.failed_fingerprint[number] = print;
       if (serving != current.ready.end()) next.ready[number] = serving->second;
@@ -285,8 +287,8 @@ void Repository::synchronize(const std::string& name, bool throw_on_failure) {
       models_.erase(name);  // the whole model is gone from the repository
     }
   }
-  if (throw_on_failure && !failures.empty()) throw bad_input(failures.front());
-  if (throw_on_failure && on_disk.empty()) {
+  if (on_request && !failures.empty()) throw bad_input(failures.front());
+  if (on_request && on_disk.empty()) {
     throw bad_input("model '" + name + "' has no versions (expected " + (model_dir / "1").string() +
                     "/model.pt or model.pt2)");
   }
@@ -383,7 +385,7 @@ void Repository::load(const std::string& name) {
                        "' (it has: " + joined(model_names_on_disk()) + ")");
   }
   std::lock_guard<std::mutex> control(control_mutex_);
-  synchronize(name, /*throw_on_failure=*/true);
+  synchronize(name, /*on_request=*/true);
 }
 
 void Repository::unload(const std::string& name) {
@@ -420,7 +422,7 @@ void Repository::poll() {
       if (!std::binary_search(names.begin(), names.end(), name)) names.push_back(name);
     }
   }
-  for (const auto& name : names) synchronize(name, /*throw_on_failure=*/false);
+  for (const auto& name : names) synchronize(name, /*on_request=*/false);
 }
 
 void Repository::stop() {

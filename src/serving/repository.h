@@ -109,7 +109,9 @@ class Repository {
     bool unloaded = false;
   };
 
-  void synchronize(const std::string& name, bool throw_on_failure);
+  // `on_request`: at start or on a load request, which retries failed files and throws the
+  // first failure; polling neither retries an unchanged failed file nor throws.
+  void synchronize(const std::string& name, bool on_request);
   std::vector<std::string> model_names_on_disk() const;
 
   std::filesystem::path root_;

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from serving import Client, Server, infer_body, make_repository, metric
+from serving import Client, Server, make_repository, metric
 
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] from PyPI")
 httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] from PyPI")
@@ -316,6 +316,18 @@ def test_explicit_control_loads_and_unloads_and_lets_requests_in_flight_finish(
 
         http.load_model("fashion")
         assert http.is_model_ready("fashion")
+
+        # A corrupt new version: each load request tries it and says why; version 1 serves on.
+        os.makedirs(os.path.join(repository, "fashion", "2"))
+        with open(os.path.join(repository, "fashion", "2", "model.pt"), "wb") as f:
+            f.write(b"not an archive")
+        for _ in range(2):
+            with pytest.raises(InferenceServerException) as failure:
+                http.load_model("fashion")
+            assert failure.value.message().startswith("model 'fashion' version 2: ")
+        assert index_of(http)[("fashion", "2")][0] == "UNAVAILABLE"
+        answer = client.infer("fashion", [grpc_input(images[:1])])
+        assert answer.get_response().model_version == "1"
         with pytest.raises(InferenceServerException) as failure:
             http.load_model("nothing")
         assert "the repository has no model 'nothing'" in failure.value.message()
