@@ -28,6 +28,7 @@ import numpy as np
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
+from report import replace_section  # noqa: E402
 from serving import Server, infer_body, make_repository  # noqa: E402
 
 BUILD = os.environ.get("TORCHSHIP_BUILD", os.path.join(ROOT, "build"))
@@ -218,14 +219,7 @@ def render(results: dict) -> None:
               f"ms a photo at {clients_list[0]} client{'s' if clients_list[0] > 1 else ''}): "
               "every protocol delivers what that CPU computes, and what a protocol costs "
               "shows in the Fashion-MNIST rows, where a request's forward share is small.", ""]
-    text = open(DOC).read() if os.path.exists(DOC) else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start >= 0:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + (text[end + 1:] if end >= 0 else "")
-    with open(DOC, "w") as f:
-        f.write(text.rstrip("\n") + "\n\n" + "\n".join(lines))
-    print(f"updated {DOC}")
+    replace_section(DOC, SECTION, lines)
 
 
 if __name__ == "__main__":

@@ -225,6 +225,19 @@ def render(all_results: List[dict]) -> str:
     return "\n".join(lines)
 
 
+def replace_section(doc: str, section: str, lines: List[str]) -> None:
+    """Puts `lines` (starting with the `section` heading) in place of that section of `doc`,
+    at its end; the benchmarks that own a section of the page write it this way."""
+    text = open(doc).read() if os.path.exists(doc) else "# Benchmarks\n"
+    start = text.find(section)
+    if start >= 0:
+        end = text.find("\n## ", start + len(section))
+        text = text[:start] + (text[end + 1:] if end >= 0 else "")
+    with open(doc, "w") as f:
+        f.write(text.rstrip("\n") + "\n\n" + "\n".join(lines))
+    print(f"updated {doc}")
+
+
 def main() -> None:
     found = []
     for stack in ("pypi", "debian"):

@@ -21,6 +21,7 @@ import numpy as np
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
+from report import replace_section  # noqa: E402
 from serving import (Server, free_port, infer_body, make_repository,  # noqa: E402
                      wait_until_answering)
 
@@ -183,14 +184,7 @@ def write_section(args, fashion, resnet, bench) -> None:
         "the cores go to whole requests rather than to one request's thread team.",
         "",
     ]
-    text = open(DOC).read() if os.path.exists(DOC) else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start >= 0:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + (text[end + 1:] if end >= 0 else "")
-    with open(DOC, "w") as f:
-        f.write(text.rstrip("\n") + "\n\n" + "\n".join(lines))
-    print(f"updated {DOC}")
+    replace_section(DOC, SECTION, lines)
 
 
 if __name__ == "__main__":

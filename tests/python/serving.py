@@ -41,6 +41,24 @@ def wait_until_answering(port: int, path: str = "/v2/health/ready", timeout: flo
     raise RuntimeError(f"nothing answered GET {path} on port {port} within {timeout:.0f} s")
 
 
+def fashion_images(models: str, first: int, count: int) -> np.ndarray:
+    """Fashion-MNIST test images first..first+count-1 as uint8 [count, 28, 28, 1]."""
+    import cv2
+    folder = os.path.join(models, "fashion_mnist_test")
+    return np.stack([cv2.imread(os.path.join(folder, f"{i:05d}.png"), cv2.IMREAD_GRAYSCALE)
+                     for i in range(first, first + count)])[..., None]
+
+
+def fashion_reference(models: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Test images 0..63 and Python's logits for them, through torch.jit.load of the archive
+    the servers serve."""
+    import torch
+    module = torch.jit.load(os.path.join(models, "fashion_mnist.pt")).eval()
+    images = fashion_images(models, 0, 64)
+    with torch.no_grad():
+        return images, module(torch.from_numpy(images)).numpy()
+
+
 def metric(text: str, name: str) -> float:
     """The value of one sample (name with its labels) in Prometheus text; 0 when absent."""
     for line in text.splitlines():

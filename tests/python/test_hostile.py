@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from serving import Client, Server, infer_body, make_repository
+from serving import Server, infer_body, make_repository
 
 LIMIT = "more than the limit of 120000000 (--max-image-pixels)"
 

@@ -11,18 +11,10 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
-from serving import Client, Server, infer_body, make_repository, metric
+from serving import Client, Server, fashion_reference, infer_body, make_repository, metric
 
 FASHION_CONFIG = {"max_batch_size": 64, "max_queue_delay_us": 5000}
-
-
-def fashion_images(models, first, count):
-    import cv2
-    folder = os.path.join(models, "fashion_mnist_test")
-    return np.stack([cv2.imread(os.path.join(folder, f"{i:05d}.png"), cv2.IMREAD_GRAYSCALE)
-                     for i in range(first, first + count)])[..., None]
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +35,7 @@ def server(cli, repository):
 
 @pytest.fixture(scope="module")
 def reference(models):
-    """Python's logits for test images 0..63, through torch.jit.load of the same archive."""
-    module = torch.jit.load(os.path.join(models, "fashion_mnist.pt")).eval()
-    images = fashion_images(models, 0, 64)
-    with torch.no_grad():
-        return images, module(torch.from_numpy(images)).numpy()
+    return fashion_reference(models)
 
 
 def test_health_and_metadata(server):

@@ -12,9 +12,8 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
-from serving import Client, Server, make_repository, metric
+from serving import Client, Server, fashion_reference, make_repository, metric
 
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] from PyPI")
 httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] from PyPI")
@@ -30,20 +29,9 @@ SLOW_CONFIG = {"max_batch_size": 64, "max_queue_delay_us": 2_000_000}
 TOLERANCE = dict(rtol=1e-4, atol=1e-4)
 
 
-def fashion_images(models, first, count):
-    import cv2
-    folder = os.path.join(models, "fashion_mnist_test")
-    return np.stack([cv2.imread(os.path.join(folder, f"{i:05d}.png"), cv2.IMREAD_GRAYSCALE)
-                     for i in range(first, first + count)])[..., None]
-
-
 @pytest.fixture(scope="module")
 def reference(models):
-    """Python's logits for test images 0..63, through torch.jit.load of the same archive."""
-    module = torch.jit.load(os.path.join(models, "fashion_mnist.pt")).eval()
-    images = fashion_images(models, 0, 64)
-    with torch.no_grad():
-        return images, module(torch.from_numpy(images)).numpy()
+    return fashion_reference(models)
 
 
 @pytest.fixture(scope="module")
