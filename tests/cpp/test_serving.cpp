@@ -1,6 +1,10 @@
-// The serving pieces without HTTP: KServe request parsing (JSON and binary), output naming,
-// and dynamic batching handing each request its own rows. tests/python/test_serve.py covers the
-// same over real HTTP.
+// The serving pieces without sockets: KServe request parsing (JSON and binary), output naming,
+// dynamic batching handing each request its own rows, and repository control (explicit load /
+// unload, polling). tests/python/test_serve.py and test_serve_triton.py cover the same over
+// real HTTP and gRPC.
+#include <unistd.h>
+
+#include <fstream>
 #include <future>
 
 #include <ATen/ATen.h>
@@ -8,6 +12,7 @@
 #include "fixtures.h"
 #include "serving/batcher.h"
 #include "serving/kserve.h"
+#include "serving/repository.h"
 #include "torchship/torchship.h"
 
 namespace torchship::serving {
@@ -158,6 +163,144 @@ TEST(Batcher, ConcurrentRequestsRunTogetherAndGetTheirOwnRows) {
             std::string::npos);
   batcher.stop();
   EXPECT_THROW(batcher.submit({images[0]}), Unavailable);
+}
+
+// A model repository in a fresh temporary folder, removed afterwards.
+class RepositoryFolder {
+ public:
+  RepositoryFolder()
+      : root_(std::filesystem::temp_directory_path() /
+              ("torchship-repository-" + std::to_string(getpid()))) {
+    std::filesystem::remove_all(root_);
+    std::filesystem::create_directories(root_);
+  }
+  ~RepositoryFolder() { std::filesystem::remove_all(root_); }
+  const std::filesystem::path& root() const { return root_; }
+
+  void put(const std::string& model, const std::string& version, const std::string& bytes) {
+    auto folder = root_ / model / version;
+    std::filesystem::create_directories(folder);
+    std::ofstream(folder / "model.pt", std::ios::binary) << bytes;
+  }
+  void put_archive(const std::string& model, const std::string& version) {
+    std::ifstream in(trained("fashion_mnist.pt"), std::ios::binary);
+    put(model, version, std::string(std::istreambuf_iterator<char>(in), {}));
+  }
+
+ private:
+  std::filesystem::path root_;
+};
+
+RepositoryOptions options_for(ModelControl control, std::vector<std::string> startup = {}) {
+  RepositoryOptions options;
+  options.load.with_warmup(0);
+  options.control = control;
+  options.startup_models = std::move(startup);
+  return options;
+}
+
+std::vector<std::string> index_lines(const Repository& repository) {
+  std::vector<std::string> lines;
+  for (const auto& entry : repository.index(false)) {
+    lines.push_back(entry.name + " " + entry.version + " " + entry.state +
+                    (entry.reason.empty() ? "" : " (" + entry.reason.substr(0, 24) + ")"));
+  }
+  return lines;
+}
+
+TEST(Repository, ExplicitControlLoadsUnloadsAndLetsHeldVersionsFinish) {
+  RepositoryFolder folder;
+  folder.put_archive("fashion", "1");
+  Metrics metrics;
+  std::vector<std::string> log;
+  Repository repository(folder.root(), options_for(ModelControl::Explicit), metrics,
+                        [&](const std::string& line) { log.push_back(line); });
+  EXPECT_EQ(index_lines(repository), std::vector<std::string>{"fashion  "});
+  EXPECT_EQ(repository.find("fashion", ""), nullptr);
+
+  repository.load("fashion");
+  std::shared_ptr<ModelVersion> held = repository.find("fashion", "");
+  ASSERT_NE(held, nullptr);
+  EXPECT_EQ(held->version, "1");
+  EXPECT_EQ(index_lines(repository), std::vector<std::string>{"fashion 1 READY"});
+
+  repository.unload("fashion");
+  EXPECT_EQ(repository.find("fashion", ""), nullptr);
+  EXPECT_EQ(index_lines(repository), std::vector<std::string>{"fashion  UNAVAILABLE (unloaded)"});
+  // A request that found the version before the unload still runs on it.
+  at::Tensor image = held->model->image_input(trained("fashion_mnist_test/00000.png")).toTensor();
+  at::Tensor logits = held->batcher->submit({image}).get().toTensor();
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{1, 10}));
+  EXPECT_NE(metrics.prometheus().find("torchship_model_ready{model=\"fashion\",version=\"1\"} 0"),
+            std::string::npos);
+
+  EXPECT_THROW(repository.load("nothing"), UnknownModel);
+  EXPECT_THROW(repository.load(".."), UnknownModel);
+  EXPECT_THROW(repository.unload("../fashion"), UnknownModel);
+  EXPECT_EQ(log, (std::vector<std::string>{
+                     "loaded fashion v1 from " + (folder.root() / "fashion/1/model.pt").string(),
+                     "unloaded fashion v1 (requests in flight finish on it)"}));
+}
+
+TEST(Repository, PollingServesThroughCorruptVersionsAndFollowsChanges) {
+  RepositoryFolder folder;
+  folder.put_archive("fashion", "1");
+  Metrics metrics;
+  Repository repository(folder.root(), options_for(ModelControl::Poll), metrics,
+                        [](const std::string&) {});
+  EXPECT_THROW(repository.load("fashion"), ControlRefused);
+  EXPECT_THROW(repository.unload("fashion"), ControlRefused);
+
+  folder.put("fashion", "2", "not an archive");
+  repository.poll();
+  EXPECT_EQ(repository.find("fashion", "")->version, "1");
+  auto index = repository.index(false);
+  ASSERT_EQ(index.size(), 2u);
+  EXPECT_EQ(index[1].version, "2");
+  EXPECT_EQ(index[1].state, "UNAVAILABLE");
+  EXPECT_FALSE(index[1].reason.empty());
+  repository.poll();  // unchanged: not tried again
+  EXPECT_NE(metrics.prometheus().find(
+                "torchship_model_load_failures_total{model=\"fashion\",version=\"2\"} 1\n"),
+            std::string::npos);
+
+  folder.put_archive("fashion", "2");
+  repository.poll();
+  EXPECT_EQ(repository.find("fashion", "")->version, "2");
+
+  folder.put("fashion", "2", "truncated");  // the serving version's file breaks
+  repository.poll();
+  ASSERT_NE(repository.find("fashion", "2"), nullptr);
+  EXPECT_EQ(index_lines(repository)[1], "fashion 2 READY (serving the version load)");
+
+  std::filesystem::remove_all(folder.root() / "fashion" / "2");
+  repository.poll();
+  EXPECT_EQ(repository.find("fashion", "")->version, "1");
+  EXPECT_EQ(index_lines(repository), std::vector<std::string>{"fashion 1 READY"});
+}
+
+TEST(Repository, StartupRefusesWhatItCannotServe) {
+  RepositoryFolder folder;
+  folder.put("broken", "1", "not an archive");
+  Metrics metrics;
+  auto start = [&](RepositoryOptions options) {
+    Repository repository(folder.root(), std::move(options), metrics, [](const std::string&) {});
+  };
+  EXPECT_EQ(error_message([&] {
+              start(options_for(ModelControl::None));
+            }).rfind("model 'broken' version 1: ", 0),
+            0u);
+  EXPECT_EQ(error_message([&] { start(options_for(ModelControl::None, {"broken"})); }),
+            "--load-model needs --model-control-mode explicit (this mode loads every model in "
+            "the repository)");
+  EXPECT_EQ(error_message([&] { start(options_for(ModelControl::Explicit, {"nothing"})); }),
+            "--load-model nothing: the repository " + folder.root().string() +
+                " has no model folder of that name");
+  // Explicit mode with nothing named starts empty: the broken model is loaded on request.
+  start(options_for(ModelControl::Explicit));
+  EXPECT_EQ(parse_model_control("poll"), ModelControl::Poll);
+  EXPECT_EQ(error_message([] { parse_model_control("sometimes"); }),
+            "--model-control-mode must be none, explicit or poll, got \"sometimes\"");
 }
 
 }  // namespace
