@@ -1,6 +1,10 @@
 #include "serving/grpc_front.h"
 
+#include <grpc/support/log.h>
 #include <grpcpp/grpcpp.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -420,6 +424,34 @@ class Service final : public inference::GRPCInferenceService::Service {
   InferenceService& service_;
 };
 
+// gRPC's own log, as one printable line per error in the server's log; its notes and
+// debugging output are dropped.
+void log_grpc(gpr_log_func_args* args) {
+  if (args->severity != GPR_LOG_SEVERITY_ERROR) return;
+  log_line("grpc: " + printable(args->message, 300));
+}
+
+// Whether host:port can be bound now: gRPC reports a failed bind only in its log, in several
+// hundred characters, so the common mistake (a port in use) is caught here first.
+bool can_bind(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return false;
+  bool bound = false;
+  for (addrinfo* a = found; a && !bound; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) continue;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    bound = ::bind(fd, a->ai_addr, a->ai_addrlen) == 0;
+    close(fd);
+  }
+  freeaddrinfo(found);
+  return bound;
+}
+
 }  // namespace
 
 struct GrpcFront::Impl {
@@ -437,11 +469,19 @@ GrpcFront::~GrpcFront() {
 
 int GrpcFront::start(const std::string& host, int port) {
   const ServerOptions& options = impl_->service.options();
-  grpc::ServerBuilder builder;
-  int bound = 0;
+  gpr_set_log_function(log_grpc);
   std::string address =
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  if (port != 0 && !can_bind(host, port)) {
+    throw bad_input("cannot listen for gRPC on " + address +
+                    " (address in use, or not an address of this machine)");
+  }
+  grpc::ServerBuilder builder;
+  int bound = 0;
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound);
+  // gRPC binds with SO_REUSEPORT by default: it would then share a port already in use (by
+  // another server, or this one's HTTP side), and the kernel would split the connections.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(&impl_->rpc);
   // A message is a request body: the same limit (gRPC answers RESOURCE_EXHAUSTED beyond it).
   builder.SetMaxReceiveMessageSize(

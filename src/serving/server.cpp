@@ -60,6 +60,10 @@ void Server::bind() {
   const auto& options = impl_->service.options();
   impl_->http_port = impl_->http.bind(options.host, options.port);
   if (options.grpc_port < 0) return;
+  if (options.grpc_port == impl_->http_port) {
+    throw bad_input("--grpc-port " + std::to_string(options.grpc_port) +
+                    " is the HTTP port (--port): give gRPC a port of its own");
+  }
 #ifdef TORCHSHIP_GRPC
   impl_->grpc = std::make_unique<GrpcFront>(impl_->service);
   impl_->grpc_port = impl_->grpc->start(options.host, options.grpc_port);

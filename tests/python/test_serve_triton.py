@@ -7,13 +7,14 @@ reloads a changed one and keeps serving through a corrupt one."""
 
 import os
 import shutil
+import socket
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from serving import Client, Server, fashion_reference, make_repository, metric
+from serving import Client, Server, fashion_reference, free_port, make_repository, metric
 
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] from PyPI")
 httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] from PyPI")
@@ -418,11 +419,21 @@ def test_sigterm_lets_grpc_requests_in_flight_finish(cli, models, tmp_path, refe
     np.testing.assert_allclose(result.as_numpy("logits"), logits[:1], **TOLERANCE)
 
 
-def test_startup_refuses_bad_control_flags(cli, models, tmp_path):
+def test_startup_refuses_bad_control_and_port_flags(cli, models, tmp_path):
     import subprocess
     repository = make_repository(str(tmp_path / "repository"), {
         "fashion": (os.path.join(models, "fashion_mnist.pt"), None)})
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = taken.getsockname()[1]
+    port = free_port()
     for flags, message in [
+        (["--port", str(port), "--grpc-port", str(port)],
+         f"--grpc-port {port} is the HTTP port (--port): give gRPC a port of its own"),
+        (["--grpc-port", str(busy)],
+         f"cannot listen for gRPC on 127.0.0.1:{busy} (address in use, or not an address of "
+         "this machine)"),
         (["--load-model", "fashion"],
          "--load-model needs --model-control-mode explicit (this mode loads every model in the "
          "repository)"),
@@ -430,7 +441,9 @@ def test_startup_refuses_bad_control_flags(cli, models, tmp_path):
          "--load-model nothing: the repository " + repository + " has no model folder of that "
          "name"),
     ]:
-        done = subprocess.run([cli, "serve", "--model-repository", repository, "--port", "0",
+        port_flags = [] if "--port" in flags else ["--port", "0"]
+        done = subprocess.run([cli, "serve", "--model-repository", repository, *port_flags,
                                *flags], capture_output=True, text=True, timeout=120)
         assert done.returncode == 2, done.stderr
-        assert message in done.stderr
+        assert done.stderr.splitlines()[-1] == "torchship: error: " + message
+    taken.close()
