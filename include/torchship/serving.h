@@ -12,6 +12,9 @@
 
 namespace torchship::serving {
 
+// The protocols `serve` speaks in this build: "HTTP", and "gRPC" when built with gRPC++.
+std::vector<std::string> protocols();
+
 // The CPUs this machine has (std::thread::hardware_concurrency), at least 1.
 int default_decode_slots();
 

@@ -14,6 +14,14 @@
 
 namespace torchship::serving {
 
+std::vector<std::string> protocols() {
+#ifdef TORCHSHIP_GRPC
+  return {"HTTP", "gRPC"};
+#else
+  return {"HTTP"};
+#endif
+}
+
 int default_decode_slots() {
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }

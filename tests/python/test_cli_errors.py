@@ -101,6 +101,21 @@ def test_help_on_every_subcommand(run):
         assert "--device" in result.stdout and "MODEL" in result.stdout
 
 
+def test_version_names_the_release_libtorch_backends_and_protocols(cli):
+    import re
+    import torchship
+    lines = subprocess.run([cli, "--version"], capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    first = re.fullmatch(r"torchship (\S+) \(libtorch (\d+)\.(\d+)\.\d+, (with CUDA|CPU only)\)",
+                         lines[0])
+    assert first, lines
+    assert first.group(1) == torchship.__version__  # one version for both sides
+    release = (int(first.group(2)), int(first.group(3)))
+    backends = ["TorchScript"] + (["AOTInductor"] if release >= (2, 6) else []) + \
+        (["CUDA"] if first.group(4) == "with CUDA" else [])
+    assert lines[1:] == ["backends: " + ", ".join(backends), "serve: HTTP, gRPC"]
+
+
 def test_cuda_is_loaded_only_when_asked_for(cli):
     # A CUDA build of libtorch costs every process its CUDA libraries (400 MB of RSS) unless
     # they are loaded on demand: the CLI links libtorch's CPU library alone

@@ -3,6 +3,10 @@
 
 #include "cli_common.h"
 #include "stderr_filter.h"
+#include "torchship/version.h"
+#ifdef TORCHSHIP_WITH_SERVE
+#include "torchship/serving.h"
+#endif
 
 namespace {
 
@@ -18,6 +22,23 @@ int exit_code_for(torchship::ErrorKind kind) {
   return kind == torchship::ErrorKind::Internal ? 1 : 2;
 }
 
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+// What --version prints: the release and the libtorch it runs on, then what this build runs
+// and serves.
+std::string version_report() {
+  std::string report =
+      torchship::version_line() + "\nbackends: " + joined(torchship::compiled_backends());
+#ifdef TORCHSHIP_WITH_SERVE
+  report += "\nserve: " + joined(torchship::serving::protocols());
+#endif
+  return report;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -27,7 +48,7 @@ int main(int argc, char** argv) {
   route_libtorch_warnings([](const std::string& message) { cli::warn("libtorch: " + message); });
   CLI::App app{"torchship " + std::string(version()) +
                ": run PyTorch pipelines exported as TorchScript archives or AOTInductor packages"};
-  app.set_version_flag("--version", version_line());
+  app.set_version_flag("--version", version_report());
   app.require_subcommand(1);
   app.fallthrough(false);
 
