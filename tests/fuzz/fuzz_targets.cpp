@@ -88,7 +88,7 @@ std::map<std::string, Target> targets() {
          auto request = serving::parse_infer_request(body, has_length ? &length : nullptr);
          std::vector<serving::NamedTensor> outputs;
          for (auto& input : request.inputs) outputs.push_back({input.name, input.tensor});
-         serving::infer_response("m", "1", request, outputs);
+         serving::infer_response("m", "1", request.id, serving::chosen_outputs(request, outputs));
        }},
       {"manifest", [](std::string_view bytes) { Manifest::parse(std::string(bytes)); }},
       {"golden_index",
