@@ -18,7 +18,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import numpy as np
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
 from report import replace_section  # noqa: E402
+from runners import cpu_model  # noqa: E402
 from serving import Server, infer_body, make_repository  # noqa: E402
 
 BUILD = os.environ.get("TORCHSHIP_BUILD", os.path.join(ROOT, "build"))
@@ -71,14 +71,6 @@ def write_requests(folder: str, model: str, name: str, array: np.ndarray) -> dic
         f.write(body)
     out["http-json"] = ["--request", path]
     return out
-
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> None:

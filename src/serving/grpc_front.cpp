@@ -56,46 +56,30 @@ namespace {
 using inference::ModelInferRequest;
 using inference::ModelInferResponse;
 
-// The typed contents field a datatype's values come in, and how many it holds.
-int64_t typed_count(const inference::InferTensorContents& contents, c10::ScalarType type) {
-  switch (type) {
-    case c10::kBool:
-      return contents.bool_contents_size();
-    case c10::kChar:
-    case c10::kShort:
-    case c10::kInt:
-      return contents.int_contents_size();
-    case c10::kLong:
-      return contents.int64_contents_size();
-    case c10::kByte:
-      return contents.uint_contents_size();
-    case c10::kFloat:
-      return contents.fp32_contents_size();
-    case c10::kDouble:
-      return contents.fp64_contents_size();
-    default:
-      return -1;  // FP16, BF16: raw contents only
-  }
-}
+struct TypedField {
+  const char* name;  // nullptr: the datatype has none (FP16, BF16 come raw only)
+  int64_t count;
+};
 
-const char* typed_field(c10::ScalarType type) {
+// The typed contents field a datatype's values come in, and how many it holds.
+TypedField typed_field(const inference::InferTensorContents& contents, c10::ScalarType type) {
   switch (type) {
     case c10::kBool:
-      return "bool_contents";
+      return {"bool_contents", contents.bool_contents_size()};
     case c10::kChar:
     case c10::kShort:
     case c10::kInt:
-      return "int_contents";
+      return {"int_contents", contents.int_contents_size()};
     case c10::kLong:
-      return "int64_contents";
+      return {"int64_contents", contents.int64_contents_size()};
     case c10::kByte:
-      return "uint_contents";
+      return {"uint_contents", contents.uint_contents_size()};
     case c10::kFloat:
-      return "fp32_contents";
+      return {"fp32_contents", contents.fp32_contents_size()};
     case c10::kDouble:
-      return "fp64_contents";
+      return {"fp64_contents", contents.fp64_contents_size()};
     default:
-      return "";
+      return {nullptr, 0};
   }
 }
 
@@ -115,16 +99,16 @@ void copy_checked(const Values& values, at::Tensor& out, const std::string& wher
 
 at::Tensor tensor_from_typed(const inference::InferTensorContents& contents,
                              const TensorHeader& header, const std::string& where) {
-  int64_t count = typed_count(contents, header.type);
-  if (count < 0) {
+  auto [field, count] = typed_field(contents, header.type);
+  if (!field) {
     throw bad_input(where + ": " + header.datatype +
                     " data must come in raw_input_contents (the typed contents have no field "
                     "for it)");
   }
   if (count != header.numel()) {
     throw bad_input(where + ": shape " + shape_text(header.shape) + " needs " +
-                    std::to_string(header.numel()) + " values, contents." +
-                    typed_field(header.type) + " has " + std::to_string(count));
+                    std::to_string(header.numel()) + " values, contents." + field + " has " +
+                    std::to_string(count));
   }
   at::Tensor tensor = at::empty(header.shape, at::TensorOptions().dtype(header.type));
   switch (header.type) {
@@ -194,17 +178,9 @@ InferRequest request_from_proto(const ModelInferRequest& in) {
                       ": has typed contents, but the request uses raw_input_contents "
                       "(use one or the other)");
     }
-    const std::string& bytes = in.raw_input_contents(i);
-    size_t expected = checked_nbytes(header.shape, c10::elementSize(header.type), where);
-    if (bytes.size() != expected) {
-      throw bad_input(where + ": raw_input_contents[" + std::to_string(i) + "] has " +
-                      std::to_string(bytes.size()) + " bytes, but " + header.datatype + " " +
-                      shape_text(header.shape) + " takes " + std::to_string(expected));
-    }
-    if (header.type == c10::kBool) check_bool_bytes(bytes, where);
-    at::Tensor tensor = at::empty(header.shape, at::TensorOptions().dtype(header.type));
-    if (expected > 0) std::memcpy(tensor.data_ptr(), bytes.data(), expected);
-    request.inputs.push_back({input.name(), std::move(tensor)});
+    request.inputs.push_back(
+        {input.name(), tensor_from_raw(header, in.raw_input_contents(i), where,
+                                       "raw_input_contents[" + std::to_string(i) + "] has")});
   }
   for (const auto& output : in.outputs()) request.outputs.push_back({output.name(), true});
   return request;
@@ -285,13 +261,9 @@ class Service final : public inference::GRPCInferenceService::Service {
                              const inference::ModelMetadataRequest* request,
                              inference::ModelMetadataResponse* response) override {
     return guarded(context, "ModelMetadata", [&] {
-      auto entry = service_.find(request->name(), request->version());
-      std::vector<std::string> versions = request->version().empty()
-                                              ? service_.repository().versions_of(entry->name)
-                                              : std::vector<std::string>{entry->version};
-      nlohmann::json metadata = model_metadata(entry->name, versions, *entry->model);
+      nlohmann::json metadata = service_.model_metadata(request->name(), request->version());
       response->set_name(metadata["name"].get<std::string>());
-      for (const auto& v : versions) response->add_versions(v);
+      for (const auto& v : metadata["versions"]) response->add_versions(v.get<std::string>());
       response->set_platform(metadata["platform"].get<std::string>());
       auto add = [](const nlohmann::json& spec, auto* tensor) {
         tensor->set_name(spec["name"].get<std::string>());
@@ -307,7 +279,7 @@ class Service final : public inference::GRPCInferenceService::Service {
                           ModelInferResponse* response) override {
     auto started = Clock::now();
     std::string model_label, version_label;
-    grpc::Status status = guarded(context, "ModelInfer", [&] {
+    Failure outcome = attempt(context, "ModelInfer", [&] {
       auto entry = service_.find(request->model_name(), request->model_version());
       model_label = entry->name;
       version_label = entry->version;
@@ -321,8 +293,8 @@ class Service final : public inference::GRPCInferenceService::Service {
       response_from_outputs(*entry, parsed, outputs, *response);
     });
     double seconds = std::chrono::duration<double>(Clock::now() - started).count();
-    service_.metrics().request(model_label, version_label, "grpc", http_status_of(status), seconds);
-    return status;
+    service_.metrics().request(model_label, version_label, "grpc", outcome.status, seconds);
+    return status_of(outcome);
   }
 
   grpc::Status RepositoryIndex(grpc::ServerContext* context,
@@ -345,12 +317,7 @@ class Service final : public inference::GRPCInferenceService::Service {
                                    inference::RepositoryModelLoadResponse*) override {
     return guarded(context, "RepositoryModelLoad", [&] {
       check_repository_name(request->repository_name());
-      for (const auto& [key, value] : request->parameters()) {
-        throw bad_input("parameter '" + key +
-                        "' is not supported (torchship loads models as the repository holds "
-                        "them; accepted: none)");
-      }
-      service_.repository().load(request->model_name());
+      service_.control(request->model_name(), /*load=*/true, parameter_names(*request));
     });
   }
 
@@ -359,65 +326,47 @@ class Service final : public inference::GRPCInferenceService::Service {
                                      inference::RepositoryModelUnloadResponse*) override {
     return guarded(context, "RepositoryModelUnload", [&] {
       check_repository_name(request->repository_name());
-      for (const auto& [key, value] : request->parameters()) {
-        if (key == "unload_dependents") continue;  // no ensembles: nothing depends
-        throw bad_input("parameter '" + key + "' is not supported (accepted: unload_dependents)");
-      }
-      service_.repository().unload(request->model_name());
+      service_.control(request->model_name(), /*load=*/false, parameter_names(*request));
     });
   }
 
  private:
-  // The API key (metadata "authorization: Bearer <key>"), then the handler; any failure as the
-  // status that matches its HTTP one.
+  // The API key (metadata "authorization: Bearer <key>"), then the handler: how it went, as the
+  // HTTP status the same request would get (200 when it succeeded).
   template <typename Handler>
-  grpc::Status guarded(grpc::ServerContext* context, const char* method, Handler handler) {
+  Failure attempt(grpc::ServerContext* context, const char* method, Handler handler) {
     const auto& metadata = context->client_metadata();
     auto key = metadata.find("authorization");
     std::string authorization =
         key == metadata.end() ? "" : std::string(key->second.data(), key->second.size());
     if (!service_.authorized(authorization)) {
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                          "missing or wrong API key (expected the metadata authorization: "
-                          "Bearer <key>)");
+      return {401, "missing or wrong API key (expected the metadata authorization: Bearer <key>)"};
     }
     try {
       handler();
-      return grpc::Status::OK;
+      return {200, ""};
     } catch (...) {
-      return status_of(service_.describe(std::current_exception(), std::string("gRPC ") + method));
+      return service_.describe(std::current_exception(), std::string("gRPC ") + method);
     }
+  }
+
+  // attempt() answered with the gRPC code that matches its HTTP status.
+  template <typename Handler>
+  grpc::Status guarded(grpc::ServerContext* context, const char* method, Handler handler) {
+    return status_of(attempt(context, method, std::move(handler)));
+  }
+
+  template <typename Request>
+  static std::vector<std::string> parameter_names(const Request& request) {
+    std::vector<std::string> names;
+    for (const auto& parameter : request.parameters()) names.push_back(parameter.first);
+    return names;
   }
 
   static void check_repository_name(const std::string& name) {
     if (!name.empty()) {
       throw bad_input("repository '" + name +
                       "' is unknown (this server has one repository: leave the name empty)");
-    }
-  }
-
-  static int http_status_of(const grpc::Status& status) {
-    switch (status.error_code()) {
-      case grpc::StatusCode::OK:
-        return 200;
-      case grpc::StatusCode::INVALID_ARGUMENT:
-        return 400;
-      case grpc::StatusCode::UNAUTHENTICATED:
-        return 401;
-      case grpc::StatusCode::NOT_FOUND:
-        return 404;
-      case grpc::StatusCode::FAILED_PRECONDITION:
-        return 409;
-      case grpc::StatusCode::RESOURCE_EXHAUSTED:
-        return 413;
-      case grpc::StatusCode::UNIMPLEMENTED:
-        return 501;
-      case grpc::StatusCode::UNAVAILABLE:
-        return 503;
-      case grpc::StatusCode::DEADLINE_EXCEEDED:
-        return 504;
-      default:
-        return 500;
     }
   }
 

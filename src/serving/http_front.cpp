@@ -123,25 +123,20 @@ struct HttpFront::Impl {
     std::string name = request.matches.size() > 1 ? request.matches[1].str() : "";
     std::string version = request.matches.size() > 2 ? request.matches[2].str() : "";
     std::string model_label, version_label;
-    try {
+    on_request(request, response, [&] {
       std::shared_ptr<ModelVersion> entry = service.find(name, version);  // held to the answer
       model_label = entry->name;
       version_label = entry->version;
       handler(*entry, service.deadline_from(started));
-    } catch (...) {
-      Failure failure =
-          service.describe(std::current_exception(), request.method + " " + request.path);
-      send_error(response, failure.status, failure.message);
-    }
+    });
     if (!counted) return;
     double seconds = std::chrono::duration<double>(Clock::now() - started).count();
     service.metrics().request(model_label, version_label, "http", response.status, seconds);
   }
 
-  // Runs a handler for a route on the repository: its failure as the JSON error answer.
+  // Runs a route's handler: its failure as the JSON error answer.
   template <typename Handler>
-  void on_repository(const httplib::Request& request, httplib::Response& response,
-                     Handler handler) {
+  void on_request(const httplib::Request& request, httplib::Response& response, Handler handler) {
     try {
       handler();
     } catch (...) {
@@ -304,11 +299,8 @@ struct HttpFront::Impl {
 
     const std::string model = R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)";
     get(model, [this](const httplib::Request& request, httplib::Response& response) {
-      on_model(request, response, false, [&](ModelVersion& entry, Clock::time_point) {
-        std::vector<std::string> versions = request.matches[2].length() > 0
-                                                ? std::vector<std::string>{entry.version}
-                                                : service.repository().versions_of(entry.name);
-        send_json(response, 200, model_metadata(entry.name, versions, *entry.model));
+      on_request(request, response, [&] {
+        send_json(response, 200, service.model_metadata(request.matches[1], request.matches[2]));
       });
     });
     get(model + "/ready", [this](const httplib::Request& request, httplib::Response& response) {
@@ -331,7 +323,7 @@ struct HttpFront::Impl {
     // Triton's model repository extension.
     post("/v2/repository/index",
          [this](const httplib::Request& request, httplib::Response& response) {
-           on_repository(request, response, [&] {
+           on_request(request, response, [&] {
              bool ready_only = false;
              if (!request.body.empty()) {
                json body = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
@@ -358,34 +350,25 @@ struct HttpFront::Impl {
          });
     const std::string control = R"(/v2/repository/models/([^/]+)/(load|unload))";
     post(control, [this](const httplib::Request& request, httplib::Response& response) {
-      on_repository(request, response, [&] {
-        std::string name = request.matches[1];
-        bool load = request.matches[2] == "load";
-        check_control_parameters(request.body, load);
-        if (load) {
-          service.repository().load(name);
-        } else {
-          service.repository().unload(name);
-        }
+      on_request(request, response, [&] {
+        service.control(request.matches[1], request.matches[2] == "load",
+                        control_parameters(request.body));
         response.status = 200;  // Triton answers with an empty body
       });
     });
   }
 
-  // A load or unload body: none, or {"parameters": {...}} with what torchship understands.
-  static void check_control_parameters(const std::string& text, bool load) {
-    if (text.empty()) return;
+  // The parameter names of a load or unload body: none, or {"parameters": {...}}.
+  static std::vector<std::string> control_parameters(const std::string& text) {
+    std::vector<std::string> names;
+    if (text.empty()) return names;
     json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (!body.is_object()) throw bad_input("expected {\"parameters\": {...}} or no body");
     auto parameters = body.find("parameters");
-    if (parameters == body.end()) return;
+    if (parameters == body.end()) return names;
     if (!parameters->is_object()) throw bad_input("\"parameters\" must be an object");
-    for (const auto& [key, value] : parameters->items()) {
-      if (!load && key == "unload_dependents") continue;  // no ensembles: nothing depends
-      throw bad_input("parameter '" + key + "' is not supported (torchship " +
-                      (load ? "loads models as the repository holds them" : "unloads models") +
-                      "; accepted: " + (load ? "none" : "unload_dependents") + ")");
-    }
+    for (const auto& item : parameters->items()) names.push_back(item.key());
+    return names;
   }
 };
 

@@ -28,22 +28,6 @@ const json* find_parameter(const json& object, const char* name) {
   return it == parameters->end() ? nullptr : &*it;
 }
 
-// A tensor from binary data: little-endian, row major, the datatype's native size.
-at::Tensor tensor_from_bytes(const json& input, const std::string& where, std::string_view bytes) {
-  TensorHeader header = tensor_header_from_json(input, where);
-  // The shape is checked against the bytes that came before anything is allocated for it.
-  size_t expected = checked_nbytes(header.shape, c10::elementSize(header.type), where);
-  if (bytes.size() != expected) {
-    throw bad_input(where + ": binary_data_size is " + std::to_string(bytes.size()) +
-                    " bytes, but " + header.datatype + " " + shape_text(header.shape) + " takes " +
-                    std::to_string(expected));
-  }
-  if (header.type == c10::kBool) check_bool_bytes(bytes, where);
-  at::Tensor tensor = at::empty(header.shape, at::TensorOptions().dtype(header.type));
-  if (expected > 0) std::memcpy(tensor.data_ptr(), bytes.data(), expected);
-  return tensor;
-}
-
 json spec_json(const std::string& name, const TensorSpec* spec) {
   json out = {{"name", name}, {"datatype", ""}, {"shape", json::array()}};
   if (spec) {
@@ -54,6 +38,21 @@ json spec_json(const std::string& name, const TensorSpec* spec) {
 }
 
 }  // namespace
+
+at::Tensor tensor_from_raw(const TensorHeader& header, std::string_view bytes,
+                           const std::string& where, const std::string& source) {
+  // The shape is checked against the bytes that came before anything is allocated for it.
+  size_t expected = checked_nbytes(header.shape, c10::elementSize(header.type), where);
+  if (bytes.size() != expected) {
+    throw bad_input(where + ": " + source + " " + std::to_string(bytes.size()) + " bytes, but " +
+                    header.datatype + " " + shape_text(header.shape) + " takes " +
+                    std::to_string(expected));
+  }
+  if (header.type == c10::kBool) check_bool_bytes(bytes, where);
+  at::Tensor tensor = at::empty(header.shape, at::TensorOptions().dtype(header.type));
+  if (expected > 0) std::memcpy(tensor.data_ptr(), bytes.data(), expected);
+  return tensor;
+}
 
 InferRequest parse_infer_request(std::string_view body, const std::string* header_length) {
   size_t json_size = body.size();
@@ -111,7 +110,8 @@ InferRequest parse_infer_request(std::string_view body, const std::string* heade
                         std::to_string(binary.size() - offset) + " binary bytes left)");
       }
       request.inputs.push_back(
-          {name, tensor_from_bytes(input, where, binary.substr(offset, bytes))});
+          {name, tensor_from_raw(tensor_header_from_json(input, where),
+                                 binary.substr(offset, bytes), where, "binary_data_size is")});
       offset += bytes;
     } else {
       request.inputs.push_back({name, tensor_from_json(input, where)});

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "torchship/model.h"
+#include "torchship/tensor_io.h"
 
 namespace torchship::serving {
 
@@ -31,6 +32,12 @@ struct InferRequest {
   std::vector<Output> outputs;  // empty: every output, as JSON unless binary_all
   bool binary_all = false;      // request parameter "binary_data_output"
 };
+
+// A tensor from raw bytes (little-endian, row major, the datatype's native size): Triton's binary
+// data over HTTP, raw_input_contents over gRPC. A size that does not match the header's is an
+// Error(BadInput) naming `source` ("binary_data_size is", "raw_input_contents[0] has").
+at::Tensor tensor_from_raw(const TensorHeader& header, std::string_view bytes,
+                           const std::string& where, const std::string& source);
 
 // `header_length` is the Inference-Header-Content-Length header when present: the JSON part is
 // then the first that many bytes, binary tensor data follows.

@@ -56,19 +56,14 @@ void Metrics::execution(const std::string& model, const std::string& version, si
   for (double seconds : queue_seconds) entry.queue.observe(seconds);
 }
 
-void Metrics::model_loaded(const std::string& model, const std::string& version) {
+void Metrics::model_ready(const std::string& model, const std::string& version, bool ready) {
   std::lock_guard<std::mutex> lock(mutex_);
-  models_[{model, version}].ready = true;
+  models_[{model, version}].ready = ready;
 }
 
 void Metrics::model_load_failed(const std::string& model, const std::string& version) {
   std::lock_guard<std::mutex> lock(mutex_);
   ++models_[{model, version}].load_failures;
-}
-
-void Metrics::model_unloaded(const std::string& model, const std::string& version) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  models_[{model, version}].ready = false;
 }
 
 void Metrics::queue_depth(const std::string& model, const std::string& version, size_t depth) {

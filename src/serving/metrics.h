@@ -35,10 +35,9 @@ class Metrics {
   void execution(const std::string& model, const std::string& version, size_t requests,
                  int64_t items, const std::vector<double>& queue_seconds);
   void queue_depth(const std::string& model, const std::string& version, size_t depth);
-  // Repository control: a version became ready, failed to (re)load, or was unloaded.
-  void model_loaded(const std::string& model, const std::string& version);
+  // Repository control: a version became ready or was unloaded, or failed to (re)load.
+  void model_ready(const std::string& model, const std::string& version, bool ready);
   void model_load_failed(const std::string& model, const std::string& version);
-  void model_unloaded(const std::string& model, const std::string& version);
 
   std::string prometheus() const;
 

@@ -214,49 +214,20 @@ void Repository::synchronize(const std::string& name, bool on_request) {
       continue;
     }
     // Polling does not retry a file that failed until it changes; a request (or the start) does.
-    auto failed = current.failed_fingerprint.find(number);
-    if (!on_request && failed != current.failed_fingerprint.end() && failed->second == print &&
+    auto failed = current.failed.find(number);
+    if (!on_request && failed != current.failed.end() && failed->second.fingerprint == print &&
         !print.empty()) {
-      next.failed[number] = current.failed[number];  // unchanged since it failed: no retry
-      next.failed_fingerprint[number] = print;
+      next.failed[number] = failed->second;
       if (serving != current.ready.end()) next.ready[number] = serving->second;
       continue;
     }
     if (reason.empty() && !config_error.empty()) reason = config_error;
     if (reason.empty()) {
       try {
-        auto entry = std::make_shared<ModelVersion>();
-        entry->name = name;
-        entry->version = version;
-        entry->path = model_file;
-        entry->fingerprint = print;
-        entry->config = config;
-        // Each instance runs forwards of its own: a compiled package needs a runner for each.
-        LoadOptions load = options_.load;
-        load.concurrent_forwards = std::max(1, config.instances);
-        entry->model = std::make_unique<Model>(Model::load(model_file, load));
-        BatchPolicy policy;
-        bool batches = can_batch(*entry->model);
-        policy.max_batch_size =
-            !batches ? 0 : (config.max_batch_size < 0 ? 32 : config.max_batch_size);
-        if (auto largest = entry->model->max_batch_size()) {  // a compiled package's range
-          policy.max_batch_size = std::min<int64_t>(policy.max_batch_size, *largest);
-        }
-        policy.max_queue_delay = std::chrono::microseconds(config.max_queue_delay_us);
-        policy.max_queue_size = config.max_queue_size;
-        policy.instances = config.instances;
-        // A version's instances run at once: they share the CPUs rather than each taking all
-        // of them. Versions of different models each get all of them (they seldom all run at
-        // once).
-        policy.threads = options_.threads_per_instance > 0
-                             ? options_.threads_per_instance
-                             : std::max(1, default_threads() / std::max(1, config.instances));
-        entry->batcher = std::make_unique<Batcher>(*entry->model, policy, metrics_, name, version);
-        bool reloaded = serving != current.ready.end();
-        next.ready[number] = std::move(entry);
-        metrics_.model_loaded(name, version);
-        log_((reloaded ? "reloaded " : "loaded ") + name + " v" + version + " from " +
-             model_file.string());
+        next.ready[number] = load_version(name, version, model_file, print, config);
+        metrics_.model_ready(name, version, true);
+        log_((serving != current.ready.end() ? "reloaded " : "loaded ") + name + " v" + version +
+             " from " + model_file.string());
         continue;
       } catch (const Error& e) {
         reason = e.what();
@@ -264,8 +235,7 @@ void Repository::synchronize(const std::string& name, bool on_request) {
         reason = first_line(e);
       }
     }
-    next.failed[number] = reason;
-    next.failed_fingerprint[number] = print;
+    next.failed[number] = {reason, print};
     metrics_.model_load_failed(name, version);
     bool keeps = serving != current.ready.end();
     if (keeps) next.ready[number] = serving->second;
@@ -275,7 +245,7 @@ void Repository::synchronize(const std::string& name, bool on_request) {
   }
   for (const auto& [number, entry] : current.ready) {
     if (!next.ready.count(number)) {
-      metrics_.model_unloaded(name, entry->version);
+      metrics_.model_ready(name, entry->version, false);
       log_("unloaded " + name + " v" + entry->version + " (its folder is gone)");
     }
   }
@@ -292,6 +262,39 @@ void Repository::synchronize(const std::string& name, bool on_request) {
     throw bad_input("model '" + name + "' has no versions (expected " + (model_dir / "1").string() +
                     "/model.pt or model.pt2)");
   }
+}
+
+std::shared_ptr<ModelVersion> Repository::load_version(const std::string& name,
+                                                       const std::string& version,
+                                                       const fs::path& model_file,
+                                                       const std::string& fingerprint,
+                                                       const ModelConfig& config) {
+  auto entry = std::make_shared<ModelVersion>();
+  entry->name = name;
+  entry->version = version;
+  entry->path = model_file;
+  entry->fingerprint = fingerprint;
+  entry->config = config;
+  // Each instance runs forwards of its own: a compiled package needs a runner for each.
+  LoadOptions load = options_.load;
+  load.concurrent_forwards = std::max(1, config.instances);
+  entry->model = std::make_unique<Model>(Model::load(model_file, load));
+  BatchPolicy policy;
+  bool batches = can_batch(*entry->model);
+  policy.max_batch_size = !batches ? 0 : (config.max_batch_size < 0 ? 32 : config.max_batch_size);
+  if (auto largest = entry->model->max_batch_size()) {  // a compiled package's range
+    policy.max_batch_size = std::min<int64_t>(policy.max_batch_size, *largest);
+  }
+  policy.max_queue_delay = std::chrono::microseconds(config.max_queue_delay_us);
+  policy.max_queue_size = config.max_queue_size;
+  policy.instances = config.instances;
+  // A version's instances run at once: they share the CPUs rather than each taking all of them.
+  // Versions of different models each get all of them (they seldom all run at once).
+  policy.threads = options_.threads_per_instance > 0
+                       ? options_.threads_per_instance
+                       : std::max(1, default_threads() / std::max(1, config.instances));
+  entry->batcher = std::make_unique<Batcher>(*entry->model, policy, metrics_, name, version);
+  return entry;
 }
 
 std::shared_ptr<ModelVersion> Repository::find(const std::string& name,
@@ -362,24 +365,28 @@ std::vector<IndexEntry> Repository::index(bool ready_only) const {
       if (ready != model->second.ready.end()) {
         std::string reason;
         if (failed != model->second.failed.end()) {
-          reason = "serving the version loaded before; reloading it failed: " + failed->second;
+          reason =
+              "serving the version loaded before; reloading it failed: " + failed->second.reason;
         }
         out.push_back({name, ready->second->version, "READY", reason});
       } else if (!ready_only) {
-        out.push_back({name, std::to_string(number), "UNAVAILABLE", failed->second});
+        out.push_back({name, std::to_string(number), "UNAVAILABLE", failed->second.reason});
       }
     }
   }
   return out;
 }
 
+void Repository::require_explicit(const char* action) const {
+  if (options_.control == ModelControl::Explicit) return;
+  throw ControlRefused(std::string(action) +
+                       " models on request needs --model-control-mode explicit (this server runs "
+                       "in mode " +
+                       (options_.control == ModelControl::Poll ? "poll" : "none") + ")");
+}
+
 void Repository::load(const std::string& name) {
-  if (options_.control != ModelControl::Explicit) {
-    throw ControlRefused(
-        "loading models on request needs --model-control-mode explicit (this server runs in "
-        "mode " +
-        std::string(options_.control == ModelControl::Poll ? "poll" : "none") + ")");
-  }
+  require_explicit("loading");
   if (!holds(name)) {
     throw UnknownModel("the repository has no model '" + name +
                        "' (it has: " + joined(model_names_on_disk()) + ")");
@@ -389,12 +396,7 @@ void Repository::load(const std::string& name) {
 }
 
 void Repository::unload(const std::string& name) {
-  if (options_.control != ModelControl::Explicit) {
-    throw ControlRefused(
-        "unloading models on request needs --model-control-mode explicit (this server runs in "
-        "mode " +
-        std::string(options_.control == ModelControl::Poll ? "poll" : "none") + ")");
-  }
+  require_explicit("unloading");
   std::lock_guard<std::mutex> control(control_mutex_);
   ModelState removed;
   {
@@ -408,7 +410,7 @@ void Repository::unload(const std::string& name) {
     models_[name].unloaded = true;
   }
   for (const auto& [number, entry] : removed.ready) {
-    metrics_.model_unloaded(name, entry->version);
+    metrics_.model_ready(name, entry->version, false);
     log_("unloaded " + name + " v" + entry->version + " (requests in flight finish on it)");
   }
 }

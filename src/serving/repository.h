@@ -104,14 +104,24 @@ class Repository {
  private:
   struct ModelState {
     std::map<int64_t, std::shared_ptr<ModelVersion>> ready;  // by version number
-    std::map<int64_t, std::string> failed;                   // version -> why
-    std::map<int64_t, std::string> failed_fingerprint;       // not retried until it changes
+    struct Failure {
+      std::string reason;
+      std::string fingerprint;  // polling does not retry the version until it changes
+    };
+    std::map<int64_t, Failure> failed;
     bool unloaded = false;
   };
 
   // `on_request`: at start or on a load request, which retries failed files and throws the
   // first failure; polling neither retries an unchanged failed file nor throws.
   void synchronize(const std::string& name, bool on_request);
+  // One version loaded, warmed up and given its batcher; throws what Model::load throws.
+  std::shared_ptr<ModelVersion> load_version(const std::string& name, const std::string& version,
+                                             const std::filesystem::path& model_file,
+                                             const std::string& fingerprint,
+                                             const ModelConfig& config);
+  // ControlRefused unless the mode is Explicit.
+  void require_explicit(const char* action) const;
   std::vector<std::string> model_names_on_disk() const;
 
   std::filesystem::path root_;

@@ -41,6 +41,14 @@ struct Server::Impl {
 
   explicit Impl(ServerOptions options) : service(std::move(options)), http(service) {}
 
+  void stop_polling() {
+    {
+      std::lock_guard<std::mutex> lock(poll_mutex);
+      stopping = true;
+    }
+    poll_wakeup.notify_all();
+  }
+
   // Rescans the repository every --repository-poll-secs until the server stops.
   void poll_repository() {
     auto period = std::chrono::seconds(std::max(1, service.options().repository_poll_secs));
@@ -102,11 +110,7 @@ void Server::serve() {
 #ifdef TORCHSHIP_GRPC
   if (impl_->grpc) impl_->grpc->stop();
 #endif
-  {
-    std::lock_guard<std::mutex> lock(impl_->poll_mutex);
-    impl_->stopping = true;
-  }
-  impl_->poll_wakeup.notify_all();
+  impl_->stop_polling();
   if (poller.joinable()) poller.join();
   impl_->service.repository().stop();
 }
@@ -114,11 +118,7 @@ void Server::serve() {
 void Server::stop() {
   impl_->service.drain();
   impl_->http.stop();
-  {
-    std::lock_guard<std::mutex> lock(impl_->poll_mutex);
-    impl_->stopping = true;
-  }
-  impl_->poll_wakeup.notify_all();
+  impl_->stop_polling();
 }
 
 std::string Server::summary() const {

@@ -103,6 +103,29 @@ std::vector<std::pair<NamedTensor, bool>> InferenceService::infer(ModelVersion& 
   return chosen_outputs(request, named_outputs(output, manifest ? &*manifest : nullptr));
 }
 
+nlohmann::json InferenceService::model_metadata(const std::string& name,
+                                                const std::string& version) const {
+  std::shared_ptr<ModelVersion> entry = find(name, version);
+  std::vector<std::string> versions =
+      version.empty() ? repository_->versions_of(entry->name) : std::vector<std::string>{version};
+  return serving::model_metadata(entry->name, versions, *entry->model);
+}
+
+void InferenceService::control(const std::string& name, bool load,
+                               const std::vector<std::string>& parameters) {
+  for (const auto& key : parameters) {
+    if (!load && key == "unload_dependents") continue;  // no ensembles: nothing depends
+    throw bad_input("parameter '" + key + "' is not supported (torchship " +
+                    (load ? "loads models as the repository holds them" : "unloads models") +
+                    "; accepted: " + (load ? "none" : "unload_dependents") + ")");
+  }
+  if (load) {
+    repository_->load(name);
+  } else {
+    repository_->unload(name);
+  }
+}
+
 Failure InferenceService::describe(std::exception_ptr failure, const std::string& route) const {
   std::string full, brief;
   try {

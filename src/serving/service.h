@@ -77,6 +77,14 @@ class InferenceService {
   std::vector<std::pair<NamedTensor, bool>> infer(ModelVersion& entry, InferRequest& request,
                                                   Clock::time_point deadline);
 
+  // The metadata of a ready version (the highest for version ""): its versions are all the
+  // ready ones when none was named, else that one. ServingError(404) as find().
+  nlohmann::json model_metadata(const std::string& name, const std::string& version) const;
+
+  // A load (or unload) request of the repository extension, with the names of its parameters:
+  // none are accepted for a load, `unload_dependents` for an unload (no ensembles here).
+  void control(const std::string& name, bool load, const std::vector<std::string>& parameters);
+
   // The exception in flight as a status and message. Failures that are not the client's fault
   // get a brief message; their full text goes to the server log under `route`.
   Failure describe(std::exception_ptr failure, const std::string& route) const;

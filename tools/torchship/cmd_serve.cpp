@@ -59,16 +59,18 @@ int run_serve(ServeOptions& options) {
   std::string host = options.server.host.find(':') != std::string::npos
                          ? "[" + options.server.host + "]"
                          : options.server.host;
-  info("listening on http://" + host + ":" + std::to_string(server.port()) +
-       (server.grpc_port() >= 0 ? " and grpc://" + host + ":" + std::to_string(server.grpc_port())
-                                : "") +
-       (options.server.api_key.empty() ? "" : " (API key required)") +
-       (options.server.model_control == serving::ModelControl::None
-            ? ""
-            : "; model control: " + options.model_control +
-                  (options.server.model_control == serving::ModelControl::Poll
-                       ? " every " + std::to_string(options.server.repository_poll_secs) + " s"
-                       : "")));
+  std::string listening = "listening on http://" + host + ":" + std::to_string(server.port());
+  if (server.grpc_port() >= 0) {
+    listening += " and grpc://" + host + ":" + std::to_string(server.grpc_port());
+  }
+  if (!options.server.api_key.empty()) listening += " (API key required)";
+  if (options.server.model_control != serving::ModelControl::None) {
+    listening += "; model control: " + options.model_control;
+  }
+  if (options.server.model_control == serving::ModelControl::Poll) {
+    listening += " every " + std::to_string(options.server.repository_poll_secs) + " s";
+  }
+  info(listening);
 
   std::thread waiter([&server] {
     unsigned char received = 0;
