@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <mutex>
 #include <regex>
 #include <thread>
 
@@ -95,6 +96,9 @@ struct HttpFront::Impl {
   const ServerOptions& options;
   httplib::Server http;
   int bound_port = -1;
+  std::mutex lifecycle;  // orders serve() and stop()
+  bool serving = false, stop_requested = false;
+  std::atomic<bool> listen_returned{false};
 
   explicit Impl(InferenceService& service) : service(service), options(service.options()) {
     configure();
@@ -389,11 +393,27 @@ int HttpFront::bind(const std::string& host, int port) {
 }
 
 void HttpFront::serve() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->lifecycle);
+    if (impl_->stop_requested) return;  // stopped before it began: nothing to serve
+    impl_->serving = true;
+  }
   impl_->http.listen_after_bind();
+  impl_->listen_returned = true;
 }
 
 void HttpFront::stop() {
-  if (impl_->http.is_running()) impl_->http.stop();
+  bool serving;
+  {
+    std::lock_guard<std::mutex> lock(impl_->lifecycle);
+    impl_->stop_requested = true;
+    serving = impl_->serving;
+  }
+  if (!serving) return;
+  // A stop that comes between serve()'s start and httplib's listen loop would find nothing
+  // running and be lost (SIGTERM right after start-up): wait for the loop, then stop it.
+  while (!impl_->http.is_running() && !impl_->listen_returned) std::this_thread::yield();
+  impl_->http.stop();
 }
 
 }  // namespace torchship::serving
