@@ -214,10 +214,11 @@ def render(all_results: List[dict]) -> str:
     for results in all_results:
         lines += stack_section(results) + [""]
     lines += [VERIFICATION]
-    # bench/serve_bench.py and bench/protocols.py own the serving sections: keep them.
+    # bench/serve_bench.py, bench/protocols.py and bench/zoo.py own their sections: keep them.
     if os.path.exists(REPORT):
         previous = open(REPORT).read()
-        for section in ("## Serving under load", "## KServe v2 protocols under load"):
+        for section in ("## Serving under load", "## KServe v2 protocols under load",
+                        "## Benchmark zoo"):
             start = previous.find(section)
             if start >= 0:
                 end = previous.find("\n## ", start + 1)

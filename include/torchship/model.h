@@ -20,13 +20,19 @@ namespace torchship {
 // configured once with configure_runtime() (runtime.h).
 struct LoadOptions {
   std::string device = "cpu";  // "cpu", "cuda", "cuda:1", ... (torch::Device syntax)
-  // TorchScript: replace the module by a faster one (frozen with prepacked oneDNN convolutions,
-  // else frozen + optimize_for_inference, else frozen only) that reproduces the stored module's
-  // outputs within tolerance: on the golden vectors, else on inputs synthesized from the
-  // manifest, else (a plain torch.jit.save archive) on the first forward's own inputs, which is
-  // answered by the stored module. Otherwise the model runs as stored and notes() says why.
+  // TorchScript: replace the module by a faster one that reproduces the stored module's outputs
+  // within tolerance: on the golden vectors, else on inputs synthesized from the manifest, else
+  // (a plain torch.jit.save archive) on the first forward's own inputs, which is answered by
+  // the stored module. The candidates (kOptimizationCandidates: frozen with prepacked oneDNN
+  // convolutions, frozen + optimize_for_inference, frozen only) are each verified and timed on
+  // those inputs, and the fastest is kept only if it beats the module as stored; otherwise the
+  // model runs as stored. optimization() and notes() say what was tried and the times.
   // AOTInductor packages are compiled already.
   bool optimize = true;
+  // Which candidate: "auto" (measure them all, as above), or one's name (verified, not timed:
+  // a choice an earlier load made, so that a server does not time again at each start), or
+  // "stored" (the same as optimize = false).
+  std::string optimization = "auto";
   // Forward runs on the archive's first golden case right after loading, so that the first
   // real request does not pay for the executor's profiling and optimization.
   int warmup_runs = 2;
@@ -46,6 +52,10 @@ struct LoadOptions {
 
   LoadOptions& with_optimize(bool value) {
     optimize = value;
+    return *this;
+  }
+  LoadOptions& with_optimization(std::string candidate) {
+    optimization = std::move(candidate);
     return *this;
   }
   LoadOptions& with_warmup(int runs) {
@@ -94,6 +104,28 @@ struct Segmentation {
   at::Tensor logits;   // C x H x W float scores, or undefined when the model returns none
 };
 
+// The optimizations a TorchScript model may run with, in the order they are tried.
+inline const std::vector<std::string> kOptimizationCandidates = {
+    "prepacked",               // frozen, 2-D convolutions on oneDNN weights packed once
+    "optimize_for_inference",  // frozen + torch.jit.optimize_for_inference
+    "frozen",                  // torch.jit.freeze only
+};
+
+struct OptimizationTrial {
+  std::string candidate;  // one of kOptimizationCandidates
+  bool applies = true;    // false: it would change nothing here (`miss` says why)
+  std::string miss;       // why it was refused: its difference from the reference, a failure
+  double forward_ms = 0;  // its best forward on the reference inputs; 0 when not timed
+};
+
+// What choosing an optimization came to (Model::optimization()).
+struct OptimizationReport {
+  std::string chosen;    // a candidate's name, "stored", or "" when nothing was decided yet
+  double stored_ms = 0;  // the stored module's best forward; 0 when not timed
+  std::vector<OptimizationTrial> trials;
+  double seconds = 0;  // what verifying and timing added to the load (or the first forward)
+};
+
 struct ModelSummary {
   std::vector<std::string> methods;
   int64_t parameter_count = 0;
@@ -117,6 +149,9 @@ class Model {
   std::string signature() const;
   ModelSummary summary() const;  // of the model as stored, before any optimization
   bool optimized() const;
+  // What was tried, verified and timed, and which candidate runs (a copy; a plain archive's
+  // first forward fills it).
+  OptimizationReport optimization() const;
   // The largest batch forward takes when the manifest declares a batch dimension: what a
   // compiled package's batch range allows, or no limit (nullopt) for TorchScript.
   std::optional<int64_t> max_batch_size() const;

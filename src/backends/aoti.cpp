@@ -333,8 +333,9 @@ class AotiBackend final : public Backend {
   bool optimizes() const override {
     return false;
   }
-  bool optimize(const std::function<std::string()>&, const std::string&,
+  bool optimize(const CandidateProbe&, OptimizationReport& report,
                 std::vector<std::string>& notes) override {
+    report.chosen = "stored";
     notes.push_back("compiled ahead of time by AOTInductor: nothing to optimize at load");
     return false;
   }

@@ -22,6 +22,17 @@ struct Signature {
   c10::TypePtr output_type;
 };
 
+// What the facade gives a backend to choose an optimization by: whether a candidate reproduces
+// the reference outputs, and one forward on the reference inputs to time it with.
+struct CandidateProbe {
+  std::function<std::string()> miss;  // "" when the model as it is now reproduces the reference
+  std::function<void()> forward;      // one forward on the reference inputs
+  std::string against;                // what the reference is, for notes ("the golden vectors")
+  // "auto": every candidate, kept when verified and faster than the module as stored; a
+  // candidate's name: that one alone, verified but not timed (a choice recorded before).
+  std::string wanted = "auto";
+};
+
 // How a failed forward reads: one line, and whether it says the input's values were wrong.
 struct RunFailure {
   std::string why;
@@ -39,11 +50,12 @@ class Backend {
   // Runs the model on inputs the facade has checked and moved to the model's device.
   virtual c10::IValue run(std::vector<c10::IValue> inputs) const = 0;
   virtual RunFailure explain(const std::exception& error) const = 0;
-  // Replaces the model by a faster equivalent, keeping it only when `miss()` returns "": the
-  // facade reruns reference inputs through it and compares with the reference outputs, which
-  // `against` names for notes ("the golden vectors"). Appends what happened to `notes`;
+  // Replaces the model by a faster equivalent: a candidate is kept only when `probe.miss()`
+  // returns "" (the facade reruns reference inputs through it and compares with the reference
+  // outputs) and, unless the probe names it, when its forward is faster than the stored
+  // module's. Fills `report` with what was tried and the times, appends a line to `notes`;
   // returns whether the model now runs optimized.
-  virtual bool optimize(const std::function<std::string()>& miss, const std::string& against,
+  virtual bool optimize(const CandidateProbe& probe, OptimizationReport& report,
                         std::vector<std::string>& notes) = 0;
   // Whether optimize() can make the model faster at all (compiled packages: no; their
   // optimize() only notes why).

@@ -1,12 +1,16 @@
 // The TorchScript backend: archives written by torch.jit.save (torchship.export's default).
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <optional>
 #include <tuple>
 
 #include <torch/csrc/jit/runtime/operator.h>
 
 #include "backends/backend.h"
+#include "backends/forward_timing.h"
 #include "backends/prepacked_convolutions.h"
 #include "torch_compat.h"
 #include "torchship/error.h"
@@ -202,6 +206,95 @@ ModelSummary summarize(const torch::jit::Module& module) {
   return summary;
 }
 
+// Kept only when its forward takes less than this share of the stored module's: the timings
+// of a few runs are noisy by a few percent, and an equal candidate gains nothing.
+constexpr double kKeepBelow = 0.97;
+
+// One optimization of a stored module, ready to verify.
+struct Candidate {
+  std::string name;
+  torch::jit::Module module;
+  bool prepacked = false;   // runs prepacked convolutions (channels-last outputs)
+  std::string description;  // for notes: "frozen, 36 convolutions run on prepacked oneDNN weights"
+};
+
+// Candidate `name` built from `stored`, or nullopt (with `why`) when it would change nothing.
+std::optional<Candidate> build(const std::string& name, const torch::jit::Module& stored,
+                               std::string& why) {
+  Candidate candidate;
+  candidate.name = name;
+  candidate.module = torch::jit::freeze(stored);
+  if (name == "prepacked") {
+    if (!can_prepack_convolutions()) {
+      why = "this libtorch has no prepacked oneDNN convolutions";
+      return std::nullopt;
+    }
+    int packed = prepack_convolutions(candidate.module);
+    if (packed == 0) {
+      why = "no 2-D convolution with constant weights to pack";
+      return std::nullopt;
+    }
+    candidate.prepacked = true;
+    candidate.description =
+        "frozen, " + std::to_string(packed) + " convolutions run on prepacked oneDNN weights";
+  } else if (name == "optimize_for_inference") {
+    // optimize_for_inference rewrites the frozen module's graph in place.
+    candidate.module = torch::jit::optimize_for_inference(candidate.module);
+    candidate.description = "frozen + optimize_for_inference";
+  } else {
+    // Freezing alone inlines the weights and folds constants, which usually computes the same
+    // numbers, and still saves the attribute lookups.
+    candidate.description = "frozen only";
+  }
+  return candidate;
+}
+
+std::string milliseconds(double ms) {
+  return c10::str(std::round(ms * 100) / 100) + " ms";
+}
+
+// One note: what runs, the times it was chosen by, and what the other candidates came to.
+std::string describe_choice(const OptimizationReport& report, const std::string& kept,
+                            const std::string& against, const std::string& freeze_failure) {
+  const bool timed = report.stored_ms > 0;
+  const OptimizationTrial* chosen = nullptr;
+  bool any_verified = false;
+  std::string first_miss, others;
+  for (const auto& trial : report.trials) {
+    any_verified = any_verified || (trial.applies && trial.miss.empty());
+    if (trial.candidate == report.chosen) {
+      chosen = &trial;
+      continue;
+    }
+    std::string outcome;
+    if (!trial.applies) {
+      outcome = trial.candidate + ": " + trial.miss;
+    } else if (!trial.miss.empty()) {
+      outcome = trial.candidate + " misses " + against + " (" + trial.miss + ")";
+      if (first_miss.empty()) first_miss = trial.miss;
+    } else if (trial.forward_ms > 0) {
+      outcome = trial.candidate + " " + milliseconds(trial.forward_ms);
+    }
+    if (!outcome.empty()) others += "; " + outcome;
+  }
+  if (timed) others += "; choosing took " + c10::str(std::round(report.seconds * 100) / 100) + " s";
+  if (chosen && timed) {
+    return "optimized: " + kept + " (" + milliseconds(chosen->forward_ms) + " a forward, " +
+           milliseconds(report.stored_ms) + " as stored)" + others;
+  }
+  if (chosen) return "optimized: " + kept + " (as asked, verified on " + against + ")" + others;
+  if (any_verified) {
+    return "not optimized: the module as stored is the fastest (" + milliseconds(report.stored_ms) +
+           " a forward)" + others;
+  }
+  if (!freeze_failure.empty() && first_miss.rfind("it fails: ", 0) == 0) {
+    return "not optimized: the model does not freeze (" + freeze_failure + ")";
+  }
+  if (first_miss.empty()) return "not optimized: no candidate applies" + others;
+  return "not optimized: the optimized module misses " + against + " (" + first_miss +
+         "), so the model runs as stored";
+}
+
 class TorchScriptBackend final : public Backend {
  public:
   TorchScriptBackend(const Archive& archive, const c10::Device& device)
@@ -233,68 +326,68 @@ class TorchScriptBackend final : public Backend {
     return failure;
   }
 
-  // Freezes and optimizes the module, and keeps the first candidate that still reproduces the
-  // reference outputs (`miss()` returns ""): conv-bn folding and oneDNN kernels change float
-  // results, by rounding on most models and by far more on some. Candidates, fastest first:
-  // frozen with prepacked oneDNN convolutions (libtorch 2.x), frozen + optimize_for_inference,
-  // frozen only.
+  // Freezes and optimizes the module, and keeps the fastest candidate that still reproduces the
+  // reference outputs (`probe.miss()` returns "": conv-bn folding and oneDNN kernels change
+  // float results, by rounding on most models and by far more on some) and runs faster than the
+  // module as stored: a pass that speeds up one architecture slows another (prepacked oneDNN
+  // depthwise convolutions on MobileNetV3), so agreement alone does not decide.
   bool optimizes() const override { return true; }
 
-  bool optimize(const std::function<std::string()>& miss, const std::string& against,
+  bool optimize(const CandidateProbe& probe, OptimizationReport& report,
                 std::vector<std::string>& notes) override {
+    auto started = std::chrono::steady_clock::now();
     torch::jit::Module stored = module_;
     // A rejected candidate must leave no trace (libtorch's warnings) on the user's stderr.
     compat::DiscardWarnings discard;
     compat::WarningHandlerGuard quiet(&discard);
-    std::string first_miss, optimized_miss;
-    auto keep_if_verified = [&](torch::jit::Module candidate, std::string* missed = nullptr) {
-      module_ = std::move(candidate);
-      std::string candidate_miss = miss();
-      if (candidate_miss.empty()) return true;
-      if (first_miss.empty()) first_miss = candidate_miss;
-      if (missed) *missed = candidate_miss;
+    const bool timing = probe.wanted == "auto";
+    report = OptimizationReport();
+    if (timing) report.stored_ms = best_forward_ms(probe.forward, 2);
+
+    std::optional<Candidate> kept;
+    double kept_ms = 0;
+    std::string freeze_failure;
+    for (const auto& name : kOptimizationCandidates) {
+      if (!timing && name != probe.wanted) continue;
+      OptimizationTrial trial;
+      trial.candidate = name;
+      try {
+        std::optional<Candidate> candidate = build(name, stored, trial.miss);
+        trial.applies = candidate.has_value();
+        if (candidate) {
+          module_ = candidate->module;
+          prepacked_ = candidate->prepacked;
+          trial.miss = probe.miss();
+          if (trial.miss.empty() && timing) {
+            trial.forward_ms = best_forward_ms(probe.forward, 1, kept ? kept_ms : report.stored_ms);
+          }
+          bool faster = !timing || (trial.forward_ms < kKeepBelow * report.stored_ms &&
+                                    (!kept || trial.forward_ms < kept_ms));
+          if (trial.miss.empty() && faster) {
+            kept = std::move(candidate);
+            kept_ms = trial.forward_ms;
+          }
+        }
+      } catch (const std::exception& e) {  // freezing or a pass failed on this graph
+        trial.miss = "it fails: " + first_line(e);
+        if (freeze_failure.empty()) freeze_failure = first_line(e);
+      }
       module_ = stored;
       prepacked_ = false;
-      return false;
-    };
-    try {
-      if (device_.is_cpu() && can_prepack_convolutions()) {
-        torch::jit::Module frozen = torch::jit::freeze(stored);
-        int packed = 0;
-        try {
-          packed = prepack_convolutions(frozen);
-        } catch (const std::exception& e) {  // a graph this pass does not know: the next one
-          first_miss = "packing convolutions failed: " + first_line(e);
-        }
-        prepacked_ = packed > 0;
-        if (packed > 0 && keep_if_verified(frozen)) {
-          notes.push_back("optimized: frozen, " + std::to_string(packed) +
-                          " convolutions run on prepacked oneDNN weights");
-          return true;
-        }
-      }
-      torch::jit::Module frozen = torch::jit::freeze(stored);
-      // optimize_for_inference rewrites the frozen module's graph in place.
-      if (keep_if_verified(torch::jit::optimize_for_inference(frozen), &optimized_miss)) {
-        notes.push_back("optimized: frozen + optimize_for_inference");
-        return true;
-      }
-      // Freezing alone inlines the weights and folds constants, which usually computes the
-      // same numbers, and still saves the attribute lookups.
-      if (keep_if_verified(torch::jit::freeze(stored))) {
-        notes.push_back("optimized by freezing only: optimize_for_inference misses " + against +
-                        " (" + optimized_miss + ")");
-        return true;
-      }
-    } catch (const std::exception& e) {
-      module_ = stored;
-      prepacked_ = false;
-      notes.push_back("not optimized: the model does not freeze (" + first_line(e) + ")");
-      return false;
+      report.trials.push_back(std::move(trial));
     }
-    notes.push_back("not optimized: the optimized module misses " + against + " (" + first_miss +
-                    "), so the model runs as stored");
-    return false;
+    if (kept) {
+      module_ = kept->module;
+      prepacked_ = kept->prepacked;
+      report.chosen = kept->name;
+    } else {
+      report.chosen = "stored";
+    }
+    report.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    notes.push_back(
+        describe_choice(report, kept ? kept->description : "", probe.against, freeze_failure));
+    return kept.has_value();
   }
 
  private:

@@ -51,13 +51,23 @@ ModelConfig ModelConfig::parse(const std::string& json_text, const std::string& 
   json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (!root.is_object()) throw bad_input(origin + ": expected a JSON object");
   static const std::set<std::string> kKnown = {"max_batch_size", "max_queue_delay_us",
-                                               "max_queue_size", "instances"};
+                                               "max_queue_size", "instances", "optimization"};
   ModelConfig config;
   for (const auto& [key, value] : root.items()) {
     if (!kKnown.count(key)) {
       throw bad_input(origin + ": unknown field '" + key +
                       "' (expected max_batch_size, max_queue_delay_us, max_queue_size, "
-                      "instances)");
+                      "instances, optimization)");
+    }
+    if (key == "optimization") {
+      if (!value.is_string()) {
+        throw bad_input(origin +
+                        ": 'optimization' must be a string (auto, stored or a "
+                        "candidate's name), got " +
+                        value.dump());
+      }
+      config.optimization = value.get<std::string>();
+      continue;
     }
     if (!value.is_number_integer() || value.get<int64_t>() < 0) {
       throw bad_input(origin + ": '" + key + "' must be a non-negative integer, got " +
@@ -278,6 +288,8 @@ std::shared_ptr<ModelVersion> Repository::load_version(const std::string& name,
   // Each instance runs forwards of its own: a compiled package needs a runner for each.
   LoadOptions load = options_.load;
   load.concurrent_forwards = std::max(1, config.instances);
+  // A choice recorded in config.json spares the server timing the candidates at each start.
+  if (!config.optimization.empty()) load.optimization = config.optimization;
   entry->model = std::make_unique<Model>(Model::load(model_file, load));
   BatchPolicy policy;
   bool batches = can_batch(*entry->model);

@@ -27,6 +27,7 @@ struct ModelConfig {
   int64_t max_queue_delay_us = 500;  // how long the first request waits for company
   size_t max_queue_size = 256;       // requests waiting; one more is answered 503
   int instances = 1;                 // executions at once (each runs one batch)
+  std::string optimization;          // LoadOptions::optimization; "": the server's
 
   static ModelConfig parse(const std::string& json_text, const std::string& origin);
 };

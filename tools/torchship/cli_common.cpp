@@ -24,10 +24,20 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
                      "custom-operator library to load first (repeatable)");
   auto* optimize = command.add_flag(
       "--optimize", options.optimize,
-      "freeze + optimize_for_inference at load, kept if the golden vectors still hold (default "
-      "when the command runs more than one forward)");
-  command.add_flag("--no-optimize", options.no_optimize, "run the module as stored")
-      ->excludes(optimize);
+      "try the optimized forms of a TorchScript module at load and keep the fastest that "
+      "reproduces the stored module's outputs, if it beats the stored one (default when the "
+      "command runs more than one forward)");
+  auto* no_optimize =
+      command.add_flag("--no-optimize", options.no_optimize, "run the module as stored")
+          ->excludes(optimize);
+  std::string candidates = "auto (measure), stored";
+  for (const auto& name : kOptimizationCandidates) candidates += ", " + name;
+  command
+      .add_option("--optimization", options.optimization,
+                  "which optimized form: " + candidates +
+                      "; a name skips the timing (a choice an earlier run printed)")
+      ->excludes(no_optimize)
+      ->capture_default_str();
   command.add_flag("--no-profiling", options.no_profiling,
                    "use TorchScript's legacy executor instead of the profiling one");
   command
@@ -43,7 +53,8 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
 }
 
 Model load_model(const ModelOptions& options, size_t expected_forwards) {
-  bool optimize = options.optimize || (!options.no_optimize && expected_forwards > 1);
+  bool optimize = options.optimize || options.optimization != "auto" ||
+                  (!options.no_optimize && expected_forwards > 1);
   configure_runtime(RuntimeOptions()
                         .with_threads(options.threads)
                         .with_interop_threads(options.interop_threads)
@@ -52,6 +63,7 @@ Model load_model(const ModelOptions& options, size_t expected_forwards) {
   LoadOptions load;
   load.with_device(options.device)
       .with_optimize(optimize)
+      .with_optimization(options.optimization)
       .with_warmup(options.warmup)
       .with_max_image_pixels(options.max_image_pixels);
   for (const auto& library : options.extensions) load.with_extension(library);

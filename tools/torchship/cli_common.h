@@ -26,13 +26,14 @@ struct ModelOptions {
   std::vector<std::string> extensions;
   bool optimize = false;     // --optimize
   bool no_optimize = false;  // --no-optimize; neither: optimize when it pays (see load_model)
+  std::string optimization = "auto";  // --optimization: measure, or a recorded choice
   bool no_profiling = false;
   int warmup = 0;  // one-shot commands pay for no warm-up; bench sets its own default
   int64_t max_image_pixels = kDefaultMaxImagePixels;
 };
 
-// MODEL (positional) and --device, --threads, --interop-threads, --extension, --no-optimize,
-// --warmup, --max-image-pixels.
+// MODEL (positional) and --device, --threads, --interop-threads, --extension, --optimize,
+// --no-optimize, --optimization, --warmup, --max-image-pixels.
 void add_model_options(CLI::App& command, ModelOptions& options);
 // Load-time optimization (freeze, optimize_for_inference, golden verification) costs about one
 // forward pass and a second copy of the weights; it pays off only over repeated runs. Without

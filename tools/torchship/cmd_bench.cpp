@@ -152,6 +152,22 @@ int run_preprocess_bench(const BenchOptions& options) {
   return 0;
 }
 
+// What load tried and timed: {"chosen", "stored_ms", "seconds", "trials": [{"candidate",
+// "applies", "miss", "forward_ms"}]}; chosen is "" until a plain archive's first forward.
+json optimization_json(const OptimizationReport& report) {
+  json trials = json::array();
+  for (const auto& trial : report.trials) {
+    trials.push_back({{"candidate", trial.candidate},
+                      {"applies", trial.applies},
+                      {"miss", trial.miss},
+                      {"forward_ms", trial.forward_ms}});
+  }
+  return {{"chosen", report.chosen},
+          {"stored_ms", report.stored_ms},
+          {"seconds", report.seconds},
+          {"trials", trials}};
+}
+
 int run_bench(const BenchOptions& options) {
   if (!options.preprocess_image.empty()) return run_preprocess_bench(options);
   // Load time includes optimization and warm-up, as a caller of Model::load waits for them.
@@ -202,6 +218,7 @@ int run_bench(const BenchOptions& options) {
     out["runs"] = options.runs;
     out["optimized"] = model.optimized();
     out["notes"] = model.notes();
+    out["optimization"] = optimization_json(model.optimization());
     out["warmup_runs"] = options.model.warmup;
     out["first_ms"] = first_ms;
     out["first_over_steady"] = first_ms / main.p50;

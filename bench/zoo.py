@@ -1,0 +1,186 @@
+"""The benchmark zoo: torchship against Python eager, ONNX Runtime and OpenVINO on the
+architectures people deploy (bench/zoo_models.py: CNNs, vision transformers, a detector, the
+article's segmentation, a pretrained EfficientNet-Lite0, a text encoder, and held-out models),
+at batch 1 and 8, fp32, on the PyPI stack.
+
+    bash bench/setup.sh && scripts/build.sh          # the peers, the pretrained model, the CLI
+    python3 bench/zoo.py [--models a,b] [--rounds 2] [--runs 10] [--plain-packages]
+    python3 bench/zoo_report.py                      # the page section again from the results
+
+Runners, each a fresh process per measurement, in interleaved rounds (drift on a shared machine
+hits all alike), all on the same threads (the CPUs this process may use):
+  Python eager          the nn.Module under inference_mode, the faster memory format
+  ONNX Runtime          torch.onnx.export's file, all graph optimizations
+  OpenVINO fp32         the same file, static shape, INFERENCE_PRECISION_HINT=f32
+  OpenVINO default      the same, OpenVINO's own precision (bf16 where the CPU has AVX512_BF16)
+  torchship ...         `torchship bench FILE --input NPY --json`, no other flags, on the plain
+                        torch.jit.trace archive (also with --no-optimize: the module as stored),
+                        the archive and the package torchship.export writes, and with
+                        --plain-packages a plain aoti_compile_and_package package.
+A cell is the best round's median. Results: bench/results/zoo.json; the "Benchmark zoo" section
+of docs/benchmarks.md is rendered from it (bench/zoo_report.py).
+
+This process imports no torch (children would inherit its peak RSS).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import runners  # noqa: E402
+import zoo_report  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+MODELS = ["resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "regnet_y_800mf",
+          "vit_b_16", "swin_t", "ssdlite320", "lraspp", "efficientnet_lite0", "text_encoder",
+          "densenet121", "mnasnet1_0", "shufflenet_v2_x1_0"]
+TORCHSHIP_FILES = {"torchship plain .pt": ("plain_pt", []),
+                   "torchship plain .pt, as stored": ("plain_pt", ["--no-optimize"]),
+                   "torchship plain .pt2": ("plain_pt2", []),
+                   "torchship.export .pt": ("exported_pt", []),
+                   "torchship.export .pt2": ("exported_pt2", [])}
+
+
+def stack_paths() -> Dict[str, str]:
+    out = subprocess.run(["bash", "-c", 'source scripts/env.sh && echo "$PY" && echo "$BUILD"'],
+                         cwd=ROOT, env={**os.environ, "TORCHSHIP_TORCH": "pypi"},
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    build = os.path.join(ROOT, out[1])
+    return {"python": out[0], "cli": os.path.join(build, "bin", "torchship"),
+            "work": os.path.join(build, "bench", "zoo")}
+
+
+def has_bf16() -> bool:
+    with open("/proc/cpuinfo") as f:
+        flags = f.read()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def make_cases(paths: Dict[str, str], models: List[str], plain_packages: bool,
+               reuse: bool) -> List[dict]:
+    cases = []
+    for number, name in enumerate(models):
+        case_file = os.path.join(paths["work"], name, "case.json")
+        if not (reuse and os.path.exists(case_file)):
+            runners.progress(f"zoo: exporting {name} ({number + 1}/{len(models)})")
+            command = [paths["python"], os.path.join(ROOT, "bench", "zoo_models.py"),
+                       paths["work"], name] + (["--plain-packages"] if plain_packages else [])
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        with open(case_file) as f:
+            cases.append(json.load(f))
+    return cases
+
+
+def jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
+         threads: int) -> Dict[str, List[str]]:
+    worker = os.path.join(ROOT, "bench", "runners.py")
+    npy = case["inputs"][str(batch)]
+    spec = {"eager": {"kind": "zoo", "model": case["id"]}, "input": npy,
+            "onnx": case["files"].get("onnx")}
+    out = {"Python eager": [paths["python"], worker, "eager", json.dumps(spec), str(runs),
+                            str(threads)]}
+    if spec["onnx"]:
+        out["ONNX Runtime"] = [paths["python"], worker, "onnxruntime", json.dumps(spec),
+                               str(runs), str(threads)]
+        out["OpenVINO fp32"] = [paths["python"], worker, "openvino",
+                                json.dumps({**spec, "precision": "f32"}), str(runs),
+                                str(threads)]
+        if has_bf16():
+            out["OpenVINO default (bf16)"] = [paths["python"], worker, "openvino",
+                                              json.dumps(spec), str(runs), str(threads)]
+    for runner, (key, flags) in TORCHSHIP_FILES.items():
+        if key in case["files"]:
+            out[runner] = runners.command(paths["cli"], case["files"][key], npy, runs) + flags
+    return out
+
+
+def measure(cases: List[dict], paths: Dict[str, str], rounds: int, runs: int,
+            threads: int) -> Dict[str, Dict[str, dict]]:
+    """{model: {batch: {"samples": {runner: [...]}, "failures": {runner: why}}}}"""
+    found: Dict[str, Dict[str, dict]] = {
+        case["id"]: {str(b): {"samples": {}, "failures": {}} for b in case["batches"]}
+        for case in cases}
+    for number in range(rounds):
+        for case in cases:
+            for batch in case["batches"]:
+                cell = found[case["id"]][str(batch)]
+                for runner, command in jobs(case, batch, paths, runs, threads).items():
+                    if runner in cell["failures"]:
+                        continue
+                    runners.progress(f"zoo: round {number + 1}/{rounds}, {case['id']} "
+                                     f"batch {batch}, {runner}")
+                    try:
+                        child = runners.run_child(command)
+                    except RuntimeError as error:
+                        cell["failures"][runner] = str(error)
+                        continue
+                    data = json.loads(child["stdout"])
+                    if runner.startswith("torchship"):
+                        data = {"p50_ms": data["latency_ms"]["p50"], "load_ms": data["load_ms"],
+                                "first_ms": data["first_ms"], "notes": data["notes"],
+                                "optimization": data.get("optimization")}
+                    data["peak_rss_mb"] = child["peak_rss_mb"]
+                    cell["samples"].setdefault(runner, []).append(data)
+    return found
+
+
+def versions(paths: Dict[str, str]) -> Dict[str, str]:
+    script = ("import torch, torchvision, onnxruntime, openvino; "
+              "print(torch.__version__, torchvision.__version__, onnxruntime.__version__, "
+              "openvino.get_version())")
+    torch_v, vision, ort, ov = subprocess.run([paths["python"], "-c", script],
+                                              capture_output=True, text=True,
+                                              check=True).stdout.split()
+    cli = subprocess.run([paths["cli"], "--version"], capture_output=True,
+                         text=True).stdout.strip().splitlines()[0]
+    return {"torch": torch_v, "torchvision": vision, "onnxruntime": ort, "openvino": ov,
+            "torchship": cli}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--plain-packages", action="store_true",
+                        help="also compile plain aoti_compile_and_package packages (minutes "
+                             "per model)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the exported files of an earlier run")
+    args = parser.parse_args()
+    models = args.models.split(",")
+    unknown = [name for name in models if name not in MODELS]
+    if unknown:
+        raise SystemExit(f"unknown zoo model {unknown[0]!r}: expected some of {', '.join(MODELS)}")
+    paths = stack_paths()
+    threads = len(os.sched_getaffinity(0))
+    started = time.time()
+    cases = make_cases(paths, models, args.plain_packages, args.reuse)
+    exported = time.time()
+    found = measure(cases, paths, args.rounds, args.runs, threads)
+    results = {
+        "date": datetime.date.today().isoformat(), "cpu": runners.cpu_model(),
+        "cpus": os.cpu_count(), "threads": threads, "bf16_cpu": has_bf16(),
+        "rounds": args.rounds, "runs": args.runs, "versions": versions(paths),
+        "export_seconds": exported - started, "seconds": time.time() - started,
+        "command": f"python3 bench/zoo.py --models {args.models} --rounds {args.rounds} "
+                   f"--runs {args.runs}" + (" --plain-packages" if args.plain_packages else ""),
+        "cases": cases, "results": found}
+    os.makedirs(zoo_report.RESULTS, exist_ok=True)
+    with open(zoo_report.RESULTS_FILE, "w") as f:
+        json.dump(results, f, indent=1)
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + " " * 78 + "\r")
+    zoo_report.main()
+
+
+if __name__ == "__main__":
+    main()

