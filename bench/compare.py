@@ -32,18 +32,8 @@ import runners  # noqa: E402
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
-def stack_paths(stack: str) -> Dict[str, str]:
-    """The interpreter and build folder scripts/env.sh gives the stack."""
-    out = subprocess.run(["bash", "-c", 'source scripts/env.sh && echo "$PY" && echo "$BUILD"'],
-                         cwd=ROOT, env={**os.environ, "TORCHSHIP_TORCH": stack},
-                         capture_output=True, text=True, check=True).stdout.split("\n")
-    build = os.path.join(ROOT, out[1])
-    return {"python": out[0], "build": build, "cli": os.path.join(build, "bin", "torchship"),
-            "models": os.path.join(build, "models")}
-
-
 def measure_stack(stack: str, ort_python: str, rounds: int, runs: int, threads: int) -> dict:
-    paths = stack_paths(stack)
+    paths = runners.stack_paths(stack)
     work = os.path.join(ROOT, "build", "bench", stack)
     runners.progress(f"{stack}: making the cases")
     subprocess.run([paths["python"], os.path.join(ROOT, "bench", "cases.py"), work,
@@ -116,7 +106,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
     threads = len(os.sched_getaffinity(0))
-    ort_python = stack_paths("pypi")["python"]
+    ort_python = runners.stack_paths("pypi")["python"]
     os.makedirs(report.RESULTS, exist_ok=True)
     for stack in args.stacks.split(","):
         started = time.time()
@@ -129,8 +119,7 @@ def main() -> None:
                        f"--runs {args.runs}"})
         with open(os.path.join(report.RESULTS, f"compare-{stack}.json"), "w") as f:
             json.dump(results, f, indent=1)
-    if sys.stderr.isatty():
-        sys.stderr.write("\r" + " " * 78 + "\r")
+    runners.clear_progress()
     report.main()
 
 

@@ -184,10 +184,18 @@ VERIFICATION = """## What torchship checks before it runs an optimized model
 With no flags, `torchship` (and `Model::load`) replaces a TorchScript module by a faster one
 only after that one has reproduced the stored module's outputs by torchship's comparison rule
 (`|actual - expected| <= atol + rtol * |expected|`, rtol 1e-4 for fp32 and 1e-2 for bf16 / int8,
-atol scaled to each output's magnitude; see python/torchship/tolerance.py). The candidates,
-fastest first: the frozen module with every 2-D convolution of constant fp32 weights calling
-oneDNN on weights packed once, a following ReLU or residual addition fused in (libtorch 2.x);
-frozen + `optimize_for_inference`; frozen only. What they are checked on:
+atol scaled to each output's magnitude; see python/torchship/tolerance.py) and has run faster
+than it. The candidates: `prepacked` (the frozen module with every 2-D convolution of constant
+fp32 weights calling oneDNN on weights packed once, a following ReLU or residual addition fused
+in; libtorch 2.x), `optimize_for_inference` (frozen + `optimize_for_inference`) and `frozen`
+(freezing only). Each is verified, then timed on the same inputs (the best of two to five
+forwards after a warm-up, within about 100 ms per candidate), against the stored module timed
+the same way; the fastest verified one is kept when it takes less than 97% of the stored
+module's time, else the module runs as stored: a pass that helps one architecture slows another
+(prepacked oneDNN depthwise convolutions on MobileNetV3), so agreement alone does not decide.
+The note says every candidate's time and what choosing added to the load; `--optimization NAME`
+(CLI), `LoadOptions::optimization` (C++) and `"optimization"` in a model's config.json (server)
+replay a recorded choice, verified but not timed. What they are checked on:
 
 - an archive from `torchship.export`: its golden vectors, at load;
 - an archive with a manifest but no golden vectors: inputs synthesized from the manifest's shapes
@@ -198,7 +206,8 @@ frozen + `optimize_for_inference`; frozen only. What they are checked on:
   does this in its warm-up, as part of the load time it reports.
 
 A candidate that misses, or fails, is dropped and `notes` (`bench --json`, `Model::notes()`)
-says which and by how much; the model then runs as stored. AOTInductor packages were compiled
+says which and by how much; `Model::optimization()` (`"optimization"` in `bench --json`) holds
+the same as data: each candidate's miss and time, the stored module's time, the choice. AOTInductor packages were compiled
 ahead of time and run as they are.
 """
 

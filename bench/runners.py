@@ -11,6 +11,7 @@ command()), and the one-image jobs as whole commands (one_image_commands()).
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from typing import Callable, Dict, List
@@ -24,10 +25,24 @@ def progress(message: str) -> None:
         sys.stderr.flush()
 
 
+def stack_paths(stack: str) -> Dict[str, str]:
+    """The interpreter and build folder scripts/env.sh gives the stack."""
+    out = subprocess.run(["bash", "-c", 'source scripts/env.sh && echo "$PY" && echo "$BUILD"'],
+                         cwd=ROOT, env={**os.environ, "TORCHSHIP_TORCH": stack},
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    build = os.path.join(ROOT, out[1])
+    return {"python": out[0], "build": build, "cli": os.path.join(build, "bin", "torchship"),
+            "models": os.path.join(build, "models")}
+
+
+def clear_progress() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + " " * 78 + "\r")
+
+
 def run_child(command: List[str], env=None) -> Dict[str, object]:
     """Runs a command: its stdout, wall time and the child's own peak RSS (reaped by wait4, so
     that no other process's size is counted)."""
-    import subprocess
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     out = process.stdout.read()
@@ -163,7 +178,6 @@ def profile(case: dict, runs: int, threads: int) -> dict:
     """Where the fp32 plain ResNet34's time goes as torchship runs it: oneDNN's own timing of
     each primitive (ONEDNN_VERBOSE=1), per forward, against the network's arithmetic, this
     machine's large sgemm and its nominal FMA peak."""
-    import subprocess
     import torch
     torch.set_num_threads(threads)
     model = eager_model(case["eager"])

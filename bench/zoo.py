@@ -41,20 +41,21 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 MODELS = ["resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "regnet_y_800mf",
           "vit_b_16", "swin_t", "ssdlite320", "lraspp", "efficientnet_lite0", "text_encoder",
           "densenet121", "mnasnet1_0", "shufflenet_v2_x1_0"]
+LOG = os.path.join(ROOT, "build", "bench", "zoo", "log.txt")
 TORCHSHIP_FILES = {"torchship plain .pt": ("plain_pt", []),
                    "torchship plain .pt, as stored": ("plain_pt", ["--no-optimize"]),
                    "torchship plain .pt2": ("plain_pt2", []),
                    "torchship.export .pt": ("exported_pt", []),
-                   "torchship.export .pt2": ("exported_pt2", [])}
+                   "torchship.export .pt2": ("exported_pt2", []),
+                   # the package as torchship.export wrote it before its last change
+                   # (bench/zoo_models.py --refresh-packages), in the same rounds
+                   "torchship.export .pt2, before": ("exported_before_pt2", [])}
 
 
 def stack_paths() -> Dict[str, str]:
-    out = subprocess.run(["bash", "-c", 'source scripts/env.sh && echo "$PY" && echo "$BUILD"'],
-                         cwd=ROOT, env={**os.environ, "TORCHSHIP_TORCH": "pypi"},
-                         capture_output=True, text=True, check=True).stdout.split("\n")
-    build = os.path.join(ROOT, out[1])
-    return {"python": out[0], "cli": os.path.join(build, "bin", "torchship"),
-            "work": os.path.join(build, "bench", "zoo")}
+    """The PyPI stack's interpreter and CLI (runners.stack_paths), and the zoo's files."""
+    paths = runners.stack_paths("pypi")
+    return {**paths, "work": os.path.join(paths["build"], "bench", "zoo")}
 
 
 def has_bf16() -> bool:
@@ -102,6 +103,13 @@ def jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
     return out
 
 
+def log(line: str) -> None:
+    """A line of the run's log (build/bench/zoo/log.txt), for a run left in the background."""
+    runners.progress(line)
+    with open(LOG, "a") as f:
+        f.write(time.strftime("%H:%M:%S ") + line + "\n")
+
+
 def measure(cases: List[dict], paths: Dict[str, str], rounds: int, runs: int,
             threads: int) -> Dict[str, Dict[str, dict]]:
     """{model: {batch: {"samples": {runner: [...]}, "failures": {runner: why}}}}"""
@@ -115,20 +123,21 @@ def measure(cases: List[dict], paths: Dict[str, str], rounds: int, runs: int,
                 for runner, command in jobs(case, batch, paths, runs, threads).items():
                     if runner in cell["failures"]:
                         continue
-                    runners.progress(f"zoo: round {number + 1}/{rounds}, {case['id']} "
-                                     f"batch {batch}, {runner}")
                     try:
                         child = runners.run_child(command)
-                    except RuntimeError as error:
-                        cell["failures"][runner] = str(error)
+                        data = json.loads(child["stdout"])
+                    except (RuntimeError, ValueError) as error:
+                        cell["failures"][runner] = str(error)[:300]
+                        log(f"round {number + 1}: {case['id']} b{batch} {runner}: {error}")
                         continue
-                    data = json.loads(child["stdout"])
                     if runner.startswith("torchship"):
                         data = {"p50_ms": data["latency_ms"]["p50"], "load_ms": data["load_ms"],
                                 "first_ms": data["first_ms"], "notes": data["notes"],
                                 "optimization": data.get("optimization")}
                     data["peak_rss_mb"] = child["peak_rss_mb"]
                     cell["samples"].setdefault(runner, []).append(data)
+                    log(f"round {number + 1}: {case['id']} b{batch} {runner}: "
+                        f"{data['p50_ms']:.2f} ms")
     return found
 
 
@@ -177,8 +186,7 @@ def main() -> None:
     os.makedirs(zoo_report.RESULTS, exist_ok=True)
     with open(zoo_report.RESULTS_FILE, "w") as f:
         json.dump(results, f, indent=1)
-    if sys.stderr.isatty():
-        sys.stderr.write("\r" + " " * 78 + "\r")
+    runners.clear_progress()
     zoo_report.main()
 
 

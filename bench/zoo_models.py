@@ -1,6 +1,7 @@
 """The benchmark zoo's models and the files each runner needs, made by the PyPI stack's torch.
 
     PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] [--plain-packages]
+    PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] --refresh-packages   # after an exporter change
 
 For each model writes, under OUT_DIR/MODEL/: the input of each batch size (.npy), the module's
 weights (so that every runner computes the same function), an ONNX file with dynamic batch (and
@@ -150,10 +151,15 @@ def _last_line(error: BaseException) -> str:
 
 def _onnx(model: torch.nn.Module, x: torch.Tensor, path: str, sequence: bool) -> None:
     axes = {0: "batch", 1: "length"} if sequence else {0: "batch"}
+    # Attention's inference fast path (one fused operator per layer) has no ONNX form: export
+    # the plain path, as users are told to.
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (x,), path, opset_version=17, input_names=["input"],
                           dynamic_axes={"input": axes}, do_constant_folding=True, dynamo=False)
+    torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
 def _manifest(name: str, x: torch.Tensor, sequence: bool):
@@ -226,10 +232,49 @@ def make(out: str, name: str, plain_packages: bool) -> dict:
     return case
 
 
+def refresh_package(out: str, name: str) -> dict:
+    """Exports the torchship.export package of a case again (after a change to the exporter),
+    keeping the one before as exported_before.pt2 so that both run in the same benchmark."""
+    import torchship
+    _, inputs, batches, sequence, _, _ = ZOO[name]
+    folder = os.path.join(out, name)
+    with open(os.path.join(folder, "case.json")) as f:
+        case = json.load(f)
+    model = build(name)
+    example = inputs(batches[-1] if len(batches) > 1 else 1)
+    path = os.path.join(folder, "exported.pt2")
+    before = os.path.join(folder, "exported_before.pt2")
+    if "exported_pt2" in case["files"] and not os.path.exists(before):
+        os.replace(path, before)
+    if os.path.exists(before):
+        case["files"]["exported_before_pt2"] = before
+    started = time.monotonic()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torchship.export(model, (example,), path, format="aoti",
+                             manifest=_manifest(name, example, sequence),
+                             golden_inputs=[(inputs(1),)] if len(batches) > 1 else ())
+        case["files"]["exported_pt2"] = path
+        case["failures"].pop("exported_pt2", None)
+    except Exception as error:
+        case["files"].pop("exported_pt2", None)
+        case["failures"]["exported_pt2"] = _last_line(error)
+    case["seconds"]["exported_pt2"] = round(time.monotonic() - started, 1)
+    with open(os.path.join(folder, "case.json"), "w") as f:
+        json.dump(case, f, indent=1)
+    return case
+
+
 def main() -> None:
     out = os.path.abspath(sys.argv[1])
     names = sys.argv[2].split(",")
     plain_packages = "--plain-packages" in sys.argv[3:]
+    if "--refresh-packages" in sys.argv[3:]:
+        for name in names:
+            case = refresh_package(out, name)
+            print(json.dumps({"id": name, "failures": case["failures"]}), flush=True)
+        return
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     for name in names:
         if name not in ZOO:

@@ -17,11 +17,13 @@ import report  # noqa: E402
 
 RESULTS = report.RESULTS
 RESULTS_FILE = os.path.join(RESULTS, "zoo.json")
+PROFILE_FILE = os.path.join(RESULTS, "zoo-profile.json")  # bench/zoo_profile.py
+LEVERS_FILE = os.path.join(RESULTS, "zoo-levers.json")  # bench/zoo_levers.py
 SECTION = "## Benchmark zoo"
 PEERS = ("ONNX Runtime", "OpenVINO fp32")
 COLUMNS = ("Python eager", "ONNX Runtime", "OpenVINO fp32", "torchship plain .pt",
            "torchship plain .pt, as stored", "torchship plain .pt2", "torchship.export .pt",
-           "torchship.export .pt2")
+           "torchship.export .pt2, before", "torchship.export .pt2")
 RECOMMENDED = ("torchship.export .pt2", "torchship.export .pt")  # the first that exported
 OPTIMIZATION_NOISE = 1.05  # "as stored" and "optimized" runs are separate processes
 
@@ -53,7 +55,8 @@ def fastest_peer(row: Dict[str, Optional[float]]) -> Optional[float]:
 
 def best_torchship(row: Dict[str, Optional[float]]) -> Optional[float]:
     values = [v for name, v in row.items()
-              if name.startswith("torchship") and "as stored" not in name and v]
+              if name.startswith("torchship") and "as stored" not in name and
+              "before" not in name and v]
     return min(values) if values else None
 
 
@@ -155,6 +158,50 @@ def optimization_table(results: dict) -> List[str]:
     return lines
 
 
+def profile_lines(profiles: dict) -> List[str]:
+    """Per profiled model: the recommended path's forward split into oneDNN primitives by kind
+    and the time outside them, beside the fastest peer's latency."""
+    lines = [f"`{profiles['command']}`: oneDNN's own timing of its primitives "
+             "(`ONEDNN_VERBOSE=1`), per forward, from the difference between runs of "
+             f"{2 * profiles['runs']} and {profiles['runs']} forwards; \"outside oneDNN\" is the "
+             "latency less the primitives (inductor's generated kernels or ATen's operators, and "
+             "the glue between them). Logging slows the primitives a little.", "",
+             "| model | batch | runs as | latency ms | fastest peer ms | oneDNN primitives ms "
+             "(by kind) | outside oneDNN ms |", "|---|---|---|---|---|---|---|"]
+    for item in profiles["profiles"]:
+        primitives = item["primitives_ms"]
+        total = sum(primitives.values())
+        kinds = ", ".join(f"{kind} {ms:.2f}" for kind, ms in primitives.items() if ms >= 0.05)
+        outside = max(item["latency_ms"] - total, 0.0)
+        lines.append(f"| {item['model']} | {item['batch']} | {item['runner']} | "
+                     f"{item['latency_ms']:.2f} | {text(item['peer_ms'])} | {total:.2f} "
+                     f"({kinds}) | {outside:.2f} |")
+    return lines
+
+
+def lever_lines(levers: dict) -> List[str]:
+    """p50 ms of each compile variant beside the package torchship.export writes."""
+    variants = list(dict.fromkeys(v for item in levers["levers"].values() for v in item["p50_ms"]))
+    lines = [f"`{levers['command']}`: each variant compiled from the same torch.export program "
+             f"and timed by `torchship bench` at batch {next(iter(levers['levers'].values()))['batch']}"
+             f" (best of {levers['rounds']} interleaved rounds of {levers['runs']} runs; ms, and the "
+             "ratio to torchship.export's package).", "",
+             "| model | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
+    for model, item in levers["levers"].items():
+        base = item["p50_ms"].get("torchship.export")
+        cells = []
+        for variant in variants:
+            ms = item["p50_ms"].get(variant)
+            if ms is None:
+                cells.append("fails")
+            elif variant == "torchship.export" or not base:
+                cells.append(f"{ms:.2f}")
+            else:
+                cells.append(f"{ms:.2f} ({ms / base:.2f}x)")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def failures(results: dict) -> List[str]:
     lines = []
     for case in results["cases"]:
@@ -195,6 +242,13 @@ def section(results: dict) -> List[str]:
               "by 3%. A server records the choice in config.json (`\"optimization\"`), a "
               "command with `--optimization NAME`, and does not time again.", ""]
     lines += optimization_table(results) + [""]
+    if os.path.exists(PROFILE_FILE):
+        with open(PROFILE_FILE) as f:
+            lines += ["### Where the time goes", ""] + profile_lines(json.load(f)) + [""]
+    if os.path.exists(LEVERS_FILE):
+        with open(LEVERS_FILE) as f:
+            lines += ["### AOTInductor's options, one at a time", ""] + \
+                lever_lines(json.load(f)) + [""]
     found = failures(results)
     if found:
         lines += ["### What did not export or run", ""] + found + [""]

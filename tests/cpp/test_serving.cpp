@@ -208,6 +208,22 @@ std::vector<std::string> index_lines(const Repository& repository) {
   return lines;
 }
 
+TEST(Repository, AModelConfigRecordsItsOptimization) {
+  EXPECT_EQ(ModelConfig::parse("{}", "config.json").optimization, "");  // the server's
+  EXPECT_EQ(ModelConfig::parse(R"({"optimization": "frozen", "instances": 2})", "config.json")
+                .optimization,
+            "frozen");
+  try {
+    ModelConfig::parse(R"({"optimization": 1})", "m/config.json");
+    FAIL() << "a number was taken for an optimization";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+    EXPECT_STREQ(e.what(),
+                 "m/config.json: 'optimization' must be a string (auto, stored or a candidate's "
+                 "name), got 1");
+  }
+}
+
 TEST(Repository, ExplicitControlLoadsUnloadsAndLetsHeldVersionsFinish) {
   RepositoryFolder folder;
   folder.put_archive("fashion", "1");

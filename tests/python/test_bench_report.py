@@ -45,3 +45,47 @@ def test_the_committed_page_is_what_the_results_render():
     # The serving section is bench/serve_bench.py's: compare everything before it.
     cut = "## Serving under load"
     assert page.split(cut)[0] == rendered.split(cut)[0]
+
+
+def zoo_results():
+    import zoo_report
+    if not os.path.exists(zoo_report.RESULTS_FILE):
+        return None
+    with open(zoo_report.RESULTS_FILE) as f:
+        return json.load(f)
+
+
+def test_the_zoo_section_is_what_its_results_render():
+    import zoo_report
+    measured = zoo_results()
+    if measured is None:
+        pytest.skip("no bench/results/zoo.json")
+    with open(report.REPORT) as f:
+        page = f.read()
+    start = page.index(zoo_report.SECTION)
+    end = page.find("\n## ", start + 1)
+    committed = page[start:end if end >= 0 else len(page)].rstrip("\n")
+    assert committed == "\n".join(zoo_report.section(measured)).rstrip("\n")
+
+
+def test_every_zoo_verdict_follows_from_the_table():
+    import zoo_report
+    measured = zoo_results()
+    if measured is None:
+        pytest.skip("no bench/results/zoo.json")
+    table = zoo_report.cells(measured)
+    ratios = []
+    for model, batches in table.items():
+        for batch, row in batches.items():
+            chosen = zoo_report.recommended(row)
+            peer = zoo_report.fastest_peer(row)
+            if chosen and peer:
+                ratios.append(row[chosen] / peer)
+    goals = {goal: (value, verdict) for goal, value, _, verdict in zoo_report.goals(table)}
+    within = sum(r <= 1.0 for r in ratios)
+    value, verdict = goals["recommended path / fastest peer, per model and batch"]
+    assert value == f"{within} of {len(ratios)} within"
+    assert (verdict == "met") == (within == len(ratios))
+    mean = zoo_report.geomean(ratios)
+    value, verdict = goals["recommended path / fastest peer, geometric mean"]
+    assert value == f"{mean:.2f}x" and (verdict == "met") == (mean <= 0.9)

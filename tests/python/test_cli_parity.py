@@ -192,7 +192,28 @@ def test_bench_reports_latency_percentiles_and_throughput(run, models):
     assert set(out["latency_ms"]) == {"p50", "p90", "p99", "mean"}
     assert out["latency_ms"]["p50"] <= out["latency_ms"]["p99"]
     assert out["throughput_per_s"] > 0 and out["first_ms"] > 0
-    assert out["optimized"] is True
+    # Load timed every candidate against the stored module and kept the fastest, if any beat it.
+    choice = out["optimization"]
+    assert [t["candidate"] for t in choice["trials"]] == \
+        ["prepacked", "optimize_for_inference", "frozen"]
+    assert choice["stored_ms"] > 0 and choice["seconds"] > 0
+    assert out["optimized"] is (choice["chosen"] != "stored"), out["notes"]
+    timed = {t["candidate"]: t["forward_ms"] for t in choice["trials"] if t["forward_ms"] > 0}
+    if out["optimized"]:
+        assert timed[choice["chosen"]] == min(timed.values())
+        assert timed[choice["chosen"]] < 0.97 * choice["stored_ms"]
+    else:
+        assert all(ms >= 0.97 * choice["stored_ms"] for ms in timed.values())
+    # A recorded choice is replayed without timing.
+    again = run.json("bench", os.path.join(models, "fashion_mnist.pt"), "--runs", "2",
+                     "--optimization", "frozen", "--json")
+    assert again["optimized"] is True and again["optimization"]["chosen"] == "frozen"
+    assert again["optimization"]["stored_ms"] == 0
+    wrong = run("bench", os.path.join(models, "fashion_mnist.pt"), "--optimization", "fastest")
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().splitlines()[-1] == (
+        "torchship: error: unknown optimization 'fastest': expected one of auto, stored, "
+        "prepacked, optimize_for_inference, frozen")
     assert [row["batch_size"] for row in out["sweep"]] == [1, 16]
     human = run("bench", "classifier.pt", "--runs", "2", "--no-optimize")
     assert human.returncode == 0, human.stderr
@@ -202,7 +223,8 @@ def test_bench_reports_latency_percentiles_and_throughput(run, models):
     out = run.json("bench", "plain.pt", "--runs", "2", "-i", "wrong_rank.npy", "-i",
                    "wrong_rank.npy", "--json")
     assert out["notes"][0] == "no warm-up: the archive has no golden inputs to run"
-    assert out["optimized"] is True, out["notes"]
+    assert out["optimization"]["chosen"] != "", out["notes"]  # decided on the bench's inputs
+    assert out["optimized"] is (out["optimization"]["chosen"] != "stored")
     assert out["threads"] == out["available_cpus"] == len(os.sched_getaffinity(0))
 
 

@@ -278,3 +278,41 @@ def test_export_failure_carries_the_doctors_diagnosis(tmp_path):
     assert message.startswith("torch.export cannot export Branchy")
     assert "[export-data-dependent]" in message and "torch.cond" in message
     assert "if x.sum() > 0:" in message
+
+
+class DepthwiseBlock(nn.Module):
+    """A dense and a depthwise convolution: both kinds oneDNN packs."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.dense = nn.Conv2d(3, 8, 3, padding=1)
+        self.depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.depthwise(self.dense(x).relu()).mean((2, 3))
+
+
+def test_a_dynamic_batch_keeps_convolution_weights_packed(tmp_path):
+    # Inductor packs a convolution's weight for oneDNN once, at compile time, only when every
+    # input size is static; with a dynamic batch it would reorder the weight on every call.
+    # torchship packs it for the example's sizes, which oneDNN's convolution takes at any batch:
+    # the package holds the packed (opaque) weights and computes eager's numbers at batch
+    # sizes other than the example's.
+    with aoti._packed_dynamic_convolutions() as packing:
+        assert packing, "this torch's inductor internals moved: the lever does nothing"
+    example = torch.rand(4, 3, 16, 16)
+    manifest = torchship.Manifest(name="dw", batch_dim=True,
+                                  inputs=[torchship.tensor_spec("x", "FP32", [-1, 3, 16, 16])])
+    path = str(tmp_path / "dw.pt2")
+    result = torchship.export(DepthwiseBlock(), (example,), path, format="aoti",
+                              manifest=manifest, golden_inputs=[(torch.rand(1, 3, 16, 16),)])
+    with zipfile.ZipFile(path) as package:
+        wrapper = next(name for name in package.namelist() if name.endswith(".wrapper.cpp"))
+        packed = package.read(wrapper).decode().count("opaque_metadata = {")
+    assert packed >= 2
+    for batch in (1, 3, 7):
+        x = torch.rand(batch, 3, 16, 16)
+        with torch.no_grad():
+            expected = DepthwiseBlock().eval()(x)
+        assert torch.allclose(result.module(x), expected, rtol=1e-4, atol=1e-5)
