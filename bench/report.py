@@ -219,7 +219,9 @@ def render(all_results: List[dict]) -> str:
              "`bench/results/compare-*.json`, this page rendered from them by "
              "`bench/report.py`). The machine is a shared VM: compare ratios within a run, not "
              "numbers across runs. TorchScript against AOTInductor packages: "
-             "[benchmarks-formats.md](benchmarks-formats.md) (`bench/formats.py`).", ""]
+             "[benchmarks-formats.md](benchmarks-formats.md) (`bench/formats.py`). Fourteen "
+             "architectures at batch 1 and 8 against ONNX Runtime and OpenVINO: "
+             "[Benchmark zoo](#benchmark-zoo) (`bench/zoo.py`).", ""]
     for results in all_results:
         lines += stack_section(results) + [""]
     lines += [VERIFICATION]

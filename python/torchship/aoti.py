@@ -286,51 +286,6 @@ def _size_oblivious():
     return fx_config.patch(backed_size_oblivious=True)
 
 
-@contextlib.contextmanager
-def _packed_dynamic_convolutions() -> Iterator[bool]:
-    """Makes inductor pack convolution weights for oneDNN at compile time even when the input
-    has a dynamic size (yields whether it could).
-
-    With freezing, inductor replaces each convolution by oneDNN's with its weight reordered once
-    into oneDNN's blocked layout, but only when every input size is static: with a dynamic batch
-    it leaves the weight plain, and oneDNN reorders it on every call (ResNet-50 at batch 1, 2
-    threads: most of a forward's extra time over a static package). oneDNN's weight layout
-    depends on the convolution's parameters and on the batch only through its heuristics, and
-    its convolution reorders a weight whose layout is not the one it expects, so packing for
-    the example's sizes (their hints) is correct at every size and fast at most; the golden
-    cases, at several batch sizes, check the compiled package as always. Transposed
-    convolutions keep inductor's own rule (oneDNN's transposed weights need static sizes)."""
-    try:
-        from torch._inductor.fx_passes import mkldnn_fusion
-        from torch.fx.experimental.symbolic_shapes import optimization_hint
-        device_op = mkldnn_fusion.CpuMkldnnDeviceOp
-        original_check = mkldnn_fusion.has_free_symbols
-        original_pack = device_op.pack_conv_weight
-    except (ImportError, AttributeError):  # another torch's internals: inductor's own rule
-        yield False
-        return
-
-    def has_free_symbols(value):
-        caller = inspect.currentframe().f_back
-        if caller is not None and caller.f_code.co_name == "convolution" and \
-                caller.f_locals.get("is_transposed") is False:
-            return False  # the convolution pass's test: pack it (with hints, below)
-        return original_check(value)
-
-    def pack_conv_weight(self, graph, is_transposed, weight, constant_args, input_size):
-        hinted = [int(optimization_hint(size)) if original_check(size) else int(size)
-                  for size in input_size]
-        return original_pack(self, graph, is_transposed, weight, constant_args, hinted)
-
-    mkldnn_fusion.has_free_symbols = has_free_symbols
-    device_op.pack_conv_weight = pack_conv_weight
-    try:
-        yield True
-    finally:
-        mkldnn_fusion.has_free_symbols = original_check
-        device_op.pack_conv_weight = original_pack
-
-
 _BOUND = re.compile(r'input_handles\[(\d+)\]: dim value is too (small|large) at (\d+), "\s*'
                     r'<< "expected (?:it )?to be [<>]= (\d+)')
 
@@ -528,8 +483,7 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
             raise ExportError(f"torch.export cannot export {type(module).__name__}:\n"
                               f"{diagnose_export(error)}") from error
         started = time.monotonic()
-        with compiler_environment(cpu_target), _size_oblivious(), \
-                _packed_dynamic_convolutions():
+        with compiler_environment(cpu_target), _size_oblivious():
             # The exported program itself is compiled, with its ranges as exported.
             torch._inductor.aoti_compile_and_package(
                 program, package_path=path, inductor_configs=inductor_options(cpu_target))
