@@ -207,8 +207,8 @@ replay a recorded choice, verified but not timed. What they are checked on:
 
 A candidate that misses, or fails, is dropped and `notes` (`bench --json`, `Model::notes()`)
 says which and by how much; `Model::optimization()` (`"optimization"` in `bench --json`) holds
-the same as data: each candidate's miss and time, the stored module's time, the choice. AOTInductor packages were compiled
-ahead of time and run as they are.
+the same as data: each candidate's miss and time, the stored module's time, the choice.
+AOTInductor packages were compiled ahead of time and run as they are.
 """
 
 

@@ -198,11 +198,12 @@ def profile_lines(profiles: dict) -> List[str]:
 
 def lever_lines(levers: dict) -> List[str]:
     """p50 ms of each compile variant beside the package torchship.export writes."""
-    variants = list(dict.fromkeys(v for item in levers["levers"].values() for v in item["p50_ms"]))
+    items = list(levers["levers"].values())
+    variants = list(dict.fromkeys(v for item in items for v in item["p50_ms"]))
     lines = [f"`{levers['command']}`: each variant compiled from the same torch.export program "
-             f"and timed by `torchship bench` at batch {next(iter(levers['levers'].values()))['batch']}"
-             f" (best of {levers['rounds']} interleaved rounds of {levers['runs']} runs; ms, and the "
-             "ratio to torchship.export's package).", "",
+             f"and timed by `torchship bench` at batch {items[0]['batch']} (best of "
+             f"{levers['rounds']} interleaved rounds of {levers['runs']} runs; ms, and the ratio "
+             "to torchship.export's package).", "",
              "| model | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
     for model, item in levers["levers"].items():
         base = item["p50_ms"].get("torchship.export")
