@@ -220,9 +220,13 @@ struct Candidate {
 
 // Candidate `name` built from `stored`, or nullopt (with `why`) when it would change nothing.
 std::optional<Candidate> build(const std::string& name, const torch::jit::Module& stored,
-                               std::string& why) {
+                               const c10::Device& device, std::string& why) {
   Candidate candidate;
   candidate.name = name;
+  if (name == "prepacked" && !device.is_cpu()) {
+    why = "prepacked oneDNN convolutions run on the CPU only";
+    return std::nullopt;
+  }
   candidate.module = torch::jit::freeze(stored);
   if (name == "prepacked") {
     if (!can_prepack_convolutions()) {
@@ -352,7 +356,7 @@ class TorchScriptBackend final : public Backend {
       OptimizationTrial trial;
       trial.candidate = name;
       try {
-        std::optional<Candidate> candidate = build(name, stored, trial.miss);
+        std::optional<Candidate> candidate = build(name, stored, device_, trial.miss);
         trial.applies = candidate.has_value();
         if (candidate) {
           module_ = candidate->module;
