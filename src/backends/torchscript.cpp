@@ -346,7 +346,18 @@ class TorchScriptBackend final : public Backend {
     compat::WarningHandlerGuard quiet(&discard);
     const bool timing = probe.wanted == "auto";
     report = OptimizationReport();
-    if (timing) report.stored_ms = best_forward_ms(probe.forward, 2);
+    if (timing) {
+      try {
+        report.stored_ms = best_forward_ms(probe.forward, 2);
+      } catch (const std::exception& e) {
+        // A module that cannot run its reference inputs here has nothing to optimize; the
+        // load's own golden run says why in one line (a bf16 kernel this CPU lacks, say).
+        report.chosen = "stored";
+        notes.push_back("not optimized: the module as stored fails on " + probe.against + " (" +
+                        script_error_summary(e) + ")");
+        return false;
+      }
+    }
 
     std::optional<Candidate> kept;
     double kept_ms = 0;

@@ -459,6 +459,21 @@ TEST(Golden, AlteredVectorsFailTheCheckAndTheCheckedLoad) {
                 " has no golden vectors (export it with torchship.export to record them)");
 }
 
+TEST(Golden, AnArchiveThatFailsOnItsOwnInputsHereSaysSoInOneLine) {
+  // Neither the optimizer's timing nor the warm-up lets libtorch's traceback through.
+  auto path = fixture("unrunnable.pt");
+  EXPECT_EQ(error_message([&] { Model::load(path); }),
+            "cannot run " + path.string() +
+                " on this machine: it fails on its own golden inputs (no kernel for these values "
+                "on this machine)");
+  Model model = Model::load(path, LoadOptions().with_warmup(0));
+  EXPECT_FALSE(model.optimized());
+  ASSERT_EQ(model.notes().size(), 1u);
+  EXPECT_EQ(model.notes()[0],
+            "not optimized: the module as stored fails on the golden vectors (no kernel for "
+            "these values on this machine)");
+}
+
 }  // namespace
 }  // namespace torchship
 
