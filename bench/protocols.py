@@ -29,7 +29,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
 from report import replace_section  # noqa: E402
 from runners import cpu_model  # noqa: E402
-from serving import Server, infer_body, make_repository  # noqa: E402
+from serving import DATATYPES, Server, infer_body, make_repository  # noqa: E402
 
 BUILD = os.environ.get("TORCHSHIP_BUILD", os.path.join(ROOT, "build"))
 CLI = os.path.join(BUILD, "bin", "torchship")
@@ -47,7 +47,7 @@ MODEL_NAMES = {"fashion": "Fashion-MNIST", "resnet": "ResNet34"}
 def grpc_request(model: str, name: str, array: np.ndarray) -> bytes:
     from tritonclient.grpc import service_pb2
     request = service_pb2.ModelInferRequest(model_name=model)
-    request.inputs.add(name=name, datatype="UINT8", shape=list(array.shape))
+    request.inputs.add(name=name, datatype=DATATYPES[array.dtype], shape=list(array.shape))
     request.raw_input_contents.append(np.ascontiguousarray(array).tobytes())
     return request.SerializeToString()
 

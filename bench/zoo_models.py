@@ -2,6 +2,9 @@
 
     PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] [--plain-packages]
     PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] --variant-packages   # a lever under trial
+    PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] --precisions  # bf16 and int8 archives
+    PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] --package-only  # what zoo_serve.py serves
+    PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] --static-batch  # zoo_static_batch.py's
 
 For each model writes, under OUT_DIR/MODEL/: the input of each batch size (.npy), the module's
 weights (so that every runner computes the same function), an ONNX file with dynamic batch (and
@@ -262,6 +265,143 @@ def variant_package(out: str, name: str) -> dict:
     return case
 
 
+# Real photos (python3-skimage's), for the pretrained model's accuracy per precision. Grey ones
+# are repeated over three channels. Half calibrate int8, the other half are the test set: a
+# calibration never sees what it is scored on.
+PHOTOS = "/usr/lib/python3/dist-packages/skimage/data"
+CALIBRATION_PHOTOS = ("astronaut.png", "coffee.png", "motorcycle_left.png", "retina.jpg",
+                      "camera.png", "grass.png", "coins.png", "brick.png", "page.png",
+                      "color.png")
+TEST_PHOTOS = ("chelsea.png", "rocket.jpg", "motorcycle_right.png", "hubble_deep_field.jpg",
+               "ihc.png", "moon.png", "gravel.png", "clock_motion.png", "cell.png",
+               "microaneurysms.png", "horse.png", "text.png")
+
+
+def photo_views(names) -> torch.Tensor:
+    """Per photo, 12 views of 224 x 224: the centre, four corners and a tighter centre crop,
+    each also mirrored, resized bilinearly and normalized as the Lite models were trained,
+    (x - 127) / 128 (NCHW float)."""
+    import cv2
+    views = []
+    for name in names:
+        image = cv2.imread(os.path.join(PHOTOS, name), cv2.IMREAD_COLOR)[:, :, ::-1]
+        height, width = image.shape[:2]
+        side = min(height, width)
+        crops = []
+        for fraction in (0.875, 0.6):
+            size = int(side * fraction)
+            top, left = (height - size) // 2, (width - size) // 2
+            crops.append(image[top:top + size, left:left + size])
+        size = int(side * 0.75)
+        for top in (0, height - size):
+            for left in (0, width - size):
+                crops.append(image[top:top + size, left:left + size])
+        for crop in crops:
+            for mirrored in (crop, crop[:, ::-1]):
+                resized = cv2.resize(np.ascontiguousarray(mirrored), (224, 224),
+                                     interpolation=cv2.INTER_LINEAR)
+                views.append(torch.from_numpy(resized.astype(np.float32)).permute(2, 0, 1))
+    return (torch.stack(views) - 127.0) / 128.0
+
+
+def precision_archives(out: str, name: str) -> dict:
+    """The fp32, bf16 and int8 archives torchship.export writes, and the ONNX file OpenVINO runs
+    in its own bf16 (in OUT/MODEL/, beside the zoo's files; those of an earlier run are kept).
+    int8 is calibrated on random images, or for the pretrained model on the calibration photos;
+    the test photos' views are saved for the accuracy table."""
+    import torchship
+    _, inputs, batches, sequence, _, _ = ZOO[name]
+    folder = os.path.join(out, name)
+    os.makedirs(folder, exist_ok=True)
+    model = build(name)
+    files, failures, seconds = {}, {}, {}
+    for batch in batches:
+        path = os.path.join(folder, f"input_b{batch}.npy")
+        if not os.path.exists(path):
+            np.save(path, inputs(batch).numpy())
+    example = inputs(batches[-1])
+    golden = [(inputs(1),)] if len(batches) > 1 else ()
+    if name == "efficientnet_lite0":
+        calibration = [(batch,) for batch in photo_views(CALIBRATION_PHOTOS).split(8)]
+        np.save(os.path.join(folder, "test_photos.npy"), photo_views(TEST_PHOTOS).numpy())
+    else:
+        generator = torch.Generator().manual_seed(100)
+        calibration = [(torch.rand(example.shape, generator=generator),) for _ in range(4)]
+    jobs = {
+        "onnx": lambda path: _onnx(model, example, path, sequence),
+        "exported_pt": lambda path: torchship.export(
+            model, (example,), path, manifest=_manifest(name, example, sequence),
+            golden_inputs=golden),
+        "exported_bf16_pt": lambda path: torchship.export(
+            model, (example,), path, precision="bf16",
+            manifest=_manifest(name, example, sequence), golden_inputs=golden),
+        "exported_int8_pt": lambda path: torchship.export(
+            model, (example,), path, precision="int8", calibration=calibration,
+            manifest=_manifest(name, example, sequence), golden_inputs=golden),
+    }
+    names = {"onnx": "model.onnx", "exported_pt": "exported.pt",
+             "exported_bf16_pt": "exported_bf16.pt", "exported_int8_pt": "exported_int8.pt"}
+    for key, job in jobs.items():
+        path = os.path.join(folder, names[key])
+        started = time.monotonic()
+        if not os.path.exists(path):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    job(path)
+            except Exception as error:  # a precision this model does not take: say so, go on
+                failures[key] = _last_line(error)
+                continue
+        files[key] = path
+        seconds[key] = round(time.monotonic() - started, 1)
+    case = {"id": name, "name": ZOO[name][5], "batches": list(batches),
+            "inputs": {str(b): os.path.join(folder, f"input_b{b}.npy") for b in batches},
+            "files": files, "failures": failures, "seconds": seconds}
+    with open(os.path.join(folder, "precision_case.json"), "w") as f:
+        json.dump(case, f, indent=1)
+    return case
+
+
+def _recommended_package(out: str, name: str, file: str) -> Tuple[str, Dict[str, str]]:
+    """torchship.export's .pt2 (dynamic batch) as OUT/MODEL/FILE, and the inputs; those of an
+    earlier run are kept."""
+    import torchship
+    _, inputs, batches, sequence, _, _ = ZOO[name]
+    folder = os.path.join(out, name)
+    os.makedirs(folder, exist_ok=True)
+    for batch in batches:
+        path = os.path.join(folder, f"input_b{batch}.npy")
+        if not os.path.exists(path):
+            np.save(path, inputs(batch).numpy())
+    path = os.path.join(folder, file)
+    if not os.path.exists(path):
+        example = inputs(batches[-1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torchship.export(build(name), (example,), path, format="aoti",
+                             manifest=_manifest(name, example, sequence),
+                             golden_inputs=[(inputs(1),)] if len(batches) > 1 else ())
+    return path, {str(b): os.path.join(folder, f"input_b{b}.npy") for b in batches}
+
+
+def serving_package(out: str, name: str) -> dict:
+    """Only the recommended package and the inputs: what bench/zoo_serve.py serves."""
+    path, inputs = _recommended_package(out, name, "exported.pt2")
+    return {"id": name, "name": ZOO[name][5], "package": path, "inputs": inputs}
+
+
+def static_batch_package(out: str, name: str) -> dict:
+    """The recommended package as torchship.export writes it now (with its static batch-1
+    model: bench/zoo_static_batch.py) and the ONNX file the peers run."""
+    path, inputs = _recommended_package(out, name, "exported_static.pt2")
+    onnx = os.path.join(out, name, "model.onnx")
+    if not os.path.exists(onnx):
+        _, make_input, batches, sequence, _, _ = ZOO[name]
+        _onnx(build(name), make_input(batches[-1]), onnx, sequence)
+    return {"id": name, "name": ZOO[name][5], "held_out": ZOO[name][4], "package": path,
+            "onnx": onnx, "inputs": inputs}
+
+
 def main() -> None:
     out = os.path.abspath(sys.argv[1])
     names = sys.argv[2].split(",")
@@ -272,6 +412,12 @@ def main() -> None:
             print(json.dumps({"id": name, "failures": case["failures"]}), flush=True)
         return
     torch.set_num_threads(len(os.sched_getaffinity(0)))
+    for mode, job in (("--precisions", precision_archives), ("--package-only", serving_package),
+                      ("--static-batch", static_batch_package)):
+        if mode in sys.argv[3:]:
+            for name in names:
+                print(json.dumps(job(out, name)), flush=True)
+            return
     for name in names:
         if name not in ZOO:
             raise SystemExit(f"unknown zoo model {name!r}: expected one of {', '.join(ZOO)}")

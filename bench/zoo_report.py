@@ -19,6 +19,12 @@ RESULTS = report.RESULTS
 RESULTS_FILE = os.path.join(RESULTS, "zoo.json")
 PROFILE_FILE = os.path.join(RESULTS, "zoo-profile.json")  # bench/zoo_profile.py
 LEVERS_FILE = os.path.join(RESULTS, "zoo-levers.json")  # bench/zoo_levers.py
+PRECISION_FILE = os.path.join(RESULTS, "zoo-precision.json")  # bench/zoo_precision.py
+SERVE_FILE = os.path.join(RESULTS, "zoo-serve.json")  # bench/zoo_serve.py
+STATIC_BATCH_FILE = os.path.join(RESULTS, "zoo-static-batch.json")  # bench/zoo_static_batch.py
+PRECISION_ARCHIVES = {"torchship fp32 .pt": "exported_pt", "torchship bf16 .pt": "exported_bf16_pt",
+                      "torchship int8 .pt": "exported_int8_pt"}  # runner: its file's key
+SERVING_GOAL = 0.9  # served / in-process throughput, as for ResNet34 ("Serving under load")
 SECTION = "## Benchmark zoo"
 PEERS = ("ONNX Runtime", "OpenVINO fp32")
 COLUMNS = ("Python eager", "ONNX Runtime", "OpenVINO fp32", "torchship plain .pt",
@@ -220,6 +226,166 @@ def lever_lines(levers: dict) -> List[str]:
     return lines
 
 
+def openvino_precision(text: str) -> str:
+    """OpenVINO's inference precision as the page writes it ("<Type: 'bfloat16'>": bf16)."""
+    for name, short in (("bfloat16", "bf16"), ("float32", "fp32"), ("float16", "fp16"),
+                        ("f32", "fp32"), ("bf16", "bf16")):
+        if name in text:
+            return short
+    return text or "?"
+
+
+def precision_lines(found: dict) -> List[str]:
+    """Latency per precision beside OpenVINO's own precision, then the pretrained model's top-1
+    agreement with fp32 on real photos."""
+    v = found["versions"]
+    lines = [f"Measured {found['date']} by `{found['command']}` ({found['seconds'] / 60:.0f} "
+             f"min) on {found['cpu']} (AVX512_BF16: {'yes' if found['bf16_cpu'] else 'no'}), "
+             f"{found['threads']} threads; torch {v['torch']}, OpenVINO {v['openvino']}. "
+             "torchship's archives are `torchship.export(..., precision=...)`: bf16 runs the "
+             "module under CPU autocast, int8 is FX post-training quantization (x86 engine), "
+             "calibrated on random images (EfficientNet-Lite0: on photos other than the test "
+             "photos). OpenVINO default is its own choice of precision (in brackets). A cell is "
+             "the best round's median in ms, with the ratio to torchship's fp32 archive.", "",
+             "| model | batch | torchship fp32 .pt | torchship bf16 .pt | torchship int8 .pt | "
+             "OpenVINO fp32 | OpenVINO default | torchship's best reduced / OpenVINO default |",
+             "|---|---|---|---|---|---|---|---|"]
+    precision_of = {}
+    for model, batches in found["results"].items():
+        for cell in batches.values():
+            for sample in cell["samples"].get("OpenVINO default", []):
+                precision_of[model] = openvino_precision(sample.get("precision", ""))
+    ratios = []
+    for case in found["cases"]:
+        model = case["id"]
+        for batch, cell in found["results"][model].items():
+            row = {runner: best_median(samples) for runner, samples in cell["samples"].items()}
+            base = row.get("torchship fp32 .pt")
+
+            def with_ratio(runner: str) -> str:
+                ms = row.get(runner)
+                if ms is not None:
+                    return f"{ms:.2f}" if runner == "torchship fp32 .pt" or not base else \
+                        f"{ms:.2f} ({ms / base:.2f}x)"
+                if runner in cell["failures"]:
+                    return "fails"
+                exported = PRECISION_ARCHIVES.get(runner)
+                return "did not export" if exported in case["failures"] else "—"
+            reduced = [row[r] for r in ("torchship bf16 .pt", "torchship int8 .pt") if row.get(r)]
+            versus = ratio(min(reduced) if reduced else None, row.get("OpenVINO default"))
+            if versus:
+                ratios.append(versus)
+            default = row.get("OpenVINO default")
+            lines.append(
+                f"| {case['name']} | {batch} | {with_ratio('torchship fp32 .pt')} | "
+                f"{with_ratio('torchship bf16 .pt')} | {with_ratio('torchship int8 .pt')} | "
+                f"{with_ratio('OpenVINO fp32')} | "
+                f"{text(default)} ({precision_of.get(model, '?')}) | {text(versus, 2, 'x')} |")
+    lines += ["", f"Geometric mean of torchship's best reduced precision over OpenVINO's default: "
+              f"{text(geomean(ratios), 2, 'x')} over {len(ratios)} cells."]
+    for case in found["cases"]:
+        for key, why in case["failures"].items():
+            lines.append(f"- {case['id']}: {key} did not export: {why}")
+    for model, item in found.get("accuracy", {}).items():
+        photos = item["views"] // 12
+        lines += ["", f"Top-1 agreement with torchship's fp32 archive, {model} (pretrained), on "
+                  f"{item['views']} views ({photos} photos x 12 crops and mirrors) of "
+                  "python3-skimage's photos, run by `torchship run` and by OpenVINO:", "",
+                  "| runs as | top-1 agreement with fp32 |", "|---|---|"]
+        for runner, agreement in item["agreement"].items():
+            if runner == "torchship fp32 .pt":
+                continue
+            precision = item["precisions"].get(runner)
+            label = f"{runner} ({openvino_precision(precision)})" if precision else runner
+            lines.append(f"| {label} | {agreement:.1%} |")
+    return lines
+
+
+def static_batch_lines(found: dict) -> List[str]:
+    """The package with its static batch-1 model against the same package without it, beside
+    the peers of the same run."""
+    with_, without = "torchship.export .pt2", "torchship.export .pt2 without static batch 1"
+    v = found["versions"]
+    lines = [f"Measured {found['date']} by `{found['command']}` ({found['seconds'] / 60:.0f} "
+             f"min, of which {found['export_seconds'] / 60:.0f} exporting) on {found['cpu']}, "
+             f"{found['threads']} threads; torch {v['torch']}, ONNX Runtime {v['onnxruntime']}, "
+             f"OpenVINO {v['openvino']}. torchship.export now compiles the batch size 1 with "
+             "every size fixed beside the dynamic batch, into the same package, and C++ runs it "
+             "for a batch of exactly 1 (`static_batches`, default `(1,)`). \"Without\" is the "
+             "same package less that model: the dynamic model is the same compiled code. Best of "
+             f"{found['rounds']} interleaved rounds, each runner a fresh process, {found['runs']} "
+             "timed runs; ms.", "",
+             "| model | batch | ONNX Runtime | OpenVINO fp32 | without static batch 1 | with | "
+             "with / without | with / fastest peer | package MB without → with |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    ratios: Dict[str, List[float]] = {"1": [], "8": []}
+    peer_ratios: Dict[str, List[float]] = {"1": [], "8": []}
+    for case in found["cases"]:
+        name = case["name"] + (" (held out)" if case.get("held_out") else "")
+        for batch, cell in found["results"][case["id"]].items():
+            row = {runner: best_median(samples) for runner, samples in cell["samples"].items()}
+            peer = min((row[r] for r in ("ONNX Runtime", "OpenVINO fp32") if row.get(r)),
+                       default=None)
+            gain, lead = ratio(row.get(with_), row.get(without)), ratio(row.get(with_), peer)
+            if gain:
+                ratios.setdefault(batch, []).append(gain)
+            if lead:
+                peer_ratios.setdefault(batch, []).append(lead)
+            size = case["bytes"]
+            lines.append(
+                f"| {name} | {batch} | {text(row.get('ONNX Runtime'))} | "
+                f"{text(row.get('OpenVINO fp32'))} | {text(row.get(without))} | "
+                f"{text(row.get(with_))} | {text(gain, 2, 'x')} | {text(lead, 2, 'x')} | "
+                f"{size[without] / 1e6:.0f} → {size[with_] / 1e6:.0f} |")
+    lines.append("")
+    for batch in sorted(ratios, key=int):
+        if ratios[batch]:
+            lines.append(f"- batch {batch}: with / without {text(geomean(ratios[batch]), 2, 'x')}"
+                         f" in geometric mean ({min(ratios[batch]):.2f}x to "
+                         f"{max(ratios[batch]):.2f}x); with / fastest peer "
+                         f"{text(geomean(peer_ratios[batch]), 2, 'x')}.")
+    return lines
+
+
+def serve_lines(found: dict) -> List[str]:
+    """Requests per second at many clients under the server against the in-process best."""
+    lines = [f"Measured {found['date']} by `{found['command']}` on {found['cpu']}: "
+             f"{found['clients']} clients (`torchship-load`, one image a request) for "
+             f"{found['seconds']:g} s per cell after 2 s of warm-up, on the same {found['cpus']} "
+             "CPUs as the server; the server batches requests (max_batch_size "
+             f"{found['max_batch_size']}, {found['max_queue_delay_us'] / 1000:g} ms queue "
+             "delay). In process: `torchship bench` on the same package at batch 1 and 8 "
+             f"({found['runs']} runs), the better as images/s. Best of {found['rounds']} "
+             "interleaved rounds.", "",
+             "| model | server | protocol | requests/s | p50 ms | p99 ms | failed | "
+             "in-process best images/s | served / in-process |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for model, title in found["models"].items():
+        best = max(rate for found_round in found["samples"]
+                   for rate in found_round["in_process"][model].values())
+        best_batch = max(((batch, rate) for found_round in found["samples"]
+                          for batch, rate in found_round["in_process"][model].items()),
+                         key=lambda item: item[1])[0]
+        served_best = 0.0
+        for server in found["samples"][0]["served"]:
+            for protocol in ("http-binary", "grpc"):
+                runs = [r["served"][server][f"{model}/{protocol}"] for r in found["samples"]]
+                top = max(runs, key=lambda r: r["rps"])
+                served_best = max(served_best, top["rps"])
+                failed = sum(top["failures"].values())
+                name = "HTTP, binary tensors" if protocol == "http-binary" else "gRPC"
+                lines.append(f"| {title} | {server} | {name} | {top['rps']:.1f} | "
+                             f"{top['p50_ms']:.1f} | {top['p99_ms']:.1f} | {failed} | "
+                             f"{best:.1f} (batch {best_batch}) | {top['rps'] / best:.2f}x |")
+        verdicts.append((title, served_best / best))
+    lines += ["", "| goal | value | target | verdict |", "|---|---|---|---|"]
+    for title, value in verdicts:
+        lines.append(f"| {title}: best served throughput / best in-process | {value:.3f}x | "
+                     f">= {SERVING_GOAL} | {'met' if value >= SERVING_GOAL else '**not met**'} |")
+    return lines
+
+
 def failures(results: dict) -> List[str]:
     lines = []
     for case in results["cases"]:
@@ -271,6 +437,16 @@ def section(results: dict) -> List[str]:
         with open(LEVERS_FILE) as f:
             lines += ["### AOTInductor's options, one at a time", ""] + \
                 lever_lines(json.load(f)) + [""]
+    if os.path.exists(PRECISION_FILE):
+        with open(PRECISION_FILE) as f:
+            lines += ["### bf16 and int8", ""] + precision_lines(json.load(f)) + [""]
+    if os.path.exists(STATIC_BATCH_FILE):
+        with open(STATIC_BATCH_FILE) as f:
+            lines += ["### A static batch-1 model inside the package (adopted)", ""] + \
+                static_batch_lines(json.load(f)) + [""]
+    if os.path.exists(SERVE_FILE):
+        with open(SERVE_FILE) as f:
+            lines += ["### Served at 32 clients", ""] + serve_lines(json.load(f)) + [""]
     found = failures(results)
     if found:
         lines += ["### What did not export or run", ""] + found + [""]
