@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <limits>
 
 #include "torchship/error.h"
@@ -226,6 +227,39 @@ void read_size_ranges(const json& dynamic, std::vector<TensorSpec>& inputs) {
   }
 }
 
+// export.static_batches: [{"batch", "model", "arguments"}]. The model name becomes a folder
+// name inside the package: only letters, digits and '_'.
+std::vector<StaticBatchModel> read_static_batches(const json& list) {
+  if (!list.is_array()) {
+    throw bad_model("invalid manifest: 'export.static_batches' must be a list, got " +
+                    list.dump().substr(0, 64));
+  }
+  std::vector<StaticBatchModel> models;
+  for (size_t i = 0; i < list.size(); ++i) {
+    std::string where = "export.static_batches[" + std::to_string(i) + "]";
+    FieldReader reader(list[i], where);
+    StaticBatchModel model;
+    model.batch = reader.require<int64_t>("batch");
+    model.model = reader.require<std::string>("model");
+    auto arguments = reader.get<std::vector<int64_t>>("arguments", {});
+    if (model.batch < 1) reader.fail("batch", "a batch size of 1 or more", model.batch);
+    bool plain = !model.model.empty() && model.model.size() <= 64 &&
+                 std::all_of(model.model.begin(), model.model.end(),
+                             [](unsigned char c) { return std::isalnum(c) || c == '_'; });
+    if (!plain) reader.fail("model", "a name of letters, digits and '_'", model.model);
+    if (arguments.empty())
+      reader.fail("arguments", "the batched arguments' positions", json::array());
+    for (int64_t argument : arguments) {
+      if (argument < 0 || argument > 1024) {
+        reader.fail("arguments", "argument positions from 0 to 1024", argument);
+      }
+      model.arguments.push_back(static_cast<size_t>(argument));
+    }
+    models.push_back(std::move(model));
+  }
+  return models;
+}
+
 }  // namespace
 
 Manifest Manifest::parse(const std::string& json_text) {
@@ -295,6 +329,9 @@ Manifest Manifest::parse(const std::string& json_text) {
                                                argument.get<std::string>("kind", "tensor"),
                                                value ? value->dump() : ""});
       }
+    }
+    if (const json* statics = export_reader.child("static_batches")) {
+      manifest.exported.static_batches = read_static_batches(*statics);
     }
   }
   manifest.source = json_text;

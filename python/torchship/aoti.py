@@ -25,7 +25,7 @@ import torch
 
 from .checks import Findings, train_mode
 from .doctor import diagnose_export
-from .export import (GOLDEN_PREFIX, MANIFEST_FILE, ExportError, ExportResult,
+from .export import (MANIFEST_FILE, ExportError, ExportResult,
                      _golden_files, compare_cases, export_info_of, settle_findings)
 from .manifest import Manifest
 
@@ -435,12 +435,13 @@ def _add_golden(path: str, files: Dict[str, bytes]) -> str:
 
 def export_aoti(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], path: str,
                 manifest: Manifest, allow: Sequence[str], rtol: float, atol: Optional[float],
-                cpu_target: str) -> ExportResult:
+                cpu_target: str, static_batches: Optional[Sequence[int]] = None) -> ExportResult:
     """The format="aoti" half of torchship.export (its docstring says what is checked)."""
     if not available():
         raise ExportError(f"format='aoti' needs torch.export and AOTInductor (torch >= 2.6); "
                           f"this is torch {torch.__version__}")
     _check_target(cpu_target)
+    static_batches = _check_static_batches(static_batches, manifest)
     findings = Findings()
     for finding in train_mode(module):
         findings.add(finding)
@@ -458,7 +459,7 @@ def export_aoti(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], pa
         partial = os.path.join(scratch, base)
         result = _compile_and_check(module, cases_inputs, partial, manifest, allow, rtol, atol,
                                     cpu_target, names, example, dynamic_shapes, dynamic_record,
-                                    positions, findings)
+                                    positions, findings, static_batches)
         os.replace(partial, path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -471,9 +472,13 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
                        atol: Optional[float], cpu_target: str, names: List[str],
                        example: Tuple[Any, ...], dynamic_shapes: Any,
                        dynamic_record: Dict[str, Any], positions: Dict[str, int],
-                       findings: Findings) -> ExportResult:
+                       findings: Findings, static_batches: Sequence[int]) -> ExportResult:
     """Exports, compiles into `path`, runs the golden cases, appends manifest and golden files."""
     notes: List[str] = []
+    batched = sorted(positions[name] for name, dims in dynamic_record.items()
+                     if dims.get("0") == "batch")
+    if not batched:
+        static_batches = []
 
     with torch.no_grad():
         expected = [module(*args) for args in cases_inputs]
@@ -482,11 +487,14 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
         except Exception as error:
             raise ExportError(f"torch.export cannot export {type(module).__name__}:\n"
                               f"{diagnose_export(error)}") from error
+        specialized = {_static_model_name(size): _static_program(module, example, dynamic_shapes,
+                                                                 batched, size)
+                       for size in static_batches}
         started = time.monotonic()
         with compiler_environment(cpu_target), _size_oblivious():
             # The exported program itself is compiled, with its ranges as exported.
-            torch._inductor.aoti_compile_and_package(
-                program, package_path=path, inductor_configs=inductor_options(cpu_target))
+            _compile_package(path, {"model": program, **specialized},
+                             inductor_options(cpu_target))
         compile_seconds = time.monotonic() - started
         isa = _vec_isa(path)
         _check_vectorized(isa, cpu_target)
@@ -498,9 +506,15 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
             "arguments": [_argument(name, value) for name, value in zip(names, example)],
             "dynamic_dims": dynamic_record,
         })
+        if specialized:
+            export_info["static_batches"] = [
+                {"batch": size, "model": _static_model_name(size), "arguments": batched}
+                for size in static_batches]
         manifest_dict = manifest.to_dict(export_info, "fp32")
         notes.append(f"aoti: compiled in {compile_seconds:.0f} s for {cpu_target} "
-                     f"(vector ISA {isa})")
+                     f"(vector ISA {isa})" + (
+                         f", with static batch size(s) {', '.join(map(str, static_batches))}"
+                         if specialized else ""))
 
         # The compiled code checks its inputs' sizes only when this is set as it first runs;
         # C++ sets it, and the golden cases must pass the same checks here.
@@ -535,8 +549,92 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
     return ExportResult(path, compiled, manifest_dict, max_errors, findings.items, notes)
 
 
-def golden_names(path: str) -> List[str]:
-    """The golden entries of a package, as the C++ side finds them."""
-    with zipfile.ZipFile(path) as archive:
-        return [name for name in archive.namelist()
-                if name.split("/", 1)[-1].startswith(GOLDEN_PREFIX)]
+# Static batch sizes: with every size known, inductor prepacks convolution weights for oneDNN and
+# picks kernels for those sizes, which it does not do for a dynamic batch (MobileNetV3 at batch
+# 1: 0.62x the dynamic package's time). A package with a dynamic batch also holds a model
+# compiled for each of these sizes; C++ runs it for a request of exactly that size.
+DEFAULT_STATIC_BATCHES = (1,)
+
+
+def _check_static_batches(sizes: Optional[Sequence[int]], manifest: Manifest) -> List[int]:
+    if sizes is None:
+        return list(DEFAULT_STATIC_BATCHES) if manifest.batch_dim else []
+    sizes = list(sizes)
+    wrong = [size for size in sizes
+             if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= BATCH_MAX]
+    if wrong:
+        raise ExportError(f"static_batches: expected batch sizes from 1 to {BATCH_MAX}, got "
+                          f"{wrong[0]!r}")
+    if sizes and not manifest.batch_dim:
+        raise ExportError("static_batches needs a batch dimension: pass manifest=Manifest(..., "
+                          "batch_dim=True)")
+    return sorted(set(sizes))
+
+
+def _static_model_name(size: int) -> str:
+    return f"batch_{size}"
+
+
+def _rows(tensor: torch.Tensor, size: int) -> torch.Tensor:
+    """`size` rows of `tensor`'s batch, cycling through its rows when it has fewer."""
+    index = torch.arange(size) % tensor.shape[0]
+    return tensor.index_select(0, index.to(tensor.device)).contiguous()
+
+
+def _static_program(module: torch.nn.Module, example: Tuple[Any, ...], dynamic_shapes: Any,
+                    batched: List[int], size: int) -> Any:
+    """The program exported with the batch dimension fixed at `size` (other free sizes stay
+    dynamic), on the example's rows."""
+    args = tuple(_rows(value, size) if index in batched else value
+                 for index, value in enumerate(example))
+    shapes = None
+    if dynamic_shapes is not None:
+        shapes = tuple(
+            ({dim: d for dim, d in dims.items() if dim != 0} or None)
+            if index in batched and dims else dims
+            for index, dims in enumerate(dynamic_shapes))
+    try:
+        return torch.export.export(module, args, dynamic_shapes=shapes)
+    except Exception as error:
+        raise ExportError(f"torch.export cannot export {type(module).__name__} at the static "
+                          f"batch size {size} (static_batches=() leaves it out):\n"
+                          f"{diagnose_export(error)}") from error
+
+
+def _compile_package(path: str, programs: Dict[str, Any], options: Dict[str, Any]) -> None:
+    """Compiles each program and packages them under their names ("model" is the one a plain
+    loader runs)."""
+    if len(programs) == 1:
+        torch._inductor.aoti_compile_and_package(programs["model"], package_path=path,
+                                                 inductor_configs=options)
+        return
+    from torch._inductor.package import package_aoti
+    files = {}
+    for name, program in programs.items():
+        try:
+            graph = program.module(check_guards=False)
+        except TypeError:  # before 2.9 the module had no guards to skip
+            graph = program.module()
+        args, kwargs = program.example_inputs
+        files[name] = torch._inductor.aot_compile(
+            graph, args, kwargs, options={**options, "aot_inductor.package": True})
+    package_aoti(path, files)
+
+
+def _check_static_models(module: torch.nn.Module, path: str, programs: Dict[str, Any],
+                         rtol: float, atol: Optional[float]) -> None:
+    """Each static model against the Python module on the rows it was exported with."""
+    from torch._inductor.package import load_package
+    for name, program in programs.items():
+        args, _ = program.example_inputs
+        expected = module(*args)
+        try:
+            actual = load_package(path, name)(*args)
+        except Exception as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ExportError(f"the package's model {name} fails on the example's rows: "
+                              f"{first}") from error
+        _, mismatches = compare_cases([expected], [actual], rtol, atol, f"compiled {name}")
+        if mismatches[0][1]:
+            raise ExportError(f"the package's model {name} computes something else than the "
+                              f"Python module ({mismatches[0][1]})")

@@ -246,7 +246,8 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
            allow: Sequence[str] = (), rtol: Optional[float] = None,
            atol: Optional[float] = None, precision: str = "fp32",
            calibration: Sequence[Any] = (), quantize: str = "", format: str = "torchscript",
-           cpu_target: str = "native") -> ExportResult:
+           cpu_target: str = "native", static_batches: Optional[Sequence[int]] = None
+           ) -> ExportResult:
     """Exports `module` to the archive `path`.
 
     example_inputs: forward's arguments (a tuple, or one value); they drive tracing and become
@@ -279,6 +280,10 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
     cpu_target (aoti): "native" compiles for this CPU's features; "x86-64-v2", "x86-64-v3",
       "x86-64-v4" for that baseline (v2 without vector kernels). The manifest's export.cpu
       records the features the code may use; C++ refuses it on a CPU that lacks one.
+    static_batches (aoti, with a batch dimension): batch sizes also compiled with every size
+      fixed, into the same package, for requests of exactly that size (inductor prepacks
+      convolution weights and picks kernels only for known sizes); (1,) by default, () for none.
+      Each adds its compile time and a copy of the weights.
     """
     if format not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -286,7 +291,11 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
         return _export_aoti(module, example_inputs, path, method=method, manifest=manifest,
                             trace=trace, golden_inputs=golden_inputs, allow=allow, rtol=rtol,
                             atol=atol, precision=precision, calibration=calibration,
-                            quantize=quantize, cpu_target=cpu_target)
+                            quantize=quantize, cpu_target=cpu_target,
+                            static_batches=static_batches)
+    if static_batches is not None:
+        raise ExportError("static_batches applies to format='aoti' (compiled code); a "
+                          "TorchScript archive takes any batch size as it is")
     if cpu_target != "native":
         raise ExportError("cpu_target applies to format='aoti' (compiled code); a TorchScript "
                           "archive runs on any CPU libtorch runs on")
@@ -326,7 +335,8 @@ def _export_aoti(module: torch.nn.Module, example_inputs: Any, path: str, *,
                  manifest: Optional[Manifest], trace: Optional[Sequence[str]],
                  golden_inputs: Sequence[Any], allow: Sequence[str], rtol: Optional[float],
                  atol: Optional[float], precision: str, calibration: Sequence[Any],
-                 quantize: str, cpu_target: str) -> ExportResult:
+                 quantize: str, cpu_target: str,
+                 static_batches: Optional[Sequence[int]]) -> ExportResult:
     """Refuses the TorchScript-only options, then torchship.aoti exports."""
     refused = [name for name, given in (("method", method is not None), ("trace", trace),
                                         ("precision", precision != "fp32"),
@@ -340,7 +350,8 @@ def _export_aoti(module: torch.nn.Module, example_inputs: Any, path: str, *,
     from .aoti import export_aoti  # torch >= 2.6 only: imported when asked for
     cases_inputs = [_as_args(example_inputs)] + [_as_args(extra) for extra in golden_inputs]
     return export_aoti(module, cases_inputs, path, manifest or Manifest(), allow,
-                       DEFAULT_RTOL["fp32"] if rtol is None else rtol, atol, cpu_target)
+                       DEFAULT_RTOL["fp32"] if rtol is None else rtol, atol, cpu_target,
+                       static_batches)
 
 
 def compare_cases(expected: List[Any], actual: List[Any], rtol: float, atol: Optional[float],

@@ -231,14 +231,13 @@ class AotiBackend final : public Backend {
     try {
       compat::DiscardWarnings discard;
       compat::WarningHandlerGuard quiet(&discard);
-#if TORCHSHIP_TORCH_AT_LEAST(2, 7)
-      loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
-          path, "model", /*run_single_threaded=*/false,
-          static_cast<size_t>(std::max(1, concurrent_forwards)),
-          static_cast<c10::DeviceIndex>(device.is_cuda() ? std::max<int>(0, device.index()) : -1));
-#else  // 2.6: one runner, the current device
-      loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model");
-#endif
+      loader_ = open_model(path, "model", device, concurrent_forwards);
+      if (archive.manifest()) {
+        for (const auto& fixed : archive.manifest()->exported.static_batches) {
+          static_models_.push_back(
+              {fixed, open_model(path, fixed.model, device, concurrent_forwards)});
+        }
+      }
     } catch (const std::exception& e) {
       remove_unpacked_since(started, archive);
       throw bad_model("cannot load " + path + ": " + first_line(e));
@@ -267,15 +266,9 @@ class AotiBackend final : public Backend {
     }
   }
 
-  ModelFormat format() const override {
-    return ModelFormat::AOTInductor;
-  }
-  const Signature& signature() const override {
-    return signature_;
-  }
-  ModelSummary summary() const override {
-    return summary_;
-  }
+  ModelFormat format() const override { return ModelFormat::AOTInductor; }
+  const Signature& signature() const override { return signature_; }
+  ModelSummary summary() const override { return summary_; }
 
   c10::IValue run(std::vector<c10::IValue> inputs) const override {
     std::vector<at::Tensor> flat;
@@ -292,7 +285,7 @@ class AotiBackend final : public Backend {
     // The compiled kernels index their inputs with the strides of the example inputs, which
     // torch.export saw contiguous.
     for (auto& tensor : flat) tensor = tensor.contiguous();
-    std::vector<at::Tensor> outputs = loader_->run(flat);
+    std::vector<at::Tensor> outputs = loader_for(inputs).run(flat);
     size_t next = 0;
     c10::IValue result = outputs_.unflatten(outputs, next);
     if (next != outputs.size()) {
@@ -330,18 +323,60 @@ class AotiBackend final : public Backend {
     return failure;
   }
 
-  bool optimizes() const override {
-    return false;
-  }
+  bool optimizes() const override { return false; }
   bool optimize(const CandidateProbe&, OptimizationReport& report,
                 std::vector<std::string>& notes) override {
     report.chosen = "stored";
-    notes.push_back("compiled ahead of time by AOTInductor: nothing to optimize at load");
+    std::string note = "compiled ahead of time by AOTInductor: nothing to optimize at load";
+    for (size_t i = 0; i < static_models_.size(); ++i) {
+      note += (i == 0 ? "; compiled for static batch size " : ", ") +
+              std::to_string(static_models_[i].batch.batch);
+    }
+    notes.push_back(note);
     return false;
   }
 
  private:
-  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
+  using Loader = torch::inductor::AOTIModelPackageLoader;
+  struct StaticModel {
+    StaticBatchModel batch;
+    std::unique_ptr<Loader> loader;
+  };
+
+  static std::unique_ptr<Loader> open_model(const std::string& path, const std::string& name,
+                                            const c10::Device& device, int concurrent_forwards) {
+#if TORCHSHIP_TORCH_AT_LEAST(2, 7)
+    return std::make_unique<Loader>(
+        path, name, /*run_single_threaded=*/false,
+        static_cast<size_t>(std::max(1, concurrent_forwards)),
+        static_cast<c10::DeviceIndex>(device.is_cuda() ? std::max<int>(0, device.index()) : -1));
+#else  // 2.6: one runner, the current device
+    (void)device;
+    (void)concurrent_forwards;
+    return std::make_unique<Loader>(path, name);
+#endif
+  }
+
+  // The model compiled for these inputs' batch size, if the package has one, else the dynamic
+  // one. Other sizes of a static model's inputs are checked by its own compiled checks.
+  Loader& loader_for(const std::vector<c10::IValue>& inputs) const {
+    for (const auto& fixed : static_models_) {
+      bool matches = true;
+      for (size_t argument : fixed.batch.arguments) {
+        if (argument >= inputs.size() || !inputs[argument].isTensor() ||
+            inputs[argument].toTensor().dim() == 0 ||
+            inputs[argument].toTensor().size(0) != fixed.batch.batch) {
+          matches = false;
+          break;
+        }
+      }
+      if (matches) return *fixed.loader;
+    }
+    return *loader_;
+  }
+
+  std::unique_ptr<Loader> loader_;
+  std::vector<StaticModel> static_models_;  // export.static_batches
   TreeSpec inputs_, outputs_;
   Signature signature_;
   std::vector<std::string> input_places_;  // "input 'x'": messages name the argument

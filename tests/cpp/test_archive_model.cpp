@@ -101,6 +101,38 @@ TEST(Manifest, ValidatesFieldsAndNamesTheBadOne) {
             0u);
 }
 
+TEST(Manifest, ReadsStaticBatchModelsAndRefusesUnsafeOnes) {
+  auto parse = [](const std::string& statics) {
+    return Manifest::parse(R"({"format_version": 1, "export": {"static_batches": )" + statics +
+                           "}}");
+  };
+  auto models =
+      parse(R"([{"batch": 1, "model": "batch_1", "arguments": [0, 2]}])").exported.static_batches;
+  ASSERT_EQ(models.size(), 1u);
+  EXPECT_EQ(models[0].batch, 1);
+  EXPECT_EQ(models[0].model, "batch_1");
+  EXPECT_EQ(models[0].arguments, (std::vector<size_t>{0, 2}));
+  EXPECT_TRUE(Manifest::parse(R"({"format_version": 1})").exported.static_batches.empty());
+  // The name becomes a folder inside the package: nothing that climbs out of it.
+  EXPECT_EQ(
+      error_message([&] { parse(R"([{"batch": 1, "model": "../model", "arguments": [0]}])"); }),
+      "invalid manifest: 'export.static_batches[0].model' must be a name of letters, "
+      "digits and '_', got \"../model\"");
+  EXPECT_EQ(error_message([&] { parse(R"([{"batch": 0, "model": "b", "arguments": [0]}])"); }),
+            "invalid manifest: 'export.static_batches[0].batch' must be a batch size of 1 or "
+            "more, got 0");
+  EXPECT_EQ(error_message([&] { parse(R"([{"batch": 1, "model": "b", "arguments": []}])"); }),
+            "invalid manifest: 'export.static_batches[0].arguments' must be the batched "
+            "arguments' positions, got []");
+  EXPECT_EQ(error_message([&] { parse(R"([{"batch": 1, "model": "b"}])"); }),
+            "invalid manifest: 'export.static_batches[0].arguments' must be the batched "
+            "arguments' positions, got []");
+  EXPECT_EQ(error_message([&] { parse(R"({"batch": 1})"); }),
+            "invalid manifest: 'export.static_batches' must be a list, got {\"batch\":1}");
+  EXPECT_EQ(error_message([&] { parse(R"([{"model": "b", "arguments": [0]}])"); }),
+            "invalid manifest: missing field 'export.static_batches[0].batch'");
+}
+
 TEST(Model, ExposesTheForwardSchema) {
   const Model& model = classifier();
   ASSERT_EQ(model.inputs().size(), 1u);

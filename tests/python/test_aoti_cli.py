@@ -352,6 +352,42 @@ def cpu_flags() -> set:
         return set()
 
 
+def test_a_batch_of_one_runs_the_model_compiled_for_it(run, v3, tmp_path):
+    # torchship.export compiles batch 1 with every size fixed beside the dynamic batch, and C++
+    # runs that model for exactly that size (test_batches_within_the_range_run_and_agree
+    # compares its numbers with the dynamic model's).
+    assert manifest_of(v3 / "aoti_v3.pt2")["export"]["static_batches"] == [
+        {"batch": 1, "model": "batch_1", "arguments": [0]}]
+    items = np.random.default_rng(6).random((2, 3, 16, 16), dtype=np.float32)
+    np.save(tmp_path / "x1.npy", items[:1])
+    np.save(tmp_path / "x2.npy", items)
+    out = run.json("bench", "aoti_v3.pt2", "-i", str(tmp_path / "x1.npy"), "--runs", "2",
+                   "--json")
+    assert out["notes"][-1] == ("compiled ahead of time by AOTInductor: nothing to optimize at "
+                                "load; compiled for static batch size 1")
+    # Shown by a manifest that sends batch 2 to it: the model compiled for 1 refuses the size.
+    misrouted = tmp_path / "misrouted.pt2"
+
+    def route_batch_2_to_batch_1(manifest):
+        manifest["export"]["static_batches"][0]["batch"] = 2
+    with_manifest(v3 / "aoti_v3.pt2", misrouted, route_batch_2_to_batch_1)
+    assert run("run", str(misrouted), "-i", str(tmp_path / "x1.npy"),
+               "--warmup", "0").returncode == 0
+    result = run("run", str(misrouted), "-i", str(tmp_path / "x2.npy"), "--warmup", "0")
+    assert_one_error(result, "the model failed on an input that matches its manifest: "
+                     "input_handles[0]: unmatched dim value at 0, expected: 1, but got: 2",
+                     code=1)
+    # A model the manifest names that the package lacks: the load fails in one line.
+    missing = tmp_path / "missing.pt2"
+
+    def name_a_missing_model(manifest):
+        manifest["export"]["static_batches"][0]["model"] = "batch_7"
+    with_manifest(v3 / "aoti_v3.pt2", missing, name_a_missing_model)
+    result = run("run", str(missing), "-i", str(tmp_path / "x1.npy"))
+    assert result.returncode == 2
+    assert stderr_lines(result)[0].startswith(f"{ERROR}cannot load {missing}: "), result.stderr
+
+
 def test_a_package_needing_a_missing_cpu_feature_is_refused(run, cli, v3, tmp_path):
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("x86 CPU features")

@@ -160,6 +160,56 @@ def test_dynamic_batch(nested, batch):
     assert first_mismatch(expected, got, 1e-4, None) is None
 
 
+def test_a_batch_package_also_holds_a_model_compiled_for_batch_one(nested):
+    # Inductor prepacks weights and picks kernels only for sizes it knows: batch 1, the commonest
+    # request, gets a model of its own in the same package, checked against Python at export.
+    _, files = read_package(nested.path)
+    assert any(n.startswith("data/aotinductor/batch_1/") and n.endswith(".so") for n in files)
+    assert nested.manifest["export"]["static_batches"] == [
+        {"batch": 1, "model": "batch_1", "arguments": [0]}]
+    assert nested.notes[-1].endswith("with static batch size(s) 1")
+    from torch._inductor.package import load_package
+    x = torch.randn(1, 4)
+    with torch.no_grad():
+        expected = Nested().eval()(x, 3)
+    got = load_package(nested.path, "batch_1")(x, 3)
+    got = {"pair": list(got["pair"]), "parts": list(got["parts"])}
+    expected = {"pair": list(expected["pair"]), "parts": list(expected["parts"])}
+    assert first_mismatch(expected, got, 1e-4, None) is None
+
+
+def test_static_batches_larger_than_the_example_and_none(tmp_path):
+    # A size above the example's batch is exported on the example's rows, cycled.
+    result = torchship.export(Tiny(), (torch.rand(2, 3, 8, 8),), str(tmp_path / "t.pt2"),
+                              format="aoti", manifest=batch_manifest([-1, 3, 8, 8]),
+                              static_batches=(3,), golden_inputs=[(torch.rand(3, 3, 8, 8),)])
+    assert [m["batch"] for m in result.manifest["export"]["static_batches"]] == [3]
+    assert result.manifest["export"]["dynamic_dims"]["x"]["0"]["name"] == "batch"
+    plain = torchship.export(Tiny(), (torch.rand(2, 3, 8, 8),), str(tmp_path / "p.pt2"),
+                             format="aoti", manifest=batch_manifest([-1, 3, 8, 8]),
+                             static_batches=())
+    assert "static_batches" not in plain.manifest["export"]
+    _, files = read_package(plain.path)
+    assert {n.split("/")[2] for n in files if n.startswith("data/aotinductor/")} == {"model"}
+
+
+@pytest.mark.parametrize("value,manifest,message", [
+    ((0,), True, "static_batches: expected batch sizes from 1 to 4096, got 0"),
+    ((True,), True, "static_batches: expected batch sizes from 1 to 4096, got True"),
+    ((1.5,), True, "static_batches: expected batch sizes from 1 to 4096, got 1.5"),
+    ((4097,), True, "static_batches: expected batch sizes from 1 to 4096, got 4097"),
+    ((1,), False, "static_batches needs a batch dimension: pass manifest=Manifest(..., "
+                  "batch_dim=True)"),
+])
+def test_bad_static_batches_are_refused_before_compiling(tmp_path, value, manifest, message):
+    with pytest.raises(torchship.ExportError) as error:
+        torchship.export(Tiny(), (torch.rand(2, 3, 8, 8),), str(tmp_path / "t.pt2"),
+                         format="aoti", static_batches=value,
+                         manifest=batch_manifest([-1, 3, 8, 8]) if manifest else None)
+    assert str(error.value) == message
+    assert not (tmp_path / "t.pt2").exists()
+
+
 def test_dynamic_ranges_are_what_the_compiled_code_accepts(tiny_v3):
     # Inductor may narrow a Dim's range where a kernel choice depends on the size (compiled
     # while guarding on the example's sizes, a convolution's memory format changed at batch
@@ -223,6 +273,9 @@ def test_bad_format_and_cpu_target(tmp_path):
     with pytest.raises(torchship.ExportError, match="cpu_target applies to format='aoti'"):
         torchship.export(Tiny(), torch.rand(1, 3, 8, 8), str(tmp_path / "t.pt"),
                          cpu_target="x86-64-v3")
+    with pytest.raises(torchship.ExportError, match="static_batches applies to format='aoti'"):
+        torchship.export(Tiny(), torch.rand(1, 3, 8, 8), str(tmp_path / "t.pt"),
+                         static_batches=(1,))
 
 
 @pytest.mark.parametrize("options,named", [
