@@ -441,6 +441,7 @@ def export_aoti(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], pa
         raise ExportError(f"format='aoti' needs torch.export and AOTInductor (torch >= 2.6); "
                           f"this is torch {torch.__version__}")
     _check_target(cpu_target)
+    timed = static_batches is None  # asked for by name: kept; by default: kept if faster
     static_batches = _check_static_batches(static_batches, manifest)
     findings = Findings()
     for finding in train_mode(module):
@@ -459,7 +460,7 @@ def export_aoti(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], pa
         partial = os.path.join(scratch, base)
         result = _compile_and_check(module, cases_inputs, partial, manifest, allow, rtol, atol,
                                     cpu_target, names, example, dynamic_shapes, dynamic_record,
-                                    positions, findings, static_batches)
+                                    positions, findings, static_batches, timed)
         os.replace(partial, path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -472,7 +473,8 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
                        atol: Optional[float], cpu_target: str, names: List[str],
                        example: Tuple[Any, ...], dynamic_shapes: Any,
                        dynamic_record: Dict[str, Any], positions: Dict[str, int],
-                       findings: Findings, static_batches: Sequence[int]) -> ExportResult:
+                       findings: Findings, static_batches: Sequence[int],
+                       timed: bool) -> ExportResult:
     """Exports, compiles into `path`, runs the golden cases, appends manifest and golden files."""
     notes: List[str] = []
     batched = sorted(positions[name] for name, dims in dynamic_record.items()
@@ -506,11 +508,6 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
             "arguments": [_argument(name, value) for name, value in zip(names, example)],
             "dynamic_dims": dynamic_record,
         })
-        if specialized:
-            export_info["static_batches"] = [
-                {"batch": size, "model": _static_model_name(size), "arguments": batched}
-                for size in static_batches]
-        manifest_dict = manifest.to_dict(export_info, "fp32")
         notes.append(f"aoti: compiled in {compile_seconds:.0f} s for {cpu_target} "
                      f"(vector ISA {isa})" + (
                          f", with static batch size(s) {', '.join(map(str, static_batches))}"
@@ -530,6 +527,8 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
                     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
                     raise ExportError(f"the compiled package fails on golden case {number}: "
                                       f"{first}") from error
+            _check_static_models(module, path, specialized, rtol, atol)
+            kept = _keep_faster_static_models(path, specialized, timed, notes)
         finally:
             if checking is None:
                 os.environ.pop("AOTI_RUNTIME_CHECK_INPUTS", None)
@@ -542,6 +541,11 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
             raise ExportError(f"golden case {number}: the compiled package computes something "
                               f"else than the Python module ({mismatch})")
 
+    if kept:
+        export_info["static_batches"] = [
+            {"batch": size, "model": _static_model_name(size), "arguments": batched}
+            for size in static_batches if _static_model_name(size) in kept]
+    manifest_dict = manifest.to_dict(export_info, "fp32")
     settle_findings(findings, allow, module, stacklevel=6)
     files = {"extra/" + MANIFEST_FILE: json.dumps(manifest_dict, indent=2).encode()}
     files.update(_golden_files(list(zip(cases_inputs, actual)), rtol, atol))
@@ -638,3 +642,54 @@ def _check_static_models(module: torch.nn.Module, path: str, programs: Dict[str,
         if mismatches[0][1]:
             raise ExportError(f"the package's model {name} computes something else than the "
                               f"Python module ({mismatches[0][1]})")
+
+
+KEEP_BELOW = 0.97  # by default a static model stays only below 97% of the dynamic one's time
+
+
+def _best_ms(model: Any, args: Tuple[Any, ...], runs: int) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        model(*args)
+        best = min(best, (time.perf_counter() - started) * 1000)
+    return best
+
+
+def _keep_faster_static_models(path: str, programs: Dict[str, Any], timed: bool,
+                               notes: List[str]) -> List[str]:
+    """Times each static model against the dynamic one on its rows (alternating rounds, the best
+    run of each) and, when the sizes were torchship's default, removes from the package those
+    not 3% faster: a default must not slow a model down (ViT-B/16 ran 9% slower at static batch
+    1). Sizes asked for by name are kept. Returns the names kept."""
+    from torch._inductor.package import load_package
+    if not programs:
+        return []
+    dynamic = load_package(path, "model")
+    kept, dropped = [], []
+    for name, program in programs.items():
+        args, _ = program.example_inputs
+        static = load_package(path, name)
+        dynamic_ms = static_ms = float("inf")
+        for _ in range(3):  # the first round warms both up
+            dynamic_ms = min(dynamic_ms, _best_ms(dynamic, args, 3))
+            static_ms = min(static_ms, _best_ms(static, args, 3))
+        keep = not timed or static_ms < KEEP_BELOW * dynamic_ms
+        notes.append(f"aoti: static batch {name.split('_', 1)[1]} {'kept' if keep else 'left out'}"
+                     f": {static_ms:.2f} ms against the dynamic model's {dynamic_ms:.2f} ms" +
+                     ("" if timed else " (asked for by static_batches)"))
+        (kept if keep else dropped).append(name)
+    if dropped:
+        _remove_models(path, dropped)
+    return kept
+
+
+def _remove_models(path: str, names: List[str]) -> None:
+    """Rewrites the package without the named models' folders."""
+    folders = tuple(f"/data/aotinductor/{name}/" for name in names)
+    partial = path + ".partial"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(partial, "w") as target:
+        for info in source.infolist():
+            if not any(folder in info.filename for folder in folders):
+                target.writestr(info, source.read(info))
+    os.replace(partial, path)

@@ -5,6 +5,7 @@ reason. Compiles two tiny packages, shared by the tests (AOTInductor takes secon
 
 import io
 import json
+import re
 import os
 import sys
 import zipfile
@@ -81,7 +82,8 @@ def nested(tmp_path_factory):
     example = torch.randn(2, 4, generator=generator)
     golden = [(torch.randn(1, 4, generator=generator), 3)]
     return torchship.export(Nested(), (example, 3), path, format="aoti",
-                            manifest=batch_manifest([-1, 4]), golden_inputs=golden)
+                            manifest=batch_manifest([-1, 4]), golden_inputs=golden,
+                            static_batches=(1,))
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +169,9 @@ def test_a_batch_package_also_holds_a_model_compiled_for_batch_one(nested):
     assert any(n.startswith("data/aotinductor/batch_1/") and n.endswith(".so") for n in files)
     assert nested.manifest["export"]["static_batches"] == [
         {"batch": 1, "model": "batch_1", "arguments": [0]}]
-    assert nested.notes[-1].endswith("with static batch size(s) 1")
+    assert nested.notes[-2].endswith("with static batch size(s) 1")
+    assert re.fullmatch(r"aoti: static batch 1 kept: [0-9.]+ ms against the dynamic model's "
+                        r"[0-9.]+ ms \(asked for by static_batches\)", nested.notes[-1])
     from torch._inductor.package import load_package
     x = torch.randn(1, 4)
     with torch.no_grad():
@@ -176,6 +180,21 @@ def test_a_batch_package_also_holds_a_model_compiled_for_batch_one(nested):
     got = {"pair": list(got["pair"]), "parts": list(got["parts"])}
     expected = {"pair": list(expected["pair"]), "parts": list(expected["parts"])}
     assert first_mismatch(expected, got, 1e-4, None) is None
+
+
+def test_by_default_a_static_model_stays_only_if_it_ran_faster(tmp_path):
+    # Timed against the dynamic model at export: a default must not slow a model down.
+    result = torchship.export(Tiny(), (torch.rand(2, 3, 8, 8),), str(tmp_path / "t.pt2"),
+                              format="aoti", manifest=batch_manifest([-1, 3, 8, 8]))
+    found = re.fullmatch(r"aoti: static batch 1 (kept|left out): ([0-9.]+) ms against the "
+                         r"dynamic model's ([0-9.]+) ms", result.notes[-1])
+    assert found, result.notes
+    kept = found.group(1) == "kept"
+    assert kept is (float(found.group(2)) < 0.97 * float(found.group(3)))
+    _, files = read_package(result.path)
+    folders = {n.split("/")[2] for n in files if n.startswith("data/aotinductor/")}
+    assert folders == ({"model", "batch_1"} if kept else {"model"})
+    assert ("static_batches" in result.manifest["export"]) is kept
 
 
 def test_static_batches_larger_than_the_example_and_none(tmp_path):

@@ -1,0 +1,148 @@
+"""The static batch-1 model inside torchship.export's AOTInductor packages, measured as a lever:
+the package as torchship.export writes it (the exporter keeps the static model only where it
+timed it faster than the dynamic one) and the same package without it (the dynamic model is the
+same compiled code: the "without" package is the other less its batch_1 folder and manifest
+entry), at batch 1 and 8, beside ONNX Runtime and OpenVINO fp32 in the same interleaved rounds,
+each runner a fresh process.
+
+    bash bench/setup.sh && scripts/build.sh
+    python3 bench/zoo_static_batch.py [--models a,b] [--rounds 2] [--runs 10]
+
+Results: bench/results/zoo-static-batch.json, rendered into the "Benchmark zoo" section by
+bench/zoo_report.py. This process imports no torch (children would inherit its peak RSS).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from typing import Dict, List
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import runners  # noqa: E402
+import zoo  # noqa: E402
+import zoo_report  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+MODELS = ["resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny",
+          "regnet_y_800mf", "efficientnet_lite0", "vit_b_16", "densenet121", "mnasnet1_0",
+          "shufflenet_v2_x1_0"]
+WITH, WITHOUT = "torchship.export .pt2", "torchship.export .pt2 without static batch 1"
+
+
+def without_static_models(source: str, target: str) -> None:
+    """A copy of the package without its static models: their folders and manifest entry go,
+    every other entry is copied as it is (the dynamic model's code and weights unchanged)."""
+    with zipfile.ZipFile(source) as zin:
+        manifest_name = next(n for n in zin.namelist() if n.endswith("/extra/torchship.json"))
+        manifest = json.loads(zin.read(manifest_name))
+        static = [m["model"] for m in manifest["export"].pop("static_batches", [])]
+        dropped = tuple(f"/data/aotinductor/{model}/" for model in static)
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as zout:
+            for info in zin.infolist():
+                if any(folder in info.filename for folder in dropped):
+                    continue
+                data = zin.read(info)
+                if info.filename == manifest_name:
+                    data = json.dumps(manifest, indent=2).encode()
+                zout.writestr(info, data)
+
+
+def jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
+         threads: int) -> Dict[str, List[str]]:
+    worker = os.path.join(ROOT, "bench", "runners.py")
+    npy = case["inputs"][str(batch)]
+    spec = {"onnx": case["onnx"], "input": npy}
+    return {
+        "ONNX Runtime": [paths["python"], worker, "onnxruntime", json.dumps(spec), str(runs),
+                         str(threads)],
+        "OpenVINO fp32": [paths["python"], worker, "openvino",
+                          json.dumps({**spec, "precision": "f32"}), str(runs), str(threads)],
+        WITHOUT: runners.command(paths["cli"], case["without"], npy, runs),
+        WITH: runners.command(paths["cli"], case["package"], npy, runs),
+    }
+
+
+def measure(cases: List[dict], paths: Dict[str, str], rounds: int, runs: int,
+            threads: int) -> Dict[str, Dict[str, dict]]:
+    found = {case["id"]: {b: {"samples": {}, "failures": {}} for b in case["inputs"]}
+             for case in cases}
+    for number in range(rounds):
+        for case in cases:
+            for batch in case["inputs"]:
+                cell = found[case["id"]][batch]
+                for runner, command in jobs(case, int(batch), paths, runs, threads).items():
+                    if runner in cell["failures"]:
+                        continue
+                    try:
+                        child = runners.run_child(command)
+                        data = json.loads(child["stdout"])
+                    except (RuntimeError, ValueError) as error:
+                        cell["failures"][runner] = str(error)[:300]
+                        continue
+                    if runner.startswith("torchship"):
+                        data = {"p50_ms": data["latency_ms"]["p50"], "load_ms": data["load_ms"],
+                                "notes": data["notes"]}
+                    data["peak_rss_mb"] = child["peak_rss_mb"]
+                    cell["samples"].setdefault(runner, []).append(data)
+                    zoo.log(f"static batch round {number + 1}: {case['id']} b{batch} {runner}: "
+                            f"{data['p50_ms']:.2f} ms")
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    models = args.models.split(",")
+    unknown = [name for name in models if name not in zoo.MODELS]
+    if unknown:
+        raise SystemExit(f"unknown zoo model {unknown[0]!r}: expected some of "
+                         f"{', '.join(zoo.MODELS)}")
+    paths = zoo.stack_paths()
+    os.makedirs(paths["work"], exist_ok=True)
+    threads = len(os.sched_getaffinity(0))
+    started = time.time()
+    cases, compile_seconds = [], {}
+    for number, name in enumerate(models):
+        runners.progress(f"zoo static batch: exporting {name} ({number + 1}/{len(models)})")
+        begun = time.time()
+        run = subprocess.run([paths["python"], os.path.join(ROOT, "bench", "zoo_models.py"),
+                              paths["work"], name, "--static-batch"], check=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        case = json.loads(run.stdout.strip().splitlines()[-1])
+        compile_seconds[name] = round(time.time() - begun, 1)
+        case["without"] = os.path.join(os.path.dirname(case["package"]), "exported_dynamic.pt2")
+        without_static_models(case["package"], case["without"])
+        case["bytes"] = {WITH: os.path.getsize(case["package"]),
+                         WITHOUT: os.path.getsize(case["without"])}
+        with zipfile.ZipFile(case["package"]) as package:
+            manifest = next(n for n in package.namelist() if n.endswith("/extra/torchship.json"))
+            case["static_kept"] = bool(json.loads(package.read(manifest))["export"].get(
+                "static_batches"))
+        cases.append(case)
+    exported = time.time()
+    found = measure(cases, paths, args.rounds, args.runs, threads)
+    results = {
+        "date": datetime.date.today().isoformat(), "cpu": runners.cpu_model(),
+        "threads": threads, "rounds": args.rounds, "runs": args.runs,
+        "versions": zoo.versions(paths), "export_seconds": exported - started,
+        "compile_seconds": compile_seconds, "seconds": time.time() - started,
+        "command": f"python3 bench/zoo_static_batch.py --models {args.models} --rounds "
+                   f"{args.rounds} --runs {args.runs}",
+        "cases": cases, "results": found}
+    os.makedirs(zoo_report.RESULTS, exist_ok=True)
+    with open(zoo_report.STATIC_BATCH_FILE, "w") as f:
+        json.dump(results, f, indent=1)
+    runners.clear_progress()
+    zoo_report.main()
+
+
+if __name__ == "__main__":
+    main()
