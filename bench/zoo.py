@@ -30,7 +30,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import runners  # noqa: E402
@@ -111,25 +111,33 @@ def log(line: str) -> None:
         f.write(time.strftime("%H:%M:%S ") + line + "\n")
 
 
-def measure(cases: List[dict], paths: Dict[str, str], rounds: int, runs: int,
-            threads: int) -> Dict[str, Dict[str, dict]]:
-    """{model: {batch: {"samples": {runner: [...]}, "failures": {runner: why}}}}"""
+def measure(cases: List[dict], paths: Dict[str, str], rounds: int, runs: int, threads: int,
+            jobs_of: Optional[Callable[..., Dict[str, List[str]]]] = None,
+            label: str = "") -> Dict[str, Dict[str, dict]]:
+    """{model: {batch: {"samples": {runner: [...]}, "failures": {runner: why}}}}: every runner
+    of `jobs_of(case, batch, paths, runs, threads)` (this zoo's `jobs` by default) in a fresh
+    process, the cases and batches interleaved round by round. A case's batches are its
+    "batches", else the keys of its "inputs"."""
+    jobs_of = jobs_of or jobs
+    batches_of = {case["id"]: [str(b) for b in case.get("batches", case.get("inputs", []))]
+                  for case in cases}
     found: Dict[str, Dict[str, dict]] = {
-        case["id"]: {str(b): {"samples": {}, "failures": {}} for b in case["batches"]}
+        case["id"]: {b: {"samples": {}, "failures": {}} for b in batches_of[case["id"]]}
         for case in cases}
     for number in range(rounds):
         for case in cases:
-            for batch in case["batches"]:
-                cell = found[case["id"]][str(batch)]
-                for runner, command in jobs(case, batch, paths, runs, threads).items():
+            for batch in batches_of[case["id"]]:
+                cell = found[case["id"]][batch]
+                for runner, command in jobs_of(case, int(batch), paths, runs, threads).items():
                     if runner in cell["failures"]:
                         continue
+                    where = f"{label}round {number + 1}: {case['id']} b{batch} {runner}"
                     try:
                         child = runners.run_child(command)
                         data = json.loads(child["stdout"])
                     except (RuntimeError, ValueError) as error:
                         cell["failures"][runner] = str(error)[:300]
-                        log(f"round {number + 1}: {case['id']} b{batch} {runner}: {error}")
+                        log(f"{where}: {error}")
                         continue
                     if runner.startswith("torchship"):
                         data = {"p50_ms": data["latency_ms"]["p50"], "load_ms": data["load_ms"],
@@ -137,9 +145,23 @@ def measure(cases: List[dict], paths: Dict[str, str], rounds: int, runs: int,
                                 "optimization": data.get("optimization")}
                     data["peak_rss_mb"] = child["peak_rss_mb"]
                     cell["samples"].setdefault(runner, []).append(data)
-                    log(f"round {number + 1}: {case['id']} b{batch} {runner}: "
-                        f"{data['p50_ms']:.2f} ms")
+                    log(f"{where}: {data['p50_ms']:.2f} ms")
     return found
+
+
+def zoo_arguments(description: str, models: List[str]) -> argparse.Namespace:
+    """--models (checked against the zoo; `args.model_list` holds them), --rounds, --runs: what
+    the zoo's scripts on a subset of its models take."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--models", default=",".join(models))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    args.model_list = args.models.split(",")
+    unknown = [name for name in args.model_list if name not in MODELS]
+    if unknown:
+        raise SystemExit(f"unknown zoo model {unknown[0]!r}: expected some of {', '.join(MODELS)}")
+    return args
 
 
 def versions(paths: Dict[str, str]) -> Dict[str, str]:

@@ -13,7 +13,6 @@ rendered into the "Benchmark zoo" section by bench/zoo_report.py.
 This process imports no torch (children would inherit its peak RSS).
 """
 
-import argparse
 import datetime
 import json
 import os
@@ -66,30 +65,6 @@ def jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
     return out
 
 
-def measure(cases: List[dict], paths: Dict[str, str], rounds: int, runs: int,
-            threads: int) -> Dict[str, Dict[str, dict]]:
-    found = {case["id"]: {str(b): {"samples": {}, "failures": {}} for b in case["batches"]}
-             for case in cases}
-    for number in range(rounds):
-        for case in cases:
-            for batch in case["batches"]:
-                cell = found[case["id"]][str(batch)]
-                for runner, command in jobs(case, batch, paths, runs, threads).items():
-                    if runner in cell["failures"]:
-                        continue
-                    try:
-                        data = json.loads(runners.run_child(command)["stdout"])
-                    except (RuntimeError, ValueError) as error:
-                        cell["failures"][runner] = str(error)[:300]
-                        continue
-                    if runner.startswith("torchship"):
-                        data = {"p50_ms": data["latency_ms"]["p50"], "notes": data["notes"]}
-                    cell["samples"].setdefault(runner, []).append(data)
-                    zoo.log(f"precision round {number + 1}: {case['id']} b{batch} {runner}: "
-                            f"{data['p50_ms']:.2f} ms")
-    return found
-
-
 def top1(logits: np.ndarray) -> np.ndarray:
     return logits.reshape(logits.shape[0], -1).argmax(axis=1)
 
@@ -122,16 +97,8 @@ def accuracy(case: dict, paths: Dict[str, str]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=10)
-    args = parser.parse_args()
-    models = args.models.split(",")
-    unknown = [name for name in models if name not in zoo.MODELS]
-    if unknown:
-        raise SystemExit(f"unknown zoo model {unknown[0]!r}: expected some of "
-                         f"{', '.join(zoo.MODELS)}")
+    args = zoo.zoo_arguments(__doc__.split("\n\n")[0], MODELS)
+    models = args.model_list
     paths = zoo.stack_paths()
     os.makedirs(paths["work"], exist_ok=True)
     threads = len(os.sched_getaffinity(0))
@@ -144,7 +111,7 @@ def main() -> None:
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         cases.append(json.loads(run.stdout.strip().splitlines()[-1]))
     exported = time.time()
-    found = measure(cases, paths, args.rounds, args.runs, threads)
+    found = zoo.measure(cases, paths, args.rounds, args.runs, threads, jobs, "precision ")
     accuracies = {case["id"]: accuracy(case, paths) for case in cases
                   if case["id"] == "efficientnet_lite0" and "exported_pt" in case["files"]}
     results = {

@@ -12,7 +12,6 @@ Results: bench/results/zoo-static-batch.json, rendered into the "Benchmark zoo" 
 bench/zoo_report.py. This process imports no torch (children would inherit its peak RSS).
 """
 
-import argparse
 import datetime
 import json
 import os
@@ -67,44 +66,9 @@ def jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
     }
 
 
-def measure(cases: List[dict], paths: Dict[str, str], rounds: int, runs: int,
-            threads: int) -> Dict[str, Dict[str, dict]]:
-    found = {case["id"]: {b: {"samples": {}, "failures": {}} for b in case["inputs"]}
-             for case in cases}
-    for number in range(rounds):
-        for case in cases:
-            for batch in case["inputs"]:
-                cell = found[case["id"]][batch]
-                for runner, command in jobs(case, int(batch), paths, runs, threads).items():
-                    if runner in cell["failures"]:
-                        continue
-                    try:
-                        child = runners.run_child(command)
-                        data = json.loads(child["stdout"])
-                    except (RuntimeError, ValueError) as error:
-                        cell["failures"][runner] = str(error)[:300]
-                        continue
-                    if runner.startswith("torchship"):
-                        data = {"p50_ms": data["latency_ms"]["p50"], "load_ms": data["load_ms"],
-                                "notes": data["notes"]}
-                    data["peak_rss_mb"] = child["peak_rss_mb"]
-                    cell["samples"].setdefault(runner, []).append(data)
-                    zoo.log(f"static batch round {number + 1}: {case['id']} b{batch} {runner}: "
-                            f"{data['p50_ms']:.2f} ms")
-    return found
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=10)
-    args = parser.parse_args()
-    models = args.models.split(",")
-    unknown = [name for name in models if name not in zoo.MODELS]
-    if unknown:
-        raise SystemExit(f"unknown zoo model {unknown[0]!r}: expected some of "
-                         f"{', '.join(zoo.MODELS)}")
+    args = zoo.zoo_arguments(__doc__.split("\n\n")[0], MODELS)
+    models = args.model_list
     paths = zoo.stack_paths()
     os.makedirs(paths["work"], exist_ok=True)
     threads = len(os.sched_getaffinity(0))
@@ -128,7 +92,7 @@ def main() -> None:
                 "static_batches"))
         cases.append(case)
     exported = time.time()
-    found = measure(cases, paths, args.rounds, args.runs, threads)
+    found = zoo.measure(cases, paths, args.rounds, args.runs, threads, jobs, "static batch ")
     results = {
         "date": datetime.date.today().isoformat(), "cpu": runners.cpu_model(),
         "threads": threads, "rounds": args.rounds, "runs": args.runs,
