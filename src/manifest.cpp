@@ -229,11 +229,9 @@ void read_size_ranges(const json& dynamic, std::vector<TensorSpec>& inputs) {
 
 // export.static_batches: [{"batch", "model", "arguments"}]. The model name becomes a folder
 // name inside the package: only letters, digits and '_'.
-std::vector<StaticBatchModel> read_static_batches(const json& list) {
-  if (!list.is_array()) {
-    throw bad_model("invalid manifest: 'export.static_batches' must be a list, got " +
-                    list.dump().substr(0, 64));
-  }
+std::vector<StaticBatchModel> read_static_batches(const FieldReader& export_reader,
+                                                  const json& list) {
+  if (!list.is_array()) export_reader.fail("static_batches", "a list", list);
   std::vector<StaticBatchModel> models;
   for (size_t i = 0; i < list.size(); ++i) {
     std::string where = "export.static_batches[" + std::to_string(i) + "]";
@@ -331,7 +329,7 @@ Manifest Manifest::parse(const std::string& json_text) {
       }
     }
     if (const json* statics = export_reader.child("static_batches")) {
-      manifest.exported.static_batches = read_static_batches(*statics);
+      manifest.exported.static_batches = read_static_batches(export_reader, *statics);
     }
   }
   manifest.source = json_text;

@@ -489,13 +489,13 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
         except Exception as error:
             raise ExportError(f"torch.export cannot export {type(module).__name__}:\n"
                               f"{diagnose_export(error)}") from error
-        specialized = {_static_model_name(size): _static_program(module, example, dynamic_shapes,
-                                                                 batched, size)
+        specialized = {size: _static_program(module, example, dynamic_shapes, batched, size)
                        for size in static_batches}
         started = time.monotonic()
         with compiler_environment(cpu_target), _size_oblivious():
             # The exported program itself is compiled, with its ranges as exported.
-            _compile_package(path, {"model": program, **specialized},
+            _compile_package(path, {"model": program, **{
+                _static_model_name(size): static for size, static in specialized.items()}},
                              inductor_options(cpu_target))
         compile_seconds = time.monotonic() - started
         isa = _vec_isa(path)
@@ -527,8 +527,8 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
                     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
                     raise ExportError(f"the compiled package fails on golden case {number}: "
                                       f"{first}") from error
-            _check_static_models(module, path, specialized, rtol, atol)
-            kept = _keep_faster_static_models(path, specialized, timed, notes)
+            kept = _check_static_models(module, path, compiled, specialized, rtol, atol, timed,
+                                        notes)
         finally:
             if checking is None:
                 os.environ.pop("AOTI_RUNTIME_CHECK_INPUTS", None)
@@ -544,7 +544,7 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
     if kept:
         export_info["static_batches"] = [
             {"batch": size, "model": _static_model_name(size), "arguments": batched}
-            for size in static_batches if _static_model_name(size) in kept]
+            for size in kept]
     manifest_dict = manifest.to_dict(export_info, "fp32")
     settle_findings(findings, allow, module, stacklevel=6)
     files = {"extra/" + MANIFEST_FILE: json.dumps(manifest_dict, indent=2).encode()}
@@ -625,25 +625,6 @@ def _compile_package(path: str, programs: Dict[str, Any], options: Dict[str, Any
     package_aoti(path, files)
 
 
-def _check_static_models(module: torch.nn.Module, path: str, programs: Dict[str, Any],
-                         rtol: float, atol: Optional[float]) -> None:
-    """Each static model against the Python module on the rows it was exported with."""
-    from torch._inductor.package import load_package
-    for name, program in programs.items():
-        args, _ = program.example_inputs
-        expected = module(*args)
-        try:
-            actual = load_package(path, name)(*args)
-        except Exception as error:
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise ExportError(f"the package's model {name} fails on the example's rows: "
-                              f"{first}") from error
-        _, mismatches = compare_cases([expected], [actual], rtol, atol, f"compiled {name}")
-        if mismatches[0][1]:
-            raise ExportError(f"the package's model {name} computes something else than the "
-                              f"Python module ({mismatches[0][1]})")
-
-
 KEEP_BELOW = 0.97  # by default a static model stays only below 97% of the dynamic one's time
 
 
@@ -656,31 +637,42 @@ def _best_ms(model: Any, args: Tuple[Any, ...], runs: int) -> float:
     return best
 
 
-def _keep_faster_static_models(path: str, programs: Dict[str, Any], timed: bool,
-                               notes: List[str]) -> List[str]:
-    """Times each static model against the dynamic one on its rows (alternating rounds, the best
-    run of each) and, when the sizes were torchship's default, removes from the package those
-    not 3% faster: a default must not slow a model down (ViT-B/16 ran 9% slower at static batch
-    1). Sizes asked for by name are kept. Returns the names kept."""
+def _check_static_models(module: torch.nn.Module, path: str, dynamic: Any,
+                         programs: Dict[int, Any], rtol: float, atol: Optional[float],
+                         timed: bool, notes: List[str]) -> List[int]:
+    """Each static model against the Python module on the rows it was exported with, then timed
+    against the `dynamic` model on them (alternating rounds, the best run of each). When the
+    sizes were torchship's default, those not 3% faster are removed from the package: a default
+    must not slow a model down (ViT-B/16 ran 9% slower at static batch 1). Sizes asked for by
+    name are kept. Returns the sizes kept."""
     from torch._inductor.package import load_package
-    if not programs:
-        return []
-    dynamic = load_package(path, "model")
     kept, dropped = [], []
-    for name, program in programs.items():
+    for size, program in programs.items():
+        name = _static_model_name(size)
         args, _ = program.example_inputs
-        static = load_package(path, name)
+        expected = module(*args)
+        try:
+            static = load_package(path, name)
+            actual = static(*args)
+        except Exception as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ExportError(f"the package's model {name} fails on the example's rows: "
+                              f"{first}") from error
+        _, mismatches = compare_cases([expected], [actual], rtol, atol, f"compiled {name}")
+        if mismatches[0][1]:
+            raise ExportError(f"the package's model {name} computes something else than the "
+                              f"Python module ({mismatches[0][1]})")
         dynamic_ms = static_ms = float("inf")
         for _ in range(3):  # the first round warms both up
             dynamic_ms = min(dynamic_ms, _best_ms(dynamic, args, 3))
             static_ms = min(static_ms, _best_ms(static, args, 3))
         keep = not timed or static_ms < KEEP_BELOW * dynamic_ms
-        notes.append(f"aoti: static batch {name.split('_', 1)[1]} {'kept' if keep else 'left out'}"
-                     f": {static_ms:.2f} ms against the dynamic model's {dynamic_ms:.2f} ms" +
+        notes.append(f"aoti: static batch {size} {'kept' if keep else 'left out'}: "
+                     f"{static_ms:.2f} ms against the dynamic model's {dynamic_ms:.2f} ms" +
                      ("" if timed else " (asked for by static_batches)"))
-        (kept if keep else dropped).append(name)
+        (kept if keep else dropped).append(size)
     if dropped:
-        _remove_models(path, dropped)
+        _remove_models(path, [_static_model_name(size) for size in dropped])
     return kept
 
 
