@@ -1,12 +1,12 @@
 """TorchScript vs AOTInductor vs Python eager vs ONNX Runtime on one network, side by side in one
 run: fp32 ResNet34 (random weights, fixed seed), batch 1, every runner in a fresh process of its
 own per round, rounds interleaved. Per runner: steady latency (p50), the first inference after
-load, load time and the process's peak RSS. Results go to build/bench/formats.json and the report
-rendered from them to docs/benchmarks-formats.md (versions, machine and conclusions all come from
-the measured data).
+load, load time and the process's peak RSS. Results go to bench/results/formats.json (committed)
+and the report rendered from them to docs/benchmarks-formats.md (versions, machine and
+conclusions all come from the measured data); the exported models to build/bench.
 
     ~/.cache/torchship/venv-*/bin/python bench/formats.py [--rounds 3] [--runs 30] [--threads 2]
-    ... bench/formats.py --render        # the report again from the last results file
+    ... bench/formats.py --render        # the report again from bench/results/formats.json
 
 Needs build/bin/torchship (a build against PyTorch 2.x), this interpreter's torch >= 2.6 with
 torchvision, and onnxruntime + onnx from PyPI (scripts/requirements-bench.txt).
@@ -22,13 +22,14 @@ import time
 from typing import Dict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import RESULTS as RESULTS_FOLDER  # noqa: E402
 from report import summarize  # noqa: E402
 from runners import cpu_model, progress, run_child, timed  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CLI = os.path.join(ROOT, "build", "bin", "torchship")
 WORK = os.path.join(ROOT, "build", "bench")
-RESULTS = os.path.join(WORK, "formats.json")
+RESULTS = os.path.join(RESULTS_FOLDER, "formats.json")
 REPORT = os.path.join(ROOT, "docs", "benchmarks-formats.md")
 SHAPE = (1, 3, 224, 224)
 
@@ -227,10 +228,14 @@ def main() -> None:
                    "cli_baseline_rss_mb": run_child([CLI, "--version"])["peak_rss_mb"],
                    "samples": measure(paths, args.rounds, args.runs, args.threads),
                    "seconds": time.time() - started}
+        os.makedirs(RESULTS_FOLDER, exist_ok=True)
         with open(RESULTS, "w") as f:
             json.dump(results, f, indent=2)
         if sys.stderr.isatty():
             sys.stderr.write("\r" + " " * 78 + "\r")
+    if not os.path.exists(RESULTS):
+        sys.exit(f"no {os.path.relpath(RESULTS, ROOT)}: run bench/formats.py without --render "
+                 "to measure")
     with open(RESULTS) as f:
         results = json.load(f)
     with open(REPORT, "w") as f:
