@@ -18,22 +18,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import torch
 from torch import nn
 
+from .errors import ExportError, Finding, first_line, warn
 from .tree import first_mismatch, max_difference
 
 IDS = ("train-mode", "tracer-warning", "frozen-branch", "device-literal")
-
-
-@dataclass
-class Finding:
-    id: str
-    message: str
-    fix: str
-    location: Optional[str] = None
-    fatal: bool = True
-
-    def __str__(self) -> str:
-        where = f"{self.location}: " if self.location else ""
-        return f"[{self.id}] {where}{self.message}\n  fix: {self.fix}"
 
 
 @dataclass
@@ -46,6 +34,26 @@ class Findings:
     def blocking(self, allow: Iterable[str]) -> List[Finding]:
         allowed = set(allow)
         return [f for f in self.items if f.fatal and f.id not in allowed]
+
+
+def check_allow(allow: Sequence[str]) -> None:
+    """Refuses ids in `allow` that name no check."""
+    unknown = sorted(set(allow) - set(IDS))
+    if unknown:
+        raise ExportError(f"allow: unknown check id(s) {', '.join(unknown)} "
+                          f"(expected {', '.join(IDS)})")
+
+
+def settle_findings(findings: Findings, allow: Sequence[str], module: nn.Module) -> None:
+    """Refuses the export for findings not in `allow`; the rest become ExportWarnings, reported
+    at the caller of torchship.export."""
+    blocking = findings.blocking(allow)
+    if blocking:
+        raise ExportError(f"export of {type(module).__name__} refused by {len(blocking)} "
+                          f"check(s) (pass allow=[...] with their ids to accept):\n" +
+                          "\n".join(str(f) for f in blocking), blocking)
+    for finding in findings.items:
+        warn(str(finding))
 
 
 _MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm,
@@ -82,7 +90,7 @@ def trace_recording_warnings(trace: Callable[[], Any]) -> Tuple[Any, List[Findin
             continue
         seen.add(location)
         findings.append(Finding(
-            "tracer-warning", str(warning.message).strip().splitlines()[0],
+            "tracer-warning", first_line(str(warning.message), warning.category.__name__),
             "the trace records one run: make this code independent of tensor values, or script "
             "the module that holds it (method='script', or 'hybrid' with the rest traced)",
             location))

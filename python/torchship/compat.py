@@ -15,6 +15,8 @@ from typing import Iterator, NamedTuple, Optional
 
 import torch
 
+from .errors import first_line
+
 # The deprecation messages of torch.jit's entry points ("`torch.jit.trace` is deprecated. ...").
 _DEPRECATION = r"`torch\.jit\.\w+` is (deprecated|not supported)"
 
@@ -23,10 +25,6 @@ class TorchScriptSupport(NamedTuple):
     available: bool
     deprecation: Optional[str]  # what torch says when TorchScript works but is deprecated
     refusal: Optional[str]  # what torch says when it refuses TorchScript
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
 
 
 @functools.lru_cache(maxsize=None)
@@ -41,9 +39,9 @@ def torchscript_support() -> TorchScriptSupport:
             torch.jit.script(double)
             torch.jit.trace(double, (torch.ones(1),), check_trace=False)
         except Exception as error:  # a torch that turned the deprecation into an error
-            return TorchScriptSupport(False, None, _first_line(str(error)))
+            return TorchScriptSupport(False, None, first_line(str(error)))
     messages = [str(w.message) for w in caught if re.match(_DEPRECATION, str(w.message))]
-    return TorchScriptSupport(True, _first_line(messages[0]) if messages else None, None)
+    return TorchScriptSupport(True, first_line(messages[0]) if messages else None, None)
 
 
 @contextlib.contextmanager

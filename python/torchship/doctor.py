@@ -15,6 +15,8 @@ from typing import Any, List, Optional, Pattern, Tuple
 
 import torch
 
+from .errors import first_line
+
 
 @dataclass(frozen=True)
 class Pitfall:
@@ -113,7 +115,7 @@ class Diagnosis:
     pitfall: Optional[Pitfall]
     location: Optional[str]  # "file.py:12"
     source_line: Optional[str]
-    message: str  # the first meaningful line of the TorchScript error
+    message: str  # the error's first line (torchship.errors.first_line)
     tool: str = "TorchScript"  # who rejected the code
     suggestion: Optional[str] = None  # what the error itself suggests (torch.export's Dim fixes)
 
@@ -147,8 +149,7 @@ def _offending_line(message: str) -> Optional[str]:
 
 def diagnose(error: BaseException) -> Diagnosis:
     message = str(error)
-    meaningful = [line.strip() for line in message.splitlines() if line.strip()]
-    first = meaningful[0] if meaningful else type(error).__name__
+    first = first_line(message, type(error).__name__)
     locations = _LOCATION.findall(message)
     # The user's code is the last location that is not serialized TorchScript code.
     user = [(f, n) for f, n in locations if not f.startswith("code/")]
@@ -186,8 +187,7 @@ def diagnose_export(error: BaseException) -> Diagnosis:
     """Explains a torch.export failure with EXPORT_CATALOGUE."""
     message = str(error)
     names = " ".join(f"{c.__module__}.{c.__qualname__}" for c in type(error).__mro__)
-    meaningful = [line.strip() for line in message.splitlines() if line.strip()]
-    first = meaningful[0] if meaningful else type(error).__name__
+    first = first_line(message, type(error).__name__)
     location, code = _message_frame(message)
     if location is None:
         location, code = _user_frame(error)

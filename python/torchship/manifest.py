@@ -3,6 +3,8 @@
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+from .errors import ManifestError
+
 FORMAT_VERSION = 1
 
 DATATYPES = ("BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BF16")
@@ -71,23 +73,24 @@ class Manifest:
 
     def validate(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"manifest task must be one of {', '.join(TASKS)}, got {self.task!r}")
+            raise ManifestError(f"manifest task must be one of {', '.join(TASKS)}, "
+                                f"got {self.task!r}")
         for spec in list(self.inputs) + list(self.outputs):
             if spec.datatype is not None and spec.datatype not in DATATYPES:
-                raise ValueError(f"{spec.name}: datatype must be one of {', '.join(DATATYPES)}, "
-                                 f"got {spec.datatype!r}")
+                raise ManifestError(f"{spec.name}: datatype must be one of "
+                                    f"{', '.join(DATATYPES)}, got {spec.datatype!r}")
             if spec.layout is not None and spec.layout not in LAYOUTS:
-                raise ValueError(f"{spec.name}: layout must be one of {', '.join(LAYOUTS)}, "
-                                 f"got {spec.layout!r}")
+                raise ManifestError(f"{spec.name}: layout must be one of {', '.join(LAYOUTS)}, "
+                                    f"got {spec.layout!r}")
             if spec.image is not None:
                 color = spec.image.get("color", "RGB")
                 if color not in COLORS:
-                    raise ValueError(f"{spec.name}: image color must be one of "
-                                     f"{', '.join(COLORS)}, got {color!r}")
+                    raise ManifestError(f"{spec.name}: image color must be one of "
+                                        f"{', '.join(COLORS)}, got {color!r}")
                 resize = spec.image.get("resize")
                 if resize and resize.get("interpolation", "linear") not in INTERPOLATIONS:
-                    raise ValueError(f"{spec.name}: interpolation must be one of "
-                                     f"{', '.join(INTERPOLATIONS)}")
+                    raise ManifestError(f"{spec.name}: interpolation must be one of "
+                                        f"{', '.join(INTERPOLATIONS)}")
 
     def to_dict(self, export_info: Dict[str, Any], precision: str = "fp32") -> Dict[str, Any]:
         self.validate()

@@ -6,6 +6,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .errors import first_line
+from .submodules import capture_inputs, find_submodule
 from .tree import max_difference
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -48,7 +50,7 @@ def bf16_convolution_problem() -> Optional[str]:
         with torch.no_grad():
             torch.nn.functional.conv2d(x, weight)
     except RuntimeError as error:
-        return str(error).strip().splitlines()[0]
+        return first_line(str(error), type(error).__name__)
     return None
 
 
@@ -73,15 +75,13 @@ def quantize_int8(module: torch.nn.Module, target: str,
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-    from .export import _capture_inputs, _submodule  # export imports this module
-
     engine = quantized_engine()
     torch.backends.quantized.engine = engine
     mapping = get_default_qconfig_mapping(engine)
     quantized = copy.deepcopy(module).eval()
     if target:
-        example = _capture_inputs(quantized, [target], calibration[0])[target]
-        parent, leaf = _submodule(quantized, target)
+        example = capture_inputs(quantized, [target], calibration[0])[target]
+        parent, leaf = find_submodule(quantized, target)
         prepared = prepare_fx(getattr(parent, leaf), mapping, example)
         setattr(parent, leaf, prepared)
     else:
@@ -123,7 +123,8 @@ def _top1(output: Any, task: str) -> Optional[torch.Tensor]:
     return None
 
 
-def report(reference: List[Any], reduced: List[Any], task: str) -> Dict[str, Any]:
+def reduced_precision_report(reference: List[Any], reduced: List[Any],
+                             task: str) -> Dict[str, Any]:
     """How far the reduced-precision export is from the fp32 module on the golden cases."""
     max_errors: Dict[str, float] = {}
     agree = total = 0

@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 
 import torch  # noqa: E402
 
-from torchship.export import GOLDEN_INDEX  # noqa: E402
+from torchship.archive import GOLDEN_INDEX  # noqa: E402
 from torchship.tolerance import scaled_atol  # noqa: E402
 
 

@@ -254,7 +254,7 @@ def test_v3_target_records_avx2_not_avx512(tiny_v3):
 
 
 def test_cpu_features_of_the_baselines():
-    if not aoti._x86():
+    if not aoti.is_x86():
         assert aoti.cpu_features("x86-64-v4") == []
         return
     assert aoti.cpu_features("x86-64-v2") == []
@@ -275,12 +275,12 @@ def test_compiler_environment_is_restored():
 
 
 def test_scalar_kernels_on_an_avx2_cpu_are_refused_unless_asked_for():
-    if not aoti._x86() or "avx2" not in aoti.cpu_flags():
+    if not aoti.is_x86() or "avx2" not in aoti.cpu_flags():
         pytest.skip("not an x86-64 CPU with AVX2")
     with pytest.raises(torchship.ExportError, match="scalar kernels"):
-        aoti._check_vectorized("INVALID_VEC_ISA", "native")
-    aoti._check_vectorized("INVALID_VEC_ISA", "x86-64-v2")
-    aoti._check_vectorized("AVX2", "x86-64-v3")
+        aoti.check_vectorized("INVALID_VEC_ISA", "native")
+    aoti.check_vectorized("INVALID_VEC_ISA", "x86-64-v2")
+    aoti.check_vectorized("AVX2", "x86-64-v3")
 
 
 def test_bad_format_and_cpu_target(tmp_path):

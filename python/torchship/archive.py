@@ -1,0 +1,65 @@
+"""What every export records beside the model, and under which names: the manifest
+(torchship.json, with its export section) and the golden vectors (an index and .npy files).
+A TorchScript archive holds them as extra files under these names; a .pt2 package under its root
+folder, the manifest in extra/ (torchship.pt2_package)."""
+
+import datetime
+import json
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from .tolerance import scaled_atol
+from .tree import npy_bytes, to_tree
+from .version import __version__
+
+MANIFEST_FILE = "torchship.json"
+GOLDEN_INDEX = "torchship/golden/index.json"
+GOLDEN_PREFIX = "torchship/golden/"
+
+
+def export_section(format: str, method: str) -> Dict[str, Any]:
+    """The manifest's export section as both formats start it."""
+    return {
+        "format": format,
+        "method": method,
+        "torch_version": torch.__version__,
+        "torchship_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def manifest_file(manifest: Dict[str, Any]) -> bytes:
+    """The manifest as torchship.json holds it."""
+    return json.dumps(manifest, indent=2).encode()
+
+
+def golden_files(cases: List[Tuple[Tuple[Any, ...], Any]], rtol: float,
+                 atol: Optional[float]) -> Dict[str, bytes]:
+    """The golden index and its .npy files. Each float output records the absolute tolerance it
+    is checked with (`atol`, or its scaled default); the index's own "atol", the largest of
+    them, serves readers that predate per-output tolerances."""
+    files: Dict[str, bytes] = {}
+    index_cases = []
+    recorded: List[float] = [rtol if atol is None else atol]
+
+    def annotate(tensor: torch.Tensor) -> Dict[str, Any]:
+        if not tensor.is_floating_point():
+            return {}
+        recorded.append(scaled_atol(rtol, tensor) if atol is None else atol)
+        return {"atol": recorded[-1]}
+
+    for number, (inputs, output) in enumerate(cases):
+        counter = [0]
+
+        def store(tensor: torch.Tensor, number=number, counter=counter) -> str:
+            name = f"{GOLDEN_PREFIX}{number}/{counter[0]}.npy"
+            counter[0] += 1
+            files[name] = npy_bytes(tensor)
+            return name
+
+        index_cases.append({"inputs": [to_tree(value, store) for value in inputs],
+                            "output": to_tree(output, store, annotate)})
+    files[GOLDEN_INDEX] = json.dumps({"rtol": rtol, "atol": max(recorded),
+                                      "cases": index_cases}).encode()
+    return files

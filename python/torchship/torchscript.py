@@ -1,0 +1,175 @@
+"""The TorchScript writer of torchship.export (format="torchscript"): converts the pipeline
+(torchship.conversion), in reduced precision when asked (torchship.precision), runs the checks of
+torchship.checks, and saves one archive with the manifest and golden vectors as extra files
+(torchship.archive); and `load`, which reads such an archive back in Python."""
+
+import copy
+import json
+import os
+import warnings
+from typing import Any, List, Sequence, Tuple, Union
+
+import torch
+
+from .archive import MANIFEST_FILE, export_section, golden_files, manifest_file
+from .checks import Findings, device_literals, frozen_branches, settle_findings, train_mode
+from .compat import deprecation_note, torchscript_deprecations_silenced, torchscript_support
+from .conversion import convert
+from .doctor import diagnose
+from .errors import ExportError, Finding, first_line, warn
+from .options import ExportOptions, as_args
+from .precision import (Bfloat16, bf16_convolution_problem, quantize_int8,
+                        reduced_precision_report)
+from .result import ExportResult
+from .verification import compare_cases
+
+
+def write_torchscript(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], path: str,
+                      options: ExportOptions) -> ExportResult:
+    """Exports `module` to the TorchScript archive `path`; `cases_inputs` are the golden cases'
+    arguments, the example's first. `options` are validated, with their defaults filled in."""
+    notes: List[str] = []
+    note = deprecation_note(torchscript_support())
+    if note:
+        notes.append(note)
+        _warn_once(note)
+    with torchscript_deprecations_silenced():
+        return _write(module, cases_inputs, path, options, notes)
+
+
+_WARNED: set = set()
+
+
+def _warn_once(message: str) -> None:
+    """Says `message` once per process: a deprecation is news once, not on every export."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warn(message)
+
+
+def _write(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], path: str,
+           options: ExportOptions, notes: List[str]) -> ExportResult:
+    manifest, precision, method = options.manifest, options.precision, options.method
+    rtol, atol = options.rtol, options.atol
+    findings = Findings()
+    for finding in train_mode(module):
+        findings.add(finding)
+    module.eval()
+
+    fp32_module = module
+    if precision == "bf16":
+        module = Bfloat16(copy.deepcopy(module)).eval()
+    elif precision == "int8":
+        module = _quantize_noting_deprecations(module, options.quantize, options.calibration,
+                                               notes)
+    with torch.no_grad():
+        expected = _run_reduced(module, cases_inputs, precision)
+        exported = convert(module, cases_inputs[0], method, options.trace, findings, notes)
+        exported.eval()
+        actual = []
+        for number, args in enumerate(cases_inputs):
+            try:
+                actual.append(exported(*args))
+            except Exception as error:
+                raise ExportError(f"the exported module fails on golden case {number}:\n"
+                                  f"{diagnose(error)}") from error
+
+    max_errors, mismatches = compare_cases(expected, actual, rtol, atol, "exported module")
+    for number, mismatch in mismatches:
+        if mismatch:
+            if method == "script":
+                raise ExportError(f"golden case {number}: the scripted module computes something "
+                                  f"else than the Python module ({mismatch})")
+            findings.add(Finding(
+                "frozen-branch",
+                f"on golden case {number}, the trace computes something else than the Python "
+                f"module ({mismatch}): tracing froze data-dependent control flow or shapes",
+                "script the code with the branch (method='script'), or script the wrapper and "
+                "trace only the network (method='hybrid', trace=[...])"))
+    if method != "script" and not any(f.id == "frozen-branch" for f in findings.items):
+        free = {i: spec.free_dims(manifest.batch_dim) for i, spec in enumerate(manifest.inputs)}
+        for finding in frozen_branches(module, exported, cases_inputs[0], free, rtol, atol):
+            findings.add(finding)
+    for finding in device_literals(exported):
+        findings.add(finding)
+
+    if precision == "int8":
+        _accept_quantization_constants(findings, notes)
+    settle_findings(findings, options.allow, module)
+
+    export_info = export_section("torchscript", method)
+    precision_report = None
+    if precision != "fp32":
+        with torch.no_grad():
+            reference = [fp32_module(*args) for args in cases_inputs]
+        precision_report = reduced_precision_report(reference, actual, manifest.task)
+        export_info["precision_report"] = precision_report
+        if precision == "int8":
+            export_info["quantized_engine"] = torch.backends.quantized.engine
+    manifest_dict = manifest.to_dict(export_info, precision)
+    extra_files = {MANIFEST_FILE: manifest_file(manifest_dict)}
+    extra_files.update(golden_files(list(zip(cases_inputs, actual)), rtol, atol))
+    torch.jit.save(exported, path, _extra_files=extra_files)
+    return ExportResult(path, exported, manifest_dict, max_errors, findings.items, notes,
+                        precision_report)
+
+
+def _run_reduced(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]],
+                 precision: str) -> List[Any]:
+    """The module's outputs on the golden inputs. A reduced-precision module that fails here
+    fails for want of kernels (the fp32 one ran while it was calibrated or copied): say so."""
+    try:
+        return [module(*args) for args in cases_inputs]
+    except RuntimeError as error:
+        if precision == "fp32":
+            raise
+        why = first_line(str(error), type(error).__name__)
+        hint = ""
+        if precision == "bf16" and bf16_convolution_problem():
+            hint = ("; this torch has no bf16 convolution kernel for this CPU (torch 2.x has, "
+                    "and so has 1.13 on CPUs with AVX-512)")
+        raise ExportError(f"precision={precision!r}: torch {torch.__version__} cannot run the "
+                          f"pipeline in {precision} on this CPU ({why}){hint}") from None
+
+
+def _quantize_noting_deprecations(module: torch.nn.Module, target: str,
+                                  calibration: Sequence[Any],
+                                  notes: List[str]) -> torch.nn.Module:
+    """quantize_int8, with torch's deprecation warnings about the API it uses (torch 2.14
+    deprecates FX graph-mode quantization and quantized tensors) turned into one note."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quantized = quantize_int8(module, target, [as_args(c) for c in calibration])
+    torch_folder = os.path.dirname(torch.__file__)
+    deprecations = [w for w in caught if "deprecat" in str(w.message)
+                    and os.path.abspath(w.filename).startswith(torch_folder)]
+    for warning in caught:  # the pipeline's own warnings, as if not caught
+        if warning not in deprecations:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
+    if deprecations:
+        notes.append(f"int8: torch {torch.__version__} deprecates the quantization API this "
+                     "export uses (FX graph-mode quantization, quantized tensors) and still runs "
+                     "it; its successor is torchao's pt2e quantization")
+    return quantized
+
+
+def _accept_quantization_constants(findings: Findings, notes: List[str]) -> None:
+    """Quantized operators turn their calibrated scale and zero point (tensors) into Python
+    numbers while tracing, which the tracer flags; they are constants after calibration, so
+    those warnings are expected and become a note."""
+    quantization = [f for f in findings.items if f.id == "tracer-warning"
+                    and "torch/_ops.py" in (f.location or "") and "Python float" in f.message]
+    if quantization:
+        findings.items = [f for f in findings.items if f not in quantization]
+        notes.append("int8: the tracer recorded calibrated scales and zero points as constants, "
+                     "as intended")
+
+
+def load(path: str, map_location: Union[str, torch.device] = "cpu"):
+    """Loads an archive in Python: (module, manifest dict or None)."""
+    extra = {MANIFEST_FILE: ""}
+    with torchscript_deprecations_silenced():
+        module = torch.jit.load(path, map_location=map_location, _extra_files=extra)
+    manifest = json.loads(extra[MANIFEST_FILE]) if extra[MANIFEST_FILE] else None
+    return module, manifest
