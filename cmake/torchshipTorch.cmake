@@ -44,7 +44,7 @@ macro(torchship_find_torch)
   # A CUDA build's libtorch.so (PyPI's wheels) needs libtorch_cuda, which maps the CUDA
   # libraries when a process starts: about 400 MB of RSS and 0.2 s, GPU or not. torchship links
   # libtorch_cpu and c10 alone, with the include folders and flags of the whole libtorch, and
-  # loads libtorch_cuda when a model asks for a CUDA device (src/cuda_runtime.cpp).
+  # loads libtorch_cuda when a model asks for a CUDA device (src/platform/cuda_runtime.cpp).
   if(TARGET torch_cuda AND TARGET torch_cpu_library)
     set(TORCHSHIP_LIBTORCH_CUDA 1)
     set(TORCHSHIP_TORCH_LIBRARIES torch_cpu_library c10)

@@ -13,6 +13,8 @@
 #include "torchship/archive.h"
 #include "torchship/image.h"
 #include "torchship/manifest.h"
+#include "torchship/optimization.h"
+#include "torchship/signature.h"
 
 namespace torchship {
 
@@ -84,14 +86,6 @@ struct LoadOptions {
   }
 };
 
-// One argument of forward, in TorchScript's type vocabulary (both formats use it).
-struct Argument {
-  std::string name;
-  c10::TypePtr type;
-  bool has_default = false;
-  std::string type_name() const { return type->annotation_str(); }
-};
-
 struct Prediction {
   int64_t index = 0;
   std::string label;  // from the manifest, "" when it has none
@@ -102,34 +96,6 @@ struct Segmentation {
   at::Tensor labels;   // H x W int64 class indices
   at::Tensor overlay;  // H x W x 3 uint8 RGB, or undefined when the model returns none
   at::Tensor logits;   // C x H x W float scores, or undefined when the model returns none
-};
-
-// The optimizations a TorchScript model may run with, in the order they are tried.
-inline const std::vector<std::string> kOptimizationCandidates = {
-    "prepacked",               // frozen, 2-D convolutions on oneDNN weights packed once
-    "optimize_for_inference",  // frozen + torch.jit.optimize_for_inference
-    "frozen",                  // torch.jit.freeze only
-};
-
-struct OptimizationTrial {
-  std::string candidate;  // one of kOptimizationCandidates
-  bool applies = true;    // false: it would change nothing here (`miss` says why)
-  std::string miss;       // why it was refused: its difference from the reference, a failure
-  double forward_ms = 0;  // its best forward on the reference inputs; 0 when not timed
-};
-
-// What choosing an optimization came to (Model::optimization()).
-struct OptimizationReport {
-  std::string chosen;    // a candidate's name, "stored", or "" when nothing was decided yet
-  double stored_ms = 0;  // the stored module's best forward; 0 when not timed
-  std::vector<OptimizationTrial> trials;
-  double seconds = 0;  // what verifying and timing added to the load (or the first forward)
-};
-
-struct ModelSummary {
-  std::vector<std::string> methods;
-  int64_t parameter_count = 0;
-  int64_t parameter_bytes = 0;  // parameters and buffers
 };
 
 class Model {
@@ -199,12 +165,5 @@ class Model {
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };
-
-// Loads a custom-operator library into the process (idempotent per path). Throws
-// Error(BadModel) when it cannot be loaded.
-void load_extension(const std::filesystem::path& library);
-// Where torchvision's operator library is on this machine, if anywhere. TORCHSHIP_TORCHVISION_OPS
-// overrides the search: a path names the library, an empty value turns the search off.
-std::optional<std::filesystem::path> find_torchvision_ops();
 
 }  // namespace torchship

@@ -44,4 +44,7 @@ std::string file_name_of(const std::string& path);
 c10::IValue map_leaves(const c10::IValue& value,
                        const std::function<c10::IValue(const c10::IValue&)>& fn);
 
+// "FP32 [1, 1000]" / "tuple(3)" / "str": a short description of a value for messages.
+std::string describe(const c10::IValue& value);
+
 }  // namespace torchship

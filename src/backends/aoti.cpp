@@ -1,14 +1,10 @@
 // The AOTInductor backend: .pt2 packages written by torch.export + AOTInductor
 // (torchship.export(format="aoti"), or torch._inductor.aoti_compile_and_package).
 #include "backends/backend.h"
-#include "library_stubs.h"
-#include "torch_compat.h"
+#include "core/text.h"
+#include "core/torch_compat.h"
+#include "platform/library_stubs.h"
 #include "torchship/error.h"
-
-#if TORCHSHIP_TORCH_AT_LEAST(2, 6) && \
-    __has_include(<torch/csrc/inductor/aoti_package/model_package_loader.h>)
-#define TORCHSHIP_HAVE_AOTI 1
-#endif
 
 #ifdef TORCHSHIP_HAVE_AOTI
 #include <algorithm>
@@ -23,9 +19,9 @@
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
 #include "backends/tree_spec.h"
-#include "cpu_features.h"
+#include "platform/cpu_features.h"
 #include "torchship/limits.h"
-#include "torchship/tensor_io.h"
+#include "torchship/tensor_json.h"
 #include "torchship/value_tree.h"
 #endif
 
@@ -83,8 +79,7 @@ std::vector<std::string> features_of_vec_isa(const std::string& isa) {
   std::istringstream words(isa);
   for (std::string word; words >> word;) {
     // AOTInductor records the ISA upper case ("AVX512 AVX512_VNNI").
-    std::transform(word.begin(), word.end(), word.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    word = lowercase(word);
     if (word == "avx2") features.insert(features.end(), {"avx2", "fma"});
     if (word == "avx512") {
       features.insert(features.end(), {"avx512f", "avx512bw", "avx512dq", "avx512vl"});
@@ -92,12 +87,6 @@ std::vector<std::string> features_of_vec_isa(const std::string& isa) {
     if (word == "avx512_vnni" || word == "amx_tile") features.push_back(word);
   }
   return features;
-}
-
-std::string joined(const std::vector<std::string>& items) {
-  std::string text;
-  for (const auto& item : items) text += (text.empty() ? "" : ", ") + item;
-  return text;
 }
 
 std::string this_machine() {
@@ -150,7 +139,7 @@ void check_runnable(const Archive& archive, const std::map<std::string, std::str
                            ? "cpu_target=\"x86-64-v2\""
                            : "cpu_target=\"x86-64-v3\" (AVX2) or \"x86-64-v2\" for older CPUs";
   throw unsupported("cannot load " + path + ": the package was compiled for a CPU with " +
-                    joined(missing) + " (target " + target +
+                    join(missing) + " (target " + target +
                     "), which this CPU lacks; running it would crash (illegal instruction); "
                     "export it again with " +
                     advice);

@@ -10,7 +10,8 @@
 #include <vector>
 
 #include "torchship/archive.h"
-#include "torchship/model.h"
+#include "torchship/optimization.h"
+#include "torchship/signature.h"
 
 namespace torchship::backends {
 

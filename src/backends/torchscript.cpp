@@ -12,8 +12,10 @@
 #include "backends/backend.h"
 #include "backends/forward_timing.h"
 #include "backends/prepacked_convolutions.h"
-#include "torch_compat.h"
+#include "core/text.h"
+#include "core/torch_compat.h"
 #include "torchship/error.h"
+#include "torchship/extensions.h"
 #include "torchship/value_tree.h"
 
 namespace torchship::backends {
@@ -157,9 +159,7 @@ void select_quantized_engine(const Manifest& manifest) {
   if (manifest.precision != "int8" || wanted.empty()) return;
   std::string available;
   for (at::QEngine engine : at::globalContext().supportedQEngines()) {
-    std::string name = c10::toString(engine);
-    std::transform(name.begin(), name.end(), name.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::string name = lowercase(c10::toString(engine));
     if (name == wanted) {
       at::globalContext().setQEngine(engine);
       return;

@@ -4,7 +4,6 @@
 
 #include "torchship/error.h"
 #include "torchship/limits.h"
-#include "torchship/tensor_io.h"
 #include "torchship/value_tree.h"
 
 namespace torchship::backends {

@@ -4,7 +4,6 @@
 #include <ATen/Parallel.h>
 
 #include "torchship/error.h"
-#include "torchship/tensor_io.h"
 #include "torchship/value_tree.h"
 
 namespace torchship::serving {

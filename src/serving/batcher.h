@@ -14,19 +14,10 @@
 #include <vector>
 
 #include "serving/metrics.h"
+#include "serving/status.h"
 #include "torchship/model.h"
 
 namespace torchship::serving {
-
-// The queue is full or the server is stopping: answered 503, the client may retry elsewhere.
-struct Unavailable : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-// The request's deadline passed before its forward began: it was dropped from the queue.
-struct DeadlineExceeded : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 struct BatchPolicy {
   int64_t max_batch_size = 0;  // items per forward; 0: no batching, one request per forward

@@ -5,9 +5,10 @@
 
 #include <ATen/ATen.h>
 
+#include "core/text.h"
 #include "torchship/error.h"
 #include "torchship/limits.h"
-#include "torchship/tensor_io.h"
+#include "torchship/tensor_json.h"
 #include "torchship/value_tree.h"
 
 namespace torchship::serving {
@@ -15,10 +16,9 @@ namespace {
 
 using nlohmann::json;
 
-std::string quoted_list(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& name : names) out += (out.empty() ? "" : ", ") + name;
-  return out.empty() ? "none" : out;
+// "a, b" or "none": the names a model takes, in messages.
+std::string names_or_none(const std::vector<std::string>& names) {
+  return names.empty() ? "none" : join(names);
 }
 
 const json* find_parameter(const json& object, const char* name) {
@@ -26,15 +26,6 @@ const json* find_parameter(const json& object, const char* name) {
   if (parameters == object.end() || !parameters->is_object()) return nullptr;
   auto it = parameters->find(name);
   return it == parameters->end() ? nullptr : &*it;
-}
-
-json spec_json(const std::string& name, const TensorSpec* spec) {
-  json out = {{"name", name}, {"datatype", ""}, {"shape", json::array()}};
-  if (spec) {
-    out["datatype"] = spec->datatype;
-    out["shape"] = spec->shape;
-  }
-  return out;
 }
 
 }  // namespace
@@ -145,8 +136,8 @@ std::vector<c10::IValue> forward_arguments(const Model& model, std::vector<Named
   for (auto& input : inputs) {
     auto it = std::find(names.begin(), names.end(), input.name);
     if (it == names.end()) {
-      throw bad_input("unknown input '" + input.name + "' (the model takes: " + quoted_list(names) +
-                      ")");
+      throw bad_input("unknown input '" + input.name +
+                      "' (the model takes: " + names_or_none(names) + ")");
     }
     by_position[it - names.begin()] = std::move(input.tensor);
   }
@@ -158,7 +149,7 @@ std::vector<c10::IValue> forward_arguments(const Model& model, std::vector<Named
   for (size_t i = 0; i < count || (i < arguments.size() && !arguments[i].has_default); ++i) {
     if (!by_position[i]) {
       throw bad_input("missing input '" + arguments[i].name +
-                      "' (the model takes: " + quoted_list(names) + ")");
+                      "' (the model takes: " + names_or_none(names) + ")");
     }
     values.emplace_back(*by_position[i]);
   }
@@ -195,7 +186,7 @@ std::vector<std::pair<NamedTensor, bool>> chosen_outputs(const InferRequest& req
                            [&](const NamedTensor& o) { return o.name == wanted.name; });
     if (it == outputs.end()) {
       throw bad_input("unknown output '" + wanted.name +
-                      "' (the model returns: " + quoted_list(available) + ")");
+                      "' (the model returns: " + names_or_none(available) + ")");
     }
     chosen.emplace_back(*it, wanted.binary);
   }
@@ -236,26 +227,25 @@ HttpBody infer_response(const std::string& model, const std::string& version, co
   return body;
 }
 
-json model_metadata(const std::string& name, const std::vector<std::string>& versions,
-                    const Model& model) {
+ModelMetadata model_metadata(const std::string& name, const std::vector<std::string>& versions,
+                             const Model& model) {
+  auto tensor = [](const std::string& tensor_name, const TensorSpec* spec) {
+    return TensorMetadata{tensor_name, spec ? spec->datatype : "",
+                          spec ? spec->shape : std::vector<int64_t>{}};
+  };
+  ModelMetadata metadata{name, versions, "pytorch_libtorch", {}, {}};
   const auto& manifest = model.manifest();
-  json inputs = json::array();
   for (size_t i = 0; i < model.inputs().size(); ++i) {
     const TensorSpec* spec =
         manifest && i < manifest->inputs.size() ? &manifest->inputs[i] : nullptr;
-    inputs.push_back(spec_json(model.inputs()[i].name, spec));
+    metadata.inputs.push_back(tensor(model.inputs()[i].name, spec));
   }
-  json outputs = json::array();
   if (manifest && !manifest->outputs.empty()) {
-    for (const auto& spec : manifest->outputs) outputs.push_back(spec_json(spec.name, &spec));
+    for (const auto& spec : manifest->outputs) metadata.outputs.push_back(tensor(spec.name, &spec));
   } else if (model.output_type()->kind() == c10::TypeKind::TensorType) {
-    outputs.push_back(spec_json("output", nullptr));
+    metadata.outputs.push_back(tensor("output", nullptr));
   }
-  return {{"name", name},
-          {"versions", versions},
-          {"platform", "pytorch_libtorch"},
-          {"inputs", inputs},
-          {"outputs", outputs}};
+  return metadata;
 }
 
 }  // namespace torchship::serving

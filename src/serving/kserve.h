@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "torchship/model.h"
-#include "torchship/tensor_io.h"
+#include "torchship/tensor_json.h"
 
 namespace torchship::serving {
 
@@ -66,9 +66,22 @@ HttpBody infer_response(const std::string& model, const std::string& version,
                         const nlohmann::json& id,
                         const std::vector<std::pair<NamedTensor, bool>>& outputs);
 
-// The model metadata object: name, versions, platform, inputs and outputs with datatypes and
-// shapes (-1 for free dimensions, the batch dimension included).
-nlohmann::json model_metadata(const std::string& name, const std::vector<std::string>& versions,
-                              const Model& model);
+// The model metadata: name, versions, platform, inputs and outputs with datatypes and shapes
+// (-1 for free dimensions, the batch dimension included; "" and [] where the manifest says
+// nothing).
+struct TensorMetadata {
+  std::string name;
+  std::string datatype;
+  std::vector<int64_t> shape;
+};
+struct ModelMetadata {
+  std::string name;
+  std::vector<std::string> versions;
+  std::string platform;
+  std::vector<TensorMetadata> inputs;
+  std::vector<TensorMetadata> outputs;
+};
+ModelMetadata model_metadata(const std::string& name, const std::vector<std::string>& versions,
+                             const Model& model);
 
 }  // namespace torchship::serving

@@ -39,11 +39,44 @@ void Histogram::write(std::string& out, const std::string& name, const std::stri
   out += name + "_count{" + labels + "} " + std::to_string(count_) + "\n";
 }
 
+namespace {
+
+// The status label of the request counter: the HTTP status number, whatever the protocol.
+int status_label(Status status) {
+  switch (status) {
+    case Status::Ok:
+      return 200;
+    case Status::InvalidArgument:
+      return 400;
+    case Status::Unauthenticated:
+      return 401;
+    case Status::NotFound:
+      return 404;
+    case Status::Conflict:
+      return 409;
+    case Status::PayloadTooLarge:
+      return 413;
+    case Status::UnsupportedEncoding:
+      return 415;
+    case Status::Unimplemented:
+      return 501;
+    case Status::Unavailable:
+      return 503;
+    case Status::DeadlineExceeded:
+      return 504;
+    case Status::Internal:
+      return 500;
+  }
+  return 500;
+}
+
+}  // namespace
+
 void Metrics::request(const std::string& model, const std::string& version, const char* protocol,
-                      int status, double seconds) {
+                      Status status, double seconds) {
   std::lock_guard<std::mutex> lock(mutex_);
-  ++requests_[{model, version, protocol, status}];
-  if (!model.empty() && status == 200) models_[{model, version}].latency.observe(seconds);
+  ++requests_[{model, version, protocol, status_label(status)}];
+  if (!model.empty() && status == Status::Ok) models_[{model, version}].latency.observe(seconds);
 }
 
 void Metrics::execution(const std::string& model, const std::string& version, size_t requests,
@@ -76,7 +109,8 @@ std::string Metrics::prometheus() const {
   std::string out;
   out +=
       "# HELP torchship_requests_total Inference requests (HTTP infer and classify, gRPC "
-      "ModelInfer) by model, version, protocol and status (HTTP's; gRPC codes map to it as in "
+      "ModelInfer) by model, version, protocol and status (the HTTP status number for every "
+      "protocol, as in "
       "docs/serving.md).\n# TYPE torchship_requests_total counter\n";
   for (const auto& [key, count] : requests_) {
     const auto& [model, version, protocol, status] = key;

@@ -9,6 +9,8 @@
 #include <tuple>
 #include <vector>
 
+#include "serving/status.h"
+
 namespace torchship::serving {
 
 class Histogram {
@@ -27,10 +29,11 @@ class Histogram {
 
 class Metrics {
  public:
-  // One finished inference request (HTTP infer or classify, gRPC ModelInfer), with its HTTP
-  // status (gRPC's mapped back to it); model "" when unknown.
+  // One finished inference request (HTTP infer or classify, gRPC ModelInfer) and how it went;
+  // model "" when unknown. Its status is labelled with the HTTP status number for every
+  // protocol, the vocabulary dashboards already speak (docs/serving.md).
   void request(const std::string& model, const std::string& version, const char* protocol,
-               int status, double seconds);
+               Status status, double seconds);
   // One execution of a batch: its size in requests and in items, and each request's wait.
   void execution(const std::string& model, const std::string& version, size_t requests,
                  int64_t items, const std::vector<double>& queue_seconds);

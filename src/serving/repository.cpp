@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/text.h"
 #include "torchship/error.h"
 #include "torchship/runtime.h"
 
@@ -114,12 +115,6 @@ fs::path model_file_of(const fs::path& version_dir) {
   return {};
 }
 
-std::string joined(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
-
 }  // namespace
 
 Repository::Repository(const fs::path& root, RepositoryOptions options, Metrics& metrics, Log log)
@@ -172,30 +167,44 @@ std::vector<std::string> Repository::model_names_on_disk() const {
   return names;
 }
 
+// What a model's folder holds now: its config (or why it does not parse) and version folders.
+struct Repository::ModelFolder {
+  std::string config_text;
+  ModelConfig config;
+  std::string config_error;
+  std::map<int64_t, fs::path> versions;  // by version number
+};
+
+namespace {
+
+Repository::ModelFolder read_model_folder(const fs::path& model_dir) {
+  Repository::ModelFolder folder;
+  std::error_code ec;
+  if (fs::exists(model_dir / "config.json", ec)) {
+    folder.config_text = read_text(model_dir / "config.json");
+    try {
+      folder.config = ModelConfig::parse(folder.config_text, (model_dir / "config.json").string());
+    } catch (const Error& e) {
+      folder.config_error = e.what();
+    }
+  }
+  if (fs::is_directory(model_dir, ec)) {
+    for (const auto& entry : fs::directory_iterator(model_dir, ec)) {
+      auto number = version_number(entry.path().filename().string());
+      if (number && entry.is_directory(ec)) folder.versions[*number] = entry.path();
+    }
+  }
+  return folder;
+}
+
+}  // namespace
+
 // Brings model `name` in line with its folder: loads new and changed versions beside the serving
 // ones, swaps in those that load, keeps the old ones where loading failed, and drops versions
 // whose folder is gone. Called with control_mutex_ held; mutex_ only guards the swap.
 void Repository::synchronize(const std::string& name, bool on_request) {
   fs::path model_dir = root_ / name;
-  std::error_code ec;
-  std::string config_text, config_error;
-  ModelConfig config;
-  if (fs::exists(model_dir / "config.json", ec)) {
-    config_text = read_text(model_dir / "config.json");
-    try {
-      config = ModelConfig::parse(config_text, (model_dir / "config.json").string());
-    } catch (const Error& e) {
-      config_error = e.what();
-    }
-  }
-  std::map<int64_t, fs::path> on_disk;
-  if (fs::is_directory(model_dir, ec)) {
-    for (const auto& entry : fs::directory_iterator(model_dir, ec)) {
-      auto number = version_number(entry.path().filename().string());
-      if (number && entry.is_directory(ec)) on_disk[*number] = entry.path();
-    }
-  }
-
+  ModelFolder folder = read_model_folder(model_dir);
   ModelState current;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -203,55 +212,10 @@ void Repository::synchronize(const std::string& name, bool on_request) {
   }
   ModelState next;
   std::vector<std::string> failures;
-  for (const auto& [number, version_dir] : on_disk) {
-    std::string version = version_dir.filename().string();
-    std::string where = "model '" + name + "' version " + version;
-    auto serving = current.ready.find(number);
-    fs::path model_file;
-    std::string reason, print;
-    try {
-      model_file = model_file_of(version_dir);
-    } catch (const Error& e) {
-      reason = e.what();
-    }
-    if (reason.empty() && model_file.empty()) {  // not filled yet: nothing to load
-      if (serving != current.ready.end()) next.ready[number] = serving->second;
-      continue;
-    }
-    if (reason.empty()) print = fingerprint(model_file, config_text);
-    if (serving != current.ready.end() && reason.empty() && serving->second->fingerprint == print) {
-      next.ready[number] = serving->second;
-      continue;
-    }
-    // Polling does not retry a file that failed until it changes; a request (or the start) does.
-    auto failed = current.failed.find(number);
-    if (!on_request && failed != current.failed.end() && failed->second.fingerprint == print &&
-        !print.empty()) {
-      next.failed[number] = failed->second;
-      if (serving != current.ready.end()) next.ready[number] = serving->second;
-      continue;
-    }
-    if (reason.empty() && !config_error.empty()) reason = config_error;
-    if (reason.empty()) {
-      try {
-        next.ready[number] = load_version(name, version, model_file, print, config);
-        metrics_.model_ready(name, version, true);
-        log_((serving != current.ready.end() ? "reloaded " : "loaded ") + name + " v" + version +
-             " from " + model_file.string());
-        continue;
-      } catch (const Error& e) {
-        reason = e.what();
-      } catch (const std::exception& e) {
-        reason = first_line(e);
-      }
-    }
-    next.failed[number] = {reason, print};
-    metrics_.model_load_failed(name, version);
-    bool keeps = serving != current.ready.end();
-    if (keeps) next.ready[number] = serving->second;
-    failures.push_back(where + ": " + reason);
-    log_("error: " + where + ": " + reason +
-         (keeps ? " (the version loaded before goes on serving)" : ""));
+  for (const auto& [number, version_dir] : folder.versions) {
+    std::string failure =
+        synchronize_version(name, number, version_dir, folder, current, on_request, next);
+    if (!failure.empty()) failures.push_back(failure);
   }
   for (const auto& [number, entry] : current.ready) {
     if (!next.ready.count(number)) {
@@ -261,6 +225,7 @@ void Repository::synchronize(const std::string& name, bool on_request) {
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    std::error_code ec;
     if (fs::is_directory(model_dir, ec)) {
       models_[name] = next;
     } else {
@@ -268,10 +233,67 @@ void Repository::synchronize(const std::string& name, bool on_request) {
     }
   }
   if (on_request && !failures.empty()) throw bad_input(failures.front());
-  if (on_request && on_disk.empty()) {
+  if (on_request && folder.versions.empty()) {
     throw bad_input("model '" + name + "' has no versions (expected " + (model_dir / "1").string() +
                     "/model.pt or model.pt2)");
   }
+}
+
+std::string Repository::synchronize_version(const std::string& name, int64_t number,
+                                            const fs::path& version_dir, const ModelFolder& folder,
+                                            const ModelState& current, bool on_request,
+                                            ModelState& next) {
+  std::string version = version_dir.filename().string();
+  auto serving = current.ready.find(number);
+  bool is_serving = serving != current.ready.end();
+  auto keep_serving = [&] {
+    if (is_serving) next.ready[number] = serving->second;
+  };
+  fs::path model_file;
+  std::string reason, print;
+  try {
+    model_file = model_file_of(version_dir);
+  } catch (const Error& e) {
+    reason = e.what();
+  }
+  if (reason.empty() && model_file.empty()) {  // not filled yet: nothing to load
+    keep_serving();
+    return "";
+  }
+  if (reason.empty()) print = fingerprint(model_file, folder.config_text);
+  if (is_serving && reason.empty() && serving->second->fingerprint == print) {
+    keep_serving();  // unchanged
+    return "";
+  }
+  // Polling does not retry a file that failed until it changes; a request (or the start) does.
+  auto failed = current.failed.find(number);
+  if (!on_request && failed != current.failed.end() && failed->second.fingerprint == print &&
+      !print.empty()) {
+    next.failed[number] = failed->second;
+    keep_serving();
+    return "";
+  }
+  if (reason.empty()) reason = folder.config_error;
+  if (reason.empty()) {
+    try {
+      next.ready[number] = load_version(name, version, model_file, print, folder.config);
+      metrics_.model_ready(name, version, true);
+      log_((is_serving ? "reloaded " : "loaded ") + name + " v" + version + " from " +
+           model_file.string());
+      return "";
+    } catch (const Error& e) {
+      reason = e.what();
+    } catch (const std::exception& e) {
+      reason = first_line(e);
+    }
+  }
+  std::string where = "model '" + name + "' version " + version;
+  next.failed[number] = {reason, print};
+  metrics_.model_load_failed(name, version);
+  keep_serving();
+  log_("error: " + where + ": " + reason +
+       (is_serving ? " (the version loaded before goes on serving)" : ""));
+  return where + ": " + reason;
 }
 
 std::shared_ptr<ModelVersion> Repository::load_version(const std::string& name,
@@ -401,7 +423,7 @@ void Repository::load(const std::string& name) {
   require_explicit("loading");
   if (!holds(name)) {
     throw UnknownModel("the repository has no model '" + name +
-                       "' (it has: " + joined(model_names_on_disk()) + ")");
+                       "' (it has: " + join(model_names_on_disk()) + ")");
   }
   std::lock_guard<std::mutex> control(control_mutex_);
   synchronize(name, /*on_request=*/true);

@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "serving/batcher.h"
+#include "serving/status.h"
 #include "torchship/model.h"
-#include "torchship/serving.h"
 
 namespace torchship::serving {
 
@@ -50,15 +50,15 @@ struct IndexEntry {
   std::string reason;   // why UNAVAILABLE: the load's failure, "unloaded"
 };
 
-// A model the repository does not hold (answered 404 / NOT_FOUND).
-struct UnknownModel : std::runtime_error {
-  using std::runtime_error::runtime_error;
+// Who decides which models are loaded (Triton's --model-control-mode).
+enum class ModelControl {
+  None,      // every model at start, fixed; load / unload requests are refused
+  Explicit,  // the models named at start (load_models), then load / unload requests
+  Poll,      // every model at start, then the repository is rescanned for changes
 };
 
-// A control request refused by the control mode (answered 409 / FAILED_PRECONDITION).
-struct ControlRefused : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+// "none", "explicit", "poll"; throws Error(BadInput) on anything else.
+ModelControl parse_model_control(const std::string& text);
 
 struct RepositoryOptions {
   LoadOptions load;
@@ -102,6 +102,9 @@ class Repository {
   // Stops every batcher after the queued requests (the server is shutting down).
   void stop();
 
+ public:
+  struct ModelFolder;  // what a model's folder holds (repository.cpp)
+
  private:
   struct ModelState {
     std::map<int64_t, std::shared_ptr<ModelVersion>> ready;  // by version number
@@ -116,6 +119,12 @@ class Repository {
   // `on_request`: at start or on a load request, which retries failed files and throws the
   // first failure; polling neither retries an unchanged failed file nor throws.
   void synchronize(const std::string& name, bool on_request);
+  // One version folder of it: what stays, loads or fails goes into `next`; returns
+  // "model 'NAME' version N: why" when the version failed to load, else "".
+  std::string synchronize_version(const std::string& name, int64_t number,
+                                  const std::filesystem::path& version_dir,
+                                  const ModelFolder& folder, const ModelState& current,
+                                  bool on_request, ModelState& next);
   // One version loaded, warmed up and given its batcher; throws what Model::load throws.
   std::shared_ptr<ModelVersion> load_version(const std::string& name, const std::string& version,
                                              const std::filesystem::path& model_file,

@@ -4,12 +4,12 @@
 #include <mutex>
 #include <thread>
 
-#include "serving/http_front.h"
+#include "serving/http/http_front.h"
+#include "serving/server.h"
 #include "serving/service.h"
 #include "torchship/error.h"
-#include "torchship/serving.h"
 #ifdef TORCHSHIP_GRPC
-#include "serving/grpc_front.h"
+#include "serving/grpc/grpc_front.h"
 #endif
 
 namespace torchship::serving {
@@ -20,10 +20,6 @@ std::vector<std::string> protocols() {
 #else
   return {"HTTP"};
 #endif
-}
-
-int default_decode_slots() {
-  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 struct Server::Impl {

@@ -2,7 +2,9 @@
 
 #include <cstdio>
 
+#include "core/text.h"
 #include "torchship/error.h"
+#include "torchship/memory.h"
 
 namespace torchship::serving {
 
@@ -10,21 +12,6 @@ void log_line(const std::string& text) {
   std::string line = "torchship: " + text + "\n";
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
-
-namespace {
-
-int status_for(const Error& error) {
-  switch (error.kind()) {
-    case ErrorKind::BadInput:
-      return 400;
-    case ErrorKind::Unsupported:
-      return 501;
-    default:
-      return 500;
-  }
-}
-
-}  // namespace
 
 InferenceService::InferenceService(ServerOptions options)
     : options_(std::move(options)), decode_slots_(options_.max_concurrent_decodes) {
@@ -45,16 +32,17 @@ std::shared_ptr<ModelVersion> InferenceService::find(const std::string& name,
                                                      const std::string& version) const {
   if (auto found = repository_->find(name, version)) return found;
   if (!repository_->has_model(name)) {
-    if (!repository_->holds(name)) throw ServingError(404, "unknown model '" + name + "'");
-    throw ServingError(404, "model '" + name + "' is not loaded (" +
-                                (repository_->control() == ModelControl::Explicit
-                                     ? "POST /v2/repository/models/" + name + "/load loads it)"
-                                     : "GET /v2/repository/index says why)"));
+    if (!repository_->holds(name))
+      throw ServingError(Status::NotFound, "unknown model '" + name + "'");
+    throw ServingError(Status::NotFound,
+                       "model '" + name + "' is not loaded (" +
+                           (repository_->control() == ModelControl::Explicit
+                                ? "POST /v2/repository/models/" + name + "/load loads it)"
+                                : "GET /v2/repository/index says why)"));
   }
-  std::string known;
-  for (const auto& v : repository_->versions_of(name)) known += (known.empty() ? "" : ", ") + v;
-  throw ServingError(404,
-                     "model '" + name + "' has no version " + version + " (it has " + known + ")");
+  throw ServingError(Status::NotFound, "model '" + name + "' has no version " + version +
+                                           " (it has " + join(repository_->versions_of(name)) +
+                                           ")");
 }
 
 Clock::time_point InferenceService::deadline_from(Clock::time_point started,
@@ -66,15 +54,19 @@ Clock::time_point InferenceService::deadline_from(Clock::time_point started,
 }
 
 void InferenceService::deadline_passed(const std::string& what) const {
-  throw ServingError(504, what + " within the request deadline of " +
-                              std::to_string(options_.request_timeout_ms) +
-                              " ms (--request-timeout-ms)");
+  throw ServingError(Status::DeadlineExceeded, what + " within the request deadline of " +
+                                                   std::to_string(options_.request_timeout_ms) +
+                                                   " ms (--request-timeout-ms)");
 }
 
-DecodeSlots::Held InferenceService::decode_slot(Clock::time_point deadline) {
+InferenceService::Decoding::~Decoding() {
+  if (large_) release_free_memory();
+}
+
+InferenceService::Decoding InferenceService::begin_decode(Clock::time_point deadline, bool large) {
   DecodeSlots::Held slot = decode_slots_.acquire(deadline);
   if (!slot) deadline_passed("no decode slot came free");
-  return slot;
+  return Decoding(std::move(slot), large);
 }
 
 c10::IValue InferenceService::execute(ModelVersion& entry, std::vector<c10::IValue> arguments,
@@ -87,8 +79,6 @@ c10::IValue InferenceService::execute(ModelVersion& entry, std::vector<c10::IVal
       deadline_passed("model '" + entry.name + "' did not answer");
     }
     return result.get();
-  } catch (const Unavailable& e) {
-    throw ServingError(503, e.what());
   } catch (const DeadlineExceeded& e) {
     deadline_passed(std::string(e.what()) + ": model '" + entry.name + "' did not start it");
   }
@@ -103,12 +93,33 @@ std::vector<std::pair<NamedTensor, bool>> InferenceService::infer(ModelVersion& 
   return chosen_outputs(request, named_outputs(output, manifest ? &*manifest : nullptr));
 }
 
-nlohmann::json InferenceService::model_metadata(const std::string& name,
-                                                const std::string& version) const {
+ModelMetadata InferenceService::model_metadata(const std::string& name,
+                                               const std::string& version) const {
   std::shared_ptr<ModelVersion> entry = find(name, version);
   std::vector<std::string> versions =
       version.empty() ? repository_->versions_of(entry->name) : std::vector<std::string>{version};
   return serving::model_metadata(entry->name, versions, *entry->model);
+}
+
+std::vector<Prediction> InferenceService::classify(
+    ModelVersion& entry, int k, const std::string& origin,
+    const std::function<std::string_view()>& read_image, Clock::time_point deadline) {
+  const auto& manifest = entry.model->manifest();
+  if (!manifest || manifest->task != "classification") {
+    throw bad_input("model '" + entry.name + "' is not a classifier (its manifest task is " +
+                    (manifest ? manifest->task : std::string("missing")) + "); use /infer");
+  }
+  c10::IValue input;
+  {
+    Decoding decoding = begin_decode(deadline, /*large=*/true);  // a small file may decode to
+    std::string_view image = read_image();                       // hundreds of megabytes
+    if (image.empty()) {
+      throw bad_input("expected the image file as " + origin + " (PNG, JPEG, ...), got 0 bytes");
+    }
+    input = entry.model->image_input_from_bytes(image, 0, origin);
+  }
+  c10::IValue output = execute(entry, {input}, deadline);
+  return entry.model->top_k_rows(output, k).at(0);
 }
 
 void InferenceService::control(const std::string& name, bool load,
@@ -126,19 +137,17 @@ void InferenceService::control(const std::string& name, bool load,
   }
 }
 
-Failure InferenceService::describe(std::exception_ptr failure, const std::string& route) const {
+Outcome InferenceService::outcome_of(std::exception_ptr failure, const std::string& route) const {
   std::string full, brief;
   try {
     std::rethrow_exception(failure);
   } catch (const ServingError& e) {
     return {e.status, printable(e.what())};  // URLs and names may carry any byte
-  } catch (const UnknownModel& e) {
-    return {404, printable(e.what())};
-  } catch (const ControlRefused& e) {
-    return {409, printable(e.what())};
   } catch (const Error& e) {
-    int status = status_for(e);
-    if (status >= 500) log_line("error: " + route + ": " + e.what());
+    Status status = status_of(e.kind());
+    if (status == Status::Internal || status == Status::Unimplemented) {
+      log_line("error: " + route + ": " + e.what());
+    }
     return {status, e.what()};
   } catch (const std::bad_alloc&) {
     full = brief = "out of memory";
@@ -151,7 +160,7 @@ Failure InferenceService::describe(std::exception_ptr failure, const std::string
   // Not the client's fault: one printable line for it, without the library's stack trace or
   // source locations; the full text for the server log.
   log_line("error: " + route + ": internal error: " + printable(full, full.size()));
-  return {500, "internal error: " + printable(brief, 512)};
+  return {Status::Internal, "internal error: " + printable(brief, 512)};
 }
 
 std::vector<std::string> InferenceService::extensions() const {

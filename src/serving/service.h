@@ -6,36 +6,22 @@
 #include <atomic>
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "serving/decode_slots.h"
 #include "serving/kserve.h"
 #include "serving/metrics.h"
 #include "serving/repository.h"
-#include "torchship/serving.h"
+#include "serving/server_options.h"
+#include "serving/status.h"
 
 namespace torchship::serving {
 
 using Clock = std::chrono::steady_clock;
-
-// A failure with the HTTP status it is answered with; gRPC answers the matching code
-// (grpc_front.cpp, docs/serving.md).
-struct ServingError : std::runtime_error {
-  ServingError(int status, const std::string& message)
-      : std::runtime_error(message), status(status) {}
-  int status;
-};
-
-// What a client hears about a failure: a status and one printable line.
-struct Failure {
-  int status;
-  std::string message;
-};
 
 // The server log: one write per record, so that records of concurrent requests never interleave.
 void log_line(const std::string& text);
@@ -54,7 +40,7 @@ class InferenceService {
   // Whether an Authorization value ("Bearer <key>") opens the protected routes.
   bool authorized(const std::string& authorization) const;
 
-  // The ready version; ServingError(404) naming what there is otherwise.
+  // The ready version; ServingError(NotFound) naming what there is otherwise.
   std::shared_ptr<ModelVersion> find(const std::string& name, const std::string& version) const;
 
   // When a request that arrived at `started` must be answered: --request-timeout-ms, or the
@@ -64,8 +50,20 @@ class InferenceService {
                                                                  Clock::time_point::max()) const;
   [[noreturn]] void deadline_passed(const std::string& what) const;
 
-  // A decode slot for this request, waiting no longer than its deadline.
-  DecodeSlots::Held decode_slot(Clock::time_point deadline);
+  // While a request is decoded (JSON parsed, tensors built, images decoded): a decode slot,
+  // waited for no longer than the deadline, and a decode that may have taken much scratch memory
+  // (`large`: a large body, an image) gives it back to the system when it ends, thrown or not.
+  class Decoding {
+   public:
+    Decoding(DecodeSlots::Held slot, bool large) : slot_(std::move(slot)), large_(large) {}
+    Decoding(Decoding&&) = default;
+    ~Decoding();
+
+   private:
+    DecodeSlots::Held slot_;
+    bool large_;
+  };
+  Decoding begin_decode(Clock::time_point deadline, bool large);
 
   // Runs one request through the version's batcher and waits for its rows until its deadline; a
   // forward still running then finishes for nobody, and the queue moves on.
@@ -78,16 +76,24 @@ class InferenceService {
                                                   Clock::time_point deadline);
 
   // The metadata of a ready version (the highest for version ""): its versions are all the
-  // ready ones when none was named, else that one. ServingError(404) as find().
-  nlohmann::json model_metadata(const std::string& name, const std::string& version) const;
+  // ready ones when none was named, else that one. ServingError(NotFound) as find().
+  ModelMetadata model_metadata(const std::string& name, const std::string& version) const;
+
+  // The top `k` classes of one encoded image (PNG, JPEG, ...; `origin` names it in messages)
+  // by a version whose manifest task is classification: decoded and resized per its manifest,
+  // run through its batcher. `read_image` gives the image's bytes; it runs within the decode
+  // slot (a compressed body is inflated there) and what it returns must outlive the decode.
+  std::vector<Prediction> classify(ModelVersion& entry, int k, const std::string& origin,
+                                   const std::function<std::string_view()>& read_image,
+                                   Clock::time_point deadline);
 
   // A load (or unload) request of the repository extension, with the names of its parameters:
   // none are accepted for a load, `unload_dependents` for an unload (no ensembles here).
   void control(const std::string& name, bool load, const std::vector<std::string>& parameters);
 
-  // The exception in flight as a status and message. Failures that are not the client's fault
-  // get a brief message; their full text goes to the server log under `route`.
-  Failure describe(std::exception_ptr failure, const std::string& route) const;
+  // A failed request's outcome: its status and one printable line. Failures that are not the
+  // client's fault get a brief message; their full text goes to the server log under `route`.
+  Outcome outcome_of(std::exception_ptr failure, const std::string& route) const;
 
   // The server metadata: name, version, protocol extensions.
   std::vector<std::string> extensions() const;

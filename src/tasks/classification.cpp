@@ -1,7 +1,7 @@
 // Model's classification task: top-k predictions from scores, for one image or batches.
-#include "model_impl.h"
+#include "model/model_impl.h"
 #include "torchship/error.h"
-#include "torchship/tensor_io.h"
+#include "torchship/value_tree.h"
 
 namespace torchship {
 namespace {

@@ -1,7 +1,7 @@
 // Model's segmentation task: per-pixel labels (and logits, overlay) for one image.
-#include "model_impl.h"
+#include "model/model_impl.h"
 #include "torchship/error.h"
-#include "torchship/tensor_io.h"
+#include "torchship/value_tree.h"
 
 namespace torchship {
 

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "archive/golden_index.h"
 #include "torchship/golden.h"
 
 namespace torchship::testing {
@@ -86,6 +87,25 @@ double rule_atol(const at::Tensor& expected, const Archive& archive) {
          << count << " of " << decided.sum().item<int64_t>()
          << " decided positions (best two scores more than 2 * atol = " << 2 * atol
          << " apart) got another class";
+}
+
+const Model& classifier() {
+  static Model model = Model::load(fixture("classifier.pt"));
+  return model;
+}
+
+const Model& segmenter() {
+  static Model model = Model::load(fixture("segmentation.pt"));
+  return model;
+}
+
+void put_big(std::string& bytes, size_t at, uint64_t value, size_t count) {
+  for (size_t i = 0; i < count; ++i)
+    bytes[at + i] = static_cast<char>(value >> (8 * (count - 1 - i)));
+}
+
+void put_little(std::string& bytes, size_t at, uint64_t value, size_t count) {
+  for (size_t i = 0; i < count; ++i) bytes[at + i] = static_cast<char>(value >> (8 * i));
 }
 
 }  // namespace torchship::testing

@@ -8,6 +8,7 @@
 #include <torch/script.h>
 
 #include "torchship/archive.h"
+#include "torchship/model.h"
 
 namespace torchship::testing {
 
@@ -38,6 +39,15 @@ double rule_atol(const at::Tensor& expected, const Archive& archive);
 ::testing::AssertionResult argmax_agrees(const at::Tensor& expected_scores,
                                          const at::Tensor& expected, const at::Tensor& actual,
                                          int64_t dim, double atol, int64_t* ties = nullptr);
+
+// The article's two archives (ResNet34 classifier, segmentation pipeline), loaded once per test
+// binary: loading ResNet34 costs a few hundred milliseconds.
+const Model& classifier();
+const Model& segmenter();
+
+// `count` bytes of `value` written into `bytes` at `at`, big- or little-endian (forged headers).
+void put_big(std::string& bytes, size_t at, uint64_t value, size_t count);
+void put_little(std::string& bytes, size_t at, uint64_t value, size_t count);
 
 // The message of the torchship::Error `body` throws, or "" (and a test failure) when it does not.
 template <typename Body>

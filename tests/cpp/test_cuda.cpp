@@ -1,14 +1,18 @@
-// CUDA: one archive serves both devices (the founding article's point), and a model on the GPU
-// computes what it computes on the CPU, within torchship's one comparison rule. Skipped where no
-// CUDA device is visible; scripts/gpu-check.sh sets TORCHSHIP_REQUIRE_CUDA=1 to make that a
-// failure on the machine meant to run them.
+// CUDA: loaded on demand, and models run on a GPU where the machine has one.
+
 #include <cstdlib>
 
 #include <ATen/Context.h>
-#include <torch/cuda.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <gtest/gtest.h>
 
 #include "fixtures.h"
+#include "torchship/golden.h"
+#include "torchship/model.h"
+#include "torchship/runtime.h"
 #include "torchship/torchship.h"
+#include "torchship/value_tree.h"
+#include "torchship/version.h"
 
 namespace torchship {
 namespace {
@@ -18,6 +22,15 @@ using testing::close_by_rule;
 using testing::fixture;
 using testing::rule_atol;
 using testing::trained;
+
+TEST(CudaOnDemand, AskingLoadsLibtorchsCudaPartWhereItHasOne) {
+  // torchship links libtorch's CPU library only; the first question about CUDA loads the CUDA
+  // library of a CUDA build, whose start-up registers CUDA with libtorch (hasCUDART is true only
+  // for the real CUDA hooks), with a GPU or without.
+  bool available = cuda_available();
+  EXPECT_EQ(at::detail::getCUDAHooks().hasCUDART(), libtorch_has_cuda());
+  EXPECT_EQ(cuda_available(), available);
+}
 
 class Cuda : public ::testing::Test {
  protected:

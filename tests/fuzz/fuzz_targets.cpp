@@ -16,7 +16,8 @@
 #include <ATen/ATen.h>
 #include <ATen/core/jit_type.h>
 
-#include "serving/content_encoding.h"
+#include "archive/golden_index.h"
+#include "serving/http/content_encoding.h"
 #include "serving/kserve.h"
 #include "torchship/torchship.h"
 

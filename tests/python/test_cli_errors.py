@@ -119,7 +119,7 @@ def test_version_names_the_release_libtorch_backends_and_protocols(cli):
 def test_cuda_is_loaded_only_when_asked_for(cli):
     # A CUDA build of libtorch costs every process its CUDA libraries (400 MB of RSS) unless
     # they are loaded on demand: the CLI links libtorch's CPU library alone
-    # (src/cuda_runtime.cpp) and loads libtorch_cuda when a model asks for a CUDA device.
+    # (src/platform/cuda_runtime.cpp) and loads libtorch_cuda when a model asks for a CUDA device.
     if "with CUDA" not in subprocess.run([cli, "--version"], capture_output=True,
                                          text=True).stdout:
         pytest.skip("this libtorch is not a CUDA build")

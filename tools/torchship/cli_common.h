@@ -8,6 +8,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "image_batches.h"
+#include "input_spec.h"
 #include "torchship/torchship.h"
 
 namespace torchship::cli {

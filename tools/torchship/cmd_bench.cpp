@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "cli_common.h"
+#include "core/text.h"
 #include "progress.h"
 #include "torchship/example_inputs.h"
 
@@ -240,9 +241,9 @@ int run_bench(const BenchOptions& options) {
             << static_cast<int64_t>(load_ms) << " ms\n";
   std::cout << "threads  " << threads_summary() << '\n';
   for (const auto& note : model.notes()) std::cout << "note     " << note << '\n';
-  std::string shapes;
-  for (const auto& input : inputs) shapes += (shapes.empty() ? "" : ", ") + describe(input);
-  std::cout << "input    " << shapes << "\n\n";
+  std::vector<std::string> shapes;
+  for (const auto& input : inputs) shapes.push_back(describe(input));
+  std::cout << "input    " << join(shapes) << "\n\n";
   std::cout << " batch  threads    p50 ms    p90 ms    p99 ms   mean ms     items/s\n";
   for (const auto& m : results) print_row(m);
   char line[128];

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli_common.h"
+#include "core/text.h"
 
 namespace torchship::cli {
 namespace {
@@ -106,9 +107,7 @@ int run_info(const ModelOptions& options, bool as_json) {
     if (manifest->batch_dim) row("batch", "first dimension of inputs and outputs");
     row("precision", manifest->precision);
   }
-  std::string methods;
-  for (const auto& name : summary.methods) methods += (methods.empty() ? "" : ", ") + name;
-  row("methods", methods);
+  row("methods", join(summary.methods));
   row("params", group_digits(summary.parameter_count) + " (" +
                     human_bytes(summary.parameter_bytes) + " with buffers)");
   row("golden", golden_summary(model.archive()));

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "cli_common.h"
-#include "torchship/serving.h"
+#include "serving/server.h"
 
 namespace torchship::cli {
 namespace {

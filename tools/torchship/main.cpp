@@ -2,10 +2,12 @@
 #include <iostream>
 
 #include "cli_common.h"
+#include "core/text.h"
+#include "platform/libtorch_warnings.h"
 #include "stderr_filter.h"
 #include "torchship/version.h"
 #ifdef TORCHSHIP_WITH_SERVE
-#include "torchship/serving.h"
+#include "serving/server.h"
 #endif
 
 namespace {
@@ -22,19 +24,13 @@ int exit_code_for(torchship::ErrorKind kind) {
   return kind == torchship::ErrorKind::Internal ? 1 : 2;
 }
 
-std::string joined(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
-
 // What --version prints: the release and the libtorch it runs on, then what this build runs
 // and serves.
 std::string version_report() {
   std::string report =
-      torchship::version_line() + "\nbackends: " + joined(torchship::compiled_backends());
+      torchship::version_line() + "\nbackends: " + torchship::join(torchship::compiled_backends());
 #ifdef TORCHSHIP_WITH_SERVE
-  report += "\nserve: " + joined(torchship::serving::protocols());
+  report += "\nserve: " + torchship::join(torchship::serving::protocols());
 #endif
   return report;
 }

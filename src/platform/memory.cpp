@@ -1,0 +1,77 @@
+// The allocator behind tune_memory_for_inference(): CPU tensors come from the C heap, 64-byte
+// aligned like libtorch's own allocator, and large ones from 2 MiB-aligned blocks marked for
+// transparent huge pages.
+#include "torchship/memory.h"
+
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+#include <c10/core/CPUAllocator.h>
+
+#include "core/torch_compat.h"
+
+#if defined(__linux__) && defined(__GLIBC__)
+#include <malloc.h>
+#include <sys/mman.h>
+#define TORCHSHIP_HUGE_PAGES 1
+#endif
+
+namespace torchship {
+namespace {
+
+#if TORCHSHIP_HUGE_PAGES
+constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kLargeTensor = kHugePage;
+constexpr size_t kAlignment = 64;  // what libtorch's vectorized kernels expect
+
+// Marks the whole 2 MiB pages inside [block, block + bytes) for transparent huge pages.
+// Rounding each tensor up to whole huge pages instead would waste up to 2 MiB per tensor
+// (ResNet34's 2.4 MB convolutions would take 4 MB each). Advice only: the kernel may decline
+// (THP "never"), and the memory works either way.
+void advise_huge_pages(void* block, size_t bytes) {
+  auto begin = reinterpret_cast<uintptr_t>(block);
+  uintptr_t first = (begin + kHugePage - 1) & ~(kHugePage - 1);
+  uintptr_t last = (begin + bytes) & ~(kHugePage - 1);
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+}
+
+void free_block(void* block) {
+  std::free(block);
+}
+
+class HugePageAllocator final : public compat::CpuAllocator {
+ public:
+  c10::DataPtr allocate_block(size_t bytes) const override {
+    void* block = nullptr;
+    if (posix_memalign(&block, kAlignment, bytes == 0 ? 1 : bytes) != 0) throw std::bad_alloc();
+    if (bytes >= kLargeTensor) advise_huge_pages(block, bytes);
+    return {block, block, &free_block, c10::Device(c10::DeviceType::CPU)};
+  }
+
+  // oneDNN allocates through raw_allocate()/raw_deallocate(), which need this.
+  c10::DeleterFnPtr raw_deleter() const override { return &free_block; }
+};
+#endif
+
+}  // namespace
+
+void tune_memory_for_inference() {
+#if TORCHSHIP_HUGE_PAGES
+  static bool done = false;
+  if (done) return;
+  done = true;
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  static HugePageAllocator allocator;
+  c10::SetCPUAllocator(&allocator, /*priority=*/1);
+#endif
+}
+
+void release_free_memory() {
+#if TORCHSHIP_HUGE_PAGES
+  malloc_trim(0);
+#endif
+}
+
+}  // namespace torchship

@@ -1,0 +1,296 @@
+// Model: loading, checked inputs, forward, tasks, load-time optimization, the trained model.
+
+#include <iostream>
+
+#include <ATen/ATen.h>
+
+#include "fixtures.h"
+#include "input_spec.h"
+#include "torchship/torchship.h"
+
+namespace torchship {
+namespace {
+
+using testing::argmax_agrees;
+using testing::classifier;
+using testing::close_by_rule;
+using testing::error_message;
+using testing::fixture;
+using testing::max_abs_diff;
+using testing::rule_atol;
+using testing::segmenter;
+using testing::trained;
+
+TEST(Model, ExposesTheForwardSchema) {
+  const Model& model = classifier();
+  ASSERT_EQ(model.inputs().size(), 1u);
+  EXPECT_EQ(model.inputs()[0].name, "image");
+  EXPECT_EQ(model.inputs()[0].type_name(), "Tensor");
+  EXPECT_EQ(segmenter().signature(),
+            "forward(images: Union[Tensor, List[Tensor]]) -> Tuple[Tensor, Tensor, Tensor]");
+  ModelSummary summary = model.summary();
+  EXPECT_EQ(summary.parameter_count, 21797672);  // torchvision's ResNet34
+  EXPECT_EQ(summary.methods, std::vector<std::string>{"forward"});
+}
+
+TEST(Model, ClassifierMatchesPythonOnChelseaAndRandomImages) {
+  for (std::string name : {"chelsea", "random_0", "random_1"}) {
+    at::Tensor expected = read_npy(fixture("classifier_" + name + ".npy"));
+    auto image = fixture(name + ".png");
+    at::Tensor logits = classifier().forward({classifier().image_input(image)}).toTensor();
+    EXPECT_TRUE(close_by_rule(expected, logits, classifier().archive())) << name;
+
+    auto top = classifier().classify(image, 3);
+    ASSERT_EQ(top.size(), 3u);
+    EXPECT_TRUE(argmax_agrees(expected, expected.argmax(1), at::tensor({top[0].index}), 1,
+                              rule_atol(expected, classifier().archive())))
+        << name;
+    EXPECT_EQ(top[0].label, classifier().manifest()->label(top[0].index));
+    // Softmax moves no probability by more than twice the largest change of a logit.
+    EXPECT_NEAR(top[0].score, expected.softmax(1).max().item<double>(),
+                2 * max_abs_diff(expected, logits) + 1e-6);
+    EXPECT_GE(top[0].score, top[1].score);
+  }
+}
+
+TEST(Model, ClassifiesDecodedTensorsLikeFiles) {
+  auto path = fixture("chelsea.png");
+  at::Tensor rgb = decode_image(path);  // any size: classify resizes per the manifest
+  auto from_tensor = classifier().classify(rgb, 1);
+  auto from_file = classifier().classify(path, 1);
+  EXPECT_EQ(from_tensor[0].index, from_file[0].index);
+  EXPECT_DOUBLE_EQ(from_tensor[0].score, from_file[0].score);
+}
+
+// Labels are the argmax of the logits and the overlay colours each pixel by its label: both
+// must match Python wherever the labels are decided (see argmax_agrees).
+void expect_segmentation_matches(const std::string& name, const at::Tensor& logits,
+                                 const at::Tensor& labels, const at::Tensor& overlay) {
+  const Archive& archive = segmenter().archive();
+  auto expected = [&](const char* output) {
+    return read_npy(fixture("segmentation_" + name + "_" + output + ".npy"));
+  };
+  at::Tensor expected_logits = expected("logits");
+  at::Tensor expected_labels = expected("labels");
+  at::Tensor expected_overlay = expected("overlay");
+  int class_dim = expected_logits.dim() - 3;
+  if (logits.dim() == expected_logits.dim()) {
+    EXPECT_TRUE(close_by_rule(expected_logits, logits, archive)) << name;
+  }
+  EXPECT_TRUE(argmax_agrees(expected_logits, expected_labels, labels.view_as(expected_labels),
+                            class_dim, rule_atol(expected_logits, archive)))
+      << name;
+  ASSERT_EQ(overlay.numel(), expected_overlay.numel()) << name;
+  at::Tensor same_label = labels.view_as(expected_labels).eq(expected_labels).unsqueeze(-1);
+  at::Tensor actual_overlay = overlay.view_as(expected_overlay);
+  EXPECT_TRUE(at::equal(actual_overlay.masked_select(same_label),
+                        expected_overlay.masked_select(same_label)))
+      << name;
+}
+
+TEST(Model, SegmentationMatchesPythonForOneImageAListAndABatch) {
+  struct Case {
+    std::string name;
+    c10::IValue input;
+  };
+  c10::impl::GenericList list(c10::TensorType::get());
+  list.push_back(segmenter().image_input(fixture("chelsea.png")));
+  list.push_back(segmenter().image_input(fixture("chelsea_flipped.png")));
+  std::vector<Case> cases = {
+      {"single", segmenter().image_input(fixture("chelsea.png"))},
+      {"list", list},
+      {"batch", read_npy(fixture("segmentation_batch_input.npy"))},
+  };
+  for (const auto& test_case : cases) {
+    auto outputs = segmenter().forward({test_case.input}).toTupleRef().elements();
+    ASSERT_EQ(outputs.size(), 3u);
+    expect_segmentation_matches(test_case.name, outputs[0].toTensor(), outputs[1].toTensor(),
+                                outputs[2].toTensor());
+  }
+}
+
+TEST(Model, SegmentReturnsLabelsAndOverlayOfOneImage) {
+  Segmentation result = segmenter().segment(fixture("chelsea.png"));
+  EXPECT_EQ(result.logits.sizes(), (std::vector<int64_t>{21, 300, 451}));
+  EXPECT_EQ(result.labels.sizes(), (std::vector<int64_t>{300, 451}));
+  EXPECT_EQ(result.overlay.sizes(), (std::vector<int64_t>{300, 451, 3}));
+  expect_segmentation_matches("single", result.logits.unsqueeze(0), result.labels, result.overlay);
+}
+
+TEST(Model, TorchvisionOperatorsMatchPython) {
+  // The archive calls torchvision::nms and torchvision::roi_align: loading finds the operator
+  // library of the torchvision built for this libtorch on its own.
+  Model model = Model::load(fixture("detection.pt"));
+  c10::IValue output =
+      model.forward({input_from_spec(model, 0, fixture("astronaut_small.png").string())});
+  auto detections = output.toList().get(0).toGenericDict();
+  for (std::string key : {"boxes", "scores", "labels"}) {
+    at::Tensor expected = read_npy(fixture("detection_" + key + ".npy"));
+    EXPECT_GT(expected.size(0), 0);
+    // labels exactly: the fixture builder checked that every kept box's class is decided.
+    EXPECT_TRUE(close_by_rule(expected, detections.at(key).toTensor(), model.archive())) << key;
+  }
+}
+
+TEST(Model, TorchvisionDetectorRunsWithItsOutputStructure) {
+  // A scripted Faster R-CNN with random weights: too ill-conditioned for numbers (see the
+  // fixture builder), so this checks that it loads and answers like a detector.
+  Model model = Model::load(fixture("fasterrcnn.pt"), LoadOptions().with_optimize(false));
+  c10::IValue output =
+      model.forward({input_from_spec(model, 0, fixture("astronaut_small.png").string())});
+  ASSERT_EQ(output.toList().size(), 1u);
+  auto detections = output.toList().get(0).toGenericDict();
+  at::Tensor boxes = detections.at("boxes").toTensor();
+  ASSERT_EQ(boxes.dim(), 2);
+  EXPECT_EQ(boxes.size(1), 4);
+  EXPECT_LE(boxes.size(0), 20);  // box_detections_per_img
+  EXPECT_EQ(detections.at("scores").toTensor().sizes(), at::IntArrayRef{boxes.size(0)});
+  EXPECT_EQ(detections.at("labels").toTensor().scalar_type(), at::kLong);
+}
+
+TEST(Model, RejectsInputsThatDoNotFitWithTheReason) {
+  const Model& model = classifier();
+  EXPECT_EQ(error_message([&] { model.forward({}); }), "expected 1 input (image: Tensor), got 0");
+  EXPECT_EQ(error_message([&] {
+              model.forward({at::zeros({224, 224, 3}, at::kFloat)});
+            }),
+            "input 'image': expected UINT8 tensor of shape [224, 224, 3] (HWC), got FP32 "
+            "[224, 224, 3]");
+  EXPECT_EQ(error_message([&] { model.forward({c10::IValue(std::string("cat"))}); }),
+            "input 'image': expected Tensor, got str \"cat\"");
+  EXPECT_EQ(error_message([&] {
+              segmenter().forward({at::zeros({2, 8, 8, 4}, at::kByte)});
+            }),
+            "the model rejected the input: expected images H x W x 3 (RGB), got shape "
+            "[2, 8, 8, 4]");
+}
+
+TEST(Model, RefusesDevicesThisBuildCannotServe) {
+  if (cuda_available()) GTEST_SKIP() << "a CUDA device is present";
+  EXPECT_EQ(
+      error_message([] { Model::load(fixture("plain.pt"), LoadOptions().with_device("cuda")); }),
+      "device 'cuda' requested, but " +
+          std::string(libtorch_has_cuda() ? "no CUDA device is visible"
+                                          : "this libtorch was built without CUDA") +
+          "; use --device cpu");
+  EXPECT_EQ(
+      error_message([] { Model::load(fixture("plain.pt"), LoadOptions().with_device("gpu")); }),
+      "invalid device 'gpu': expected cpu, cuda or cuda:N");
+}
+
+TEST(TrainedModel, LibraryBatchesGivePythonsPredictionsOnTheWholeTestSet) {
+  // The 10,000 test images, decoded once: the archives share the manifest's input.
+  Model fp32 = Model::load(trained("fashion_mnist.pt"));
+  ASSERT_TRUE(fp32.manifest()->batch_dim);
+  EXPECT_EQ(fp32.manifest()->labels.at(9), "Ankle boot");
+  std::vector<c10::IValue> images;
+  for (int i = 0; i < 10000; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "fashion_mnist_test/%05d.png", i);
+    images.push_back(fp32.image_input(trained(name)));
+  }
+  // Python's logits through the same exported model, in batches of 256: every prediction
+  // agrees on the CPU that made the fixtures; elsewhere only ties may not.
+  auto agrees_with_python = [&](const Model& model, const std::string& logits_file,
+                                const std::string& what) {
+    at::Tensor logits = read_npy(trained(logits_file));
+    ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{10000, 10}));
+    auto predictions = model.classify_batch(images, 1, 256);
+    ASSERT_EQ(predictions.size(), 10000u);
+    at::Tensor classes = at::empty({10000}, at::kLong);
+    for (int i = 0; i < 10000; ++i) classes[i] = predictions[i][0].index;
+    int64_t ties = 0;
+    EXPECT_TRUE(argmax_agrees(logits, logits.argmax(1), classes, 1,
+                              rule_atol(logits, model.archive()), &ties))
+        << what;
+    std::cout << what << ": " << classes.eq(logits.argmax(1)).sum().item<int64_t>()
+              << " of 10000 predictions equal Python's; " << ties << " undecided by the rule\n";
+  };
+  for (std::string precision : {"fp32", "bf16", "int8"}) {
+    std::string stem = precision == "fp32" ? "fashion_mnist" : "fashion_mnist_" + precision;
+    if (precision == "bf16" && !testing::bf16_convolutions_run()) {
+      // This libtorch has no bf16 convolution for this CPU (1.13 without AVX-512): the archive
+      // was not made here, or, made on another CPU, it refuses to load in one line.
+      if (!testing::have_trained(stem + ".pt")) continue;
+      std::string message = error_message([&] { Model::load(trained(stem + ".pt")); });
+      EXPECT_EQ(message.rfind("cannot run " + trained(stem + ".pt").string() +
+                                  " on this machine: it fails on its own golden inputs (",
+                              0),
+                0u)
+          << message;
+      EXPECT_NE(message.find("; it is a bf16 archive"), std::string::npos) << message;
+      continue;
+    }
+    Model model = precision == "fp32" ? fp32 : Model::load(trained(stem + ".pt"));
+    EXPECT_EQ(model.manifest()->precision, precision);
+    agrees_with_python(model, stem + "_python_logits.npy", precision);
+  }
+  // The fp32 pipeline compiled by AOTInductor (made only by a torch that has it), with a
+  // dynamic batch dimension of 1 to 4096.
+  if (testing::have_trained("fashion_mnist.pt2")) {
+    Model compiled = Model::load(trained("fashion_mnist.pt2"));
+    EXPECT_EQ(compiled.format(), ModelFormat::AOTInductor);
+    EXPECT_EQ(compiled.max_batch_size(), std::optional<int64_t>(4096));
+    agrees_with_python(compiled, "fashion_mnist_pt2_python_logits.npy", "fp32 AOTInductor");
+  }
+}
+
+TEST(TrainedModel, OneImageAtATimeAgreesWithBatches) {
+  Model model = Model::load(trained("fashion_mnist.pt"));
+  auto image = trained("fashion_mnist_test/00000.png");
+  auto single = model.classify(image, 3);
+  auto batched = model.classify_batch({model.image_input(image), model.image_input(image)}, 3, 2);
+  ASSERT_EQ(batched.size(), 2u);
+  EXPECT_EQ(single[0].index, batched[1][0].index);
+  EXPECT_NEAR(single[0].score, batched[1][0].score, 1e-5);
+  // Any size, any colour: decoded to gray and resized to 28 x 28 by the manifest.
+  at::Tensor cat = model.image_input(fixture("chelsea.png")).toTensor();
+  EXPECT_EQ(cat.sizes(), (std::vector<int64_t>{1, 28, 28, 1}));
+}
+
+TEST(Optimization, KeptOnlyWhenTheGoldenVectorsStillHold) {
+  // Which models optimize_for_inference keeps depends on the CPU's kernels; the rule does not:
+  // an optimized model reproduces the golden vectors, and one that is not says why.
+  for (std::string name : {"classifier.pt", "segmentation.pt", "detection.pt", "generic.pt"}) {
+    Model model = Model::load(fixture(name));
+    if (model.optimized()) {
+      EXPECT_TRUE(check_golden(model).ok()) << name;
+      for (const auto& note : model.notes()) {
+        EXPECT_TRUE(note.rfind("optimized: frozen, ", 0) == 0 ||
+                    note.rfind("optimized: frozen + optimize_for_inference (", 0) == 0 ||
+                    note.rfind("optimized: frozen only (", 0) == 0)
+            << name << ": " << note;
+      }
+    } else {
+      ASSERT_EQ(model.notes().size(), 1u) << name;
+      EXPECT_EQ(model.notes()[0].rfind("not optimized: ", 0), 0u) << model.notes()[0];
+    }
+    // Every verified candidate was timed against the stored module on the golden inputs.
+    OptimizationReport report = model.optimization();
+    EXPECT_GT(report.stored_ms, 0) << name;
+    EXPECT_EQ(report.trials.size(), kOptimizationCandidates.size()) << name;
+  }
+  EXPECT_EQ(Model::load(fixture("classifier.pt")).summary().parameter_count,
+            21797672);  // of the module as stored
+
+  // Golden vectors that nothing reproduces: neither the optimized nor the frozen module is kept.
+  Model tampered = Model::load(fixture("tampered.pt"));
+  EXPECT_FALSE(tampered.optimized());
+  ASSERT_EQ(tampered.notes().size(), 1u);
+  EXPECT_EQ(tampered.notes()[0].rfind("not optimized: the optimized module misses the golden "
+                                      "vectors (output: values differ beyond tolerance",
+                                      0),
+            0u)
+      << tampered.notes()[0];
+
+  // Without golden vectors the first forward's inputs verify it (PlainArchives tests).
+  Model plain = Model::load(fixture("plain.pt"));
+  EXPECT_FALSE(plain.optimized());
+  EXPECT_EQ(plain.notes(),
+            std::vector<std::string>{"no warm-up: the archive has no golden inputs to run"});
+  EXPECT_FALSE(
+      Model::load(fixture("classifier.pt"), LoadOptions().with_optimize(false)).optimized());
+}
+
+}  // namespace
+}  // namespace torchship
