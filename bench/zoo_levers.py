@@ -42,7 +42,7 @@ def compile_variant(model: torch.nn.Module, x: torch.Tensor, path: str, dynamic:
     started = time.monotonic()
     with torch.no_grad():
         program = torch.export.export(model, (x,), dynamic_shapes=shapes)
-        with aoti.compiler_environment("native"), aoti._size_oblivious():
+        with aoti.compiler_environment("native"), aoti.size_oblivious():
             torch._inductor.aoti_compile_and_package(program, package_path=path,
                                                      inductor_configs=options)
     return time.monotonic() - started

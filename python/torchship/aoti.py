@@ -35,7 +35,6 @@ from .result import ExportResult
 from .static_batches import check_static_models, model_name, static_program, static_sizes
 from .verification import compare_cases
 
-_size_oblivious = size_oblivious  # the name bench/zoo_levers.py calls it by
 
 
 @dataclass(frozen=True)
