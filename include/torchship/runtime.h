@@ -1,5 +1,8 @@
 // Process-wide runtime settings: libtorch keeps one thread pool and one set of TorchScript
 // executor flags per process, so they are configured once for the process, not per model.
+// One header for what an application asks of the process, implemented by the platform layer's
+// files of each concern: threads (platform/runtime.cpp), the CPUs this process may use
+// (platform/cpu_budget.cpp), CUDA loaded on demand (platform/cuda_runtime.cpp).
 #pragma once
 
 #include <optional>

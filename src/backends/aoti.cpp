@@ -27,14 +27,6 @@
 
 namespace torchship::backends {
 
-bool aoti_compiled() noexcept {
-#ifdef TORCHSHIP_HAVE_AOTI
-  return true;
-#else
-  return false;
-#endif
-}
-
 #ifndef TORCHSHIP_HAVE_AOTI
 
 std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device&, int) {

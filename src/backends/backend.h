@@ -65,8 +65,6 @@ class Backend {
 
 // A TorchScript archive (.pt) on `device`; custom-operator libraries it needs are loaded.
 std::unique_ptr<Backend> open_torchscript(const Archive& archive, const c10::Device& device);
-// Whether this build has the AOTInductor backend (libtorch >= 2.6 with its package loader).
-bool aoti_compiled() noexcept;
 
 // An AOTInductor package (.pt2). In a build without AOTInductor (libtorch < 2.6) it throws
 // Error(Unsupported) saying why.

@@ -13,8 +13,8 @@ std::string join(const std::vector<std::string>& items, std::string_view separat
 // ASCII lowercase (file extensions, HTTP header values, CPU flag names).
 std::string lowercase(std::string text);
 
-// The first non-empty line of a text, without leading blanks: one-line messages from libtorch's
-// multi-line ones.
+// The first line of a text that holds more than newlines and spaces, without those before it:
+// one-line messages from libtorch's multi-line ones.
 std::string first_line_of(std::string_view text);
 
 }  // namespace torchship

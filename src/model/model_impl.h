@@ -38,7 +38,8 @@ struct Model::Impl {
   c10::IValue run_and_optimize(std::vector<c10::IValue> inputs);
 
   const Manifest* manifest() const { return archive.manifest() ? &*archive.manifest() : nullptr; }
-  const TensorSpec* input_spec(size_t index) const {
+  // The manifest's spec of forward's argument `index`, or null when it describes none.
+  const TensorSpec* manifest_input(size_t index) const {
     const Manifest* m = manifest();
     return m && index < m->inputs.size() ? &m->inputs[index] : nullptr;
   }

@@ -26,13 +26,13 @@ at::Tensor lay_out(at::Tensor image, const TensorSpec* spec) {
 }  // namespace
 
 c10::IValue Model::image_input(const at::Tensor& hwc_rgb, size_t index) const {
-  const TensorSpec* spec = impl_->input_spec(index);
+  const TensorSpec* spec = impl_->manifest_input(index);
   return lay_out(prepare_image(hwc_rgb, image_spec_of(spec)), spec);
 }
 
 c10::IValue Model::image_input_from_bytes(std::string_view bytes, size_t index,
                                           std::string_view origin) const {
-  const TensorSpec* spec = impl_->input_spec(index);
+  const TensorSpec* spec = impl_->manifest_input(index);
   return lay_out(decode_image_bytes(bytes, image_spec_of(spec), origin, Decode::Exact,
                                     impl_->max_image_pixels),
                  spec);
@@ -41,7 +41,7 @@ c10::IValue Model::image_input_from_bytes(std::string_view bytes, size_t index,
 c10::IValue Model::image_input(const std::filesystem::path& image, size_t index,
                                Decode decode) const {
   // Decodes straight into the manifest's colour order and size.
-  const TensorSpec* spec = impl_->input_spec(index);
+  const TensorSpec* spec = impl_->manifest_input(index);
   return lay_out(decode_image(image, image_spec_of(spec), decode, impl_->max_image_pixels), spec);
 }
 

@@ -1,9 +1,8 @@
 #include "model/signature_checks.h"
 
-#include "core/text.h"
-
 #include <limits>
 
+#include "core/text.h"
 #include "torchship/datatype.h"
 #include "torchship/error.h"
 #include "torchship/value_tree.h"

@@ -7,7 +7,6 @@
 #include <ATen/Context.h>
 #include <ATen/DynamicLibrary.h>
 
-#include "core/text.h"
 #include "platform/cuda_runtime.h"
 #include "platform/library_stubs.h"
 #include "torchship/error.h"
@@ -133,7 +132,7 @@ void load_extension(const fs::path& library) {
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
     throw bad_model("cannot load extension library " + library.string() + ": " +
-                    first_line_of(what));
+                    what.substr(0, what.find('\n')));
   }
   loaded.insert(key);
 }

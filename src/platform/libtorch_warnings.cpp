@@ -1,7 +1,5 @@
 #include "platform/libtorch_warnings.h"
 
-#include "core/text.h"
-
 #include <mutex>
 #include <set>
 
@@ -15,7 +13,7 @@ class Router : public compat::WarningSink {
   explicit Router(std::function<void(const std::string&)> sink) : sink_(std::move(sink)) {}
 
   void on_warning(const std::string& message) override {
-    std::string line = first_line_of(message);
+    std::string line = message.substr(0, message.find('\n'));
     std::lock_guard<std::mutex> lock(mutex_);
     if (seen_.insert(line).second) sink_(line);
   }

@@ -109,8 +109,7 @@ std::string Metrics::prometheus() const {
   std::string out;
   out +=
       "# HELP torchship_requests_total Inference requests (HTTP infer and classify, gRPC "
-      "ModelInfer) by model, version, protocol and status (the HTTP status number for every "
-      "protocol, as in "
+      "ModelInfer) by model, version, protocol and status (HTTP's; gRPC codes map to it as in "
       "docs/serving.md).\n# TYPE torchship_requests_total counter\n";
   for (const auto& [key, count] : requests_) {
     const auto& [model, version, protocol, status] = key;

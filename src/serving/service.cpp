@@ -101,22 +101,27 @@ ModelMetadata InferenceService::model_metadata(const std::string& name,
   return serving::model_metadata(entry->name, versions, *entry->model);
 }
 
-std::vector<Prediction> InferenceService::classify(
-    ModelVersion& entry, int k, const std::string& origin,
-    const std::function<std::string_view()>& read_image, Clock::time_point deadline) {
+std::vector<Prediction> InferenceService::classify(ModelVersion& entry, int k,
+                                                   const EncodedImage& image,
+                                                   Clock::time_point deadline) {
   const auto& manifest = entry.model->manifest();
   if (!manifest || manifest->task != "classification") {
     throw bad_input("model '" + entry.name + "' is not a classifier (its manifest task is " +
                     (manifest ? manifest->task : std::string("missing")) + "); use /infer");
   }
+  if (image.bytes.empty()) {
+    throw bad_input("expected the image file as " + image.origin +
+                    " (PNG, JPEG, ...), got 0 bytes");
+  }
   c10::IValue input;
   {
-    Decoding decoding = begin_decode(deadline, /*large=*/true);  // a small file may decode to
-    std::string_view image = read_image();                       // hundreds of megabytes
-    if (image.empty()) {
-      throw bad_input("expected the image file as " + origin + " (PNG, JPEG, ...), got 0 bytes");
-    }
-    input = entry.model->image_input_from_bytes(image, 0, origin);
+    // A small file may decode to hundreds of megabytes: that memory goes back to the system
+    // when the decode ends, after the inflated bytes (declared within) are freed.
+    Decoding decoding = begin_decode(deadline, /*large=*/true);
+    std::string inflated;
+    std::string_view bytes = image.bytes;
+    if (image.inflate) bytes = inflated = image.inflate(image.bytes);
+    input = entry.model->image_input_from_bytes(bytes, 0, image.origin);
   }
   c10::IValue output = execute(entry, {input}, deadline);
   return entry.model->top_k_rows(output, k).at(0);

@@ -79,12 +79,18 @@ class InferenceService {
   // ready ones when none was named, else that one. ServingError(NotFound) as find().
   ModelMetadata model_metadata(const std::string& name, const std::string& version) const;
 
-  // The top `k` classes of one encoded image (PNG, JPEG, ...; `origin` names it in messages)
-  // by a version whose manifest task is classification: decoded and resized per its manifest,
-  // run through its batcher. `read_image` gives the image's bytes; it runs within the decode
-  // slot (a compressed body is inflated there) and what it returns must outlive the decode.
-  std::vector<Prediction> classify(ModelVersion& entry, int k, const std::string& origin,
-                                   const std::function<std::string_view()>& read_image,
+  // An encoded image (PNG, JPEG, ...) as a request carries it.
+  struct EncodedImage {
+    std::string_view bytes;  // as they came
+    // For a compressed body: the bytes inflated (within the body limit); null when `bytes` is
+    // the image. It runs within the decode slot, as decoding does.
+    std::function<std::string(std::string_view)> inflate;
+    std::string origin;  // names the image in messages: "the request body"
+  };
+
+  // The top `k` classes of one image by a version whose manifest task is classification:
+  // decoded and resized per its manifest, run through its batcher.
+  std::vector<Prediction> classify(ModelVersion& entry, int k, const EncodedImage& image,
                                    Clock::time_point deadline);
 
   // A load (or unload) request of the repository extension, with the names of its parameters:

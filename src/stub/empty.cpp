@@ -1,1 +1,1 @@
-// Intentionally empty: the body of the libtorch_python.so stand-in (see src/extensions.cpp).
+// Intentionally empty: the body of the libtorch_python.so stand-in (see src/platform/extensions.cpp).

@@ -24,7 +24,7 @@ bool bf16_convolutions_run();
 // Max |a - b| over all elements, after checking shape and dtype agree.
 double max_abs_diff(const at::Tensor& expected, const at::Tensor& actual);
 
-// torchship's one comparison rule (golden.h compare_tensors), with the rtol `archive`'s golden
+// torchship's one comparison rule (comparison.h compare_tensors), with the rtol `archive`'s golden
 // vectors were recorded with and the default atol for the expected tensor's scale.
 ::testing::AssertionResult close_by_rule(const at::Tensor& expected, const at::Tensor& actual,
                                          const Archive& archive);

@@ -118,19 +118,6 @@ TEST(Backends, APackageForAnotherDeviceOrMachineIsRefusedBeforeLoading) {
                 "export it on (or for) this one");
 }
 
-TEST(Backends, CpuFeaturesAgreeWithTheCompiler) {
-  bool known = false;
-  EXPECT_EQ(cpu_has_feature("avx2", &known), static_cast<bool>(__builtin_cpu_supports("avx2")));
-  EXPECT_TRUE(known);
-  EXPECT_EQ(cpu_has_feature("fma"), static_cast<bool>(__builtin_cpu_supports("fma")));
-  EXPECT_EQ(cpu_has_feature("avx512f"), static_cast<bool>(__builtin_cpu_supports("avx512f")));
-  EXPECT_EQ(cpu_has_feature("avx512_vnni"),
-            static_cast<bool>(__builtin_cpu_supports("avx512vnni")));
-  EXPECT_FALSE(cpu_has_feature("warp_drive", &known));
-  EXPECT_FALSE(known);
-  EXPECT_TRUE(missing_cpu_features({"warp_drive"}).empty());  // unknown names are not missing
-}
-
 TEST(Backends, TreeSpecsRebuildStructuredOutputs) {
   // torch.utils._pytree.treespec_dumps of {"a": t, "b": (t, [t, t])}
   auto spec = backends::parse_tree_spec(

@@ -8,7 +8,6 @@
 namespace torchship {
 namespace {
 
-using nlohmann::json;
 using testing::error_message;
 
 TEST(Printable, EscapesControlAndInvalidUtf8BytesAndKeepsText) {

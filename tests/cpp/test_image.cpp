@@ -20,16 +20,11 @@
 namespace torchship {
 namespace {
 
-using nlohmann::json;
-using testing::argmax_agrees;
 using testing::classifier;
-using testing::close_by_rule;
 using testing::error_message;
 using testing::fixture;
-using testing::max_abs_diff;
 using testing::put_big;
 using testing::put_little;
-using testing::rule_atol;
 
 TEST(Image, DecodesIntoManifestColourAndSizeSharingOpenCVsBuffer) {
   auto path = fixture("chelsea.png");

@@ -11,7 +11,6 @@
 namespace torchship {
 namespace {
 
-using nlohmann::json;
 using testing::error_message;
 using testing::fixture;
 

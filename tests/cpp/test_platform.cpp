@@ -6,12 +6,11 @@
 
 #include "fixtures.h"
 #include "platform/cpu_budget.h"
+#include "platform/cpu_features.h"
 #include "torchship/runtime.h"
 
 namespace torchship {
 namespace {
-
-using testing::fixture;
 
 // A cgroup file system laid out under a temporary folder.
 class CgroupTree {
@@ -71,6 +70,19 @@ TEST(CpuBudget, TheDefaultThreadsAreTheCpusThisProcessMayUse) {
   unsetenv("OMP_NUM_THREADS");
   configure_runtime(RuntimeOptions());
   EXPECT_EQ(intra_op_threads(), available_cpus());
+}
+
+TEST(Backends, CpuFeaturesAgreeWithTheCompiler) {
+  bool known = false;
+  EXPECT_EQ(cpu_has_feature("avx2", &known), static_cast<bool>(__builtin_cpu_supports("avx2")));
+  EXPECT_TRUE(known);
+  EXPECT_EQ(cpu_has_feature("fma"), static_cast<bool>(__builtin_cpu_supports("fma")));
+  EXPECT_EQ(cpu_has_feature("avx512f"), static_cast<bool>(__builtin_cpu_supports("avx512f")));
+  EXPECT_EQ(cpu_has_feature("avx512_vnni"),
+            static_cast<bool>(__builtin_cpu_supports("avx512vnni")));
+  EXPECT_FALSE(cpu_has_feature("warp_drive", &known));
+  EXPECT_FALSE(known);
+  EXPECT_TRUE(missing_cpu_features({"warp_drive"}).empty());  // unknown names are not missing
 }
 
 }  // namespace

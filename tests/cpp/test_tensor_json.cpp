@@ -12,7 +12,6 @@ namespace {
 
 using nlohmann::json;
 using testing::error_message;
-using testing::fixture;
 
 TEST(TensorJson, EncodesTensorsInKServeV2Form) {
   json tree = tensor_to_json(at::arange(6, at::kInt).reshape({2, 3}));

@@ -7,8 +7,6 @@
 namespace torchship::testing {
 namespace {
 
-namespace fs = std::filesystem;
-
 TEST(ValueTree, OneWayToNameLeaves) {
   Manifest manifest;
   manifest.outputs = {TensorSpec{"logits"}, TensorSpec{"labels"}};

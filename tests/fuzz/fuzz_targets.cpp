@@ -17,6 +17,7 @@
 #include <ATen/core/jit_type.h>
 
 #include "archive/golden_index.h"
+#include "input_spec.h"
 #include "serving/http/content_encoding.h"
 #include "serving/kserve.h"
 #include "torchship/torchship.h"

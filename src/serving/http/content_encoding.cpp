@@ -1,16 +1,13 @@
 #include "serving/http/content_encoding.h"
 
-#include "core/text.h"
-
 #include <zlib.h>
 
-#include <cctype>
 #include <cstdint>
 
+#include "core/text.h"
 #include "torchship/error.h"
 
 namespace torchship::serving {
-namespace {}  // namespace
 
 bool accepted_encoding(const std::string& encoding) {
   std::string name = lowercase(encoding);

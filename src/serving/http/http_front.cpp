@@ -79,6 +79,9 @@ bool send_refusal(const httplib::Request& request, httplib::Response& response) 
   if (!request.has_header(kRefusal)) return false;
   std::string refusal = request.get_header_value(kRefusal);
   auto status = static_cast<Status>(std::atoi(refusal.c_str()));
+  // Only the refusals marked here: on a request httplib rejected before the pre-routing handler
+  // ran, the header is the client's own.
+  if (status != Status::Unauthenticated && status != Status::UnsupportedEncoding) return false;
   send_outcome(response, {status, refusal.substr(refusal.find(' ') + 1)});
   return true;
 }
@@ -185,19 +188,22 @@ struct HttpFront::Impl {
     register_repository_routes();
   }
 
-  // The request's body, inflated (within --max-body-bytes) when it came compressed; `inflated`
-  // holds the bytes then.
-  std::string_view body_of(const httplib::Request& request, std::string& inflated) const {
-    if (!request.has_header(kBodyEncoding)) return request.body;
+  // A compressed body inflated, within --max-body-bytes.
+  std::string inflated(std::string_view body, const std::string& encoding) const {
     try {
-      inflated = inflate_body(request.body, request.get_header_value(kBodyEncoding),
-                              options.max_body_bytes);
+      return inflate_body(body, encoding, options.max_body_bytes);
     } catch (const BodyTooLarge&) {
       throw ServingError(Status::PayloadTooLarge, "the request body inflates to more than " +
                                                       std::to_string(options.max_body_bytes) +
                                                       " bytes (--max-body-bytes)");
     }
-    return inflated;
+  }
+
+  // The request's body, inflated when it came compressed; `inflated_body` holds the bytes then.
+  std::string_view body_of(const httplib::Request& request, std::string& inflated_body) const {
+    if (!request.has_header(kBodyEncoding)) return request.body;
+    inflated_body = inflated(request.body, request.get_header_value(kBodyEncoding));
+    return inflated_body;
   }
 
   // Runs a handler for a route on a model: its failure as the JSON error answer, metrics.
@@ -259,9 +265,12 @@ struct HttpFront::Impl {
   void classify(ModelVersion& entry, const httplib::Request& request, httplib::Response& response,
                 Clock::time_point deadline) {
     int k = top_k_parameter(request);
-    std::string inflated;
-    auto predictions = service.classify(
-        entry, k, "the request body", [&] { return body_of(request, inflated); }, deadline);
+    InferenceService::EncodedImage image{request.body, nullptr, "the request body"};
+    if (request.has_header(kBodyEncoding)) {
+      image.inflate = [this, encoding = request.get_header_value(kBodyEncoding)](
+                          std::string_view body) { return inflated(body, encoding); };
+    }
+    auto predictions = service.classify(entry, k, image, deadline);
     json list = json::array();
     for (const auto& p : predictions) {
       list.push_back({{"index", p.index}, {"label", p.label}, {"score", p.score}});
