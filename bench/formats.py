@@ -188,7 +188,9 @@ def environment(threads: int) -> dict:
     import onnxruntime
     import torch
     cpu = cpu_model()
-    version = subprocess.run([CLI, "--version"], capture_output=True, text=True).stdout.strip()
+    # The first line: "torchship X (libtorch Y, ...)"; backends and protocols follow.
+    version = subprocess.run([CLI, "--version"], capture_output=True,
+                             text=True).stdout.splitlines()[0]
     return {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": os.cpu_count(),
             "threads": threads, "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__, "torchship": version}

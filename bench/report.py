@@ -238,15 +238,19 @@ def render(all_results: List[dict]) -> str:
 
 
 def replace_section(doc: str, section: str, lines: List[str]) -> None:
-    """Puts `lines` (starting with the `section` heading) in place of that section of `doc`,
-    at its end; the benchmarks that own a section of the page write it this way."""
+    """Puts `lines` (starting with the `section` heading) in place of that section of `doc`, or
+    at its end when it has none; the benchmarks that own a section of the page write it this
+    way."""
     text = open(doc).read() if os.path.exists(doc) else "# Benchmarks\n"
     start = text.find(section)
-    if start >= 0:
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
+    else:
         end = text.find("\n## ", start + len(section))
-        text = text[:start] + (text[end + 1:] if end >= 0 else "")
+        rest = text[end + 1:] if end >= 0 else ""
+        text = text[:start] + "\n".join(lines).rstrip("\n") + "\n" + ("\n" + rest if rest else "")
     with open(doc, "w") as f:
-        f.write(text.rstrip("\n") + "\n\n" + "\n".join(lines))
+        f.write(text)
     print(f"updated {doc}")
 
 

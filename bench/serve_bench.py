@@ -1,11 +1,12 @@
 """Serving under load, side by side in one run: `torchship serve` against the FastAPI + PyTorch
 baseline (bench/python_server.py) on the Fashion-MNIST model with 32 concurrent clients (hey,
 KServe v2 JSON bodies), and torchship serve on ResNet34 (binary tensor bodies) against the best
-in-process throughput `torchship bench` reaches. Replaces the "Serving under load" section of
-docs/benchmarks.md.
+in-process throughput `torchship bench` reaches. Results go to bench/results/serve.json
+(committed); the "Serving under load" section of docs/benchmarks.md is rendered from them.
 
     bash bench/setup.sh
     /usr/bin/python3 bench/serve_bench.py [--seconds 10] [--rounds 2] [--threads 2]
+    /usr/bin/python3 bench/serve_bench.py --render    # the section again from the results file
 """
 
 import argparse
@@ -22,12 +23,14 @@ import numpy as np
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
 from report import replace_section  # noqa: E402
+from runners import cpu_model  # noqa: E402
 from serving import (Server, free_port, infer_body, make_repository,  # noqa: E402
                      wait_until_answering)
 
 CLI = os.path.join(ROOT, "build", "bin", "torchship")
 MODELS = os.path.join(ROOT, "build", "models")
 DOC = os.path.join(ROOT, "docs", "benchmarks.md")
+RESULTS = os.path.join(ROOT, "bench", "results", "serve.json")
 SECTION = "## Serving under load"
 
 
@@ -52,7 +55,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--render", action="store_true",
+                        help="render the section from bench/results/serve.json, measure nothing")
     args = parser.parse_args()
+    if args.render:
+        if not os.path.exists(RESULTS):
+            sys.exit(f"no results in {RESULTS}: run bench/serve_bench.py first")
+        with open(RESULTS) as f:
+            replace_section(DOC, SECTION, section_lines(json.load(f)))
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         repository = make_repository(os.path.join(tmp, "repository"), {
@@ -113,7 +124,13 @@ def main() -> None:
                     process.wait()
             server.terminate()
 
-    write_section(args, fashion, resnet, bench)
+    results = {"date": datetime.date.today().isoformat(), "cpu": cpu_model(),
+               "cpus": os.cpu_count(), "seconds": args.seconds,
+               "rounds": args.rounds, "threads": args.threads, "clients": args.clients,
+               "fashion": fashion, "resnet": resnet, "bench": bench}
+    with open(RESULTS, "w") as f:
+        json.dump(results, f, indent=1)
+    replace_section(DOC, SECTION, section_lines(results))
 
 
 def torchship_bench(npy: str, threads: int) -> dict:
@@ -129,7 +146,11 @@ def best(runs):
     return max(runs, key=lambda r: r["rps"])
 
 
-def write_section(args, fashion, resnet, bench) -> None:
+def section_lines(results: dict) -> list:
+    """The section, from the results file only."""
+    fashion, resnet, bench = results["fashion"], results["resnet"], results["bench"]
+    seconds, rounds, threads = results["seconds"], results["rounds"], results["threads"]
+    clients = results["clients"]
     ours = best(fashion["torchship serve"])
     # Judged against the stronger of the two baselines.
     theirs = max((best(runs) for name, runs in fashion.items() if name != "torchship serve"),
@@ -138,11 +159,11 @@ def write_section(args, fashion, resnet, bench) -> None:
     lines = [
         SECTION,
         "",
-        f"Measured by `/usr/bin/python3 bench/serve_bench.py --seconds {args.seconds} --rounds "
-        f"{args.rounds} --threads {args.threads}` on {datetime.date.today()}, same machine as "
-        f"above: `hey -z {args.seconds}s -c {args.clients}` POSTs one request body over and over "
+        f"Measured by `/usr/bin/python3 bench/serve_bench.py --seconds {seconds} --rounds "
+        f"{rounds} --threads {threads}` on {results['date']}, {results['cpu']} "
+        f"({results['cpus']} CPUs): `hey -z {seconds}s -c {clients}` POSTs one request body over and over "
         f"on keep-alive connections; the load generator shares the 2 cores with the server. "
-        f"Best of {args.rounds} interleaved rounds per server.",
+        f"Best of {rounds} interleaved rounds per server.",
         "",
         "| server, model, body | requests/s | p50 ms | p99 ms | statuses |",
         "|---|---|---|---|---|",
@@ -150,9 +171,9 @@ def write_section(args, fashion, resnet, bench) -> None:
     for name, runs in fashion.items():
         r = best(runs)
         lines.append(f"| {name}, Fashion-MNIST, JSON (1 image) | {r['rps']:.0f} | "
-                     f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['codes']} |")
+                     f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {codes(r)} |")
     lines.append(f"| torchship serve, ResNet34, binary tensors (1 image), 4 clients | {resnet['rps']:.1f} | "
-                 f"{resnet['p50_ms']:.1f} | {resnet['p99_ms']:.1f} | {resnet['codes']} |")
+                 f"{resnet['p50_ms']:.1f} | {resnet['p99_ms']:.1f} | {codes(resnet)} |")
     throughput_ratio = ours["rps"] / theirs["rps"]
     p99_ratio = ours["p99_ms"] / theirs["p99_ms"]
     resnet_ratio = resnet["rps"] / in_process
@@ -161,9 +182,9 @@ def write_section(args, fashion, resnet, bench) -> None:
         "",
         "| ratio | value | target | verdict |",
         "|---|---|---|---|",
-        f"| Fashion-MNIST at {args.clients} clients: throughput, torchship / FastAPI | "
+        f"| Fashion-MNIST at {clients} clients: throughput, torchship / FastAPI | "
         f"{throughput_ratio:.1f}x | >= 5 | {verdict(throughput_ratio >= 5)} |",
-        f"| Fashion-MNIST at {args.clients} clients: p99 latency, torchship / FastAPI | "
+        f"| Fashion-MNIST at {clients} clients: p99 latency, torchship / FastAPI | "
         f"{p99_ratio:.2f}x | <= 0.33 | {verdict(p99_ratio <= 1 / 3)} |",
         f"| ResNet34: best server throughput / best in-process (`torchship bench`, "
         f"{in_process:.1f} images/s) | {resnet_ratio:.2f}x | >= 0.9 | "
@@ -179,12 +200,17 @@ def write_section(args, fashion, resnet, bench) -> None:
         "queue delay): concurrent requests run as one forward. The ResNet34 archive takes one "
         "HWC image (no batch dimension), so its server runs one request per forward, and the "
         "best in-process throughput is the batch-1 rate (the better of 1 and "
-        f"{args.threads} intra-op threads). The server runs every model with 1 intra-op thread "
-        f"and ResNet34 with {args.threads} instances (`config.json`: `\"instances\"`), so that "
+        f"{threads} intra-op threads). The server runs every model with 1 intra-op thread "
+        f"and ResNet34 with {threads} instances (`config.json`: `\"instances\"`), so that "
         "the cores go to whole requests rather than to one request's thread team.",
         "",
     ]
-    replace_section(DOC, SECTION, lines)
+    return lines
+
+
+def codes(run: dict) -> str:
+    """The statuses hey counted, {200: 1234}, whether read back from JSON (string keys) or not."""
+    return str({int(code): count for code, count in run["codes"].items()})
 
 
 if __name__ == "__main__":

@@ -89,3 +89,27 @@ def test_every_zoo_verdict_follows_from_the_table():
     mean = zoo_report.geomean(ratios)
     value, verdict = goals["recommended path / fastest peer, geometric mean"]
     assert value == f"{mean:.2f}x" and (verdict == "met") == (mean <= 0.9)
+
+
+def test_the_serving_section_is_what_its_results_render():
+    import serve_bench
+    if not os.path.exists(serve_bench.RESULTS):
+        pytest.skip("no bench/results/serve.json")
+    with open(serve_bench.RESULTS) as f:
+        measured = json.load(f)
+    with open(report.REPORT) as f:
+        page = f.read()
+    start = page.index(serve_bench.SECTION)
+    end = page.find("\n## ", start + 1)
+    committed = page[start:end if end >= 0 else len(page)].rstrip("\n")
+    assert committed == "\n".join(serve_bench.section_lines(measured)).rstrip("\n")
+
+
+def test_the_formats_page_is_what_its_results_render():
+    import formats
+    if not os.path.exists(formats.RESULTS):
+        pytest.skip("no bench/results/formats.json")
+    with open(formats.RESULTS) as f:
+        measured = json.load(f)
+    with open(formats.REPORT) as f:
+        assert f.read() == formats.render(measured)
