@@ -1,10 +1,9 @@
 #include "input_spec.h"
 
-#include "core/text.h"
-
 #include <fstream>
 #include <iterator>
 
+#include "core/text.h"
 #include "torchship/error.h"
 #include "torchship/image.h"
 #include "torchship/limits.h"
