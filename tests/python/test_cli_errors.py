@@ -5,6 +5,7 @@ import glob
 import os
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -240,3 +241,21 @@ def test_hostile_files_are_refused_before_anything_is_allocated(run, tmp_path):
     assert_error(run("classify", "classifier.pt", "chelsea.png", "--max-image-pixels", "135299"),
                  "chelsea.png is a PNG image of 451 x 300 pixels (135300), more than the limit of "
                  "135299 (--max-image-pixels)")
+
+
+def test_bracket_specs_that_do_not_fit_the_argument(run, tmp_path):
+    pair = str(tmp_path / "pair.npy")
+    np.save(pair, np.array([1, 2], dtype=np.int64))
+    xs = '[{"datatype": "FP32", "shape": [1], "data": [1]}]'
+
+    def generic(pair_spec, scale="0.5"):
+        return run("run", "generic.pt", "-i", xs, "-i", pair_spec, "-i", "{}", "-i", scale,
+                   "-i", '"cat"')
+
+    assert_error(generic(f"[{pair}]"),
+                 f"input 'pair': a list [{pair}] of 1 was given, but the argument is "
+                 "Tuple[Tensor, int] (2 elements)")
+    assert_error(generic(f"[{pair},[3]"),
+                 f"input 'pair': the bracket opened at character 1 of [{pair},[3] is not closed")
+    assert_error(generic(f"[{pair}, 3]", scale=f"[{pair}]"),
+                 f"input 'scale': a list [{pair}] was given, but the argument is Optional[float]")

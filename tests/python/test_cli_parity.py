@@ -128,6 +128,22 @@ def test_generic_inputs_and_outputs_round_trip(run, fixtures):
     assert out["outputs"] == expected
 
 
+def test_bracket_specs_build_lists_and_tuples_as_the_schema_says(run, fixtures, tmp_path):
+    """[x0.npy,x1.npy] for List[Tensor] and [pair.npy, 3] for Tuple[Tensor, int]: the same values
+    as the JSON forms above, so the same outputs."""
+    np.save(tmp_path / "x0.npy", np.arange(6, dtype=np.float32).reshape(2, 3))
+    np.save(tmp_path / "x1.npy", np.ones(2, dtype=np.float32))
+    np.save(tmp_path / "pair.npy", np.array([1, 2], dtype=np.int64))
+    table = json.dumps({"a": {"datatype": "FP32", "shape": [2, 2], "data": [1, 0, 0, 1]},
+                        "b": {"datatype": "FP32", "shape": [3, 2], "data": [2] * 6}})
+    out = run.json("run", "generic.pt", "-i", f"[{tmp_path / 'x0.npy'},{tmp_path / 'x1.npy'}]",
+                   "-i", f"[{tmp_path / 'pair.npy'}, 3]", "-i", table, "-i", "0.5",
+                   "-i", '"cat"', "--json")
+    with open(os.path.join(fixtures, "generic_expected.json")) as f:
+        expected = json.load(f)["output"]
+    assert out["outputs"] == expected
+
+
 def test_generic_optional_none_and_json_files(run, tmp_path):
     xs = tmp_path / "xs.json"
     xs.write_text(json.dumps([{"datatype": "FP32", "shape": [1], "data": [2.0]}]))

@@ -1,7 +1,9 @@
 // Inputs described by short strings, as the CLI takes them (`--input SPEC`):
 //   x.npy          a tensor from a NumPy file
 //   photo.png      an image, decoded per the manifest (uint8 HWC RGB without one)
-//   [a.npy,b.png]  a list of tensors, for a List[Tensor] argument
+//   [a.npy,b.png]  a list or a tuple, as the argument's type is (List[Tensor], Tuple[Tensor,
+//                  int], ...); items are files or inline JSON values, brackets nest
+//                  ([[a.npy,b.npy],c.npy])
 //   tree.json      a JSON tree (KServe v2 tensors, arrays, objects, scalars), typed by the schema
 //   3, "text", null, {...}  the same JSON tree written inline
 #pragma once
