@@ -259,3 +259,5 @@ def test_bracket_specs_that_do_not_fit_the_argument(run, tmp_path):
                  f"input 'pair': the bracket opened at character 1 of [{pair},[3] is not closed")
     assert_error(generic(f"[{pair}, 3]", scale=f"[{pair}]"),
                  f"input 'scale': a list [{pair}] was given, but the argument is Optional[float]")
+    deep = "[" * 200 + "a.npy" + "]" * 200
+    assert_error(generic(deep), "input 'pair' nests arrays and objects deeper than 128 levels")

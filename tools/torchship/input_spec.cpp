@@ -60,7 +60,8 @@ std::string trimmed(const std::string& text) {
 }
 
 // The items of the bracket whose '[' is at spec[begin]; `end` becomes the index of its ']'.
-// Empty items are left out ("[a.npy,]" holds one).
+// Empty items are left out ("[a.npy,]" holds one). Each level of nesting is a call: the depth is
+// bounded before, by parse_json's check of every spec (kMaxJsonDepth).
 SpecNode parse_bracket(const std::string& spec, size_t begin, size_t& end,
                        const std::string& where) {
   SpecNode node;
