@@ -36,7 +36,6 @@ from .static_batches import check_static_models, model_name, static_program, sta
 from .verification import compare_cases
 
 
-
 @dataclass(frozen=True)
 class _Inputs:
     """The package's inputs: forward's argument names, torch.export's dynamic_shapes, what the

@@ -175,10 +175,8 @@ struct Repository::ModelFolder {
   std::map<int64_t, fs::path> versions;  // by version number
 };
 
-namespace {
-
-Repository::ModelFolder read_model_folder(const fs::path& model_dir) {
-  Repository::ModelFolder folder;
+Repository::ModelFolder Repository::read_model_folder(const fs::path& model_dir) {
+  ModelFolder folder;
   std::error_code ec;
   if (fs::exists(model_dir / "config.json", ec)) {
     folder.config_text = read_text(model_dir / "config.json");
@@ -196,8 +194,6 @@ Repository::ModelFolder read_model_folder(const fs::path& model_dir) {
   }
   return folder;
 }
-
-}  // namespace
 
 // Brings model `name` in line with its folder: loads new and changed versions beside the serving
 // ones, swaps in those that load, keeps the old ones where loading failed, and drops versions

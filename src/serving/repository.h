@@ -102,10 +102,8 @@ class Repository {
   // Stops every batcher after the queued requests (the server is shutting down).
   void stop();
 
- public:
-  struct ModelFolder;  // what a model's folder holds (repository.cpp)
-
  private:
+  struct ModelFolder;  // what a model's folder holds now (repository.cpp)
   struct ModelState {
     std::map<int64_t, std::shared_ptr<ModelVersion>> ready;  // by version number
     struct Failure {
@@ -119,6 +117,7 @@ class Repository {
   // `on_request`: at start or on a load request, which retries failed files and throws the
   // first failure; polling neither retries an unchanged failed file nor throws.
   void synchronize(const std::string& name, bool on_request);
+  static ModelFolder read_model_folder(const std::filesystem::path& model_dir);
   // One version folder of it: what stays, loads or fails goes into `next`; returns
   // "model 'NAME' version N: why" when the version failed to load, else "".
   std::string synchronize_version(const std::string& name, int64_t number,

@@ -99,11 +99,11 @@ c10::TypePtr container_type(const c10::TypePtr& type, size_t count) {
     return tuple->elements().size() == count ? type : nullptr;
   }
   if (type->cast<c10::ListType>()) return type;
+  if (type->kind() != c10::TypeKind::OptionalType && type->kind() != c10::TypeKind::UnionType) {
+    return nullptr;
+  }
   c10::TypePtr list;
   for (const auto& contained : type->containedTypes()) {
-    if (type->kind() != c10::TypeKind::OptionalType && type->kind() != c10::TypeKind::UnionType) {
-      break;
-    }
     if (auto found = container_type(contained, count)) {
       if (found->cast<c10::TupleType>()) return found;
       if (!list) list = found;
