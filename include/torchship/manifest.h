@@ -46,6 +46,28 @@ struct TensorSpec {
   std::map<int64_t, std::pair<int64_t, int64_t>> size_ranges;
 };
 
+enum class BoxFormat {
+  XYXY,    // x1 y1 x2 y2: corners
+  XYWH,    // x1 y1 width height
+  CXCYWH,  // centre x, centre y, width, height
+};
+
+enum class BoxFrame {
+  Pixels,      // pixels of the image input as the model receives it (after the manifest's resize)
+  Normalized,  // fractions 0..1 of that input's width and height
+};
+
+// Task "detection": which outputs hold what, one row per object (docs/manifest.md).
+struct DetectionSpec {
+  std::string boxes;      // [N, 4] in box_format and box_frame
+  std::string scores;     // [N]
+  std::string labels;     // [N] class indices into Manifest::labels; "" when the model has none
+  std::string keypoints;  // [N, K, 2 or 3] x y (score) in the boxes' frame; "" when none
+  std::vector<std::string> keypoint_names;  // K names, or empty
+  BoxFormat box_format = BoxFormat::XYXY;
+  BoxFrame box_frame = BoxFrame::Pixels;
+};
+
 // The CPU a compiled (AOTInductor) package was built for.
 struct CpuTarget {
   std::string target;                 // "native" (the exporting CPU) or "x86-64-v3", ...
@@ -84,12 +106,13 @@ struct ExportInfo {
 struct Manifest {
   int format_version = kManifestFormatVersion;
   std::string name;
-  std::string task = "generic";  // classification, segmentation or generic
+  std::string task = "generic";  // classification, segmentation, detection or generic
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
   std::vector<std::string> labels;
   bool batch_dim = false;          // the first dimension of every input and output is a batch
   std::string precision = "fp32";  // fp32, bf16 or int8: the arithmetic chosen at export
+  std::optional<DetectionSpec> detection;  // exactly when task is "detection"
   ExportInfo exported;
   std::string source;  // the manifest's JSON text, as stored in the archive
 

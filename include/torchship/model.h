@@ -98,6 +98,20 @@ struct Segmentation {
   at::Tensor logits;   // C x H x W float scores, or undefined when the model returns none
 };
 
+// One object a detector found, in the pixels of the image it was given (the manifest's box
+// format and frame undone: x1 y1 x2 y2 corners, the input's resize mapped back).
+struct Detection {
+  float x1 = 0, y1 = 0, x2 = 0, y2 = 0;
+  double score = 0;
+  int64_t label = -1;      // class index; 0 when the manifest has one label and no labels output
+  std::string label_name;  // from the manifest, "" when it has none
+  struct Keypoint {
+    float x = 0, y = 0;
+    std::string name;  // from the manifest's keypoint_names, "" when it has none
+  };
+  std::vector<Keypoint> keypoints;
+};
+
 class Model {
  public:
   // Opens and validates the archive, loads custom-operator libraries, loads the module onto the
@@ -160,6 +174,17 @@ class Model {
   std::vector<std::vector<Prediction>> top_k_rows(const c10::IValue& output, int k) const;
   Segmentation segment(const std::filesystem::path& image) const;
   Segmentation segment(const at::Tensor& hwc_rgb) const;
+  // Task "detection": the objects found in the image with a score of at least min_score, in
+  // the model's order. Throws Error(BadModel) unless the manifest declares a detection task.
+  std::vector<Detection> detect(const std::filesystem::path& image, double min_score = 0) const;
+  std::vector<Detection> detect(const at::Tensor& hwc_rgb, double min_score = 0) const;
+  // The image as a detector's forward takes it: image_input(), in a list of one image when
+  // forward takes a list of images (as torchvision's detectors do).
+  c10::IValue detector_input(const at::Tensor& hwc_rgb) const;
+  // The objects in an already computed output of a detector for an image of image_height x
+  // image_width pixels, given to it as detector_input() prepared it.
+  std::vector<Detection> detections(const c10::IValue& output, int64_t image_height,
+                                    int64_t image_width, double min_score = 0) const;
 
  private:
   struct Impl;

@@ -4,6 +4,7 @@
 #include "torchship/archive.h"
 #include "torchship/comparison.h"
 #include "torchship/datatype.h"
+#include "torchship/detection_output.h"
 #include "torchship/error.h"
 #include "torchship/example_inputs.h"
 #include "torchship/extensions.h"

@@ -3,11 +3,11 @@ AOTInductor), check it, and write one archive that the C++ library, CLI and serv
 
 from .errors import ExportError, ExportWarning, Finding
 from .export import export
-from .manifest import Manifest, TensorSpec, image_input, tensor_spec
+from .manifest import Detection, Manifest, TensorSpec, image_input, tensor_spec
 from .result import ExportResult
 from .torchscript import load
 from .version import __version__
 
 __all__ = ["export", "load", "ExportError", "ExportResult", "ExportWarning", "Finding",
-           "Manifest", "TensorSpec",
+           "Detection", "Manifest", "TensorSpec",
            "image_input", "tensor_spec", "__version__"]

@@ -114,6 +114,44 @@ constexpr std::pair<const char*, Interpolation> kInterpolationNames[] = {
     {"area", Interpolation::Area},
     {"cubic", Interpolation::Cubic}};
 
+constexpr std::pair<const char*, BoxFormat> kBoxFormatNames[] = {
+    {"xyxy", BoxFormat::XYXY}, {"xywh", BoxFormat::XYWH}, {"cxcywh", BoxFormat::CXCYWH}};
+constexpr std::pair<const char*, BoxFrame> kBoxFrameNames[] = {
+    {"pixels", BoxFrame::Pixels}, {"normalized", BoxFrame::Normalized}};
+
+// detection: {"boxes", "scores", "labels", "keypoints", "keypoint_names", "box_format",
+// "box_frame"}; each role names one of the manifest's outputs when it lists them.
+DetectionSpec read_detection(const json& node, const std::vector<TensorSpec>& outputs) {
+  FieldReader reader(node, "detection");
+  DetectionSpec spec;
+  spec.boxes = reader.require<std::string>("boxes");
+  spec.scores = reader.require<std::string>("scores");
+  spec.labels = reader.get<std::string>("labels", "");
+  spec.keypoints = reader.get<std::string>("keypoints", "");
+  spec.keypoint_names = reader.get<std::vector<std::string>>("keypoint_names", {});
+  spec.box_format = parse_enum(reader, "box_format", BoxFormat::XYXY, kBoxFormatNames);
+  spec.box_frame = parse_enum(reader, "box_frame", BoxFrame::Pixels, kBoxFrameNames);
+  auto names_an_output = [&](const std::string& name) {
+    return outputs.empty() ||
+           std::any_of(outputs.begin(), outputs.end(),
+                       [&](const TensorSpec& output) { return output.name == name; });
+  };
+  std::string listed;
+  for (const auto& output : outputs) listed += (listed.empty() ? "" : ", ") + output.name;
+  for (const auto& [key, name] : {std::pair<const char*, const std::string&>{"boxes", spec.boxes},
+                                  {"scores", spec.scores},
+                                  {"labels", spec.labels},
+                                  {"keypoints", spec.keypoints}}) {
+    if (!name.empty() && !names_an_output(name)) {
+      reader.fail(key, "the name of an output (" + listed + ")", name);
+    }
+  }
+  if (spec.keypoints.empty() && !spec.keypoint_names.empty()) {
+    reader.fail("keypoint_names", "absent when there is no keypoints output", spec.keypoint_names);
+  }
+  return spec;
+}
+
 ImageSpec parse_image_spec(const json& node, const std::string& path) {
   FieldReader reader(node, path);
   ImageSpec spec;
@@ -289,11 +327,19 @@ Manifest Manifest::parse(const std::string& json_text) {
   manifest.name = reader.get<std::string>("name", "");
   manifest.task = reader.get<std::string>("task", "generic");
   if (manifest.task != "classification" && manifest.task != "segmentation" &&
-      manifest.task != "generic") {
-    reader.fail("task", "one of classification, segmentation, generic", manifest.task);
+      manifest.task != "detection" && manifest.task != "generic") {
+    reader.fail("task", "one of classification, segmentation, detection, generic", manifest.task);
   }
   manifest.inputs = parse_specs(reader, "inputs");
   manifest.outputs = parse_specs(reader, "outputs");
+  if (const json* detection = reader.child("detection")) {
+    manifest.detection = read_detection(*detection, manifest.outputs);
+  }
+  if (manifest.task == "detection" && !manifest.detection) {
+    throw bad_model(
+        "invalid manifest: task 'detection' needs a 'detection' section naming the boxes and "
+        "scores outputs");
+  }
   manifest.labels = reader.get<std::vector<std::string>>("labels", {});
   manifest.batch_dim = reader.get<bool>("batch_dim", false);
   manifest.precision = reader.get<std::string>("precision", "fp32");

@@ -108,7 +108,7 @@ std::string Metrics::prometheus() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string out;
   out +=
-      "# HELP torchship_requests_total Inference requests (HTTP infer and classify, gRPC "
+      "# HELP torchship_requests_total Inference requests (HTTP infer, classify and detect, gRPC "
       "ModelInfer) by model, version, protocol and status (HTTP's; gRPC codes map to it as in "
       "docs/serving.md).\n# TYPE torchship_requests_total counter\n";
   for (const auto& [key, count] : requests_) {

@@ -4,6 +4,7 @@
 
 #include "core/text.h"
 #include "torchship/error.h"
+#include "torchship/image.h"
 #include "torchship/memory.h"
 
 namespace torchship::serving {
@@ -127,6 +128,35 @@ std::vector<Prediction> InferenceService::classify(ModelVersion& entry, int k,
   return entry.model->top_k_rows(output, k).at(0);
 }
 
+std::vector<Detection> InferenceService::detect(ModelVersion& entry, double min_score,
+                                                const EncodedImage& image,
+                                                Clock::time_point deadline) {
+  const auto& manifest = entry.model->manifest();
+  if (!manifest || manifest->task != "detection") {
+    throw bad_input("model '" + entry.name + "' is not a detector (its manifest task is " +
+                    (manifest ? manifest->task : std::string("missing")) + "); use /infer");
+  }
+  if (image.bytes.empty()) {
+    throw bad_input("expected the image file as " + image.origin +
+                    " (PNG, JPEG, ...), got 0 bytes");
+  }
+  c10::IValue input;
+  int64_t height = 0, width = 0;
+  {
+    Decoding decoding = begin_decode(deadline, /*large=*/true);
+    std::string inflated;
+    std::string_view bytes = image.bytes;
+    if (image.inflate) bytes = inflated = image.inflate(image.bytes);
+    // Decoded at full size first: the boxes are mapped back to it.
+    at::Tensor rgb = decode_image_bytes(bytes, ImageSpec{}, image.origin);
+    height = rgb.size(0);
+    width = rgb.size(1);
+    input = entry.model->detector_input(rgb);
+  }
+  c10::IValue output = execute(entry, {input}, deadline);
+  return entry.model->detections(output, height, width, min_score);
+}
+
 void InferenceService::control(const std::string& name, bool load,
                                const std::vector<std::string>& parameters) {
   for (const auto& key : parameters) {
@@ -169,7 +199,7 @@ Outcome InferenceService::outcome_of(std::exception_ptr failure, const std::stri
 }
 
 std::vector<std::string> InferenceService::extensions() const {
-  return {"binary_tensor_data", "classify", "model_repository"};
+  return {"binary_tensor_data", "classify", "detect", "model_repository"};
 }
 
 }  // namespace torchship::serving

@@ -93,6 +93,11 @@ class InferenceService {
   std::vector<Prediction> classify(ModelVersion& entry, int k, const EncodedImage& image,
                                    Clock::time_point deadline);
 
+  // The objects with a score of at least min_score in one image, by a version whose manifest
+  // task is detection, in the image's pixels: decoded, prepared per its manifest, batched.
+  std::vector<Detection> detect(ModelVersion& entry, double min_score, const EncodedImage& image,
+                                Clock::time_point deadline);
+
   // A load (or unload) request of the repository extension, with the names of its parameters:
   // none are accepted for a load, `unload_dependents` for an unload (no ensembles here).
   void control(const std::string& name, bool load, const std::vector<std::string>& parameters);

@@ -87,8 +87,8 @@ TEST(Manifest, ValidatesFieldsAndNamesTheBadOne) {
             }),
             "invalid manifest: 'inputs[0].image.color' must be one of RGB, BGR, GRAY, got \"rgb\"");
   EXPECT_EQ(error_message([] { Manifest::parse(R"({"format_version": 1, "task": "detect"})"); }),
-            "invalid manifest: 'task' must be one of classification, segmentation, generic, got "
-            "\"detect\"");
+            "invalid manifest: 'task' must be one of classification, segmentation, detection, "
+            "generic, got \"detect\"");
   EXPECT_EQ(error_message([] { Manifest::parse(R"({"format_version": 1, "precision": "fp16"})"); }),
             "invalid manifest: 'precision' must be one of fp32, bf16, int8, got \"fp16\"");
   EXPECT_EQ(Manifest::parse(R"({"format_version": 1})").precision, "fp32");
@@ -96,6 +96,48 @@ TEST(Manifest, ValidatesFieldsAndNamesTheBadOne) {
               Manifest::parse("{not json");
             }).rfind("invalid manifest: torchship.json is not valid JSON", 0),
             0u);
+}
+
+TEST(Manifest, ReadsTheDetectionSectionAndNamesWhatIsWrongInIt) {
+  auto parse = [](const std::string& detection) {
+    return Manifest::parse(
+        R"({"format_version": 1, "task": "detection", "outputs": [{"name": "b"}, {"name": "s"},
+            {"name": "k"}])" +
+        (detection.empty() ? std::string() : ", \"detection\": " + detection) + "}");
+  };
+  auto spec = *parse(R"({"boxes": "b", "scores": "s", "keypoints": "k",
+                         "keypoint_names": ["nose"], "box_format": "cxcywh",
+                         "box_frame": "normalized"})")
+                   .detection;
+  EXPECT_EQ(spec.boxes, "b");
+  EXPECT_EQ(spec.scores, "s");
+  EXPECT_EQ(spec.labels, "");
+  EXPECT_EQ(spec.keypoints, "k");
+  EXPECT_EQ(spec.keypoint_names, (std::vector<std::string>{"nose"}));
+  EXPECT_EQ(spec.box_format, BoxFormat::CXCYWH);
+  EXPECT_EQ(spec.box_frame, BoxFrame::Normalized);
+  auto defaults = *parse(R"({"boxes": "b", "scores": "s"})").detection;
+  EXPECT_EQ(defaults.box_format, BoxFormat::XYXY);
+  EXPECT_EQ(defaults.box_frame, BoxFrame::Pixels);
+
+  EXPECT_EQ(error_message([&] { parse(""); }),
+            "invalid manifest: task 'detection' needs a 'detection' section naming the boxes "
+            "and scores outputs");
+  EXPECT_EQ(error_message([&] { parse(R"({"boxes": "b"})"); }),
+            "invalid manifest: missing field 'detection.scores'");
+  EXPECT_EQ(error_message([&] { parse(R"({"boxes": "x", "scores": "s"})"); }),
+            "invalid manifest: 'detection.boxes' must be the name of an output (b, s, k), got "
+            "\"x\"");
+  EXPECT_EQ(error_message([&] { parse(R"({"boxes": "b", "scores": "s", "box_format": "ltrb"})"); }),
+            "invalid manifest: 'detection.box_format' must be one of xyxy, xywh, cxcywh, got "
+            "\"ltrb\"");
+  EXPECT_EQ(error_message([&] { parse(R"({"boxes": "b", "scores": "s", "box_frame": "image"})"); }),
+            "invalid manifest: 'detection.box_frame' must be one of pixels, normalized, got "
+            "\"image\"");
+  EXPECT_EQ(
+      error_message([&] { parse(R"({"boxes": "b", "scores": "s", "keypoint_names": ["a"]})"); }),
+      "invalid manifest: 'detection.keypoint_names' must be absent when there is no "
+      "keypoints output, got [\"a\"]");
 }
 
 TEST(Manifest, ReadsStaticBatchModelsAndRefusesUnsafeOnes) {

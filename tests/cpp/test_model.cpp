@@ -149,6 +149,77 @@ TEST(Model, TorchvisionDetectorRunsWithItsOutputStructure) {
   EXPECT_EQ(detections.at("labels").toTensor().scalar_type(), at::kLong);
 }
 
+TEST(Model, DetectReadsTheOutputsTheManifestNamesInTheImagesPixels) {
+  // Two detectors of the same two objects: cx cy w h as fractions of their 64 x 32 input, and
+  // x y w h in that input's pixels. Both come out as corners in the 128 x 128 image's pixels.
+  for (std::string name : {"fixed_boxes_normalized.pt", "fixed_boxes_pixels.pt"}) {
+    SCOPED_TRACE(name);
+    Model model = Model::load(fixture(name));
+    std::vector<Detection> found = model.detect(fixture("astronaut_small.png"));
+    ASSERT_EQ(found.size(), 2u);
+    const float expected[2][4] = {{32, 32, 96, 96}, {25.6f, 19.2f, 38.4f, 44.8f}};
+    for (size_t i = 0; i < 2; ++i) {
+      EXPECT_NEAR(found[i].x1, expected[i][0], 1e-4);
+      EXPECT_NEAR(found[i].y1, expected[i][1], 1e-4);
+      EXPECT_NEAR(found[i].x2, expected[i][2], 1e-4);
+      EXPECT_NEAR(found[i].y2, expected[i][3], 1e-4);
+      ASSERT_EQ(found[i].keypoints.size(), 1u);
+      EXPECT_EQ(found[i].keypoints[0].name, "nose");
+    }
+    EXPECT_NEAR(found[0].score, 0.9, 1e-5);
+    EXPECT_EQ(found[0].label, 1);
+    EXPECT_EQ(found[0].label_name, "dog");
+    EXPECT_EQ(found[1].label_name, "cat");
+    EXPECT_NEAR(found[0].keypoints[0].x, 32, 1e-4);
+    EXPECT_NEAR(found[0].keypoints[0].y, 96, 1e-4);
+    EXPECT_NEAR(found[1].keypoints[0].x, 64, 1e-4);
+    EXPECT_NEAR(found[1].keypoints[0].y, 64, 1e-4);
+
+    // min_score leaves out the 0.2 object; a decoded tensor of another size maps to its pixels.
+    at::Tensor wide = at::zeros({50, 400, 3}, at::kByte);
+    std::vector<Detection> confident = model.detect(wide, 0.5);
+    ASSERT_EQ(confident.size(), 1u);
+    EXPECT_NEAR(confident[0].x1, 100, 1e-3);
+    EXPECT_NEAR(confident[0].y1, 12.5, 1e-4);
+    EXPECT_NEAR(confident[0].x2, 300, 1e-3);
+    EXPECT_NEAR(confident[0].y2, 37.5, 1e-4);
+  }
+}
+
+TEST(Model, DetectTakesTorchvisionsListInDictOutOutputs) {
+  // torchvision's operators in a pipeline that takes a list of images and returns a dict per
+  // image: detect wraps the image and reads the dict's keys.
+  Model model = Model::load(fixture("detection.pt"));
+  std::vector<Detection> found = model.detect(fixture("astronaut_small.png"));
+  at::Tensor boxes = read_npy(fixture("detection_boxes.npy"));
+  at::Tensor scores = read_npy(fixture("detection_scores.npy"));
+  at::Tensor labels = read_npy(fixture("detection_labels.npy"));
+  ASSERT_EQ(static_cast<int64_t>(found.size()), boxes.size(0));
+  at::Tensor got_boxes = at::empty({boxes.size(0), 4});
+  at::Tensor got_scores = at::empty({boxes.size(0)});
+  for (size_t i = 0; i < found.size(); ++i) {
+    const auto& d = found[i];
+    got_boxes[static_cast<int64_t>(i)] = at::tensor({d.x1, d.y1, d.x2, d.y2});
+    got_scores[static_cast<int64_t>(i)] = static_cast<float>(d.score);
+    EXPECT_EQ(d.label, labels[static_cast<int64_t>(i)].item<int64_t>());
+    EXPECT_EQ(d.label_name, model.manifest()->label(d.label));
+    EXPECT_TRUE(d.keypoints.empty());
+  }
+  EXPECT_TRUE(close_by_rule(boxes, got_boxes, model.archive()));
+  EXPECT_TRUE(close_by_rule(scores, got_scores, model.archive()));
+
+  Model faster_rcnn = Model::load(fixture("fasterrcnn.pt"), LoadOptions().with_optimize(false));
+  std::vector<Detection> rcnn = faster_rcnn.detect(fixture("astronaut_small.png"));
+  EXPECT_LE(rcnn.size(), 20u);  // box_detections_per_img
+  for (const auto& d : rcnn) EXPECT_GE(d.label, 0);
+}
+
+TEST(Model, DetectRefusesModelsThatAreNoDetectors) {
+  EXPECT_EQ(error_message([&] { classifier().detect(fixture("chelsea.png")); }),
+            "detect needs a model whose manifest declares task 'detection' (which outputs are "
+            "boxes and scores); this one's task is 'classification'");
+}
+
 TEST(Model, RejectsInputsThatDoNotFitWithTheReason) {
   const Model& model = classifier();
   EXPECT_EQ(error_message([&] { model.forward({}); }), "expected 1 input (image: Tensor), got 0");

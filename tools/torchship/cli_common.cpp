@@ -1,6 +1,8 @@
 #include "cli_common.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 namespace torchship::cli {
@@ -68,6 +70,41 @@ Model load_model(const ModelOptions& options, size_t expected_forwards) {
       .with_max_image_pixels(options.max_image_pixels);
   for (const auto& library : options.extensions) load.with_extension(library);
   return Model::load(options.path, load);
+}
+
+// The same file however it was named: for matching paths from a CSV with paths found on disk.
+std::string path_key(const std::filesystem::path& path) {
+  std::error_code ec;
+  auto canonical = std::filesystem::weakly_canonical(path, ec);
+  return (ec ? path : canonical).lexically_normal().string();
+}
+
+std::vector<std::filesystem::path> collect_images(const std::vector<std::string>& inputs,
+                                                  const std::string& quiet_file) {
+  namespace fs = std::filesystem;
+  std::string quiet_key = quiet_file.empty() ? "" : path_key(quiet_file);
+  std::vector<fs::path> images;
+  for (const auto& input : inputs) {
+    std::error_code ec;
+    if (!fs::is_directory(input, ec)) {
+      images.emplace_back(input);
+      continue;
+    }
+    std::vector<fs::path> found;
+    for (auto it = fs::recursive_directory_iterator(input, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (!it->is_regular_file(ec)) continue;
+      if (looks_like_image(it->path())) {
+        found.push_back(it->path());
+      } else if (path_key(it->path()) != quiet_key) {
+        warn("skipping " + it->path().string() + ": not an image file");
+      }
+    }
+    if (ec) throw bad_input("cannot read folder " + input + ": " + ec.message());
+    std::sort(found.begin(), found.end());
+    images.insert(images.end(), found.begin(), found.end());
+  }
+  return images;
 }
 
 std::string human_bytes(int64_t bytes) {

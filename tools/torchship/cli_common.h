@@ -46,9 +46,18 @@ Command add_info_command(CLI::App& app);
 Command add_run_command(CLI::App& app);
 Command add_classify_command(CLI::App& app);
 Command add_segment_command(CLI::App& app);
+Command add_detect_command(CLI::App& app);
 Command add_check_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
 Command add_serve_command(CLI::App& app);
+
+// Files named on the command line, and the images found by walking the folders named there
+// (sorted; files that are not images by their extension are skipped with a warning, except
+// `quiet_file`, such as a truth CSV that sits beside the images).
+std::vector<std::filesystem::path> collect_images(const std::vector<std::string>& inputs,
+                                                  const std::string& quiet_file = "");
+// The same file however it was named: for matching paths from a CSV with paths found on disk.
+std::string path_key(const std::filesystem::path& path);
 
 // "1.50 MB", "87.3 MB": sizes for people.
 std::string human_bytes(int64_t bytes);

@@ -26,42 +26,6 @@ struct ClassifyOptions {
   bool fast_decode = false;
 };
 
-std::string path_key(const fs::path& path) {
-  std::error_code ec;
-  auto canonical = fs::weakly_canonical(path, ec);
-  return (ec ? path : canonical).lexically_normal().string();
-}
-
-// Files named on the command line, and the images found by walking the folders named there
-// (sorted; files that are not images by their extension are skipped with a warning, except the
-// truth CSV, which often sits beside the images).
-std::vector<fs::path> collect_images(const std::vector<std::string>& inputs,
-                                     const std::string& labels_csv) {
-  std::string labels_key = labels_csv.empty() ? "" : path_key(labels_csv);
-  std::vector<fs::path> images;
-  for (const auto& input : inputs) {
-    std::error_code ec;
-    if (!fs::is_directory(input, ec)) {
-      images.emplace_back(input);
-      continue;
-    }
-    std::vector<fs::path> found;
-    for (auto it = fs::recursive_directory_iterator(input, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (!it->is_regular_file(ec)) continue;
-      if (looks_like_image(it->path())) {
-        found.push_back(it->path());
-      } else if (path_key(it->path()) != labels_key) {
-        warn("skipping " + it->path().string() + ": not an image file");
-      }
-    }
-    if (ec) throw bad_input("cannot read folder " + input + ": " + ec.message());
-    std::sort(found.begin(), found.end());
-    images.insert(images.end(), found.begin(), found.end());
-  }
-  return images;
-}
-
 // CSV "path,label": label is a class name from the manifest or an index; relative paths are
 // relative to the CSV's folder.
 std::map<std::string, int64_t> read_truth(const std::string& csv, const Model& model) {

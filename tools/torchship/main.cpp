@@ -12,8 +12,8 @@
 
 namespace {
 
-constexpr const char* kCommands[] = {"info",  "run",   "classify", "segment",
-                                     "check", "bench", "serve"};
+constexpr const char* kCommands[] = {"info",   "run",   "classify", "segment",
+                                     "detect", "check", "bench",    "serve"};
 
 int report(const std::string& message, int exit_code) {
   torchship::cli::report_error(message);
@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
     cli::add_run_command(app),
     cli::add_classify_command(app),
     cli::add_segment_command(app),
+    cli::add_detect_command(app),
     cli::add_check_command(app),
     cli::add_bench_command(app),
 #if defined(TORCHSHIP_WITH_SERVE)

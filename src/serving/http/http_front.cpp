@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <mutex>
 #include <regex>
@@ -15,6 +16,7 @@
 
 #include "serving/http/content_encoding.h"
 #include "serving/service.h"
+#include "torchship/detection_output.h"
 #include "torchship/error.h"
 #include "torchship/version.h"
 
@@ -122,6 +124,18 @@ int top_k_parameter(const httplib::Request& request) {
     throw bad_input("top_k must be an integer from 1 to 1000, got \"" + text + "\"");
   }
   return static_cast<int>(value);
+}
+
+// The min_score query parameter of /detect: 0 (every object the model returns) when absent.
+double min_score_parameter(const httplib::Request& request) {
+  if (!request.has_param("min_score")) return 0;
+  std::string text = request.get_param_value("min_score");
+  char* end = nullptr;
+  double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !std::isfinite(value)) {
+    throw bad_input("min_score must be a number, got \"" + text + "\"");
+  }
+  return value;
 }
 
 // The "ready" flag of a repository index request: {"ready": true|false}, or no body.
@@ -280,6 +294,22 @@ struct HttpFront::Impl {
         {{"model_name", entry.name}, {"model_version", entry.version}, {"predictions", list}});
   }
 
+  void detect(ModelVersion& entry, const httplib::Request& request, httplib::Response& response,
+              Clock::time_point deadline) {
+    double min_score = min_score_parameter(request);
+    InferenceService::EncodedImage image{request.body, nullptr, "the request body"};
+    if (request.has_header(kBodyEncoding)) {
+      image.inflate = [this, encoding = request.get_header_value(kBodyEncoding)](
+                          std::string_view body) { return inflated(body, encoding); };
+    }
+    json list = json::array();
+    for (const auto& detection : service.detect(entry, min_score, image, deadline)) {
+      list.push_back(detection_json(detection));
+    }
+    send_json(response, 200,
+              {{"model_name", entry.name}, {"model_version", entry.version}, {"detections", list}});
+  }
+
   // Every route first sends a refusal the pre-routing handler marked (API key, encoding).
   void get(const std::string& path, httplib::Server::Handler handler) {
     http.Get(path, unless_refused(std::move(handler)));
@@ -406,6 +436,11 @@ struct HttpFront::Impl {
     post(model + "/classify", [this](const httplib::Request& request, httplib::Response& response) {
       on_model(request, response, true, [&](ModelVersion& entry, Clock::time_point deadline) {
         classify(entry, request, response, deadline);
+      });
+    });
+    post(model + "/detect", [this](const httplib::Request& request, httplib::Response& response) {
+      on_model(request, response, true, [&](ModelVersion& entry, Clock::time_point deadline) {
+        detect(entry, request, response, deadline);
       });
     });
   }
