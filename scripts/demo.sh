@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh  # TORCHSHIP_TORCH=pypi (default) or debian: sets PY and BUILD
 CAT=/usr/lib/python3/dist-packages/skimage/data/chelsea.png
+FACE=/usr/lib/python3/dist-packages/skimage/data/astronaut.png
 ts=$BUILD/bin/torchship
 quiet_png() { grep -v "^libpng warning" >&2 || true; }  # libpng's notes on chelsea's ICC profile
 
@@ -56,6 +57,20 @@ if [ "$TORCHSHIP_TORCH" = pypi ]; then
     echo "== torchship classify $archive chelsea.png"
     $ts classify "$archive" "$CAT" --top-k 3 2> >(quiet_png)
   done
+
+  # A real face detector exported whole: MTCNN's pyramid, three networks, NMS and crops
+  # (facenet-pytorch's pretrained weights) rewritten as torch code, one TorchScript archive.
+  # examples/face_detection/export.py also compiles it with AOTInductor (about 80 s more).
+  faces=$BUILD/models/face_detector
+  echo
+  echo "== MTCNN's face detector (pretrained weights from facenet-pytorch), exported whole"
+  if [ ! -f $faces.pt ]; then
+    "$PY" examples/face_detection/export.py $BUILD/models --format torchscript \
+      --reference "$FACE" > $faces.log 2>&1 || { cat $faces.log; exit 1; }
+  fi
+  grep -A1 "^Python" $faces.log || true
+  echo "== torchship detect $faces.pt astronaut.png --overlay $BUILD/faces.png"
+  $ts detect $faces.pt "$FACE" --overlay $BUILD/faces.png 2> >(quiet_png)
 else
   if [ ! -f $BUILD/models/classifier.pt ]; then
     echo "== exporting the article's pipelines"

@@ -7,12 +7,11 @@ pipeline of mtcnn_pipeline.py) exported as one detection archive, in both format
 writes OUT_DIR/face_detector.pt (scripted: any image size) and OUT_DIR/face_detector.pt2
 (torch.export + AOTInductor, compiled for 512 x 512 images: torch.export specializes the
 pyramid's sizes, int(h * scale + 1), to the example's; the manifest resizes other images to it
-and C++ maps the boxes back). --reference prints, one JSON line per image, what facenet-pytorch's
-own MTCNN.detect finds in it: the answer `torchship detect` is held against.
+and C++ maps the boxes back). --reference prints, per image, what facenet-pytorch's own
+MTCNN.detect finds in it: the answer `torchship detect` is held against.
 """
 
 import argparse
-import json
 import os
 import sys
 import warnings
@@ -98,7 +97,11 @@ def main() -> None:
     for path in export(args.out_dir, formats):
         print(f"wrote {path}", file=sys.stderr)
     for image in args.reference:
-        print(json.dumps(reference(image)))
+        found = reference(image)
+        print(f"Python (facenet-pytorch's MTCNN.detect): {os.path.basename(image)}: "
+              f"{len(found['boxes'])} face{'' if len(found['boxes']) == 1 else 's'}")
+        for box, score in zip(found["boxes"], found["scores"]):
+            print(f"  face {score:.4f}  box {' '.join(f'{v:.1f}' for v in box)}")
 
 
 if __name__ == "__main__":

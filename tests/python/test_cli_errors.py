@@ -2,6 +2,7 @@
 documented exit code (2 for bad usage, input or model); nothing prints a stack trace."""
 
 import glob
+import json
 import os
 import subprocess
 
@@ -43,6 +44,25 @@ def test_classify_goes_on_after_a_bad_image_and_says_so_in_the_exit_code(run):
     assert result.returncode == 2
     assert stderr_lines(result)[0].startswith("torchship: error: not_an_image.png is not an image")
     assert result.stdout.startswith("chelsea.png\n")
+
+
+def test_detect_refuses_what_is_no_detector_or_no_number(run, tmp_path):
+    assert_error(run("detect", "classifier.pt", "chelsea.png"),
+                 "detect needs a model whose manifest declares task 'detection'; classifier.pt's "
+                 "task is 'classification' (use classify, segment or run)")
+    assert_error(run("detect", "fixed_boxes_pixels.pt", "chelsea.png", "--min-score", "nan"),
+                 "--min-score must be a finite number, got nan")
+    a_file = tmp_path / "overlay.png"
+    a_file.write_bytes(b"")
+    result = run("detect", "fixed_boxes_pixels.pt", "chelsea.png", "astronaut_small.png",
+                 "--overlay", str(a_file))
+    assert_error(result, f"--overlay {a_file}: with several images this must be a folder (it is "
+                         "a file)")
+    # A bad image among good ones: reported, the others detected, exit 2.
+    result = run("detect", "fixed_boxes_pixels.pt", "not_an_image.png", "chelsea.png", "--jsonl")
+    assert result.returncode == 2
+    assert stderr_lines(result)[0].startswith("torchship: error: not_an_image.png is not an image")
+    assert [len(json.loads(line)["detections"]) for line in result.stdout.splitlines()] == [2]
 
 
 def test_npy_with_wrong_dtype_or_rank(run):

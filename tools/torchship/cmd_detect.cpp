@@ -80,11 +80,15 @@ int run_detect(const DetectOptions& options) {
   }
   if (!options.overlay.empty() && images.size() > 1) {
     std::error_code ec;
-    fs::create_directories(options.overlay, ec);
-    if (ec || !fs::is_directory(options.overlay)) {
+    std::string problem;
+    if (fs::exists(options.overlay, ec) && !fs::is_directory(options.overlay, ec)) {
+      problem = "it is a file";
+    } else if (fs::create_directories(options.overlay, ec); ec) {
+      problem = ec.message();
+    }
+    if (!problem.empty()) {
       throw bad_input("--overlay " + options.overlay +
-                      ": with several images this must be a folder (" +
-                      (ec ? ec.message() : std::string("it is a file")) + ")");
+                      ": with several images this must be a folder (" + problem + ")");
     }
   }
 
