@@ -11,6 +11,9 @@
 namespace torchship {
 
 struct GoldenCase {
+  // What the case checks beyond the example, "" for the example and the caller's cases:
+  // "input 'image' dim 0 = 97" for a size check (each dynamic size is checked at several).
+  std::string label;
   std::vector<GoldenLeaf> leaves;
   bool ok() const;
 };

@@ -32,6 +32,7 @@ from .input_structure import argument_names, argument_record, refuse_varying_inp
 from .options import ExportOptions
 from .pt2_package import add_files, compile_package, vec_isa
 from .result import ExportResult
+from .size_checks import check_sizes, note_sizes, package_dims
 from .static_batches import check_static_models, model_name, static_program, static_sizes
 from .verification import compare_cases
 
@@ -135,6 +136,17 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
                                       ) from error
             kept = check_static_models(module, path, compiled, specialized, rtol, atol, timed,
                                        notes)
+            # The dynamic sizes the package accepts, checked beyond the example's.
+            sized, disagreement = check_sizes(
+                module, compiled, example,
+                package_dims(export_info["dynamic_dims"], inputs.positions), rtol, atol)
+            if disagreement:
+                raise ExportError(
+                    f"the compiled package computes something else than the Python module "
+                    f"{disagreement}; AOTInductor's code is wrong at that size: give the "
+                    "dimension a fixed size in the manifest's input spec, or export as "
+                    "TorchScript")
+            note_sizes(sized, notes)
 
     max_errors, mismatches = compare_cases(expected, actual, rtol, atol, "compiled package")
     for number, mismatch in mismatches:
@@ -148,6 +160,8 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
     manifest_dict = options.manifest.to_dict(export_info, "fp32")
     settle_findings(findings, options.allow, module)
     files = {"extra/" + MANIFEST_FILE: manifest_file(manifest_dict)}
-    files.update(golden_files(list(zip(cases_inputs, actual)), rtol, atol))
+    files.update(golden_files(list(zip(cases_inputs, actual)) +
+                              [(case.args, case.actual) for case in sized], rtol, atol,
+                              [case.label for case in sized]))
     add_files(path, files)
     return ExportResult(path, compiled, manifest_dict, max_errors, findings.items, notes)

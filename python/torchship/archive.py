@@ -5,7 +5,7 @@ folder, the manifest in extra/ (torchship.pt2_package)."""
 
 import datetime
 import json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -35,10 +35,11 @@ def manifest_file(manifest: Dict[str, Any]) -> bytes:
 
 
 def golden_files(cases: List[Tuple[Tuple[Any, ...], Any]], rtol: float,
-                 atol: Optional[float]) -> Dict[str, bytes]:
+                 atol: Optional[float], labels: Sequence[str] = ()) -> Dict[str, bytes]:
     """The golden index and its .npy files. Each float output records the absolute tolerance it
     is checked with (`atol`, or its scaled default); the index's own "atol", the largest of
-    them, serves readers that predate per-output tolerances."""
+    them, serves readers that predate per-output tolerances. `labels` name the last cases
+    (size checks: "input 'image' dim 0 = 97"), recorded as each case's "label"."""
     files: Dict[str, bytes] = {}
     index_cases = []
     recorded: List[float] = [rtol if atol is None else atol]
@@ -60,6 +61,9 @@ def golden_files(cases: List[Tuple[Tuple[Any, ...], Any]], rtol: float,
 
         index_cases.append({"inputs": [to_tree(value, store) for value in inputs],
                             "output": to_tree(output, store, annotate)})
+        labelled = number - (len(cases) - len(labels))
+        if labelled >= 0:
+            index_cases[-1]["label"] = labels[labelled]
     files[GOLDEN_INDEX] = json.dumps({"rtol": rtol, "atol": max(recorded),
                                       "cases": index_cases}).encode()
     return files

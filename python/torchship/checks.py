@@ -11,6 +11,9 @@ Each finding has a stable id. Findings of ids in `allow` are reported but do not
                   tracing: the archive would only run where it was exported
 """
 
+import os
+import re
+import traceback
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -73,28 +76,79 @@ def train_mode(module: nn.Module) -> List[Finding]:
                     "dropout masks and batch statistics", fatal=False)]
 
 
-def trace_recording_warnings(trace: Callable[[], Any]) -> Tuple[Any, List[Finding]]:
-    """Runs `trace` and turns every TracerWarning into a finding with its source line."""
-    with warnings.catch_warnings(record=True) as caught:
+def trace_recording_warnings(trace: Callable[[], Any],
+                             sizes_fixed: bool = False) -> Tuple[Any, List[Finding]]:
+    """Runs `trace` and turns every TracerWarning into a finding located at the line of the
+    caller's code that caused it (the innermost frame outside torch: torch's own files, where
+    the warning is raised, tell a user nothing). A warning at an assertion (`torch._assert`,
+    `assert`) is a check the trace cannot keep, not a branch it froze: with `sizes_fixed` (the
+    manifest fixes every size but the batch's) it holds for every input allowed and is only
+    reported."""
+    recorded: List[Tuple[warnings.WarningMessage, Optional[traceback.FrameSummary]]] = []
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        warning = warnings.WarningMessage(message, category, filename, lineno, file, line)
+        recorded.append((warning, _caller_frame(traceback.extract_stack())))
+
+    with warnings.catch_warnings():
         warnings.simplefilter("always", torch.jit.TracerWarning)
+        warnings.showwarning = record
         result = trace()
     findings = []
     seen = set()
-    for warning in caught:
+    for warning, caller in recorded:
         if not issubclass(warning.category, torch.jit.TracerWarning):
             warnings.showwarning(warning.message, warning.category, warning.filename,
                                  warning.lineno)
             continue
-        location = f"{warning.filename}:{warning.lineno}"
+        location = (f"{caller.filename}:{caller.lineno}" if caller else
+                    f"{warning.filename}:{warning.lineno}")
         if location in seen:
             continue
         seen.add(location)
-        findings.append(Finding(
-            "tracer-warning", first_line(str(warning.message), warning.category.__name__),
-            "the trace records one run: make this code independent of tensor values, or script "
-            "the module that holds it (method='script', or 'hybrid' with the rest traced)",
-            location))
+        # torch's text goes on for two more sentences about what a constant means.
+        message = first_line(str(warning.message), warning.category.__name__).split(". ")[0]
+        findings.append(_tracer_finding(message,
+                                        location, (caller.line or "").strip() if caller else "",
+                                        sizes_fixed))
     return result, findings
+
+
+_TORCH_FOLDER = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+_TORCHSHIP_FOLDER = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_ASSERTION = re.compile(r"^(assert\b|torch\._assert\(|_assert\()")
+
+
+def _caller_frame(stack: List[traceback.FrameSummary]) -> Optional[traceback.FrameSummary]:
+    """The innermost frame of the caller's code: not torch's, not torchship's, not warnings'."""
+    for frame in reversed(stack):
+        path = os.path.abspath(frame.filename)
+        if (path.startswith(_TORCH_FOLDER) or path.startswith(_TORCHSHIP_FOLDER)
+                or path == os.path.abspath(warnings.__file__) or frame.filename.startswith("<")):
+            continue
+        return frame
+    return None
+
+
+def _tracer_finding(message: str, location: str, source: str, sizes_fixed: bool) -> Finding:
+    shown = f"{message}: `{source}`" if source else message
+    if source and _ASSERTION.match(source):
+        if sizes_fixed:
+            return Finding(
+                "tracer-warning", f"{shown}: an assertion the trace cannot keep; it holds for "
+                "every input the manifest allows (its sizes are fixed)",
+                "nothing to do; to keep the check in the archive, script the module that holds "
+                "it (method='hybrid')", location, fatal=False)
+        return Finding(
+            "tracer-warning", f"{shown}: an assertion the trace cannot keep, and the manifest "
+            "leaves sizes free: the archive would run inputs the Python module refuses",
+            "fix the input's size in the manifest (image_input(resize=...), or a shape without "
+            "-1), or script the module that holds the assertion (method='hybrid')", location)
+    return Finding(
+        "tracer-warning", shown,
+        "the trace records one run: make this code independent of tensor values, or script "
+        "the module that holds it (method='script', or 'hybrid' with the rest traced)",
+        location)
 
 
 def _variants(value: Any, free_dims: Sequence[int], generator: torch.Generator) -> List[Tuple[str, Any]]:

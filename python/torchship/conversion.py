@@ -15,13 +15,14 @@ METHODS = ("trace", "script", "hybrid")
 
 
 def convert(module: torch.nn.Module, args: Tuple[Any, ...], method: str,
-            trace: Optional[Sequence[str]], findings: Findings,
-            notes: List[str]) -> torch.jit.ScriptModule:
+            trace: Optional[Sequence[str]], findings: Findings, notes: List[str],
+            sizes_fixed: bool = False) -> torch.jit.ScriptModule:
     """`module` converted by `method` on the example arguments `args`; the tracer's warnings
-    become findings, and what hybrid decided by itself a note."""
+    become findings (at an assertion, not blocking when `sizes_fixed`: see
+    checks.trace_recording_warnings), and what hybrid decided by itself a note."""
     if method == "trace":
         traced, warned = trace_recording_warnings(
-            lambda: torch.jit.trace(module, args, check_trace=False, strict=False))
+            lambda: torch.jit.trace(module, args, check_trace=False, strict=False), sizes_fixed)
         for finding in warned:
             findings.add(finding)
         return traced
@@ -38,7 +39,7 @@ def convert(module: torch.nn.Module, args: Tuple[Any, ...], method: str,
                 return _script(module)  # the wrapper itself fails: explain it
             notes.append("hybrid: scripting failed in submodule(s) " + ", ".join(trace) +
                          "; traced them and scripted the rest")
-    _trace_submodules(module, trace, args, findings)
+    _trace_submodules(module, trace, args, findings, sizes_fixed)
     return _script(module)
 
 
@@ -64,7 +65,7 @@ def _children_that_do_not_script(module: torch.nn.Module) -> List[str]:
 
 
 def _trace_submodules(module: torch.nn.Module, names: Sequence[str], args: Tuple[Any, ...],
-                      findings: Findings) -> None:
+                      findings: Findings, sizes_fixed: bool) -> None:
     """Replaces each named submodule by its trace, on the inputs it sees when `module` runs on
     `args`."""
     captured = capture_inputs(module, names, args)
@@ -75,7 +76,7 @@ def _trace_submodules(module: torch.nn.Module, names: Sequence[str], args: Tuple
         parent, leaf = find_submodule(module, name)
         sub = getattr(parent, leaf)
         traced, warned = trace_recording_warnings(
-            lambda: torch.jit.trace(sub, captured[name], check_trace=False))
+            lambda: torch.jit.trace(sub, captured[name], check_trace=False), sizes_fixed)
         for finding in warned:
             findings.add(finding)
         setattr(parent, leaf, traced)

@@ -21,6 +21,7 @@ from .options import ExportOptions, as_args
 from .precision import (Bfloat16, bf16_convolution_problem, quantize_int8,
                         reduced_precision_report)
 from .result import ExportResult
+from .size_checks import check_sizes, manifest_dims, note_sizes
 from .verification import compare_cases
 
 
@@ -64,7 +65,8 @@ def _write(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], path: s
                                                notes)
     with torch.no_grad():
         expected = _run_reduced(module, cases_inputs, precision)
-        exported = convert(module, cases_inputs[0], method, options.trace, findings, notes)
+        exported = convert(module, cases_inputs[0], method, options.trace, findings, notes,
+                           _sizes_fixed(manifest))
         exported.eval()
         actual = []
         for number, args in enumerate(cases_inputs):
@@ -86,6 +88,18 @@ def _write(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], path: s
                 f"module ({mismatch}): tracing froze data-dependent control flow or shapes",
                 "script the code with the branch (method='script'), or script the wrapper and "
                 "trace only the network (method='hybrid', trace=[...])"))
+    sized, disagreement = check_sizes(module, exported, cases_inputs[0],
+                                      manifest_dims(manifest, cases_inputs[0]), rtol, atol)
+    if disagreement and method == "script":
+        raise ExportError(f"the scripted module computes something else than the Python module "
+                          f"{disagreement}")
+    if disagreement:
+        findings.add(Finding(
+            "frozen-branch", f"the trace computes something else than the Python module "
+            f"{disagreement}: tracing froze a size or a data-dependent branch",
+            "script the code that depends on the size (method='script'), or script the wrapper "
+            "and trace only the network (method='hybrid', trace=[...])"))
+    note_sizes(sized, notes)
     if method != "script" and not any(f.id == "frozen-branch" for f in findings.items):
         free = {i: spec.free_dims(manifest.batch_dim) for i, spec in enumerate(manifest.inputs)}
         for finding in frozen_branches(module, exported, cases_inputs[0], free, rtol, atol):
@@ -108,10 +122,19 @@ def _write(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], path: s
             export_info["quantized_engine"] = torch.backends.quantized.engine
     manifest_dict = manifest.to_dict(export_info, precision)
     extra_files = {MANIFEST_FILE: manifest_file(manifest_dict)}
-    extra_files.update(golden_files(list(zip(cases_inputs, actual)), rtol, atol))
+    extra_files.update(golden_files(list(zip(cases_inputs, actual)) +
+                                    [(case.args, case.actual) for case in sized], rtol, atol,
+                                    [case.label for case in sized]))
     torch.jit.save(exported, path, _extra_files=extra_files)
     return ExportResult(path, exported, manifest_dict, max_errors, findings.items, notes,
                         precision_report)
+
+
+def _sizes_fixed(manifest) -> bool:
+    """The manifest fixes the size of every input dimension but the batch's."""
+    return bool(manifest.inputs) and all(
+        dim == 0 and manifest.batch_dim
+        for spec in manifest.inputs for dim in spec.free_dims(manifest.batch_dim))
 
 
 def _run_reduced(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]],

@@ -36,6 +36,9 @@ GoldenIndex parse_golden_index(const std::string& text, const std::string& origi
       throw reject(where + " has no \"inputs\" list");
     }
     if (!golden.contains("output")) throw reject(where + " has no \"output\"");
+    if (golden.contains("label") && !golden["label"].is_string()) {
+      throw reject(where + " has \"label\": " + golden["label"].dump() + ", expected a string");
+    }
   }
   return {index["rtol"].get<double>(), index["atol"].get<double>(), std::move(index)};
 }

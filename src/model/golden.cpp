@@ -212,6 +212,7 @@ GoldenReport check_golden(const Model& model) {
   for (size_t number = 0; number < index["cases"].size(); ++number) {
     const json& golden = index["cases"][number];
     GoldenCase result;
+    result.label = golden.value("label", std::string());
     comparer.compare(forward_golden(model, case_inputs(model, golden, number, resolve)),
                      golden.at("output"), "output", result.leaves);
     report.cases.push_back(std::move(result));

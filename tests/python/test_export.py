@@ -167,6 +167,60 @@ def test_train_mode_is_a_note_and_unknown_allow_ids_are_rejected(tmp_path):
         torchship.export(Scale(), torch.ones(2), str(tmp_path / "s.pt"), allow=["frozen"])
 
 
+def test_tracer_findings_point_at_the_callers_line_and_tell_assertions_apart(tmp_path):
+    """torchvision's ViT asserts its input's size with torch._assert: torch warns inside its own
+    files; the finding names torchvision's line. With sizes the manifest fixes, the assertion
+    holds for every input allowed: reported, not refused."""
+    import inspect
+    import torchvision
+    from torchvision.models import vision_transformer
+
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=1,
+                                               num_heads=2, hidden_dim=16, mlp_dim=32,
+                                               num_classes=4).eval()
+    x = torch.rand(1, 3, 32, 32)
+    source, first = inspect.getsourcelines(vision_transformer.VisionTransformer._process_input)
+    assert_line = first + next(i for i, line in enumerate(source)
+                               if "torch._assert(h == self.image_size" in line)
+    with pytest.raises(torchship.ExportError) as refused:
+        torchship.export(vit, x, str(tmp_path / "vit.pt"))
+    findings = [f for f in refused.value.findings if f.id == "tracer-warning"]
+    assert [f.location for f in findings] == [f"{vision_transformer.__file__}:{assert_line}",
+                                              f"{vision_transformer.__file__}:{assert_line + 1}"]
+    assert findings[0].message == (
+        "Converting a tensor to a Python number might cause the trace to be incorrect: "
+        "`torch._assert(h == self.image_size, f\"Wrong image height! Expected "
+        "{self.image_size} but got {h}!\")`: an assertion the trace cannot keep, and the "
+        "manifest leaves sizes free: the archive would run inputs the Python module refuses")
+    fixed = torchship.Manifest(inputs=[torchship.tensor_spec("x", "FP32", [1, 3, 32, 32])])
+    with pytest.warns(torchship.ExportWarning, match="it holds for every input the manifest "
+                                                     "allows"):
+        result = torchship.export(vit, x, str(tmp_path / "vit.pt"), manifest=fixed)
+    assert [f.fatal for f in result.findings if f.id == "tracer-warning"] == [False, False]
+
+
+class BranchOnValue(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:  # the line the finding names
+            return x * 2
+        return x
+
+
+def test_a_value_dependent_branch_is_named_at_its_line(tmp_path):
+    import inspect
+    source, first = inspect.getsourcelines(BranchOnValue.forward)
+    line = first + next(i for i, text in enumerate(source) if "x.sum() > 0" in text)
+    with pytest.raises(torchship.ExportError) as refused:
+        torchship.export(BranchOnValue(), torch.ones(3), str(tmp_path / "b.pt"))
+    tracer = [f for f in refused.value.findings if f.id == "tracer-warning"]
+    assert [f.location for f in tracer] == [f"{__file__}:{line}"]
+    assert tracer[0].message == ("Converting a tensor to a Python boolean might cause the trace "
+                                 "to be incorrect: `if x.sum() > 0:  # the line the finding "
+                                 "names`")
+    assert "make this code independent of tensor values" in tracer[0].fix
+
+
 class ArticleMyModule(nn.Module):
     """The article's MyModule: a scripted shape check around a traced ResNet."""
 

@@ -109,7 +109,10 @@ def test_layout_manifest_and_golden_where_cpp_reads_them(nested):
     assert any(n.startswith("data/aotinductor/model/") and n.endswith(".so") for n in files)
     assert json.loads(files["extra/torchship.json"]) == nested.manifest
     index = json.loads(files["torchship/golden/index.json"])
-    assert len(index["cases"]) == 2 and index["rtol"] == 1e-4
+    # The example, the caller's case, and the batch size checked at 1, 3 and 4.
+    assert [case.get("label", "") for case in index["cases"]] == [
+        "", "", "the batch size = 1", "the batch size = 3", "the batch size = 4"]
+    assert index["rtol"] == 1e-4
     for case in index["cases"]:
         assert case["output"]["parts"][0]["npy"] in files
     # torch's own archive reader still opens it (extra files are text)
@@ -169,9 +172,9 @@ def test_a_batch_package_also_holds_a_model_compiled_for_batch_one(nested):
     assert any(n.startswith("data/aotinductor/batch_1/") and n.endswith(".so") for n in files)
     assert nested.manifest["export"]["static_batches"] == [
         {"batch": 1, "model": "batch_1", "arguments": [0]}]
-    assert nested.notes[-2].endswith("with static batch size(s) 1")
+    assert nested.notes[0].endswith("with static batch size(s) 1")
     assert re.fullmatch(r"aoti: static batch 1 kept: [0-9.]+ ms against the dynamic model's "
-                        r"[0-9.]+ ms \(asked for by static_batches\)", nested.notes[-1])
+                        r"[0-9.]+ ms \(asked for by static_batches\)", nested.notes[1])
     from torch._inductor.package import load_package
     x = torch.randn(1, 4)
     with torch.no_grad():
@@ -187,7 +190,7 @@ def test_by_default_a_static_model_stays_only_if_it_ran_faster(tmp_path):
     result = torchship.export(Tiny(), (torch.rand(2, 3, 8, 8),), str(tmp_path / "t.pt2"),
                               format="aoti", manifest=batch_manifest([-1, 3, 8, 8]))
     found = re.fullmatch(r"aoti: static batch 1 (kept|left out): ([0-9.]+) ms against the "
-                         r"dynamic model's ([0-9.]+) ms", result.notes[-1])
+                         r"dynamic model's ([0-9.]+) ms", result.notes[1])
     assert found, result.notes
     kept = found.group(1) == "kept"
     assert kept is (float(found.group(2)) < 0.97 * float(found.group(3)))

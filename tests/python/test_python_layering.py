@@ -26,6 +26,7 @@ LAYERS = [
     "result",           # ExportResult
     "archive",          # the manifest's file and export section, the golden files
     "verification",     # exported model against Python on the golden cases
+    "size_checks",      # the export run at other sizes of its dynamic dimensions
     "conversion",       # trace, script, hybrid
     "torchscript",      # the TorchScript writer, and load
     "cpu_targets",      # CPU targets and their features

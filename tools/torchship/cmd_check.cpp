@@ -29,14 +29,16 @@ int run_check(const CheckOptions& options) {
                           {"ok", leaf.ok},
                           {"problem", leaf.problem}});
       }
-      cases.push_back({{"ok", golden_case.ok()}, {"outputs", leaves}});
+      cases.push_back(
+          {{"ok", golden_case.ok()}, {"label", golden_case.label}, {"outputs", leaves}});
     }
     print_json(
         {{"ok", report.ok()}, {"rtol", report.rtol}, {"atol", report.atol}, {"cases", cases}});
     return report.ok() ? 0 : kExitMismatch;
   }
   for (size_t number = 0; number < report.cases.size(); ++number) {
-    std::cout << "golden case " << number << '\n';
+    const std::string& label = report.cases[number].label;
+    std::cout << "golden case " << number << (label.empty() ? "" : " (" + label + ")") << '\n';
     for (const auto& leaf : report.cases[number].leaves) {
       char line[256];
       std::snprintf(line, sizeof line, "  %-22s max abs %-10.3g atol %-10.3g %s", leaf.path.c_str(),
