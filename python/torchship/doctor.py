@@ -164,7 +164,9 @@ def _user_frame(error: BaseException) -> Tuple[Optional[str], Optional[str]]:
     """The innermost traceback frame outside torch and torchship ("file.py:12", its line):
     torch.export runs forward in Python, so the user's line is on the traceback; dynamo's
     errors (strict mode) name it in their message instead."""
-    internal = (os.path.dirname(torch.__file__), os.path.dirname(os.path.abspath(__file__)))
+    # With the separator: torchvision's files are not torch's.
+    internal = (os.path.dirname(torch.__file__) + os.sep,
+                os.path.dirname(os.path.abspath(__file__)) + os.sep)
     for frame in reversed(traceback.extract_tb(error.__traceback__)):
         if not os.path.abspath(frame.filename).startswith(internal):
             return f"{frame.filename}:{frame.lineno}", frame.line
@@ -173,7 +175,7 @@ def _user_frame(error: BaseException) -> Tuple[Optional[str], Optional[str]]:
 
 def _message_frame(message: str) -> Tuple[Optional[str], Optional[str]]:
     """The last `File "...", line N` of the message outside torch, and the code line after it."""
-    internal = os.path.dirname(torch.__file__)
+    internal = os.path.dirname(torch.__file__) + os.sep
     lines = message.splitlines()
     for i in range(len(lines) - 1, -1, -1):
         found = _LOCATION.search(lines[i])

@@ -163,7 +163,7 @@ def _quantize_noting_deprecations(module: torch.nn.Module, target: str,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         quantized = quantize_int8(module, target, [as_args(c) for c in calibration])
-    torch_folder = os.path.dirname(torch.__file__)
+    torch_folder = os.path.dirname(torch.__file__) + os.sep
     deprecations = [w for w in caught if "deprecat" in str(w.message)
                     and os.path.abspath(w.filename).startswith(torch_folder)]
     for warning in caught:  # the pipeline's own warnings, as if not caught

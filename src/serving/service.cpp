@@ -102,28 +102,42 @@ ModelMetadata InferenceService::model_metadata(const std::string& name,
   return serving::model_metadata(entry->name, versions, *entry->model);
 }
 
-std::vector<Prediction> InferenceService::classify(ModelVersion& entry, int k,
-                                                   const EncodedImage& image,
-                                                   Clock::time_point deadline) {
+namespace {
+
+// Refuses an image route for a model of another task, and an empty upload.
+void check_image_request(const ModelVersion& entry, const std::string& task, const char* noun,
+                         const InferenceService::EncodedImage& image) {
   const auto& manifest = entry.model->manifest();
-  if (!manifest || manifest->task != "classification") {
-    throw bad_input("model '" + entry.name + "' is not a classifier (its manifest task is " +
+  if (!manifest || manifest->task != task) {
+    throw bad_input("model '" + entry.name + "' is not a " + noun + " (its manifest task is " +
                     (manifest ? manifest->task : std::string("missing")) + "); use /infer");
   }
   if (image.bytes.empty()) {
     throw bad_input("expected the image file as " + image.origin +
                     " (PNG, JPEG, ...), got 0 bytes");
   }
-  c10::IValue input;
-  {
-    // A small file may decode to hundreds of megabytes: that memory goes back to the system
-    // when the decode ends, after the inflated bytes (declared within) are freed.
-    Decoding decoding = begin_decode(deadline, /*large=*/true);
-    std::string inflated;
-    std::string_view bytes = image.bytes;
-    if (image.inflate) bytes = inflated = image.inflate(image.bytes);
-    input = entry.model->image_input_from_bytes(bytes, 0, image.origin);
-  }
+}
+
+}  // namespace
+
+c10::IValue InferenceService::decoded(const EncodedImage& image, Clock::time_point deadline,
+                                      const std::function<c10::IValue(std::string_view)>& prepare) {
+  // A small file may decode to hundreds of megabytes: that memory goes back to the system when
+  // the decode ends, after the inflated bytes (declared within) are freed.
+  Decoding decoding = begin_decode(deadline, /*large=*/true);
+  std::string inflated;
+  std::string_view bytes = image.bytes;
+  if (image.inflate) bytes = inflated = image.inflate(image.bytes);
+  return prepare(bytes);
+}
+
+std::vector<Prediction> InferenceService::classify(ModelVersion& entry, int k,
+                                                   const EncodedImage& image,
+                                                   Clock::time_point deadline) {
+  check_image_request(entry, "classification", "classifier", image);
+  c10::IValue input = decoded(image, deadline, [&](std::string_view bytes) {
+    return entry.model->image_input_from_bytes(bytes, 0, image.origin);
+  });
   c10::IValue output = execute(entry, {input}, deadline);
   return entry.model->top_k_rows(output, k).at(0);
 }
@@ -131,28 +145,15 @@ std::vector<Prediction> InferenceService::classify(ModelVersion& entry, int k,
 std::vector<Detection> InferenceService::detect(ModelVersion& entry, double min_score,
                                                 const EncodedImage& image,
                                                 Clock::time_point deadline) {
-  const auto& manifest = entry.model->manifest();
-  if (!manifest || manifest->task != "detection") {
-    throw bad_input("model '" + entry.name + "' is not a detector (its manifest task is " +
-                    (manifest ? manifest->task : std::string("missing")) + "); use /infer");
-  }
-  if (image.bytes.empty()) {
-    throw bad_input("expected the image file as " + image.origin +
-                    " (PNG, JPEG, ...), got 0 bytes");
-  }
-  c10::IValue input;
+  check_image_request(entry, "detection", "detector", image);
   int64_t height = 0, width = 0;
-  {
-    Decoding decoding = begin_decode(deadline, /*large=*/true);
-    std::string inflated;
-    std::string_view bytes = image.bytes;
-    if (image.inflate) bytes = inflated = image.inflate(image.bytes);
+  c10::IValue input = decoded(image, deadline, [&](std::string_view bytes) {
     // Decoded at full size first: the boxes are mapped back to it.
     at::Tensor rgb = decode_image_bytes(bytes, ImageSpec{}, image.origin);
     height = rgb.size(0);
     width = rgb.size(1);
-    input = entry.model->detector_input(rgb);
-  }
+    return entry.model->detector_input(rgb);
+  });
   c10::IValue output = execute(entry, {input}, deadline);
   return entry.model->detections(output, height, width, min_score);
 }

@@ -110,6 +110,10 @@ class InferenceService {
   std::vector<std::string> extensions() const;
 
  private:
+  // `prepare` run on the image's bytes (inflated when compressed) within a decode slot.
+  c10::IValue decoded(const EncodedImage& image, Clock::time_point deadline,
+                      const std::function<c10::IValue(std::string_view)>& prepare);
+
   ServerOptions options_;
   Metrics metrics_;
   std::unique_ptr<Repository> repository_;

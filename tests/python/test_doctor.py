@@ -120,6 +120,32 @@ def test_doctor_repeats_torch_exports_suggested_dim():
     assert "suggested by torch.export:" in text and "Dim('_batch'" in text
 
 
+@needs_export
+def test_doctor_names_the_library_line_not_the_callers_wrapper():
+    """A branch inside torchvision (its batched NMS tests whether any box is left): the
+    diagnosis names torchvision's line, the innermost frame outside torch, not the wrapper that
+    called the detector (torchvision's folder shares its first letters with torch's)."""
+    import torchvision
+    from torchvision.ops import boxes as box_ops
+
+    from torchship.doctor import check_export
+
+    class FirstImage(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.detector = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+                weights=None, weights_backbone=None)
+
+        def forward(self, image):
+            return self.detector([image])[0]["boxes"]
+
+    torch.manual_seed(0)
+    diagnosis = check_export(FirstImage().eval(), (torch.rand(3, 320, 320),))
+    assert diagnosis is not None and diagnosis.pitfall.id == "export-data-dependent"
+    assert diagnosis.location.startswith(box_ops.__file__ + ":")
+    assert "boxes.numel()" in diagnosis.source_line
+
+
 def test_export_catalogue_ids_are_unique_and_distinct_from_torchscript_ones():
     from torchship.doctor import EXPORT_CATALOGUE
     ids = [entry.id for entry in CATALOGUE + EXPORT_CATALOGUE]

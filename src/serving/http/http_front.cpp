@@ -276,15 +276,20 @@ struct HttpFront::Impl {
     response.set_content(std::move(body.data), body.content_type.c_str());
   }
 
-  void classify(ModelVersion& entry, const httplib::Request& request, httplib::Response& response,
-                Clock::time_point deadline) {
-    int k = top_k_parameter(request);
+  // The image a request's body carries, inflated on demand when it comes compressed.
+  InferenceService::EncodedImage encoded_image(const httplib::Request& request) {
     InferenceService::EncodedImage image{request.body, nullptr, "the request body"};
     if (request.has_header(kBodyEncoding)) {
       image.inflate = [this, encoding = request.get_header_value(kBodyEncoding)](
                           std::string_view body) { return inflated(body, encoding); };
     }
-    auto predictions = service.classify(entry, k, image, deadline);
+    return image;
+  }
+
+  void classify(ModelVersion& entry, const httplib::Request& request, httplib::Response& response,
+                Clock::time_point deadline) {
+    int k = top_k_parameter(request);
+    auto predictions = service.classify(entry, k, encoded_image(request), deadline);
     json list = json::array();
     for (const auto& p : predictions) {
       list.push_back({{"index", p.index}, {"label", p.label}, {"score", p.score}});
@@ -297,13 +302,9 @@ struct HttpFront::Impl {
   void detect(ModelVersion& entry, const httplib::Request& request, httplib::Response& response,
               Clock::time_point deadline) {
     double min_score = min_score_parameter(request);
-    InferenceService::EncodedImage image{request.body, nullptr, "the request body"};
-    if (request.has_header(kBodyEncoding)) {
-      image.inflate = [this, encoding = request.get_header_value(kBodyEncoding)](
-                          std::string_view body) { return inflated(body, encoding); };
-    }
     json list = json::array();
-    for (const auto& detection : service.detect(entry, min_score, image, deadline)) {
+    for (const auto& detection :
+         service.detect(entry, min_score, encoded_image(request), deadline)) {
       list.push_back(detection_json(detection));
     }
     send_json(response, 200,
