@@ -19,8 +19,14 @@ macro(torchship_find_torch)
   # find_library(... PATHS <its lib>), which searches the system first: with Debian's
   # libtorch-dev installed too, it would link Debian's libc10.so. Searching only the given
   # prefixes and hints while Torch is found keeps it to its own.
+  # (TORCHSHIP_TORCH_HINTS: where torchship's installed config expects a torch wheel, after the
+  # caller's own prefixes)
   find_path(_torchship_torch_config TorchConfig.cmake PATHS ${CMAKE_PREFIX_PATH}
-            PATH_SUFFIXES Torch cmake/Torch share/cmake/Torch NO_DEFAULT_PATH)
+            ${TORCHSHIP_TORCH_HINTS} PATH_SUFFIXES Torch cmake/Torch share/cmake/Torch
+            NO_DEFAULT_PATH)
+  if(_torchship_torch_config AND NOT Torch_DIR)
+    set(Torch_DIR "${_torchship_torch_config}")
+  endif()
   # (the caller's own settings of these two are restored afterwards)
   set(_torchship_saved_system_path "${CMAKE_FIND_USE_CMAKE_SYSTEM_PATH}")
   set(_torchship_saved_environment_path "${CMAKE_FIND_USE_SYSTEM_ENVIRONMENT_PATH}")

@@ -5,18 +5,25 @@
 #                                   against the wheel's libtorch into build/
 #   TORCHSHIP_TORCH=debian          Debian 12's python3-torch and libtorch-dev 1.13 (the system
 #                                   interpreter /usr/bin/python3); C++ built into build-debian/
+#   TORCHSHIP_TORCH=portable        PyPI's CPU-only torch 2.13.0 (scripts/requirements-portable.txt)
+#                                   in its own virtualenv; C++ built into build-portable/ as the
+#                                   wheel, tarball and container image ship it
+#                                   (scripts/build-portable.sh)
 #
-# Sets PY (the interpreter with that torch), BUILD (the build folder), VENV (pypi only), and
-# exports TORCHSHIP_BUILD for the Python tests.
+# Sets PY (the interpreter with that torch), BUILD (the build folder), VENV and REQUIREMENTS
+# (virtualenv stacks only), and exports TORCHSHIP_BUILD for the Python tests.
 TORCHSHIP_TORCH="${TORCHSHIP_TORCH:-pypi}"
 export TORCHSHIP_CACHE="${TORCHSHIP_CACHE:-$HOME/.cache/torchship}"
 case "$TORCHSHIP_TORCH" in
-  pypi)
+  pypi | portable)
     # Keyed by the requirements and the base interpreter: a change to either makes a new one.
-    VENV="$TORCHSHIP_CACHE/venv-$( (cat scripts/requirements-pypi.txt; /usr/bin/python3 --version) |
-                                    sha256sum | cut -c1-12)"
+    REQUIREMENTS=scripts/requirements-$TORCHSHIP_TORCH.txt
+    VENV_PREFIX="$TORCHSHIP_CACHE/venv-"
+    [ "$TORCHSHIP_TORCH" = portable ] && VENV_PREFIX="$TORCHSHIP_CACHE/venv-portable-"
+    VENV="$VENV_PREFIX$( (cat "$REQUIREMENTS"; /usr/bin/python3 --version) | sha256sum | cut -c1-12)"
     PY="$VENV/bin/python"
     BUILD=build
+    [ "$TORCHSHIP_TORCH" = portable ] && BUILD=build-portable
     ;;
   debian)
     VENV=""
@@ -24,7 +31,7 @@ case "$TORCHSHIP_TORCH" in
     BUILD=build-debian
     ;;
   *)
-    echo "TORCHSHIP_TORCH must be pypi or debian, got '$TORCHSHIP_TORCH'" >&2
+    echo "TORCHSHIP_TORCH must be pypi, debian or portable, got '$TORCHSHIP_TORCH'" >&2
     exit 2
     ;;
 esac

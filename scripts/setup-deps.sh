@@ -21,6 +21,13 @@ if [ "$TORCHSHIP_TORCH" = debian ]; then
   )
 fi
 
+if [ "$TORCHSHIP_TORCH" = portable ]; then
+  packages+=(
+    nasm  # OpenCV's bundled libjpeg-turbo with its SIMD code (scripts/setup-opencv.sh)
+    debootstrap podman runc  # a clean Debian to install into, and the container image
+  )
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

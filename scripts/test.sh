@@ -8,9 +8,24 @@
 #                          build checks the other's), then the C++ tests again on the CPU kernels
 #                          of other machines (AVX2, and no vector extensions at all), then the
 #                          C++ tests under ASan + UBSan and 30 s of each fuzz target
-#                          (scripts/sanitize.sh)
+#                          (scripts/sanitize.sh), then the install paths (portable, below)
+#   scripts/test.sh portable   the wheel, the tarball and the container image built against
+#                          PyPI's CPU-only torch 2.13.0 (scripts/build-portable.sh), each
+#                          installed on a clean Debian 12 in podman (tests/portable)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = portable ]; then
+  started=$SECONDS
+  echo "== install paths: the wheel, the tarball and the image on a clean Debian 12"
+  scripts/build-portable.sh
+  export TORCHSHIP_TORCH=portable
+  source scripts/env.sh
+  "$PY" -m pytest tests/portable -q -p no:cacheprovider
+  echo "== install paths passed in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s;" \
+       "seconds per step: $(tr -d '\n' < "$BUILD/portable-times.json")"
+  exit 0
+fi
 
 if [ "${1:-}" = all ]; then
   started=$SECONDS
@@ -27,6 +42,7 @@ if [ "${1:-}" = all ]; then
     ATEN_CPU_CAPABILITY=default ctest --test-dir "$build" --output-on-failure
   done
   scripts/sanitize.sh
+  scripts/test.sh portable
   echo "== all passed in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
   exit 0
 fi

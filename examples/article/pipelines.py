@@ -10,10 +10,10 @@ on any device, unlike the article's classifier, whose trace froze the device of 
 built inside forward.
 """
 
+import os
 from typing import List, Tuple, Union
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -21,10 +21,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def imagenet_labels() -> List[str]:
-    return list(torchvision.models.ResNet34_Weights.IMAGENET1K_V1.meta["categories"])
+    """ImageNet's 1000 class names in torchvision's order (its weights' "categories"), kept in a
+    file so that classifiers export where torchvision does not import (PyPI's CPU torch 2.13)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "imagenet_labels.txt")) as f:
+        return f.read().splitlines()
 
 
 def voc_labels() -> List[str]:
+    import torchvision
     weights = torchvision.models.segmentation.LRASPP_MobileNet_V3_Large_Weights
     return list(weights.COCO_WITH_VOC_LABELS_V1.meta["categories"])
 
@@ -106,11 +110,13 @@ class SegmentationPipeline(nn.Module):
 
 
 def resnet34_classifier(seed: int = 0) -> ImageClassifier:
+    import torchvision
     torch.manual_seed(seed)
     return ImageClassifier(torchvision.models.resnet34(weights=None))
 
 
 def lraspp_segmentation(seed: int = 0) -> SegmentationPipeline:
+    import torchvision
     torch.manual_seed(seed)
     network = torchvision.models.segmentation.lraspp_mobilenet_v3_large(
         weights=None, weights_backbone=None, num_classes=21)

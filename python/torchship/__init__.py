@@ -4,10 +4,11 @@ AOTInductor), check it, and write one archive that the C++ library, CLI and serv
 from .errors import ExportError, ExportWarning, Finding
 from .export import export
 from .manifest import Detection, Manifest, TensorSpec, image_input, tensor_spec
+from .native import cmake_prefix_path
 from .result import ExportResult
 from .torchscript import load
 from .version import __version__
 
 __all__ = ["export", "load", "ExportError", "ExportResult", "ExportWarning", "Finding",
            "Detection", "Manifest", "TensorSpec",
-           "image_input", "tensor_spec", "__version__"]
+           "image_input", "tensor_spec", "cmake_prefix_path", "__version__"]

@@ -81,9 +81,11 @@ def make_repository(folder: str, models: Dict[str, Tuple[str, Optional[dict]]]) 
 class Server:
     """`torchship serve` on a free loopback port; the log is kept for assertions."""
 
-    def __init__(self, cli: str, repository: str, *args: str, port: int = 0):
+    def __init__(self, cli, repository: str, *args: str, port: int = 0):
+        # (cli: the program, or the command that runs it, as a list: podman exec ... torchship)
+        command = [cli] if isinstance(cli, str) else list(cli)
         self.process = subprocess.Popen(
-            [cli, "serve", "--model-repository", repository, "--port", str(port), *args],
+            [*command, "serve", "--model-repository", repository, "--port", str(port), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.log: List[str] = []
         self.port = None

@@ -1,6 +1,8 @@
 """The C++ side installed the way a C++ engineer installs it: CPack's relocatable .tar.gz, unpacked
-under an arbitrary prefix, and (built against Debian's libtorch) the .deb, installed with dpkg,
-used by examples/embed through nothing but find_package(torchship), and removed again."""
+under an arbitrary prefix, and (built against Debian's libtorch) the two .debs, split as Debian
+splits a library (torchship: the program, on runtime libraries only; torchship-dev: headers,
+library, CMake config), installed with dpkg, used by examples/embed through nothing but
+find_package(torchship), and removed again."""
 
 import json
 import os
@@ -23,14 +25,17 @@ def run(command, **kwargs):
 
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory):
-    """cpack's packages of the build under test: {"tgz": path, "deb": path or None}."""
+    """cpack's packages of the build under test: {"tgz": path, "deb": path or None,
+    "deb-dev": path or None}."""
     out = tmp_path_factory.mktemp("packages")
     run(["cpack", "-B", str(out)], cwd=BUILD)
-    found = {"tgz": None, "deb": None}
+    found = {"tgz": None, "deb": None, "deb-dev": None}
     for name in os.listdir(out):
         if name.endswith(".tar.gz"):
             found["tgz"] = out / name
-        elif name.endswith(".deb"):
+        elif name.startswith("torchship-dev_") and name.endswith(".deb"):
+            found["deb-dev"] = out / name
+        elif name.startswith("torchship_") and name.endswith(".deb"):
             found["deb"] = out / name
     assert found["tgz"], os.listdir(out)
     return found
@@ -82,17 +87,20 @@ def test_the_tarball_runs_from_any_prefix(packages, cli, fixtures, tmp_path):
     assert "resnet34-classifier" in described
 
 
-def test_the_deb_installs_builds_the_embed_example_and_uninstalls(packages, cli, fixtures,
-                                                                   tmp_path):
+def test_the_debs_install_build_the_embed_example_and_uninstall(packages, cli, fixtures,
+                                                                tmp_path):
     if packages["deb"] is None:
         pytest.skip("a .deb is built against Debian's libtorch only (TORCHSHIP_TORCH=debian)")
     if os.geteuid() != 0 or not shutil.which("dpkg"):
         pytest.skip("installing a .deb needs root and dpkg")
     if subprocess.run(["dpkg", "-s", "torchship"], capture_output=True).returncode == 0:
         pytest.skip("a torchship package is already installed here: not replacing it")
-    fields = run(["dpkg-deb", "-f", str(packages["deb"]), "Depends", "Description"])
-    assert "libtorch1.13" in fields and "libtorch-dev" in fields  # what it runs and builds on
-    run(["dpkg", "-i", str(packages["deb"])])
+    runtime = run(["dpkg-deb", "-f", str(packages["deb"]), "Depends"])
+    assert "libtorch1.13" in runtime and "-dev" not in runtime, runtime  # a server needs no -dev
+    assert run(["dpkg-deb", "-c", str(packages["deb"])]).count("/usr/include/") == 0
+    dev = run(["dpkg-deb", "-f", str(packages["deb-dev"]), "Depends"])
+    assert "libtorch-dev" in dev and "torchship (= " in dev, dev  # what find_package needs
+    run(["dpkg", "-i", str(packages["deb"]), str(packages["deb-dev"])])
     try:
         assert version_lines("/usr/bin/torchship") == version_lines(cli)
         assert "resnet34-classifier" in run(
@@ -108,5 +116,5 @@ def test_the_deb_installs_builds_the_embed_example_and_uninstalls(packages, cli,
         expected = int(np.argmax(np.load(os.path.join(fixtures, "classifier_chelsea.npy"))))
         assert int(top[0].split(" ")[0]) == expected
     finally:
-        run(["dpkg", "-r", "torchship"])
+        run(["dpkg", "-r", "torchship-dev", "torchship"])
     assert not os.path.exists("/usr/bin/torchship")

@@ -55,3 +55,11 @@ def test_cpp_classifies_as_python_in_each_format(cli, archives, python_top1):
             top = json.loads(result.stdout)["results"][0]
             assert top["label"] == label, (archive, name)
             assert abs(top["score"] - score) <= SCORE_ATOL, (archive, name, top["score"], score)
+
+
+def test_the_label_file_is_torchvisions_list():
+    # examples/article/imagenet_labels.txt stands in for torchvision where it does not import.
+    torchvision = pytest.importorskip("torchvision")
+    from pipelines import imagenet_labels
+    assert imagenet_labels() == list(
+        torchvision.models.ResNet34_Weights.IMAGENET1K_V1.meta["categories"])

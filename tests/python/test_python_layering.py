@@ -13,6 +13,7 @@ PACKAGE = os.path.join(ROOT, "python", "torchship")
 # itself (`from . import name` of a name that is no module imports it).
 LAYERS = [
     "version",          # the release number
+    "native",           # the C++ side installed with the wheel
     "errors",           # ExportError, Finding, ExportWarning, first_line
     "tolerance",        # the comparison rule
     "tree",             # values <-> JSON trees and .npy
