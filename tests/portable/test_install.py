@@ -281,6 +281,7 @@ def test_the_container_image_serves_pt_and_pt2(dist, clean_image, wheels, models
         podman("build", "--quiet", "--format", "docker", "--network", "host", *LIMITS,
                "--build-arg", f"BASE={clean_image}", "--build-arg", "PIP_OPTIONS=--no-index",
                "-f", os.path.join(ROOT, "docker", "Dockerfile"), "-t", image, str(context))
+    podman("image", "prune", "--force")  # the previous run's image, untagged by this one
     size = int(podman("image", "inspect", "--format", "{{.Size}}", image).stdout)
     TIMES["image: size MB"] = round(size / 1e6)
     assert port_is_free(8000) and port_is_free(8001), "the image serves on 8000 and 8001"
