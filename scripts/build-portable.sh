@@ -7,7 +7,7 @@
 #       command (CLI and server), libtorchship with headers and CMake config; pinned to that torch
 #   build-portable/dist/torchship-<v>-libtorch2.13.0-x86_64.tar.gz  the C++ side with its libtorch
 #
-# The container image (docker/Dockerfile) installs the wheel. tests/python/test_portable.py
+# The container image (docker/Dockerfile) installs the wheel. tests/portable/test_install.py
 # installs all three on a clean Debian (TORCHSHIP_TORCH=portable scripts/test.sh portable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
