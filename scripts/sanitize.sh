@@ -78,7 +78,7 @@ for corpus in tests/fuzz/corpus/*/; do
 done
 # A fixed seed: CI explores the same inputs for the same code and corpus, so that its verdict
 # changes with the code, not by chance; the long runs (fuzz T) draw a new seed each time.
-for target in npy json_tree kserve manifest golden_index archive input_spec image; do
+for target in npy json_tree kserve grpc_request manifest golden_index archive input_spec image; do
   fuzz "$target" "$seconds" -seed=1
 done
 echo "== sanitizers and fuzzers clean"

@@ -20,6 +20,9 @@
 #include "input_spec.h"
 #include "serving/http/content_encoding.h"
 #include "serving/kserve.h"
+#ifdef TORCHSHIP_GRPC
+#include "serving/grpc/request_conversion.h"
+#endif
 #include "torchship/torchship.h"
 
 namespace {
@@ -132,6 +135,20 @@ std::map<std::string, Target> targets() {
            std::abort();
          }
        }},
+#ifdef TORCHSHIP_GRPC
+      {"grpc_request",
+       [](std::string_view bytes) {
+         // A serialized ModelInferRequest, as the gRPC front receives it: bytes protobuf
+         // cannot parse are refused by gRPC before torchship sees them.
+         inference::ModelInferRequest message;
+         if (!message.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return;
+         serving::InferRequest request = serving::request_from_proto(message);
+         std::vector<std::pair<serving::NamedTensor, bool>> outputs;
+         for (auto& input : request.inputs) outputs.push_back({{input.name, input.tensor}, true});
+         inference::ModelInferResponse response;
+         serving::response_from_outputs({"m", "1"}, request, outputs, response);
+       }},
+#endif
   };
 }
 
