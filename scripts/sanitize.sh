@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # torchship's C++ under AddressSanitizer + UndefinedBehaviorSanitizer (clang, Debian's libtorch):
-# builds build-sanitize/, runs the whole C++ test suite there, then every fuzz target on its
-# corpus (tests/fuzz/corpus/<target>) for TORCHSHIP_FUZZ_SECONDS each (default 30).
+# builds build-sanitize/, runs the whole C++ test suite there and the CLI's error tests against
+# its CLI, then every fuzz target on its corpus (tests/fuzz/corpus/<target>) for
+# TORCHSHIP_FUZZ_SECONDS each (default 30).
 # Needs the Debian stack's fixtures (TORCHSHIP_TORCH=debian scripts/test.sh makes them).
 #
 #   scripts/sanitize.sh           tests, then the short fuzz runs (what CI runs)
@@ -27,9 +28,10 @@ fi
 
 if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
-    -DTORCHSHIP_SANITIZE=ON -DTORCHSHIP_BUILD_FUZZERS=ON -DTORCHSHIP_BUILD_CLI=OFF
+    -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14
 fi
+cmake "$build" -DTORCHSHIP_SANITIZE=ON -DTORCHSHIP_BUILD_FUZZERS=ON -DTORCHSHIP_BUILD_CLI=ON \
+  > /dev/null
 cmake --build "$build" --parallel "$(nproc 2>/dev/null || echo 2)"
 
 # Leaks inside libtorch and OpenCV (registries, thread pools) are theirs: tests/sanitizers/.
@@ -63,6 +65,9 @@ fi
 
 echo "== C++ tests under ASan + UBSan ($build)"
 ctest --test-dir "$build" --output-on-failure
+echo "== the CLI's arguments and inputs under ASan + UBSan (tests/python/test_cli_errors.py)"
+TORCHSHIP_CLI="$PWD/$build/bin/torchship" "$PY" -m pytest tests/python/test_cli_errors.py -q \
+  -p no:cacheprovider
 echo "== regression inputs: every file of every corpus, once"
 for corpus in tests/fuzz/corpus/*/; do
   target=$(basename "$corpus")
