@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What users install instead of building: torchship built against PyPI's CPU-only torch 2.13.0
+# What users install instead of building: torchship built against PyTorch's CPU-only torch 2.13.0
 # (scripts/requirements-portable.txt) as a shared library with OpenCV inside
 # (scripts/setup-opencv.sh), then packaged (scripts/package_portable.py) as
 #

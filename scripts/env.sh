@@ -5,7 +5,7 @@
 #                                   against the wheel's libtorch into build/
 #   TORCHSHIP_TORCH=debian          Debian 12's python3-torch and libtorch-dev 1.13 (the system
 #                                   interpreter /usr/bin/python3); C++ built into build-debian/
-#   TORCHSHIP_TORCH=portable        PyPI's CPU-only torch 2.13.0 (scripts/requirements-portable.txt)
+#   TORCHSHIP_TORCH=portable        PyTorch's CPU-only torch 2.13.0 (scripts/requirements-portable.txt)
 #                                   in its own virtualenv; C++ built into build-portable/ as the
 #                                   wheel, tarball and container image ship it
 #                                   (scripts/build-portable.sh)

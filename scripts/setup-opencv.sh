@@ -36,7 +36,7 @@ work="$TORCHSHIP_CACHE/opencv-build"
 rm -rf "$work" "$prefix"
 mkdir -p "$work"
 tar xzf "$archive" -C "$work" --strip-components=1 "opencv-python-$version/opencv"
-echo "setup: building OpenCV ${version%.*} core, imgproc, imgcodecs (static; ~10 min on 2 cores)" >&2
+echo "setup: building OpenCV ${version%.*} core, imgproc, imgcodecs (static; about 4 min on 2 cores)" >&2
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 off=(

@@ -275,13 +275,13 @@ def test_the_container_image_serves_pt_and_pt2(dist, clean_image, wheels, models
     context = tmp_path / "context"
     os.makedirs(context / "wheels")
     for wheel in [dist["wheel"], *glob.glob(os.path.join(wheels, "*.whl"))]:
-        os.link(wheel, context / "wheels" / os.path.basename(wheel))
+        shutil.copy(wheel, context / "wheels")
     image = "localhost/torchship:test"
+    podman("rmi", "--force", image, check=False)  # the previous run's
     with timed("image: podman build"):
         podman("build", "--quiet", "--format", "docker", "--network", "host", *LIMITS,
                "--build-arg", f"BASE={clean_image}", "--build-arg", "PIP_OPTIONS=--no-index",
                "-f", os.path.join(ROOT, "docker", "Dockerfile"), "-t", image, str(context))
-    podman("image", "prune", "--force")  # the previous run's image, untagged by this one
     size = int(podman("image", "inspect", "--format", "{{.Size}}", image).stdout)
     TIMES["image: size MB"] = round(size / 1e6)
     assert port_is_free(8000) and port_is_free(8001), "the image serves on 8000 and 8001"

@@ -69,7 +69,7 @@ def test_the_wheel_installs_into_a_fresh_virtualenv_and_exports_the_article_clas
     # points nowhere, so `import torchship` finds the installed package.
     article = tmp_path / "examples" / "article"
     article.mkdir(parents=True)
-    for name in ("export.py", "pipelines.py"):
+    for name in ("export.py", "pipelines.py", "imagenet_labels.txt"):
         shutil.copy(os.path.join(ROOT, "examples", "article", name), article)
     out = tmp_path / "out"
     printed = run([python, str(article / "export.py"), str(out)], cwd=tmp_path)
