@@ -20,6 +20,13 @@ struct RuntimeOptions {
   // this flag per thread: it applies to forwards run on the thread that configured it (the
   // CLI's one-shot commands), not to a server's worker threads. Unset: as is.
   std::optional<bool> graph_optimizations;
+  // An AOTInductor package's compiled library stays mapped after the model is freed (it
+  // registers thread-local destructors in every thread that ran it, and the C library does not
+  // unload it while those threads live), so each load of a package maps another copy, its
+  // weights included. True keeps loaded packages and gives a package loaded again, with the
+  // same content, the copy already in memory: what a server that unloads and reloads models
+  // needs (torchship serve sets it). Unset: as is (off at start).
+  std::optional<bool> keep_compiled_packages;
 
   RuntimeOptions& with_threads(int value) {
     threads = value;
@@ -35,6 +42,10 @@ struct RuntimeOptions {
   }
   RuntimeOptions& with_graph_optimizations(bool value) {
     graph_optimizations = value;
+    return *this;
+  }
+  RuntimeOptions& with_keep_compiled_packages(bool value) {
+    keep_compiled_packages = value;
     return *this;
   }
 };

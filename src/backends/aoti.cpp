@@ -12,14 +12,17 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <string_view>
 
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
 #include "backends/tree_spec.h"
 #include "platform/cpu_features.h"
+#include "platform/runtime_defaults.h"
 #include "torchship/limits.h"
 #include "torchship/tensor_json.h"
 #include "torchship/value_tree.h"
@@ -201,29 +204,105 @@ Signature signature_of(const TreeSpec& inputs, const TreeSpec& outputs,
   return signature;
 }
 
+using Loader = torch::inductor::AOTIModelPackageLoader;
+
+// A package's compiled models, loaded: the one for any batch size and those compiled for a
+// static batch size (export.static_batches).
+struct LoadedPackage {
+  struct StaticModel {
+    StaticBatchModel batch;
+    std::unique_ptr<Loader> loader;
+  };
+  std::unique_ptr<Loader> model;
+  std::vector<StaticModel> static_models;
+};
+
+std::unique_ptr<Loader> open_model(const std::string& path, const std::string& name,
+                                   const c10::Device& device, int concurrent_forwards) {
+#if TORCHSHIP_TORCH_AT_LEAST(2, 7)
+  return std::make_unique<Loader>(
+      path, name, /*run_single_threaded=*/false,
+      static_cast<size_t>(std::max(1, concurrent_forwards)),
+      static_cast<c10::DeviceIndex>(device.is_cuda() ? std::max<int>(0, device.index()) : -1));
+#else  // 2.6: one runner, the current device
+  (void)device;
+  (void)concurrent_forwards;
+  return std::make_unique<Loader>(path, name);
+#endif
+}
+
+std::shared_ptr<const LoadedPackage> open_package(const Archive& archive, const c10::Device& device,
+                                                  int concurrent_forwards) {
+  const std::string path = archive.path().string();
+  // (a second early: the folder's time may be rounded down)
+  auto started = std::filesystem::file_time_type::clock::now() - std::chrono::seconds(1);
+  satisfy_libtorch_dependency();  // the package's library lists libtorch.so as needed
+  auto package = std::make_shared<LoadedPackage>();
+  try {
+    compat::DiscardWarnings discard;
+    compat::WarningHandlerGuard quiet(&discard);
+    package->model = open_model(path, "model", device, concurrent_forwards);
+    if (archive.manifest()) {
+      for (const auto& fixed : archive.manifest()->exported.static_batches) {
+        package->static_models.push_back(
+            {fixed, open_model(path, fixed.model, device, concurrent_forwards)});
+      }
+    }
+  } catch (const std::exception& e) {
+    remove_unpacked_since(started, archive);
+    throw bad_model("cannot load " + path + ": " + first_line(e));
+  }
+  return package;
+}
+
+// What a package holds, for recognizing it when it is loaded again: its size and a hash of all
+// its bytes (the same file replaced by another, or renamed, is another package).
+std::string content_key(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string chunk(1 << 20, '\0');
+  size_t hash = 0, size = 0;
+  while (in) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    auto count = static_cast<size_t>(in.gcount());
+    if (count == 0) break;
+    size += count;
+    hash = hash * 1099511628211ULL ^ std::hash<std::string_view>()({chunk.data(), count});
+  }
+  return std::to_string(size) + ":" + std::to_string(hash);
+}
+
+// A package's compiled library stays mapped after its loader is destroyed: it registers
+// thread-local destructors (__cxa_thread_atexit) in each thread that runs it, and glibc does
+// not unload a library while such a thread lives; a server's threads live as long as it does.
+// Each new loader of the same package would map one more copy, its weights included (2 MB per
+// unload/load cycle of the Fashion-MNIST package). With RuntimeOptions::keep_compiled_packages,
+// loaded packages are kept, keyed by content, device and runners, and one loaded again is
+// given the copy in memory. Kept packages are freed at exit, which removes their unpacked
+// folders.
+std::shared_ptr<const LoadedPackage> kept_or_opened(const Archive& archive,
+                                                    const c10::Device& device,
+                                                    int concurrent_forwards) {
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<const LoadedPackage> > kept;
+  std::string key =
+      content_key(archive.path()) + " " + device.str() + " " + std::to_string(concurrent_forwards);
+  std::lock_guard<std::mutex> lock(mutex);
+  auto found = kept.find(key);
+  if (found != kept.end()) return found->second;
+  auto package = open_package(archive, device, concurrent_forwards);
+  kept.emplace(key, package);
+  return package;
+}
+
 class AotiBackend final : public Backend {
  public:
   AotiBackend(const Archive& archive, const c10::Device& device, int concurrent_forwards) {
     const std::string path = archive.path().string();
     check_runnable(archive, compiled_metadata(archive), device);
-    // (a second early: the folder's time may be rounded down)
-    auto started = std::filesystem::file_time_type::clock::now() - std::chrono::seconds(1);
-    satisfy_libtorch_dependency();  // the package's library lists libtorch.so as needed
-    try {
-      compat::DiscardWarnings discard;
-      compat::WarningHandlerGuard quiet(&discard);
-      loader_ = open_model(path, "model", device, concurrent_forwards);
-      if (archive.manifest()) {
-        for (const auto& fixed : archive.manifest()->exported.static_batches) {
-          static_models_.push_back(
-              {fixed, open_model(path, fixed.model, device, concurrent_forwards)});
-        }
-      }
-    } catch (const std::exception& e) {
-      remove_unpacked_since(started, archive);
-      throw bad_model("cannot load " + path + ": " + first_line(e));
-    }
-    auto spec = loader_->get_call_spec();
+    package_ = keep_compiled_packages() ? kept_or_opened(archive, device, concurrent_forwards)
+                                        : open_package(archive, device, concurrent_forwards);
+    Loader& loader = *package_->model;
+    auto spec = loader.get_call_spec();
     if (spec.size() != 2) throw bad_model("cannot load " + path + ": it has no call spec");
     inputs_ = parse_tree_spec(spec[0], path + "'s input spec");
     outputs_ = parse_tree_spec(spec[1], path + "'s output spec");
@@ -238,7 +317,7 @@ class AotiBackend final : public Backend {
     }
     summary_.methods = {"forward"};
     try {
-      for (const auto& [name, tensor] : loader_->get_runner()->extract_constants_map(false)) {
+      for (const auto& [name, tensor] : loader.get_runner()->extract_constants_map(false)) {
         summary_.parameter_count += tensor.numel();
         summary_.parameter_bytes += static_cast<int64_t>(tensor.nbytes());
       }
@@ -309,39 +388,20 @@ class AotiBackend final : public Backend {
                 std::vector<std::string>& notes) override {
     report.chosen = "stored";
     std::string note = "compiled ahead of time by AOTInductor: nothing to optimize at load";
-    for (size_t i = 0; i < static_models_.size(); ++i) {
+    const auto& static_models = package_->static_models;
+    for (size_t i = 0; i < static_models.size(); ++i) {
       note += (i == 0 ? "; compiled for static batch size " : ", ") +
-              std::to_string(static_models_[i].batch.batch);
+              std::to_string(static_models[i].batch.batch);
     }
     notes.push_back(note);
     return false;
   }
 
  private:
-  using Loader = torch::inductor::AOTIModelPackageLoader;
-  struct StaticModel {
-    StaticBatchModel batch;
-    std::unique_ptr<Loader> loader;
-  };
-
-  static std::unique_ptr<Loader> open_model(const std::string& path, const std::string& name,
-                                            const c10::Device& device, int concurrent_forwards) {
-#if TORCHSHIP_TORCH_AT_LEAST(2, 7)
-    return std::make_unique<Loader>(
-        path, name, /*run_single_threaded=*/false,
-        static_cast<size_t>(std::max(1, concurrent_forwards)),
-        static_cast<c10::DeviceIndex>(device.is_cuda() ? std::max<int>(0, device.index()) : -1));
-#else  // 2.6: one runner, the current device
-    (void)device;
-    (void)concurrent_forwards;
-    return std::make_unique<Loader>(path, name);
-#endif
-  }
-
   // The model compiled for these inputs' batch size, if the package has one, else the dynamic
   // one. Other sizes of a static model's inputs are checked by its own compiled checks.
   Loader& loader_for(const std::vector<c10::IValue>& inputs) const {
-    for (const auto& fixed : static_models_) {
+    for (const auto& fixed : package_->static_models) {
       bool matches = true;
       for (size_t argument : fixed.batch.arguments) {
         if (argument >= inputs.size() || !inputs[argument].isTensor() ||
@@ -353,11 +413,10 @@ class AotiBackend final : public Backend {
       }
       if (matches) return *fixed.loader;
     }
-    return *loader_;
+    return *package_->model;
   }
 
-  std::unique_ptr<Loader> loader_;
-  std::vector<StaticModel> static_models_;  // export.static_batches
+  std::shared_ptr<const LoadedPackage> package_;
   TreeSpec inputs_, outputs_;
   Signature signature_;
   std::vector<std::string> input_places_;  // "input 'x'": messages name the argument

@@ -16,6 +16,7 @@ namespace torchship {
 
 namespace {
 std::atomic<bool> configured{false};
+std::atomic<bool> keep_packages{false};
 }  // namespace
 
 void configure_runtime(const RuntimeOptions& options) {
@@ -45,6 +46,11 @@ void configure_runtime(const RuntimeOptions& options) {
   if (options.graph_optimizations) {
     torch::jit::setGraphExecutorOptimize(*options.graph_optimizations);
   }
+  if (options.keep_compiled_packages) keep_packages = *options.keep_compiled_packages;
+}
+
+bool keep_compiled_packages() {
+  return keep_packages;
 }
 
 int intra_op_threads() {

@@ -7,4 +7,8 @@ namespace torchship {
 // Model::load.
 void apply_runtime_defaults();
 
+// RuntimeOptions::keep_compiled_packages as configured (false until set); read by the
+// AOTInductor backend at each load.
+bool keep_compiled_packages();
+
 }  // namespace torchship

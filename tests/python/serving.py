@@ -81,11 +81,13 @@ def make_repository(folder: str, models: Dict[str, Tuple[str, Optional[dict]]]) 
 class Server:
     """`torchship serve` on a free loopback port; the log is kept for assertions."""
 
-    def __init__(self, cli, repository: str, *args: str, port: int = 0):
-        # (cli: the program, or the command that runs it, as a list: podman exec ... torchship)
+    def __init__(self, cli, repository: str, *args: str, port: int = 0, env=None):
+        # (cli: the program, or the command that runs it, as a list: podman exec ... torchship;
+        # env: variables to set for it)
         command = [cli] if isinstance(cli, str) else list(cli)
         self.process = subprocess.Popen(
             [*command, "serve", "--model-repository", repository, "--port", str(port), *args],
+            env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.log: List[str] = []
         self.port = None

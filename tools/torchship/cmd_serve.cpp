@@ -46,8 +46,14 @@ int run_serve(ServeOptions& options) {
   if (options.server.api_key.empty()) {
     if (const char* key = std::getenv("TORCHSHIP_API_KEY")) options.server.api_key = key;
   }
-  configure_runtime(
-      RuntimeOptions().with_threads(options.threads).with_interop_threads(options.interop_threads));
+  // A server unloads and reloads models: loaded AOTInductor packages are kept for reuse (their
+  // libraries cannot be unloaded; runtime.h). TORCHSHIP_KEEP_COMPILED_PACKAGES=0 turns that off,
+  // to measure what it saves (tests/python/test_model_cycles.py).
+  const char* keep = std::getenv("TORCHSHIP_KEEP_COMPILED_PACKAGES");
+  configure_runtime(RuntimeOptions()
+                        .with_threads(options.threads)
+                        .with_interop_threads(options.interop_threads)
+                        .with_keep_compiled_packages(!keep || std::string(keep) != "0"));
   options.server.threads_per_instance = options.threads;
   options.server.model_control = serving::parse_model_control(options.model_control);
   options.server.load.with_optimize(!options.no_optimize)
