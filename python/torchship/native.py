@@ -1,7 +1,6 @@
-"""Where the C++ side lies when it came with the wheel (scripts/build-portable.sh): the
-`torchship` program, libtorchship with its headers, and the CMake config that
-`find_package(torchship)` reads. The exporter-only package (`pip install .` of a checkout) has
-none of them: then both names are None."""
+"""Where the C++ side lies when it came with the wheel (scripts/build-portable.sh): libtorchship
+with its headers and the CMake config that `find_package(torchship)` reads. The exporter-only
+package (`pip install .` of a checkout) has none: then cmake_prefix_path is None."""
 
 import os
 
@@ -16,5 +15,3 @@ def _inside(*parts):
 # As torch.utils.cmake_prefix_path: cmake -DCMAKE_PREFIX_PATH=<this> finds torchship, and the
 # torch wheel beside it in site-packages.
 cmake_prefix_path = _inside("lib", "cmake")
-# The CLI and server, which the `torchship` command on PATH runs.
-executable = _inside("bin", "torchship")

@@ -48,9 +48,11 @@ class Probe:
 
     def read(self):
         pid = self.server.process.pid
-        deleted = sum("(deleted)" in line for line in open(f"/proc/{pid}/maps"))
-        files = len({line.split(None, 5)[5].strip() for line in open(f"/proc/{pid}/maps")
-                     if len(line.split(None, 5)) == 6})
+        with open(f"/proc/{pid}/maps") as f:
+            maps = f.read().splitlines()
+        deleted = sum("(deleted)" in line for line in maps)
+        files = len({fields[5].strip() for fields in (line.split(None, 5) for line in maps)
+                     if len(fields) == 6})
         size = sum(os.path.getsize(os.path.join(base, name))
                    for base, _, names in os.walk(self.tmp) for name in names)
         return {"rss_mb": self.server.rss_kb() / 1024, "fds": len(os.listdir(f"/proc/{pid}/fd")),
