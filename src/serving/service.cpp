@@ -32,14 +32,23 @@ bool InferenceService::authorized(const std::string& authorization) const {
 std::shared_ptr<ModelVersion> InferenceService::find(const std::string& name,
                                                      const std::string& version) const {
   if (auto found = repository_->find(name, version)) return found;
+  auto not_loaded = [&] {
+    return ServingError(Status::NotFound,
+                        "model '" + name + "' is not loaded (" +
+                            (repository_->control() == ModelControl::Explicit
+                                 ? "POST /v2/repository/models/" + name + "/load loads it)"
+                                 : "GET /v2/repository/index says why)"));
+  };
   if (!repository_->has_model(name)) {
     if (!repository_->holds(name))
       throw ServingError(Status::NotFound, "unknown model '" + name + "'");
-    throw ServingError(Status::NotFound,
-                       "model '" + name + "' is not loaded (" +
-                           (repository_->control() == ModelControl::Explicit
-                                ? "POST /v2/repository/models/" + name + "/load loads it)"
-                                : "GET /v2/repository/index says why)"));
+    throw not_loaded();
+  }
+  if (version.empty()) {
+    // The model was loaded (or unloaded) between the two looks: ask once more, and otherwise
+    // answer as for a model not loaded, never "no version " with an empty name.
+    if (auto found = repository_->find(name, version)) return found;
+    throw not_loaded();
   }
   throw ServingError(Status::NotFound, "model '" + name + "' has no version " + version +
                                            " (it has " + join(repository_->versions_of(name)) +
