@@ -104,6 +104,11 @@ void Metrics::queue_depth(const std::string& model, const std::string& version, 
   models_[{model, version}].queue_depth = depth;
 }
 
+void Metrics::read_timeout(const std::string& part) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++read_timeouts_[part];
+}
+
 std::string Metrics::prometheus() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string out;
@@ -152,6 +157,15 @@ std::string Metrics::prometheus() const {
             "Loads of the version that failed (the version loaded before, if any, went on "
             "serving).",
             value(&PerModel::load_failures));
+  out +=
+      "# HELP torchship_http_read_timeouts_total HTTP connections closed with 408: a request's "
+      "header or body missed its deadline, or the client went silent mid-request.\n"
+      "# TYPE torchship_http_read_timeouts_total counter\n";
+  for (const char* part : {"header", "body", "silence"}) {
+    auto found = read_timeouts_.find(part);
+    out += std::string("torchship_http_read_timeouts_total{part=\"") + part + "\"} " +
+           std::to_string(found == read_timeouts_.end() ? 0 : found->second) + "\n";
+  }
   return out;
 }
 

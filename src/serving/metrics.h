@@ -41,6 +41,9 @@ class Metrics {
   // Repository control: a version became ready or was unloaded, or failed to (re)load.
   void model_ready(const std::string& model, const std::string& version, bool ready);
   void model_load_failed(const std::string& model, const std::string& version);
+  // An HTTP connection closed with 408 because a request's "header" or "body" missed its
+  // deadline, or the client went silent mid-request ("silence").
+  void read_timeout(const std::string& part);
 
   std::string prometheus() const;
 
@@ -59,6 +62,7 @@ class Metrics {
   mutable std::mutex mutex_;
   std::map<std::tuple<std::string, std::string, std::string, int>, uint64_t> requests_;
   std::map<Key, PerModel> models_;
+  std::map<std::string, uint64_t> read_timeouts_;  // by part
 };
 
 }  // namespace torchship::serving

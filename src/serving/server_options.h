@@ -29,7 +29,11 @@ struct ServerOptions {
   size_t max_body_bytes = size_t{64} << 20;
   int read_timeout_s = 30;   // a client that sends nothing for this long is disconnected
   int write_timeout_s = 30;  // a client that reads nothing for this long is disconnected
-  int http_threads = 64;     // connections served at once (keep-alive holds one each)
+  // Total bounds on reading one HTTP request, however it trickles in (docs/security.md):
+  // its header from its first byte, its body from the header's end. Past them: 408, closed.
+  int header_timeout_ms = 30000;
+  int body_timeout_ms = 120000;  // a 5 MB photo over a 0.5 Mbit/s uplink takes 84 s
+  int http_threads = 64;         // connections served at once (keep-alive holds one each)
   // Requests decoded at once (JSON parsed, tensors built, images decoded): decoding is where a
   // request takes memory beyond its body, so this bounds the peak. Default: the CPUs there are.
   int max_concurrent_decodes = default_decode_slots();

@@ -5,6 +5,8 @@ ten thousand malformed requests, SIGTERM under load. docs/security.md gives the 
 
 import json
 import os
+import re
+import select
 import socket
 import struct
 import subprocess
@@ -455,11 +457,94 @@ def test_slow_and_vanishing_clients_do_not_stop_the_others(cli, repository):
         for thread in slow:
             thread.join()
         assert trickled == [b"HTTP/1.1 200 OK"] * 2
-        # A client that stops sending is cut off after --timeout; the server stays up.
+        # A client that stops sending is cut off after --timeout, told why; the server stays up.
         silent = socket.create_connection(("127.0.0.1", server.port))
         silent.sendall(request[:10])
         silent.settimeout(30)
-        assert silent.recv(1024) == b""
+        answer = receive_all(silent)
+        assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+        assert answer.endswith(b'{"error":"the client sent nothing for 3 s in the middle of a '
+                               b'request (--timeout)"}'), answer
+        assert server.connect().get("/v2/health/ready").status == 200
+    finally:
+        assert server.terminate() == 0
+
+
+def receive_all(sock):
+    """Everything the server sends until it closes the connection."""
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def test_requests_trickled_past_their_deadline_get_408_and_the_others_are_served(cli, repository):
+    # 8 connections served at once, 32 clients that trickle a byte every 0.1 s: never silent for
+    # --timeout (30 s), so only the total deadlines can cut them off. Their requests would take
+    # 30 s (header) and 40 s (body) to arrive.
+    server = Server(cli, repository, "--threads", "1", "--http-threads", "8",
+                    "--header-timeout-ms", "1500", "--body-timeout-ms", "2500")
+    try:
+        body, _ = infer_body(x(1, 0, rows=40))
+        header = (f"POST /v2/models/faulty/infer HTTP/1.1\r\nHost: t\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                  f"X-Padding: {'p' * 200}\r\n\r\n").encode()
+        request = header + body
+        assert len(header) > 300 and len(body) > 400
+        answers = {}
+
+        def trickle(index, at_once):
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.sendall(request[:at_once])
+            sent, answer = at_once, b""
+            sock.settimeout(60)  # a safety net: the deadlines are seconds
+            while sent < len(request):
+                if select.select([sock], [], [], 0.1)[0]:
+                    answer = receive_all(sock)
+                    break
+                try:
+                    sock.sendall(request[sent:sent + 1])
+                except OSError:
+                    break
+                sent += 1
+            answers[index] = (answer, sent)
+            sock.close()
+        slow = [threading.Thread(target=trickle, args=(i, 0 if i % 2 == 0 else len(header)))
+                for i in range(32)]
+        for thread in slow:
+            thread.start()
+        time.sleep(0.5)  # the slow ones hold every thread now
+        statuses = []
+        started = time.time()
+        for _ in range(20):
+            client = server.connect()
+            statuses.append(client.infer("faulty", x(1, 0)).status)
+            client.close()
+        served_in = time.time() - started
+        for thread in slow:
+            thread.join()
+        assert statuses == [200] * 20
+        print(f"32 trickling clients, 8 threads: 20 other requests served in {served_in:.1f} s")
+        expected = {
+            "header": b'{"error":"the request header did not arrive within 1500 ms of its first '
+                      b'byte (--header-timeout-ms)"}',
+            "body": b'{"error":"the request body did not arrive within 2500 ms of the header '
+                    b'(--body-timeout-ms)"}'}
+        for index, (answer, sent) in answers.items():
+            part = "header" if index % 2 == 0 else "body"
+            assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), (index, answer)
+            assert answer.endswith(expected[part]), (index, answer)
+            assert sent < (len(header) if part == "header" else len(request)), (index, sent)
+        logged = [line for line in server.log if "with 408: the request" in line]
+        assert len(logged) == 32, "\n".join(server.log)
+        assert all(re.fullmatch(r"torchship: closed the connection from 127\.0\.0\.1:\d+ with "
+                                r"408: the request (header|body) did not arrive within .*", line)
+                   for line in logged), logged
+        metrics = server.connect().get("/metrics").body.decode()
+        assert 'torchship_http_read_timeouts_total{part="header"} 16' in metrics
+        assert 'torchship_http_read_timeouts_total{part="body"} 16' in metrics
         assert server.connect().get("/v2/health/ready").status == 200
     finally:
         assert server.terminate() == 0

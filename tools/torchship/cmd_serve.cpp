@@ -144,6 +144,16 @@ Command add_serve_command(CLI::App& app) {
       ->each([options](const std::string&) {
         options->server.write_timeout_s = options->server.read_timeout_s;
       });
+  command
+      ->add_option("--header-timeout-ms", options->server.header_timeout_ms,
+                   "an HTTP request's header must arrive within this of its first byte, or 408")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  command
+      ->add_option("--body-timeout-ms", options->server.body_timeout_ms,
+                   "an HTTP request's body must arrive within this of its header, or 408")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   command->add_option("--http-threads", options->server.http_threads, "connections served at once")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

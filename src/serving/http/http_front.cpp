@@ -3,8 +3,6 @@
 #include "serving/http/http_front.h"
 
 #include <httplib.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -15,6 +13,7 @@
 #include <thread>
 
 #include "serving/http/content_encoding.h"
+#include "serving/http/deadline_server.h"
 #include "serving/service.h"
 #include "torchship/detection_output.h"
 #include "torchship/error.h"
@@ -164,36 +163,27 @@ std::vector<std::string> control_parameters(const std::string& text) {
   return names;
 }
 
-// Debian's compiled cpp-httplib listens with a backlog of 5: 32 clients connecting at once
-// overflow it and wait for SYN retransmits (1 s, 3 s, ...). listen() again on the bound socket
-// raises the backlog; the socket is found by its port, as httplib does not expose it.
-void widen_listen_backlog(int port) {
-  for (int fd = 3; fd < 1024; ++fd) {
-    int listening = 0;
-    socklen_t size = sizeof listening;
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0 || !listening) continue;
-    sockaddr_storage address{};
-    socklen_t length = sizeof address;
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) continue;
-    int bound = address.ss_family == AF_INET
-                    ? ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port)
-                    : ntohs(reinterpret_cast<sockaddr_in6*>(&address)->sin6_port);
-    if (bound == port) ::listen(fd, SOMAXCONN);
-  }
-}
-
 }  // namespace
 
 struct HttpFront::Impl {
   InferenceService& service;
   const ServerOptions& options;
-  httplib::Server http;
+  DeadlineServer http;
   int bound_port = -1;
   std::mutex lifecycle;  // orders serve() and stop()
   bool serving = false, stop_requested = false;
   std::atomic<bool> listen_returned{false};
 
-  explicit Impl(InferenceService& service) : service(service), options(service.options()) {
+  explicit Impl(InferenceService& service)
+      : service(service),
+        options(service.options()),
+        http(RequestDeadlines{std::chrono::milliseconds(options.header_timeout_ms),
+                              std::chrono::milliseconds(options.body_timeout_ms)},
+             [&service](const ReadTimeout& timeout) {
+               service.metrics().read_timeout(timeout.part);
+               log_line("closed the connection from " + timeout.client +
+                        " with 408: " + timeout.message);
+             }) {
     configure_transport();
     screen_requests_before_their_body();
     explain_what_no_route_answered();
@@ -336,6 +326,7 @@ struct HttpFront::Impl {
   // by the route once the body is read (within the body limit).
   void screen_requests_before_their_body() {
     http.set_pre_routing_handler([this](const httplib::Request& request, httplib::Response&) {
+      DeadlineServer::header_read();
       // `curl --data-binary @photo.jpg` labels the body a form; httplib would then parse it as
       // one and refuse anything above 8 kB. No route here takes forms: drop the label.
       auto form = request.headers.find("Content-Type");
@@ -376,6 +367,11 @@ struct HttpFront::Impl {
   void explain_what_no_route_answered() {
     http.set_error_handler([this](const httplib::Request& request, httplib::Response& response) {
       if (!response.body.empty()) return;  // a route already explained itself
+      // A read that ran out of time: httplib says 400, the client should learn why.
+      if (auto timeout = DeadlineServer::read_timeout_on_this_thread(); !timeout.empty()) {
+        send_error(response, 408, timeout);
+        return;
+      }
       if (send_refusal(request, response)) return;
       if (response.status == 413) {
         send_error(response, 413,
@@ -485,7 +481,7 @@ int HttpFront::bind(const std::string& host, int port) {
                     " (address in use, or not an address of this machine)");
   }
   impl_->bound_port = bound;
-  widen_listen_backlog(bound);
+  impl_->http.widen_listen_backlog();
   return bound;
 }
 

@@ -1,0 +1,54 @@
+// cpp-httplib's server with a total deadline for each request's header and for its body.
+// httplib alone bounds only the silence between two reads, so a client that sends one byte
+// before each timeout holds a connection, and one of the HTTP threads, for as long as it likes.
+// Here each connection is read through a stream of our own that knows which part of a request
+// it is reading and until when; past that, the client gets 408 and the connection is closed.
+#pragma once
+
+#include <httplib.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+namespace torchship::serving {
+
+struct RequestDeadlines {
+  // From the request line's first byte to the blank line that ends the header.
+  std::chrono::milliseconds header{30000};
+  // From the end of the header to the body's last byte.
+  std::chrono::milliseconds body{120000};
+};
+
+// Why a connection was closed before its request was read: "header", "body" or "silence",
+// and the one-line explanation the client got with its 408.
+struct ReadTimeout {
+  const char* part;
+  std::string message;
+  std::string client;  // "address:port"
+};
+
+class DeadlineServer : public httplib::Server {
+ public:
+  using OnTimeout = std::function<void(const ReadTimeout&)>;
+  DeadlineServer(RequestDeadlines deadlines, OnTimeout on_timeout);
+
+  // Called by the pre-routing handler, on the thread reading the request: its header is in, the
+  // body's deadline starts now.
+  static void header_read();
+  // On the thread writing the answer: why reading the request stopped early, "" when it did
+  // not (httplib then answers 400 through the error handler, which should say 408 and this).
+  static std::string read_timeout_on_this_thread();
+
+  // httplib listens with a backlog of 5: 32 clients connecting at once overflow it and wait
+  // for SYN retransmits (1 s, 3 s, ...). This raises it to the system's maximum.
+  void widen_listen_backlog();
+
+ private:
+  bool process_and_close_socket(socket_t socket) override;
+
+  RequestDeadlines deadlines_;
+  OnTimeout on_timeout_;
+};
+
+}  // namespace torchship::serving
