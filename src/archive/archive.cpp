@@ -53,7 +53,12 @@ void check_file(const fs::path& path) {
 
   std::string head = file_signature(path);
   if (head.rfind("PK\x03\x04", 0) == 0) {
-    if (auto why = impossible_zip_sizes(path, size)) reject(path, *why);
+    if (auto records = read_zip_directory(path, size)) {
+      if (auto why = impossible_zip_sizes(*records, size)) reject(path, *why);
+      if (auto why = damaged_zip_record(path, *records, size)) {
+        reject(path, "the zip is truncated or corrupt: " + *why);
+      }
+    }
     return;
   }
   if (!head.empty() && static_cast<unsigned char>(head[0]) == 0x80) {

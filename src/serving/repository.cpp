@@ -138,15 +138,20 @@ Repository::Repository(const fs::path& root, RepositoryOptions options, Metrics&
     }
   }
   // At start a failure stops the server with its message, and the summary lists what loaded:
-  // nothing to log until then.
+  // nothing to log until then. Polling is the exception: a file found broken at start (a copy
+  // cut off by a crash) is logged, reported by the index and retried once it changes, while
+  // the other models and versions serve.
+  bool polling = options_.control == ModelControl::Poll;
   Log later = std::move(log_);
-  log_ = [](const std::string&) {};
+  log_ = [&later, polling](const std::string& line) {
+    if (polling && line.rfind("error: ", 0) == 0) later(line);
+  };
   for (const auto& name : names) {
     if (!holds(name)) {
       throw bad_input("--load-model " + name + ": the repository " + root_.string() +
                       " has no model folder of that name");
     }
-    synchronize(name, /*on_request=*/true);
+    synchronize(name, /*on_request=*/!polling);
   }
   if (options_.control == ModelControl::None && loaded().empty()) {
     throw bad_input("--model-repository " + root_.string() +
@@ -272,7 +277,14 @@ std::string Repository::synchronize_version(const std::string& name, int64_t num
   if (reason.empty()) reason = folder.config_error;
   if (reason.empty()) {
     try {
-      next.ready[number] = load_version(name, version, model_file, print, folder.config);
+      auto loaded = load_version(name, version, model_file, print, folder.config);
+      // A file rewritten while it loaded may have been read half old, half new: drop what
+      // loaded, and take the file up again once it has settled (the next poll or request).
+      if (fingerprint(model_file, folder.config_text) != print) {
+        throw bad_model("cannot load " + model_file.string() +
+                        ": the file changed while it was loading");
+      }
+      next.ready[number] = std::move(loaded);
       metrics_.model_ready(name, version, true);
       log_((is_serving ? "reloaded " : "loaded ") + name + " v" + version + " from " +
            model_file.string());

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "archive/crc32.h"
 #include "fixtures.h"
 #include "torchship/archive.h"
 #include "torchship/error.h"
@@ -215,6 +216,67 @@ TEST(Archive, ForgedRecordSizesAreRefusedBeforeTheReaderAllocates) {
             "cannot load " + path.string() + ": the zip's directory says record " + name +
                 " is 4294967294 bytes, more than the " + std::to_string(zip.size()) +
                 "-byte archive can hold (a forged or corrupt zip)");
+  std::filesystem::remove(path);
+}
+
+std::string file_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+void write_bytes(const std::filesystem::path& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+TEST(Archive, Crc32IsZipsChecksumInAnyPieces) {
+  std::string text = "123456789";  // the check value every CRC-32/ISO-HDLC table lists
+  EXPECT_EQ(crc32(0, text.data(), text.size()), 0xCBF43926u);
+  EXPECT_EQ(crc32(crc32(0, text.data(), 5), text.data() + 5, 4), 0xCBF43926u);
+  std::string long_text(1000, '\0');
+  for (size_t i = 0; i < long_text.size(); ++i) long_text[i] = static_cast<char>(i * 7);
+  uint32_t whole = crc32(0, long_text.data(), long_text.size());
+  uint32_t pieces = 0;
+  for (size_t at = 0; at < long_text.size(); at += 13) {
+    pieces = crc32(pieces, long_text.data() + at, std::min<size_t>(13, long_text.size() - at));
+  }
+  EXPECT_EQ(whole, pieces);
+}
+
+TEST(Archive, ADamagedRecordIsRefusedByItsChecksum) {
+  std::string zip = file_bytes(testing::fixture("classifier.pt"));
+  // A byte in the middle of the largest record (the weights) flipped, as a bad disk would.
+  size_t middle = zip.size() / 2;
+  zip[middle] = static_cast<char>(zip[middle] ^ 0x40);
+  auto path = std::filesystem::temp_directory_path() / "torchship_test_damaged.pt";
+  write_bytes(path, zip);
+  std::string message = error_message([&] { Archive::open(path); });
+  std::string start = "cannot load " + path.string() + ": the zip is truncated or corrupt: record ";
+  EXPECT_EQ(message.substr(0, start.size()), start) << message;
+  EXPECT_NE(message.find(" does not match its CRC-32 "), std::string::npos) << message;
+  EXPECT_NE(message.find("(a damaged file, or one overwritten while it was being written?)"),
+            std::string::npos)
+      << message;
+  std::filesystem::remove(path);
+}
+
+TEST(Archive, AFileOverwrittenHalfWayIsNeverLoaded) {
+  // A deploy that rewrites model.pt in place and is killed half-way leaves the new file's
+  // first half over the old file's tail, whose directory still ends the file.
+  std::string old_file = file_bytes(testing::fixture("classifier.pt"));
+  std::string new_file = file_bytes(testing::fixture("plain.pt"));
+  auto path = std::filesystem::temp_directory_path() / "torchship_test_half_written.pt";
+  for (size_t written : {new_file.size() / 4, new_file.size() / 2, new_file.size() - 100}) {
+    std::string torn = old_file;
+    torn.replace(0, written, new_file.substr(0, written));
+    write_bytes(path, torn);
+    std::string message = error_message([&] { Model::load(path); });
+    std::string start = "cannot load " + path.string() + ": the zip is truncated or corrupt";
+    EXPECT_EQ(message.substr(0, start.size()), start) << written << ": " << message;
+    // Cut off instead (truncated as it was written): no directory at the end.
+    write_bytes(path, new_file.substr(0, written));
+    EXPECT_EQ(error_message([&] { Model::load(path); }), start) << written;
+  }
   std::filesystem::remove(path);
 }
 

@@ -315,6 +315,34 @@ TEST(Repository, StartupRefusesWhatItCannotServe) {
   // Explicit mode with nothing named starts empty: the broken model is loaded on request.
   start(options_for(ModelControl::Explicit));
   EXPECT_EQ(parse_model_control("poll"), ModelControl::Poll);
+}
+
+TEST(Repository, PollingStartsWithWhatIsWholeAndReportsWhatIsNot) {
+  // A deploy cut off by a crash: version 2 half-written, another model's only file broken.
+  RepositoryFolder folder;
+  folder.put_archive("fashion", "1");
+  folder.put("fashion", "2", "PK\x03\x04 the first bytes of a zip, then nothing");
+  folder.put("broken", "1", "not an archive");
+  Metrics metrics;
+  std::vector<std::string> log;
+  Repository repository(folder.root(), options_for(ModelControl::Poll), metrics,
+                        [&](const std::string& line) { log.push_back(line); });
+  EXPECT_EQ(repository.find("fashion", "")->version, "1");
+  EXPECT_EQ(repository.find("broken", ""), nullptr);
+  EXPECT_EQ(
+      index_lines(repository),
+      (std::vector<std::string>{
+          "broken 1 UNAVAILABLE (cannot load " + folder.root().string().substr(0, 12) + ")",
+          "fashion 1 READY",
+          "fashion 2 UNAVAILABLE (cannot load " + folder.root().string().substr(0, 12) + ")"}));
+  // Only the failures are logged at start (the summary lists what loaded).
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_EQ(log[0].rfind("error: model 'broken' version 1: cannot load ", 0), 0u) << log[0];
+  EXPECT_EQ(log[1].rfind("error: model 'fashion' version 2: cannot load ", 0), 0u) << log[1];
+  // The deploy finished: loaded at the next scan.
+  folder.put_archive("fashion", "2");
+  repository.poll();
+  EXPECT_EQ(repository.find("fashion", "")->version, "2");
   EXPECT_EQ(error_message([] { parse_model_control("sometimes"); }),
             "--model-control-mode must be none, explicit or poll, got \"sometimes\"");
 }
