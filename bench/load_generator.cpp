@@ -9,6 +9,15 @@
 //                  --clients 32 --seconds 10
 //   torchship-load --protocol http --port 8000 --model fashion --request body.bin
 //                  --header-length 212 --clients 32 --seconds 10
+//
+// With --mix, each client instead picks every request from a weighted list of kinds (protocol,
+// model, request, and whether the server should accept it: bench/soak.py mixes valid and
+// malformed ones) and every answer is written to --trace as one CSV line: the seconds since
+// the start, the kind, the latency and the outcome (an HTTP status, 1000 + a gRPC code, -1
+// when no answer came).
+//
+//   torchship-load --mix kinds.json --port 8000 --grpc-port 8001 --clients 32 --seconds 120
+//                  --trace trace.csv
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 #include <sys/resource.h>
@@ -21,6 +30,8 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -42,6 +53,26 @@ struct Options {
   int clients = 1;
   double seconds = 10;
   double warmup_seconds = 1;
+  std::string mix_path;    // --mix: kinds of requests to pick from
+  std::string trace_path;  // --trace: one line per answer
+  int grpc_port = 0;
+};
+
+// One kind of request of a mix.
+struct Kind {
+  std::string protocol;  // grpc | http
+  std::string model;
+  std::string payload;
+  long header_length = -1;
+  double weight = 1;
+  inference::ModelInferRequest grpc_request;
+};
+
+struct Answer {
+  float seconds;  // since the start, when the answer came
+  uint16_t kind;
+  float latency_ms;
+  int16_t outcome;  // HTTP status, 1000 + gRPC code, -1: no answer
 };
 
 struct ClientResult {
@@ -138,6 +169,120 @@ double cpu_seconds() {
          static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1e-6;
 }
 
+std::vector<Kind> read_mix(const std::string& path) {
+  auto list = nlohmann::json::parse(read_file(path));
+  std::vector<Kind> kinds;
+  for (const auto& item : list) {
+    Kind kind;
+    kind.protocol = item.at("protocol").get<std::string>();
+    kind.model = item.at("model").get<std::string>();
+    kind.payload = read_file(item.at("request").get<std::string>());
+    kind.header_length = item.value("header_length", -1L);
+    kind.weight = item.value("weight", 1.0);
+    if (kind.protocol == "grpc" && !kind.grpc_request.ParseFromString(kind.payload)) {
+      throw std::runtime_error(item.at("request").get<std::string>() +
+                               " is not a serialized ModelInferRequest");
+    }
+    kinds.push_back(std::move(kind));
+  }
+  if (kinds.empty()) throw std::runtime_error(path + " lists no kinds of request");
+  return kinds;
+}
+
+// One client of a mix: an HTTP connection and a gRPC channel of its own, a request of a kind
+// drawn by weight each time.
+void mix_client(const Options& options, const std::vector<Kind>& kinds, unsigned seed,
+                Clock::time_point start, Clock::time_point end, std::vector<Answer>& answers) {
+  httplib::Client http(options.host, options.port);
+  http.set_keep_alive(true);
+  http.set_tcp_nodelay(true);
+  http.set_read_timeout(120, 0);
+  std::unique_ptr<inference::GRPCInferenceService::Stub> stub;
+  if (options.grpc_port > 0) {
+    grpc::ChannelArguments arguments;
+    arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    arguments.SetMaxReceiveMessageSize(-1);
+    stub = inference::GRPCInferenceService::NewStub(
+        grpc::CreateCustomChannel(options.host + ":" + std::to_string(options.grpc_port),
+                                  grpc::InsecureChannelCredentials(), arguments));
+  }
+  std::vector<double> weights;
+  for (const auto& kind : kinds) weights.push_back(kind.weight);
+  std::mt19937 random(seed);
+  std::discrete_distribution<size_t> pick(weights.begin(), weights.end());
+  while (true) {
+    auto started = Clock::now();
+    if (started >= end) return;
+    size_t index = pick(random);
+    const Kind& kind = kinds[index];
+    int outcome = -1;
+    if (kind.protocol == "grpc") {
+      if (!stub) throw std::runtime_error("a gRPC kind of request needs --grpc-port");
+      grpc::ClientContext context;
+      inference::ModelInferResponse response;
+      grpc::Status status = stub->ModelInfer(&context, kind.grpc_request, &response);
+      outcome = 1000 + static_cast<int>(status.error_code());
+      // No answer at all: the channel could not reach the server.
+      if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+          status.error_message().find("failed to connect") != std::string::npos) {
+        outcome = -1;
+      }
+    } else {
+      httplib::Headers headers;
+      std::string content_type = "application/json";
+      if (kind.header_length >= 0) {
+        headers.emplace("Inference-Header-Content-Length", std::to_string(kind.header_length));
+        content_type = "application/octet-stream";
+      }
+      auto response =
+          http.Post("/v2/models/" + kind.model + "/infer", headers, kind.payload, content_type);
+      if (response) outcome = response->status;
+    }
+    auto finished = Clock::now();
+    answers.push_back({std::chrono::duration<float>(finished - start).count(),
+                       static_cast<uint16_t>(index),
+                       std::chrono::duration<float, std::milli>(finished - started).count(),
+                       static_cast<int16_t>(outcome)});
+  }
+}
+
+int run_mix(const Options& options) {
+  std::vector<Kind> kinds = read_mix(options.mix_path);
+  auto start = Clock::now();
+  auto end = start + std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double>(options.seconds));
+  std::vector<std::vector<Answer>> answers(options.clients);
+  std::vector<std::string> errors(options.clients);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < options.clients; ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        mix_client(options, kinds, 1234u + static_cast<unsigned>(i), start, end, answers[i]);
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const auto& error : errors) {
+    if (!error.empty()) throw std::runtime_error("a client stopped: " + error);
+  }
+  std::ofstream trace(options.trace_path);
+  if (!trace) throw std::runtime_error("cannot write " + options.trace_path);
+  trace << "seconds,kind,latency_ms,outcome\n";
+  size_t total = 0;
+  for (const auto& list : answers) {
+    for (const auto& answer : list) {
+      trace << answer.seconds << ',' << answer.kind << ',' << answer.latency_ms << ','
+            << answer.outcome << '\n';
+    }
+    total += list.size();
+  }
+  std::printf("{\"clients\": %d, \"seconds\": %.3f, \"answers\": %zu}\n", options.clients,
+              options.seconds, total);
+  return 0;
+}
+
 int run(const Options& options) {
   std::string payload = read_file(options.request_path);
   inference::ModelInferRequest request;
@@ -225,9 +370,24 @@ int main(int argc, char** argv) {
         options.seconds = std::stod(value(i));
       } else if (flag == "--warmup-seconds") {
         options.warmup_seconds = std::stod(value(i));
+      } else if (flag == "--mix") {
+        options.mix_path = value(i);
+      } else if (flag == "--trace") {
+        options.trace_path = value(i);
+      } else if (flag == "--grpc-port") {
+        options.grpc_port = std::stoi(value(i));
       } else {
         throw std::runtime_error("unknown flag " + flag);
       }
+    }
+    if (!options.mix_path.empty()) {
+      if (options.port <= 0 || options.trace_path.empty() || options.clients < 1 ||
+          options.seconds <= 0) {
+        throw std::runtime_error(
+            "usage: torchship-load --mix KINDS.json --port P [--grpc-port P] --trace OUT.csv "
+            "[--clients N] [--seconds S] [--host H]");
+      }
+      return run_mix(options);
     }
     if ((options.protocol != "grpc" && options.protocol != "http") || options.port <= 0 ||
         options.model.empty() || options.request_path.empty() || options.clients < 1 ||
