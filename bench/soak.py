@@ -213,7 +213,8 @@ def analyse(trace: str, kinds: List[dict], seconds: float, rss: List[Tuple[float
 
 
 def run_soak(cli: str, load: str, models: str, minutes: float, reload_secs: float,
-             folder: str, clients: int = 32) -> dict:
+             folder: str, clients: int = 32, server_args=(), env=None,
+             reloaded=tuple(MODELS)) -> dict:
     """Runs the soak; the figures, with the RSS samples and reload times."""
     sources = {name: os.path.join(models, file) for name, file in MODELS.items()}
     repository = make_repository(os.path.join(folder, "repository"), {
@@ -229,11 +230,12 @@ def run_soak(cli: str, load: str, models: str, minutes: float, reload_secs: floa
         json.dump(kinds, f)
     trace = os.path.join(folder, "trace.csv")
     server = Server(cli, repository, "--grpc-port", "0", "--model-control-mode", "poll",
-                    "--repository-poll-secs", "2")
+                    "--repository-poll-secs", "2", *server_args, env=env)
     seconds = minutes * 60
     try:
         sampler = Sampler(server)
-        reloader = Reloader(server, repository, sources, reload_secs, until=seconds - 15)
+        reloader = Reloader(server, repository, {name: sources[name] for name in reloaded},
+                            reload_secs, until=seconds - 15)
         driver = subprocess.run(
             [load, "--mix", mix, "--port", str(server.port), "--grpc-port",
              str(server.grpc_port), "--clients", str(clients), "--seconds", str(seconds),

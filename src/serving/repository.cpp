@@ -10,6 +10,7 @@
 
 #include "core/text.h"
 #include "torchship/error.h"
+#include "torchship/memory.h"
 #include "torchship/runtime.h"
 
 namespace torchship::serving {
@@ -161,6 +162,15 @@ Repository::Repository(const fs::path& root, RepositoryOptions options, Metrics&
 }
 
 Repository::~Repository() = default;
+
+// The server keeps freed memory in the process (tune_memory_for_inference): without giving it
+// back here, each reload left the C heap a little larger (bench/soak.py: +7 to 12% over 3
+// minutes of reloads every 15 s, against +2 to 4% with this).
+ModelVersion::~ModelVersion() {
+  batcher.reset();  // stops before the model goes
+  model.reset();
+  release_free_memory();
+}
 
 std::vector<std::string> Repository::model_names_on_disk() const {
   std::vector<std::string> names;

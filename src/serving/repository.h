@@ -40,6 +40,7 @@ struct ModelVersion {
   std::unique_ptr<Model> model;
   ModelConfig config;
   std::unique_ptr<Batcher> batcher;  // declared after the model: stops before it is freed
+  ~ModelVersion();                   // gives the freed memory back to the system
 };
 
 // One line of the repository index (Triton's RepositoryIndex).
