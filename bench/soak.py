@@ -13,8 +13,8 @@ over time: its growth from the end of the first minute (the warm-up) to the end.
     python bench/soak.py --minutes 30 [--reload-secs 60] [--doc]
 
 --doc writes the RSS plot, docs/soak-rss.svg (docs/serving.md shows it); bench/results/soak.json
-keeps the figures either way. tests/python/test_soak.py runs the short form (2 minutes, a reload
-every 20 s) in CI. Run with the PyPI stack's interpreter (scripts/env.sh's $PY): the gRPC
+keeps the figures either way. tests/python/test_soak.py runs the short form (2.5 minutes, two
+reloads) in CI. Run with the PyPI stack's interpreter (scripts/env.sh's $PY): the gRPC
 requests are built with tritonclient's protobuf classes.
 """
 
