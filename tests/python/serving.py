@@ -41,6 +41,17 @@ def wait_until_answering(port: int, path: str = "/v2/health/ready", timeout: flo
     raise RuntimeError(f"nothing answered GET {path} on port {port} within {timeout:.0f} s")
 
 
+def wait_for(condition, what: str, timeout: float = 60):
+    """Polls `condition` until it returns something true, and returns that."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+
+
 def fashion_images(models: str, first: int, count: int) -> np.ndarray:
     """Fashion-MNIST test images first..first+count-1 as uint8 [count, 28, 28, 1]."""
     import cv2

@@ -21,7 +21,7 @@ import zipfile
 import numpy as np
 import torch
 
-from serving import Client, Server, fashion_reference, make_repository
+from serving import Client, Server, fashion_reference, make_repository, wait_for
 
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-4}
 # The writer: copies SOURCE to TARGET in 40 pieces, 0.1 s apart, as a slow deploy would
@@ -52,16 +52,6 @@ def variant_of(archive, out):
     with open(archive, "rb") as a, open(out, "rb") as b:
         assert a.read(4096) != b.read(4096)
     return out
-
-
-def wait_for(condition, what, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def index(server):

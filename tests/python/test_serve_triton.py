@@ -14,7 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from serving import Client, Server, fashion_reference, free_port, make_repository, metric
+from serving import (Client, Server, fashion_reference, free_port, make_repository, metric,
+                     wait_for)
 
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] from PyPI")
 httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] from PyPI")
@@ -325,16 +326,6 @@ def test_explicit_control_loads_and_unloads_and_lets_requests_in_flight_finish(
                    for line in server.log)
     finally:
         assert server.terminate() == 0
-
-
-def wait_for(condition, what, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def drop_version(repository, version, archive):
