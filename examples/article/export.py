@@ -34,7 +34,8 @@ def export_classifier(path: str, precision: str = "fp32", format: str = "torchsc
                       cpu_target: str = "native") -> torchship.ExportResult:
     """precision: fp32, bf16 or int8 (the backbone quantized, calibrated on 16 random images:
     the weights are random too, so only speed and agreement with fp32 mean something).
-    format: "torchscript" (traced), or "aoti": an AOTInductor .pt2 for `cpu_target`, fp32."""
+    format: "torchscript" (traced); "aoti": an AOTInductor .pt2 for `cpu_target`, fp32; or
+    "openvino": OpenVINO IR, fp32."""
     model = resnet34_classifier().eval()
     generator = torch.Generator().manual_seed(1)
     example = torch.randint(0, 256, (224, 224, 3), dtype=torch.uint8, generator=generator)
@@ -48,6 +49,8 @@ def export_classifier(path: str, precision: str = "fp32", format: str = "torchsc
     if format == "aoti":
         return torchship.export(model, (example,), path, format="aoti", manifest=manifest,
                                 cpu_target=cpu_target)
+    if format == "openvino":
+        return torchship.export(model, (example,), path, format="openvino", manifest=manifest)
     calibration = [(image,) for image in random_images(16, (224, 224, 3), seed=3)]
     return torchship.export(model, (example,), path, method="trace", manifest=manifest,
                             precision=precision, calibration=calibration, quantize="backbone")

@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
 
 import data  # noqa: E402
 import torchship  # noqa: E402
-from torchship.precision import bf16_convolution_problem  # noqa: E402
+from torchship.torchscript.precision import bf16_convolution_problem  # noqa: E402
 from model import FashionNet, FashionPipeline  # noqa: E402
 
 EPOCHS = 12

@@ -1,5 +1,6 @@
-// A torchship archive on disk: a TorchScript zip (.pt) or an AOTInductor package (.pt2),
-// optionally carrying a manifest and golden vectors. Opening it validates the container without
+// A torchship archive on disk: a TorchScript zip (.pt), an AOTInductor package (.pt2) or an
+// OpenVINO archive (OpenVINO IR in a zip laid out as PyTorch's), optionally carrying a manifest
+// and golden vectors. Opening it validates the container without
 // loading the model.
 #pragma once
 
@@ -14,8 +15,9 @@
 namespace torchship {
 
 // Names of the extra files torchship writes. torch.jit.save stores them under "extra/"; in a
-// .pt2 package the manifest is under "extra/" and the golden vectors, which are binary, in a
-// "torchship/" folder beside it (torch's package loader reads every extra/ file as text).
+// .pt2 package (and an OpenVINO archive, laid out alike) the manifest is under "extra/" and the
+// golden vectors, which are binary, in a "torchship/" folder beside it (torch's package loader
+// reads every extra/ file as text).
 constexpr const char* kManifestFile = "torchship.json";
 constexpr const char* kGoldenIndexFile = "torchship/golden/index.json";
 
@@ -23,13 +25,16 @@ constexpr const char* kGoldenIndexFile = "torchship/golden/index.json";
 enum class ModelFormat {
   TorchScript,  // torch.jit.save: code and pickled constants, run by TorchScript's interpreter
   AOTInductor,  // torch.export + AOTInductor: a compiled shared library and its weights
+  OpenVINO,     // torch.export + openvino.convert_model: OpenVINO IR (graph and weights)
 };
-const char* format_name(ModelFormat format);  // "TorchScript", "AOTInductor"
+const char* format_name(ModelFormat format);  // "TorchScript", "AOTInductor", "OpenVINO"
+// The name torchship.export and --json output use: "torchscript", "aoti", "openvino".
+const char* format_id(ModelFormat format);
 
 class Archive {
  public:
   // Throws Error(BadModel) for a missing or empty file, a file that is not a zip, a truncated
-  // zip, a zip that is neither TorchScript nor an AOTInductor package, or an invalid manifest.
+  // zip, a zip that is none of the three forms, or an invalid manifest.
   static Archive open(const std::filesystem::path& path);
 
   const std::filesystem::path& path() const { return path_; }

@@ -51,7 +51,25 @@ struct LoadOptions {
   // runner, with its own activation buffers, per concurrent forward (weights are shared);
   // TorchScript needs nothing per forward.
   int concurrent_forwards = 1;
+  // The precision an engine that chooses it at load computes in: "fp32" (the default: what the
+  // golden vectors were recorded in) or "bf16" (OpenVINO archives; checked against the golden
+  // vectors at bf16's tolerance when check_golden is set). Other formats carry their precision
+  // in the archive and refuse "bf16" here.
+  std::string precision = "fp32";
+  // Threads of each forward for an engine that sizes its own pool at load (OpenVINO's TBB
+  // workers): 0 takes libtorch's intra-op count (runtime.h), so that models of every engine in
+  // one process share the same CPU budget. libtorch's own forwards follow the calling thread's
+  // OpenMP setting instead.
+  int threads = 0;
 
+  LoadOptions& with_precision(std::string value) {
+    precision = std::move(value);
+    return *this;
+  }
+  LoadOptions& with_threads(int value) {
+    threads = value;
+    return *this;
+  }
   LoadOptions& with_optimize(bool value) {
     optimize = value;
     return *this;
@@ -118,7 +136,10 @@ class Model {
   // device, switches it to eval mode. Throws Error (BadModel, BadInput, Unsupported).
   static Model load(const std::filesystem::path& path, const LoadOptions& options = {});
 
-  ModelFormat format() const;  // TorchScript or AOTInductor: which backend runs it
+  ModelFormat format() const;  // TorchScript, AOTInductor or OpenVINO: which backend runs it
+  // What it computes in: "bf16" when chosen at load (LoadOptions::precision), else the
+  // archive's own (the manifest's precision; "fp32" without a manifest).
+  std::string precision() const;
   const Archive& archive() const;
   const std::optional<Manifest>& manifest() const;
   c10::Device device() const;

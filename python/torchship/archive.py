@@ -1,7 +1,7 @@
 """What every export records beside the model, and under which names: the manifest
 (torchship.json, with its export section) and the golden vectors (an index and .npy files).
 A TorchScript archive holds them as extra files under these names; a .pt2 package under its root
-folder, the manifest in extra/ (torchship.pt2_package)."""
+folder, the manifest in extra/ (torchship.aoti.pt2_package)."""
 
 import datetime
 import json

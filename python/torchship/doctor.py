@@ -185,6 +185,12 @@ def _message_frame(message: str) -> Tuple[Optional[str], Optional[str]]:
     return None, None
 
 
+def user_line(stack_trace: str) -> Tuple[Optional[str], Optional[str]]:
+    """The user's frame in a formatted stack ("file.py:12", its code line): the innermost one
+    outside torch, as torch.export records a node's in its meta["stack_trace"]."""
+    return _message_frame(stack_trace)
+
+
 def diagnose_export(error: BaseException) -> Diagnosis:
     """Explains a torch.export failure with EXPORT_CATALOGUE."""
     message = str(error)

@@ -1,17 +1,15 @@
-"""The dynamic sizes of a .pt2 package (the manifest's export.dynamic_dims): what torch.export is
-told is dynamic, the range it proves for each size, and the range the compiled code accepts,
-read from the input checks AOTInductor generates in its C++ wrapper."""
+"""The dynamic sizes of an exported program (the manifest's export.dynamic_dims): what
+torch.export is told is dynamic, the range it proves for each size and, for a format that narrows
+it (AOTInductor's compiled input checks, torchship.aoti.pt2_package), the range it accepts."""
 
-import re
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from .errors import ExportError
 from .manifest import Manifest
-from .pt2_package import compiled_files
 
-BATCH_MAX = 4096  # the largest batch a package with a dynamic batch dimension accepts
+BATCH_MAX = 4096  # the largest batch an export with a dynamic batch dimension accepts
 
 
 def dynamic_shapes(names: List[str], args: Tuple[Any, ...], manifest: Manifest
@@ -48,23 +46,6 @@ def dynamic_shapes(names: List[str], args: Tuple[Any, ...], manifest: Manifest
     return tuple(shapes), recorded, positions
 
 
-_BOUND = re.compile(r'input_handles\[(\d+)\]: dim value is too (small|large) at (\d+), "\s*'
-                    r'<< "expected (?:it )?to be [<>]= (\d+)')
-
-
-def compiled_bounds(path: str) -> Dict[Tuple[int, int], Dict[str, int]]:
-    """The sizes the compiled code accepts per (flat input, dim), from the input checks
-    AOTInductor generates (run when AOTI_RUNTIME_CHECK_INPUTS is set, as torchship sets it).
-    A Dim's upper bound can come out narrower than asked where a kernel choice depends on the
-    size; the lower bound check is not generated (see inductor_setup.inductor_options)."""
-    bounds: Dict[Tuple[int, int], Dict[str, int]] = {}
-    for source in compiled_files(path, "wrapper.cpp"):
-        for handle, side, dim, value in _BOUND.findall(source):
-            key = "min" if side == "small" else "max"
-            bounds.setdefault((int(handle), int(dim)), {})[key] = int(value)
-    return bounds
-
-
 def _finite(value: Any) -> Optional[int]:
     """A range bound as an int; None for infinity (torch's int_oo, sympy's oo)."""
     if str(value) in ("int_oo", "oo", "-int_oo", "-oo"):
@@ -99,9 +80,11 @@ def exported_ranges(program: Any) -> Dict[Tuple[int, int], Tuple[int, Optional[i
 def record_ranges(recorded: Dict[str, Any], positions: Dict[str, int],
                   example: Tuple[Any, ...],
                   exported: Dict[Tuple[int, int], Tuple[int, Optional[int]]],
-                  bounds: Dict[Tuple[int, int], Dict[str, int]]) -> Dict[str, Any]:
+                  bounds: Optional[Dict[Tuple[int, int], Dict[str, int]]] = None
+                  ) -> Dict[str, Any]:
     """dynamic_dims with each dimension's accepted range, {name: {dim: {name, min, max}}}: the
-    exported program's range, narrowed to what the compiled checks accept. A bounded range whose
+    exported program's range, narrowed to what compiled checks accept where `bounds` holds them
+    (AOTInductor; None: the format runs the exported ranges as they are). A bounded range whose
     compiled check is not found (the generated code's wording changed) is refused: the server
     would build batches the compiled code refuses."""
     flat_of_argument: List[int] = []
@@ -116,8 +99,8 @@ def record_ranges(recorded: Dict[str, Any], positions: Dict[str, int],
         for dim, dim_name in dims.items():
             key = (flat_of_argument[positions[name]], int(dim))
             low, high = exported.get(key, (1, None))
-            compiled = bounds.get(key, {})
-            if high is not None and "max" not in compiled:
+            compiled = {} if bounds is None else bounds.get(key, {})
+            if bounds is not None and high is not None and "max" not in compiled:
                 raise ExportError(
                     f"format='aoti': cannot tell which sizes the compiled code accepts in "
                     f"dimension {dim} of input {name!r} (torch.export allows {low} to {high}; "

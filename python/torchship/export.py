@@ -1,28 +1,28 @@
 """torchship.export: validates what the caller asks for and hands it, as ExportOptions, to the
-writer of the format: torchship.torchscript (a self-describing TorchScript archive) or
-torchship.aoti (an AOTInductor .pt2 package)."""
+writer of the format, one subpackage each: torchship.torchscript (a self-describing TorchScript
+archive), torchship.aoti (an AOTInductor .pt2 package) or torchship.openvino (OpenVINO IR in an
+archive of its own)."""
 
 import dataclasses
 from typing import Any, Optional, Sequence
 
 import torch
 
-from .aoti import write_aoti
+from . import aoti, openvino, torchscript
 from .checks import check_allow
-from .compat import refusal_message, torchscript_support
-from .conversion import METHODS
-from .cpu_targets import check_target
 from .errors import ExportError
-from .inductor_setup import available as aoti_available
 from .manifest import Manifest
 from .options import ExportOptions, as_args
-from .precision import PRECISIONS
 from .result import ExportResult
-from .static_batches import check_static_batches
 from .tolerance import DEFAULT_RTOL
-from .torchscript import write_torchscript
 
-FORMATS = ("torchscript", "aoti")
+# Each format's validation and writer (they receive the options validated, defaults filled in).
+WRITERS = {
+    "torchscript": (torchscript.validate, torchscript.write_torchscript),
+    "aoti": (aoti.validate, aoti.write_aoti),
+    "openvino": (openvino.validate, openvino.write_openvino),
+}
+FORMATS = tuple(WRITERS)
 
 
 def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
@@ -57,14 +57,17 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
       "trace" or "hybrid". The golden vectors then hold what the reduced module computes, and
       result.precision_report (also in the manifest) says how far it is from the fp32 module:
       max abs error per output and, for classification and segmentation, top-1 agreement.
-    format: "torchscript" (a TorchScript archive), or "aoti": torch.export, then AOTInductor
+    format: "torchscript" (a TorchScript archive); "aoti": torch.export, then AOTInductor
       compiles it for this CPU into a .pt2 package (torchship.aoti; fp32 only, and method,
-      trace, precision do not apply). Dim 0 of every tensor input with a manifest spec is a
+      trace, precision do not apply); or "openvino": torch.export, then openvino.convert_model
+      to OpenVINO IR, in an archive of its own (torchship.openvino; fp32 weights: C++ runs it
+      in fp32 unless told to use bf16, checked against the golden vectors at load). Dim 0 of every tensor input with a manifest spec is a
       dynamic batch dimension when manifest.batch_dim, and every -1 of a spec's shape is
       dynamic; the rest of the example's structure (list lengths, non-tensor values) is fixed.
     cpu_target (aoti): "native" compiles for this CPU's features; "x86-64-v2", "x86-64-v3",
       "x86-64-v4" for that baseline (v2 without vector kernels). The manifest's export.cpu
       records the features the code may use; C++ refuses it on a CPU that lacks one.
+    The torch.export formats (aoti, openvino) take the same dynamic sizes.
     static_batches (aoti, with a batch dimension): batch sizes also compiled with every size
       fixed, into the same package, for requests of exactly that size (inductor prepacks
       convolution weights and picks kernels only for known sizes); () for none. By default
@@ -79,13 +82,12 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
     if options.format not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {options.format!r}")
     cases_inputs = [as_args(example_inputs)] + [as_args(extra) for extra in golden_inputs]
-    if options.format == "aoti":
-        _validate_aoti(options)
-        return write_aoti(module, cases_inputs, path, _with_defaults(options))
-    _validate_torchscript(options)
-    method = "trace" if options.method is None else options.method
-    return write_torchscript(module, cases_inputs, path,
-                             _with_defaults(dataclasses.replace(options, method=method)))
+    validate, write = WRITERS[options.format]
+    validate(options)
+    check_allow(options.allow)
+    if options.format == "torchscript" and options.method is None:
+        options = dataclasses.replace(options, method="trace")
+    return write(module, cases_inputs, path, _with_defaults(options))
 
 
 def _with_defaults(options: ExportOptions) -> ExportOptions:
@@ -93,54 +95,3 @@ def _with_defaults(options: ExportOptions) -> ExportOptions:
     return dataclasses.replace(
         options, manifest=options.manifest or Manifest(),
         rtol=DEFAULT_RTOL[options.precision] if options.rtol is None else options.rtol)
-
-
-def _validate_aoti(options: ExportOptions) -> None:
-    """Refuses the TorchScript-only options, unknown check ids, a torch without AOTInductor, a
-    CPU target this CPU cannot run, and static_batches that are not batch sizes."""
-    refused = [name for name, given in (("method", options.method is not None),
-                                        ("trace", options.trace),
-                                        ("precision", options.precision != "fp32"),
-                                        ("calibration", options.calibration),
-                                        ("quantize", options.quantize))
-               if given]
-    if refused:
-        raise ExportError(f"format='aoti' exports with torch.export, in fp32: "
-                          f"{', '.join(refused)} appl{'ies' if len(refused) == 1 else 'y'} to "
-                          "format='torchscript' only")
-    check_allow(options.allow)
-    if not aoti_available():
-        raise ExportError(f"format='aoti' needs torch.export and AOTInductor (torch >= 2.6); "
-                          f"this is torch {torch.__version__}")
-    check_target(options.cpu_target)
-    check_static_batches(options.static_batches, options.manifest or Manifest())
-
-
-def _validate_torchscript(options: ExportOptions) -> None:
-    """Refuses the AOTInductor-only options, an unknown method, unknown check ids, a precision
-    the method cannot export, and a torch that refuses TorchScript."""
-    if options.static_batches is not None:
-        raise ExportError("static_batches applies to format='aoti' (compiled code); a "
-                          "TorchScript archive takes any batch size as it is")
-    if options.cpu_target != "native":
-        raise ExportError("cpu_target applies to format='aoti' (compiled code); a TorchScript "
-                          "archive runs on any CPU libtorch runs on")
-    method = "trace" if options.method is None else options.method
-    if method not in METHODS:
-        raise ExportError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    check_allow(options.allow)
-    precision = options.precision
-    if precision not in PRECISIONS:
-        raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "bf16" and method != "trace":
-        raise ExportError("precision='bf16' needs method 'trace': autocast's casts are recorded "
-                          "by tracing the whole pipeline")
-    if precision == "int8" and method == "script":
-        raise ExportError("precision='int8' needs method 'trace' or 'hybrid': FX quantization "
-                          "produces modules that TorchScript cannot script as a whole")
-    if precision == "int8" and not options.calibration:
-        raise ExportError("precision='int8' needs calibration=[...]: argument tuples (a few "
-                          "hundred representative inputs) to measure activation ranges on")
-    support = torchscript_support()
-    if not support.available:
-        raise ExportError(refusal_message(support))

@@ -25,6 +25,7 @@ namespace {
 constexpr const char* kExtraPrefix = "extra/";
 constexpr const char* kPackageFolder = "torchship/";  // a .pt2's binary torchship files
 constexpr const char* kAotiModelPrefix = "data/aotinductor/model/";
+constexpr const char* kOpenVinoGraph = "openvino/model.xml";
 
 // The first bytes tell a zip from a legacy pickle checkpoint or anything else.
 std::string file_signature(const fs::path& path) {
@@ -96,16 +97,19 @@ Archive Archive::open(const fs::path& path) {
   bool has_code = false;
   bool has_constants = false;
   bool has_compiled_model = false;
+  bool has_ir = false;
   for (const auto& record : archive.records_) {
     if (record.rfind("code/", 0) == 0) has_code = true;
     if (record == "constants.pkl") has_constants = true;
     if (record.rfind(kAotiModelPrefix, 0) == 0) has_compiled_model = true;
+    if (record == kOpenVinoGraph) has_ir = true;
   }
   if (has_compiled_model && !has_code) archive.format_ = ModelFormat::AOTInductor;
+  if (has_ir && !has_code && !has_compiled_model) archive.format_ = ModelFormat::OpenVINO;
   for (const auto& record : archive.records_) {
     if (record.rfind(kExtraPrefix, 0) == 0) {
       archive.extra_files_.push_back(record.substr(std::char_traits<char>::length(kExtraPrefix)));
-    } else if (archive.format_ == ModelFormat::AOTInductor &&
+    } else if (archive.format_ != ModelFormat::TorchScript &&
                record.rfind(kPackageFolder, 0) == 0) {
       archive.extra_files_.push_back(record);
     }
@@ -134,12 +138,30 @@ Archive Archive::open(const fs::path& path) {
 }
 
 const char* format_name(ModelFormat format) {
-  return format == ModelFormat::AOTInductor ? "AOTInductor" : "TorchScript";
+  switch (format) {
+    case ModelFormat::AOTInductor:
+      return "AOTInductor";
+    case ModelFormat::OpenVINO:
+      return "OpenVINO";
+    default:
+      return "TorchScript";
+  }
+}
+
+const char* format_id(ModelFormat format) {
+  switch (format) {
+    case ModelFormat::AOTInductor:
+      return "aoti";
+    case ModelFormat::OpenVINO:
+      return "openvino";
+    default:
+      return "torchscript";
+  }
 }
 
 std::optional<std::string> Archive::read_extra(const std::string& name) const {
   bool in_package_folder =
-      format_ == ModelFormat::AOTInductor && name.rfind(kPackageFolder, 0) == 0;
+      format_ != ModelFormat::TorchScript && name.rfind(kPackageFolder, 0) == 0;
   return read_record(in_package_folder ? name : kExtraPrefix + name);
 }
 

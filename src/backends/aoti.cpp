@@ -20,7 +20,7 @@
 
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
-#include "backends/tree_spec.h"
+#include "backends/exported_call.h"
 #include "platform/cpu_features.h"
 #include "platform/runtime_defaults.h"
 #include "torchship/limits.h"
@@ -169,41 +169,6 @@ void remove_unpacked_since(std::filesystem::file_time_type started, const Archiv
   }
 }
 
-// Argument names: the manifest's, else input_0, input_1, ...
-Signature signature_of(const TreeSpec& inputs, const TreeSpec& outputs,
-                       const std::optional<Manifest>& manifest, const std::string& path) {
-  // The call spec's inputs are (args, kwargs); keyword arguments follow the positional ones.
-  if (inputs.kind != TreeSpec::Kind::Tuple || inputs.children.size() != 2 ||
-      inputs.children[0].kind != TreeSpec::Kind::Tuple ||
-      inputs.children[1].kind != TreeSpec::Kind::Dict) {
-    throw bad_model("cannot load " + path + ": its input spec is not (args, kwargs)");
-  }
-  Signature signature;
-  const auto& args = inputs.children[0].children;
-  const auto& kwargs = inputs.children[1];
-  for (size_t i = 0; i < args.size(); ++i) {
-    const ExportedArgument* exported = manifest && i < manifest->exported.arguments.size()
-                                           ? &manifest->exported.arguments[i]
-                                           : nullptr;
-    std::string name = "input_" + std::to_string(i);
-    if (exported && !exported->name.empty()) name = exported->name;
-    if (manifest && i < manifest->inputs.size() && !manifest->inputs[i].name.empty()) {
-      name = manifest->inputs[i].name;
-    }
-    // A constant (an int or a flag at export) was compiled in: the package takes no value for
-    // it, and the facade's checks take only the one it was compiled with.
-    bool constant = exported && exported->kind == "constant";
-    signature.inputs.push_back({name, constant ? c10::AnyType::get() : args[i].type(), constant});
-    if (!constant) signature.required_inputs = signature.inputs.size();
-  }
-  for (size_t i = 0; i < kwargs.keys.size(); ++i) {
-    signature.inputs.push_back({key_text(kwargs.keys[i]), kwargs.children[i].type(), false});
-  }
-  if (!kwargs.keys.empty()) signature.required_inputs = signature.inputs.size();
-  signature.output_type = outputs.type();
-  return signature;
-}
-
 using Loader = torch::inductor::AOTIModelPackageLoader;
 
 // A package's compiled models, loaded: the one for any batch size and those compiled for a
@@ -304,17 +269,7 @@ class AotiBackend final : public Backend {
     Loader& loader = *package_->model;
     auto spec = loader.get_call_spec();
     if (spec.size() != 2) throw bad_model("cannot load " + path + ": it has no call spec");
-    inputs_ = parse_tree_spec(spec[0], path + "'s input spec");
-    outputs_ = parse_tree_spec(spec[1], path + "'s output spec");
-    signature_ = signature_of(inputs_, outputs_, archive.manifest(), path);
-    for (const auto& argument : signature_.inputs) {
-      input_places_.push_back("input '" + argument.name + "'");
-    }
-    if (archive.manifest()) {
-      for (const auto& argument : archive.manifest()->exported.arguments) {
-        constants_.push_back(argument.kind == "constant" ? argument.value : "");
-      }
-    }
+    call_.emplace(spec[0], spec[1], archive.manifest(), path);
     summary_.methods = {"forward"};
     try {
       for (const auto& [name, tensor] : loader.get_runner()->extract_constants_map(false)) {
@@ -327,53 +282,11 @@ class AotiBackend final : public Backend {
   }
 
   ModelFormat format() const override { return ModelFormat::AOTInductor; }
-  const Signature& signature() const override { return signature_; }
+  const Signature& signature() const override { return call_->signature(); }
   ModelSummary summary() const override { return summary_; }
 
   c10::IValue run(std::vector<c10::IValue> inputs) const override {
-    std::vector<at::Tensor> flat;
-    const auto& args = inputs_.children[0].children;
-    const auto& kwargs = inputs_.children[1].children;
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      const TreeSpec& spec = i < args.size() ? args[i] : kwargs[i - args.size()];
-      if (signature_.inputs[i].type->kind() == c10::TypeKind::AnyType) {
-        check_constant(i, inputs[i]);
-        continue;
-      }
-      spec.flatten(inputs[i], input_places_[i], flat);
-    }
-    // The compiled kernels index their inputs with the strides of the example inputs, which
-    // torch.export saw contiguous.
-    for (auto& tensor : flat) tensor = tensor.contiguous();
-    std::vector<at::Tensor> outputs = loader_for(inputs).run(flat);
-    size_t next = 0;
-    c10::IValue result = outputs_.unflatten(outputs, next);
-    if (next != outputs.size()) {
-      throw bad_model("the compiled model returned " + std::to_string(outputs.size()) +
-                      " tensors, its output structure holds " + std::to_string(next));
-    }
-    return result;
-  }
-
-  // torch.export compiled a non-tensor argument's value in: another value would be ignored.
-  // A scalar may come as a 0-d tensor (the server's inputs are all tensors).
-  void check_constant(size_t index, const c10::IValue& value) const {
-    if (index >= constants_.size() || constants_[index].empty()) return;
-    const std::string& name = signature_.inputs[index].name;
-    c10::IValue scalar = value;
-    if (value.isTensor() && value.toTensor().numel() == 1) scalar = value.toTensor().item();
-    if (!scalar.isNone() && !scalar.isBool() && !scalar.isInt() && !scalar.isDouble() &&
-        !scalar.isString()) {
-      throw bad_input("input '" + name + "': the package was compiled with " + name + " = " +
-                      constants_[index] + ", got " + describe(value));
-    }
-    std::string given = to_json(scalar).dump();
-    if (given == constants_[index] || (scalar.isDouble() && given == constants_[index] + ".0")) {
-      return;
-    }
-    throw bad_input("input '" + name + "': the package was compiled with " + name + " = " +
-                    constants_[index] + " (torch.export compiles non-tensor arguments in), got " +
-                    given.substr(0, 64) + "; export it again for another value");
+    return call_->unflatten(loader_for(inputs).run(call_->flatten(inputs)));
   }
 
   RunFailure explain(const std::exception& error) const override {
@@ -417,10 +330,7 @@ class AotiBackend final : public Backend {
   }
 
   std::shared_ptr<const LoadedPackage> package_;
-  TreeSpec inputs_, outputs_;
-  Signature signature_;
-  std::vector<std::string> input_places_;  // "input 'x'": messages name the argument
-  std::vector<std::string> constants_;     // per argument: a compiled-in value as JSON, or ""
+  std::optional<ExportedCall> call_;  // set once the package is open
   ModelSummary summary_;
 };
 

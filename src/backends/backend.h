@@ -1,7 +1,7 @@
-// The seam between torchship and the runtimes that execute a model: TorchScript's interpreter
-// and AOTInductor's compiled packages. Model (model.h) is a facade over one Backend plus the
-// archive's manifest; everything above it (checks, preprocessing, tasks, CLI, server) is written
-// once, against this interface.
+// The seam between torchship and the runtimes that execute a model: TorchScript's interpreter,
+// AOTInductor's compiled packages and OpenVINO's runtime. Model (model.h) is a facade over one
+// Backend plus the archive's manifest; everything above it (checks, preprocessing, tasks, CLI,
+// server) is written once, against this interface.
 #pragma once
 
 #include <functional>
@@ -15,7 +15,7 @@
 
 namespace torchship::backends {
 
-// What a forward takes and returns, in TorchScript's type vocabulary (both backends describe
+// What a forward takes and returns, in TorchScript's type vocabulary (every backend describes
 // their I/O with it: tensors, lists, tuples, named tuples, dicts).
 struct Signature {
   std::vector<Argument> inputs;
@@ -70,6 +70,19 @@ std::unique_ptr<Backend> open_torchscript(const Archive& archive, const c10::Dev
 // Error(Unsupported) saying why.
 std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device& device,
                                    int concurrent_forwards);
+
+// How an engine that compiles at load is set up: its precision ("fp32" or "bf16"), the threads
+// of each forward, and how many forwards run at once (each gets a stream of its own).
+struct EngineSettings {
+  std::string precision = "fp32";
+  int threads = 1;
+  int concurrent_forwards = 1;
+};
+
+// An OpenVINO archive, its IR compiled for this CPU. In a build without OpenVINO it throws
+// Error(Unsupported) saying how to get one.
+std::unique_ptr<Backend> open_openvino(const Archive& archive, const c10::Device& device,
+                                       const EngineSettings& settings);
 
 // Whether a failure's text says memory ran out (CPU or device allocators' words).
 bool says_out_of_memory(const std::string& text);

@@ -28,6 +28,9 @@ std::vector<std::string> compiled_backends() {
 #ifdef TORCHSHIP_HAVE_AOTI
   out.push_back("AOTInductor");
 #endif
+#ifdef TORCHSHIP_HAVE_OPENVINO
+  out.push_back("OpenVINO");
+#endif
   if (libtorch_has_cuda()) out.push_back("CUDA");
   return out;
 }

@@ -1,7 +1,8 @@
-// Model: the facade over a backend (TorchScript or AOTInductor) and the archive's manifest.
+// Model: the facade over a backend (TorchScript, AOTInductor, OpenVINO) and the archive's manifest.
 // Loading picks the backend by the archive's format; forward checks inputs, runs the backend
 // and says whose fault a failure is.
 #include "torchship/model.h"
+#include "torchship/runtime.h"
 
 #include <c10/core/InferenceMode.h>
 
@@ -161,6 +162,36 @@ c10::IValue Model::Impl::run_and_optimize(std::vector<c10::IValue> inputs) {
   return output;
 }
 
+namespace {
+
+// The backend of the archive's format; a load-time precision only where the engine takes one.
+std::unique_ptr<backends::Backend> open_backend(const Archive& archive, const c10::Device& device,
+                                                const LoadOptions& options) {
+  if (options.precision != "fp32" && options.precision != "bf16") {
+    throw bad_input("precision must be fp32 or bf16, got '" + options.precision + "'");
+  }
+  if (options.precision != "fp32" && archive.format() != ModelFormat::OpenVINO) {
+    throw bad_input("precision " + options.precision +
+                    " is chosen at load for OpenVINO archives "
+                    "only; " +
+                    archive.path().string() + " is " + format_name(archive.format()) +
+                    " (export it with torchship.export(..., precision=\"bf16\") instead)");
+  }
+  switch (archive.format()) {
+    case ModelFormat::AOTInductor:
+      return backends::open_aoti(archive, device, options.concurrent_forwards);
+    case ModelFormat::OpenVINO:
+      return backends::open_openvino(
+          archive, device,
+          {options.precision, options.threads > 0 ? options.threads : intra_op_threads(),
+           options.concurrent_forwards});
+    default:
+      return backends::open_torchscript(archive, device);
+  }
+}
+
+}  // namespace
+
 Model Model::load(const std::filesystem::path& path, const LoadOptions& options) {
   apply_runtime_defaults();
   c10::Device device = parse_device(options.device);
@@ -177,12 +208,11 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
   check_optimization_name(options.optimization);
   auto impl = std::make_shared<Impl>();
   impl->wanted_optimization = options.optimization;
+  impl->load_precision = options.precision;
   impl->archive = Archive::open(path);
   impl->device = device;
   impl->max_image_pixels = options.max_image_pixels;
-  impl->backend = impl->archive.format() == ModelFormat::AOTInductor
-                      ? backends::open_aoti(impl->archive, device, options.concurrent_forwards)
-                      : backends::open_torchscript(impl->archive, device);
+  impl->backend = open_backend(impl->archive, device, options);
   Model model;
   model.impl_ = std::move(impl);
   Impl& state = *model.impl_;
@@ -213,6 +243,11 @@ Model Model::load(const std::filesystem::path& path, const LoadOptions& options)
 
 ModelFormat Model::format() const {
   return impl_->archive.format();
+}
+std::string Model::precision() const {
+  if (impl_->load_precision != "fp32") return impl_->load_precision;
+  const Manifest* manifest = impl_->manifest();
+  return manifest && !manifest->precision.empty() ? manifest->precision : "fp32";
 }
 const Archive& Model::archive() const {
   return impl_->archive;

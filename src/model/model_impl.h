@@ -25,6 +25,7 @@ struct Model::Impl {
   std::vector<std::string> notes;
   OptimizationReport optimization;
   std::string wanted_optimization = "auto";  // LoadOptions::optimization
+  std::string load_precision = "fp32";       // LoadOptions::precision
   int64_t max_image_pixels = kDefaultMaxImagePixels;
 
   // Verifies an optimized module on what load has: the golden vectors, or inputs synthesized

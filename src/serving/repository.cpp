@@ -104,16 +104,23 @@ std::string fingerprint(const fs::path& model_file, const std::string& config_te
          "\n" + config_text;
 }
 
+// A version's model file, by the format it holds: TorchScript, AOTInductor, OpenVINO.
+const std::vector<std::string> kModelFiles = {"model.pt", "model.pt2", "model.ov"};
+
 // The model file of a version folder; empty when it has none yet (a folder being filled).
 fs::path model_file_of(const fs::path& version_dir) {
-  bool scripted = fs::exists(version_dir / "model.pt");
-  bool compiled = fs::exists(version_dir / "model.pt2");
-  if (scripted && compiled) {
-    throw bad_input("holds both model.pt and model.pt2; keep the one to serve");
+  std::vector<std::string> present;
+  for (const auto& name : kModelFiles) {
+    if (fs::exists(version_dir / name)) present.push_back(name);
   }
-  if (compiled) return version_dir / "model.pt2";
-  if (scripted) return version_dir / "model.pt";
-  return {};
+  if (present.size() > 1) {
+    std::string names = present[0];
+    for (size_t i = 1; i < present.size(); ++i) {
+      names += (i + 1 == present.size() ? " and " : ", ") + present[i];
+    }
+    throw bad_input("holds both " + names + "; keep the one to serve");
+  }
+  return present.empty() ? fs::path() : version_dir / present[0];
 }
 
 }  // namespace
@@ -156,7 +163,7 @@ Repository::Repository(const fs::path& root, RepositoryOptions options, Metrics&
   }
   if (options_.control == ModelControl::None && loaded().empty()) {
     throw bad_input("--model-repository " + root_.string() +
-                    ": no models (expected DIR/<model>/<version>/model.pt or model.pt2)");
+                    ": no models (expected DIR/<model>/<version>/model.pt, model.pt2 or model.ov)");
   }
   log_ = std::move(later);
 }
@@ -246,7 +253,7 @@ void Repository::synchronize(const std::string& name, bool on_request) {
   if (on_request && !failures.empty()) throw bad_input(failures.front());
   if (on_request && folder.versions.empty()) {
     throw bad_input("model '" + name + "' has no versions (expected " + (model_dir / "1").string() +
-                    "/model.pt or model.pt2)");
+                    "/model.pt, model.pt2 or model.ov)");
   }
 }
 
@@ -325,9 +332,14 @@ std::shared_ptr<ModelVersion> Repository::load_version(const std::string& name,
   entry->path = model_file;
   entry->fingerprint = fingerprint;
   entry->config = config;
-  // Each instance runs forwards of its own: a compiled package needs a runner for each.
+  // Each instance runs forwards of its own: a compiled package needs a runner for each. A
+  // version's instances run at once: they share the CPUs rather than each taking all of them.
+  // Versions of different models each get all of them (they seldom all run at once).
   LoadOptions load = options_.load;
   load.concurrent_forwards = std::max(1, config.instances);
+  load.threads = options_.threads_per_instance > 0
+                     ? options_.threads_per_instance
+                     : std::max(1, default_threads() / std::max(1, config.instances));
   // A choice recorded in config.json spares the server timing the candidates at each start.
   if (!config.optimization.empty()) load.optimization = config.optimization;
   entry->model = std::make_unique<Model>(Model::load(model_file, load));
@@ -340,11 +352,7 @@ std::shared_ptr<ModelVersion> Repository::load_version(const std::string& name,
   policy.max_queue_delay = std::chrono::microseconds(config.max_queue_delay_us);
   policy.max_queue_size = config.max_queue_size;
   policy.instances = config.instances;
-  // A version's instances run at once: they share the CPUs rather than each taking all of them.
-  // Versions of different models each get all of them (they seldom all run at once).
-  policy.threads = options_.threads_per_instance > 0
-                       ? options_.threads_per_instance
-                       : std::max(1, default_threads() / std::max(1, config.instances));
+  policy.threads = load.threads;
   entry->batcher = std::make_unique<Batcher>(*entry->model, policy, metrics_, name, version);
   return entry;
 }

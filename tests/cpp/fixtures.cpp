@@ -24,6 +24,12 @@ std::filesystem::path fixture(const std::string& name) {
   return in_folder("TORCHSHIP_FIXTURES", TORCHSHIP_TEST_FIXTURES, name);
 }
 
+bool have_fixture(const std::string& name) {
+  const char* folder = std::getenv("TORCHSHIP_FIXTURES");
+  return std::filesystem::exists(std::filesystem::path(folder ? folder : TORCHSHIP_TEST_FIXTURES) /
+                                 name);
+}
+
 std::filesystem::path trained(const std::string& name) {
   return in_folder("TORCHSHIP_MODELS", TORCHSHIP_TEST_MODELS, name);
 }

@@ -14,6 +14,8 @@ namespace torchship::testing {
 
 // A file of tests/fixtures/make_fixtures.py's folder; a missing one fails the test loudly.
 std::filesystem::path fixture(const std::string& name);
+// Whether the fixture folder has `name` (files made only where the fixtures' torch can).
+bool have_fixture(const std::string& name);
 // A file of examples/fashion_mnist/build.py's folder (the trained model and its test set).
 std::filesystem::path trained(const std::string& name);
 bool have_trained(const std::string& name);

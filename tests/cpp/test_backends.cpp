@@ -1,13 +1,18 @@
-// The backends behind Model: TorchScript and AOTInductor through one interface.
+// The backends behind Model: TorchScript, AOTInductor and OpenVINO through one interface.
 
 #include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
 
 #include "backends/tree_spec.h"
 #include "core/torch_compat.h"
 #include "fixtures.h"
 #include "platform/cpu_features.h"
+#include "torchship/golden.h"
 #include "torchship/model.h"
+#include "torchship/npy.h"
 #include "torchship/value_tree.h"
 #include "torchship/version.h"
 
@@ -165,6 +170,85 @@ TEST(Backends, TreeSpecsTorchshipCannotRebuildAreRefused) {
             }),
             "spec is not a structure torchship can rebuild: the node type my.Point is not a "
             "tuple, list, dict or None");
+}
+
+// OpenVINO archives are made where the fixtures' Python has openvino; this build runs them where
+// it was configured with OpenVINO (compiled_backends() says so).
+bool have_openvino() {
+  auto backends = compiled_backends();
+  return std::find(backends.begin(), backends.end(), "OpenVINO") != backends.end();
+}
+
+TEST(Backends, AnOpenVinoArchiveRunsAsPythonComputedIt) {
+  if (!have_fixture("tiny.ov")) GTEST_SKIP() << "no OpenVINO fixtures";
+  Archive archive = Archive::open(fixture("tiny.ov"));
+  EXPECT_EQ(archive.format(), ModelFormat::OpenVINO);
+  EXPECT_STREQ(format_id(archive.format()), "openvino");
+  ASSERT_TRUE(archive.manifest());
+  EXPECT_TRUE(archive.has_golden());
+  if (!have_openvino()) {
+    EXPECT_NE(error_message([] { Model::load(fixture("tiny.ov")); })
+                  .find("it is an OpenVINO archive, and this torchship was built without "
+                        "OpenVINO"),
+              std::string::npos);
+    return;
+  }
+  Model model = Model::load(fixture("tiny.ov"));
+  EXPECT_EQ(model.format(), ModelFormat::OpenVINO);
+  EXPECT_EQ(model.precision(), "fp32");
+  EXPECT_EQ(model.signature(), "forward(x: Tensor) -> Tensor");
+  at::Tensor output = model.forward({read_npy(fixture("tiny_ov_input.npy"))}).toTensor();
+  EXPECT_TRUE(close_by_rule(read_npy(fixture("tiny_ov_output.npy")), output, archive));
+  EXPECT_TRUE(check_golden(model).ok());
+}
+
+TEST(Backends, AnOpenVinoModelServesConcurrentForwards) {
+  if (!have_fixture("tiny.ov") || !have_openvino()) GTEST_SKIP();
+  Model model = Model::load(fixture("tiny.ov"));
+  at::Tensor input = read_npy(fixture("tiny_ov_input.npy"));
+  at::Tensor expected = model.forward({input}).toTensor();
+  std::vector<std::thread> threads;
+  std::atomic<int> agreeing{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10; ++i) {
+        // Each forward's outputs are its own: a request reused by another thread must not
+        // overwrite them.
+        at::Tensor output = model.forward({input}).toTensor();
+        if (at::equal(output, expected)) ++agreeing;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(agreeing.load(), 40);
+}
+
+TEST(Backends, AnOpenVinoInputOfAnotherTypeIsOneLine) {
+  if (!have_fixture("structured.ov") || !have_openvino()) GTEST_SKIP();
+  Model model = Model::load(fixture("structured.ov"));
+  // The manifest's spec refuses first, as for every format.
+  auto run = [&](const at::Tensor& x) { model.forward({x, c10::IValue(int64_t{3})}); };
+  EXPECT_EQ(error_message([&] {
+              run(torch::zeros({2, 4}, torch::kInt));
+            }),
+            "input 'x': expected FP32 tensor of shape [-1, 4], got INT32 [2, 4]");
+  EXPECT_EQ(error_message([&] {
+              run(torch::zeros({2, 5}));
+            }),
+            "input 'x': expected FP32 tensor of shape [-1, 4], got FP32 [2, 5]");
+}
+
+TEST(Backends, PrecisionAtLoadIsForOpenVinoOnly) {
+  EXPECT_EQ(error_message([] {
+              Model::load(fixture("classifier.pt"), LoadOptions().with_precision("fp16"));
+            }),
+            "precision must be fp32 or bf16, got 'fp16'");
+  if (!have_fixture("tiny.ov") || !have_openvino()) return;
+  Model model = Model::load(fixture("tiny.ov"), LoadOptions().with_precision("bf16"));
+  EXPECT_EQ(model.precision(), "bf16");
+  GoldenReport report = check_golden(model);
+  EXPECT_DOUBLE_EQ(report.rtol, 1e-2);  // bf16's tolerance, whatever the CPU ran
+  EXPECT_TRUE(report.ok());
 }
 
 }  // namespace

@@ -11,8 +11,8 @@ import torch
 from torch import Tensor, nn
 
 import torchship
-from torchship.compat import torchscript_support
-from torchship.precision import bf16_convolution_problem
+from torchship.torchscript.compat import torchscript_support
+from torchship.torchscript.precision import bf16_convolution_problem
 
 
 def decisions(result: torchship.ExportResult) -> List[str]:

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from conftest import assert_argmax_agrees, golden_rtol, rule_atol, stderr_lines
-from torchship.precision import bf16_convolution_problem
+from torchship.torchscript.precision import bf16_convolution_problem
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
            "Bag", "Ankle boot"]

@@ -10,8 +10,8 @@ namespace torchship::cli {
 void add_model_options(CLI::App& command, ModelOptions& options) {
   command
       .add_option("MODEL", options.path,
-                  "archive (.pt, TorchScript) or package (.pt2, AOTInductor) written by "
-                  "torchship.export, torch.jit.save or torch._inductor.aoti_compile_and_package")
+                  "archive written by torchship.export (TorchScript .pt, AOTInductor .pt2, "
+                  "OpenVINO), torch.jit.save or torch._inductor.aoti_compile_and_package")
       ->required();
   command.add_option("--device", options.device, "cpu, cuda or cuda:N")->capture_default_str();
   command
@@ -52,6 +52,12 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
                   "forward runs on the golden inputs right after loading")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  command
+      .add_option("--precision", options.precision,
+                  "what an OpenVINO archive computes in: fp32, or bf16 (on CPUs that compute it "
+                  "natively; checked against the golden vectors at bf16's tolerance)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
 }
 
 Model load_model(const ModelOptions& options, size_t expected_forwards) {
@@ -67,7 +73,8 @@ Model load_model(const ModelOptions& options, size_t expected_forwards) {
       .with_optimize(optimize)
       .with_optimization(options.optimization)
       .with_warmup(options.warmup)
-      .with_max_image_pixels(options.max_image_pixels);
+      .with_max_image_pixels(options.max_image_pixels)
+      .with_precision(options.precision);
   for (const auto& library : options.extensions) load.with_extension(library);
   return Model::load(options.path, load);
 }

@@ -32,10 +32,11 @@ struct ModelOptions {
   bool no_profiling = false;
   int warmup = 0;  // one-shot commands pay for no warm-up; bench sets its own default
   int64_t max_image_pixels = kDefaultMaxImagePixels;
+  std::string precision = "fp32";  // --precision: chosen at load (OpenVINO archives)
 };
 
 // MODEL (positional) and --device, --threads, --interop-threads, --extension, --optimize,
-// --no-optimize, --optimization, --warmup, --max-image-pixels.
+// --no-optimize, --optimization, --warmup, --max-image-pixels, --precision.
 void add_model_options(CLI::App& command, ModelOptions& options);
 // Load-time optimization (freeze, optimize_for_inference, golden verification) costs about one
 // forward pass and a second copy of the weights; it pays off only over repeated runs. Without

@@ -225,7 +225,7 @@ int run_bench(const BenchOptions& options) {
     out["first_over_steady"] = first_ms / main.p50;
     out["load_ms"] = load_ms;
     out["available_cpus"] = available_cpus();
-    out["format"] = model.format() == ModelFormat::AOTInductor ? "aoti" : "torchscript";
+    out["format"] = format_id(model.format());
     if (results.size() > 1) {
       json sweep = json::array();
       for (const auto& m : results) sweep.push_back(m.to_json());

@@ -45,7 +45,7 @@ int run_info(const ModelOptions& options, bool as_json) {
     json out;
     out["path"] = options.path;
     out["file_bytes"] = file_size;
-    out["format"] = model.format() == ModelFormat::AOTInductor ? "aoti" : "torchscript";
+    out["format"] = format_id(model.format());
     out["manifest"] = manifest ? json::parse(manifest->source) : json(nullptr);
     out["methods"] = summary.methods;
     out["signature"] = model.signature();
@@ -71,7 +71,10 @@ int run_info(const ModelOptions& options, bool as_json) {
   };
   bool compiled = model.format() == ModelFormat::AOTInductor;
   row("archive", options.path + " (" + human_bytes(file_size) + ")");
-  row("format", compiled ? "AOTInductor package (compiled ahead of time)" : "TorchScript");
+  row("format", compiled ? "AOTInductor package (compiled ahead of time)"
+                : model.format() == ModelFormat::OpenVINO
+                    ? "OpenVINO IR (compiled at load, " + model.precision() + ")"
+                    : "TorchScript");
   if (manifest) {
     if (!manifest->name.empty()) row("name", manifest->name);
     std::string task = manifest->task;

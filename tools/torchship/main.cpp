@@ -42,8 +42,10 @@ int main(int argc, char** argv) {
   tune_memory_for_inference();
   cli::drop_compiled_code_error_copies();
   route_libtorch_warnings([](const std::string& message) { cli::warn("libtorch: " + message); });
-  CLI::App app{"torchship " + std::string(version()) +
-               ": run PyTorch pipelines exported as TorchScript archives or AOTInductor packages"};
+  CLI::App app{
+      "torchship " + std::string(version()) +
+      ": run PyTorch pipelines exported as TorchScript archives, AOTInductor packages or OpenVINO "
+      "IR"};
   app.set_version_flag("--version", version_report());
   app.require_subcommand(1);
   app.fallthrough(false);

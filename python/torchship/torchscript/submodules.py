@@ -6,7 +6,7 @@ from typing import Any, Dict, Sequence, Tuple
 
 import torch
 
-from .errors import ExportError
+from ..errors import ExportError
 
 
 def find_submodule(root: torch.nn.Module, dotted: str) -> Tuple[torch.nn.Module, str]:

@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterator
 import torch
 
 from .cpu_targets import BASELINE_ISAS, INVALID_ISA, SIMDLEN, cpu_flags, is_x86
-from .errors import ExportError
+from ..errors import ExportError
 
 
 def available() -> bool:

@@ -5,7 +5,7 @@ them and C++ compares them with the CPU it runs on), and inductor's vector ISAs 
 import platform
 from typing import List
 
-from .errors import ExportError
+from ..errors import ExportError
 
 CPU_TARGETS = ("native", "x86-64-v2", "x86-64-v3", "x86-64-v4")
 

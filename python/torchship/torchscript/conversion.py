@@ -6,9 +6,9 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 
-from .checks import Findings, trace_recording_warnings
-from .doctor import diagnose
-from .errors import ExportError
+from ..checks import Findings, trace_recording_warnings
+from ..doctor import diagnose
+from ..errors import ExportError
 from .submodules import capture_inputs, find_submodule
 
 METHODS = ("trace", "script", "hybrid")

@@ -10,12 +10,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .doctor import diagnose_export
-from .dynamic_dims import BATCH_MAX
-from .errors import ExportError, first_line
-from .manifest import Manifest
+from ..doctor import diagnose_export
+from ..dynamic_dims import BATCH_MAX
+from ..errors import ExportError, first_line
+from ..manifest import Manifest
 from .pt2_package import remove_models
-from .verification import compare_cases
+from ..verification import compare_cases
 
 DEFAULT_STATIC_BATCHES = (1,)
 KEEP_BELOW = 0.97  # by default a static model stays only below 97% of the dynamic one's time

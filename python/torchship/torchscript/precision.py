@@ -6,9 +6,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .errors import first_line
+from ..errors import first_line
 from .submodules import capture_inputs, find_submodule
-from .tree import max_difference
+from ..tree import max_difference
 
 PRECISIONS = ("fp32", "bf16", "int8")
 

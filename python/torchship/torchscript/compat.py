@@ -15,7 +15,7 @@ from typing import Iterator, NamedTuple, Optional
 
 import torch
 
-from .errors import first_line
+from ..errors import first_line
 
 # The deprecation messages of torch.jit's entry points ("`torch.jit.trace` is deprecated. ...").
 _DEPRECATION = r"`torch\.jit\.\w+` is (deprecated|not supported)"

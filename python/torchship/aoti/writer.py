@@ -1,57 +1,33 @@
 """The AOTInductor writer of torchship.export (format="aoti"): torch.export, then AOTInductor
-compiles the program for one CPU target into a .pt2 package (torchship.pt2_package), which is run
-on the golden cases and compared with the Python module before the manifest and golden vectors
-are added. The compiled code is native code for one CPU family: the manifest's export.cpu says
+compiles the program for one CPU target into a .pt2 package (torchship.aoti.pt2_package), which
+is run on the golden cases and compared with the Python module before the manifest and golden
+vectors are added. The compiled code is native code for one CPU family: the manifest's export.cpu says
 which features it may use, and C++ refuses a package whose features the CPU lacks instead of
-dying on an illegal instruction.
-
-The AOTInductor side's names that scripts and tests use are importable from here too: available,
-the CPU targets and features (torchship.cpu_targets), the compiler environment and options
-(torchship.inductor_setup), BATCH_MAX (torchship.dynamic_dims)."""
+dying on an illegal instruction."""
 
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any, List, Tuple
 
 import torch
 
-from .archive import MANIFEST_FILE, export_section, golden_files, manifest_file
-from .checks import Findings, settle_findings, train_mode
-from .cpu_targets import CPU_TARGETS, FEATURES, cpu_features, cpu_flags, is_x86  # noqa: F401
-from .doctor import diagnose_export
-from .dynamic_dims import (BATCH_MAX, compiled_bounds, dynamic_shapes,  # noqa: F401
-                           exported_ranges, record_ranges)
-from .errors import ExportError, first_line
-from .inductor_setup import (available, check_vectorized, compiler_environment,  # noqa: F401
-                             inductor_cache_dir, inductor_options, runtime_input_checks,
-                             size_oblivious)
-from .input_structure import argument_names, argument_record, refuse_varying_inputs
-from .options import ExportOptions
-from .pt2_package import add_files, compile_package, vec_isa
-from .result import ExportResult
-from .size_checks import check_sizes, note_sizes, package_dims
+from ..archive import MANIFEST_FILE, export_section, golden_files, manifest_file
+from ..checks import Findings, settle_findings, train_mode
+from ..dynamic_dims import exported_ranges, record_ranges
+from ..errors import ExportError, first_line
+from ..input_structure import argument_record
+from ..options import ExportOptions
+from ..program import ProgramInputs, export_program, program_inputs
+from ..result import ExportResult
+from ..size_checks import check_sizes, note_sizes, package_dims
+from ..verification import compare_cases
+from .cpu_targets import cpu_features
+from .inductor_setup import (check_vectorized, compiler_environment, inductor_options,
+                             runtime_input_checks, size_oblivious)
+from .pt2_package import add_files, compile_package, compiled_bounds, vec_isa
 from .static_batches import check_static_models, model_name, static_program, static_sizes
-from .verification import compare_cases
-
-
-@dataclass(frozen=True)
-class _Inputs:
-    """The package's inputs: forward's argument names, torch.export's dynamic_shapes, what the
-    manifest's export.dynamic_dims records of them (before their ranges are known) and the
-    argument position of each input it names."""
-
-    names: List[str]
-    dynamic_shapes: Any
-    dynamic_dims: Dict[str, Any]
-    positions: Dict[str, int]
-
-    def batched(self) -> List[int]:
-        """The positions of the arguments with a dynamic batch dimension."""
-        return sorted(self.positions[name] for name, dims in self.dynamic_dims.items()
-                      if dims.get("0") == "batch")
 
 
 def write_aoti(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], path: str,
@@ -63,9 +39,7 @@ def write_aoti(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], pat
     for finding in train_mode(module):
         findings.add(finding)
     module.eval()
-    names = argument_names(module, len(cases_inputs[0]))
-    refuse_varying_inputs(names, cases_inputs, options.manifest)
-    inputs = _Inputs(names, *dynamic_shapes(names, cases_inputs[0], options.manifest))
+    inputs = program_inputs(module, cases_inputs, options.manifest)
     # Compiled beside `path` and moved there once every check passed: a failed export leaves
     # neither a package without manifest nor a damaged older one.
     # (A folder of its own keeps the file name: the package's root folder is named after it.)
@@ -82,7 +56,7 @@ def write_aoti(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], pat
 
 
 def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], path: str,
-                       options: ExportOptions, inputs: _Inputs,
+                       options: ExportOptions, inputs: ProgramInputs,
                        findings: Findings) -> ExportResult:
     """Exports, compiles into `path`, runs the golden cases, appends manifest and golden files."""
     notes: List[str] = []
@@ -94,11 +68,7 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
 
     with torch.no_grad():
         expected = [module(*args) for args in cases_inputs]
-        try:
-            program = torch.export.export(module, example, dynamic_shapes=inputs.dynamic_shapes)
-        except Exception as error:
-            raise ExportError(f"torch.export cannot export {type(module).__name__}:\n"
-                              f"{diagnose_export(error)}") from error
+        program = export_program(module, example, inputs)
         specialized = {size: static_program(module, example, inputs.dynamic_shapes, batched,
                                             size)
                        for size in sizes}

@@ -1,5 +1,5 @@
 """The TorchScript writer of torchship.export (format="torchscript"): converts the pipeline
-(torchship.conversion), in reduced precision when asked (torchship.precision), runs the checks of
+(.conversion), in reduced precision when asked (.precision), runs the checks of
 torchship.checks, and saves one archive with the manifest and golden vectors as extra files
 (torchship.archive); and `load`, which reads such an archive back in Python."""
 
@@ -11,18 +11,18 @@ from typing import Any, List, Sequence, Tuple, Union
 
 import torch
 
-from .archive import MANIFEST_FILE, export_section, golden_files, manifest_file
-from .checks import Findings, device_literals, frozen_branches, settle_findings, train_mode
+from ..archive import MANIFEST_FILE, export_section, golden_files, manifest_file
+from ..checks import Findings, device_literals, frozen_branches, settle_findings, train_mode
+from ..doctor import diagnose
+from ..errors import ExportError, Finding, first_line, warn
+from ..options import ExportOptions, as_args
+from ..result import ExportResult
+from ..size_checks import check_sizes, manifest_dims, note_sizes
+from ..verification import compare_cases
 from .compat import deprecation_note, torchscript_deprecations_silenced, torchscript_support
 from .conversion import convert
-from .doctor import diagnose
-from .errors import ExportError, Finding, first_line, warn
-from .options import ExportOptions, as_args
 from .precision import (Bfloat16, bf16_convolution_problem, quantize_int8,
                         reduced_precision_report)
-from .result import ExportResult
-from .size_checks import check_sizes, manifest_dims, note_sizes
-from .verification import compare_cases
 
 
 def write_torchscript(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], path: str,

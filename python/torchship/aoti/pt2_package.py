@@ -3,12 +3,13 @@ compiled model under <root>/data/aotinductor/<name>/ ("model" is the one a plain
 torchship adds the manifest as <root>/extra/torchship.json and the golden vectors under
 <root>/torchship/golden/ (not under extra/: torch's load_pt2 decodes every extra file as UTF-8
 text, and .npy files are not). Compiling programs into one, reading its compiled files, adding
-files, removing models."""
+files, removing models, and the sizes the compiled code accepts."""
 
 import json
 import os
+import re
 import zipfile
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import torch
 
@@ -40,6 +41,23 @@ def compiled_files(path: str, suffix: str) -> List[str]:
     with zipfile.ZipFile(path) as archive:
         return [archive.read(name).decode("utf-8", "replace") for name in archive.namelist()
                 if "/data/aotinductor/model/" in name and name.endswith(suffix)]
+
+
+_BOUND = re.compile(r'input_handles\[(\d+)\]: dim value is too (small|large) at (\d+), "\s*'
+                    r'<< "expected (?:it )?to be [<>]= (\d+)')
+
+
+def compiled_bounds(path: str) -> Dict[Tuple[int, int], Dict[str, int]]:
+    """The sizes the compiled code accepts per (flat input, dim), from the input checks
+    AOTInductor generates (run when AOTI_RUNTIME_CHECK_INPUTS is set, as torchship sets it).
+    A Dim's upper bound can come out narrower than asked where a kernel choice depends on the
+    size; the lower bound check is not generated (see inductor_setup.inductor_options)."""
+    bounds: Dict[Tuple[int, int], Dict[str, int]] = {}
+    for source in compiled_files(path, "wrapper.cpp"):
+        for handle, side, dim, value in _BOUND.findall(source):
+            key = "min" if side == "small" else "max"
+            bounds.setdefault((int(handle), int(dim)), {})[key] = int(value)
+    return bounds
 
 
 def vec_isa(path: str) -> str:
