@@ -4,7 +4,7 @@ article's segmentation, a pretrained EfficientNet-Lite0, a text encoder, and hel
 at batch 1 and 8, fp32, on the PyPI stack.
 
     bash bench/setup.sh && scripts/build.sh          # the peers, the pretrained model, the CLI
-    python3 bench/zoo.py [--models a,b] [--rounds 2] [--runs 10] [--plain-packages]
+    python3 bench/zoo.py [--models a,b] [--rounds 2] [--runs 10] [--plain-packages] [--forms]
     python3 bench/zoo_report.py                      # the page section again from the results
 
 Runners, each a fresh process per measurement, in interleaved rounds (drift on a shared machine
@@ -15,10 +15,13 @@ hits all alike), all on the same threads (the CPUs this process may use):
   OpenVINO default      the same, OpenVINO's own precision (bf16 where the CPU has AVX512_BF16)
   torchship ...         `torchship bench FILE --input NPY --json`, no other flags, on the plain
                         torch.jit.trace archive (also with --no-optimize: the module as stored),
-                        the archive and the package torchship.export writes, and with
-                        --plain-packages a plain aoti_compile_and_package package.
+                        the archive, the package and the OpenVINO archive torchship.export
+                        writes (the last also with --precision bf16 on CPUs with native bf16),
+                        and with --plain-packages a plain aoti_compile_and_package package.
 A cell is the best round's median. Results: bench/results/zoo.json; the "Benchmark zoo" section
-of docs/benchmarks.md is rendered from it (bench/zoo_report.py).
+of docs/benchmarks.md is rendered from it (bench/zoo_report.py). With --forms only the peers and
+torchship.export's three forms run, into bench/results/zoo-forms.json, rendered as that
+section's "torchship's three forms" part.
 
 This process imports no torch (children would inherit its peak RSS).
 """
@@ -43,11 +46,15 @@ MODELS = ["resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", 
           "densenet121", "mnasnet1_0", "shufflenet_v2_x1_0"]
 LOG = os.path.join(ROOT, "build", "bench", "zoo", "log.txt")
 VARIANT = "torchship.export .pt2, variant"
+BF16_RUNNER = "torchship.export .ov, bf16"
 TORCHSHIP_FILES = {"torchship plain .pt": ("plain_pt", []),
                    "torchship plain .pt, as stored": ("plain_pt", ["--no-optimize"]),
                    "torchship plain .pt2": ("plain_pt2", []),
                    "torchship.export .pt": ("exported_pt", []),
                    "torchship.export .pt2": ("exported_pt2", []),
+                   "torchship.export .ov": ("exported_ov", []),
+                   # the same archive in bf16, where the CPU computes it natively
+                   BF16_RUNNER: ("exported_ov", ["--precision", "bf16"]),
                    # a lever under trial: the package an exporter variant wrote
                    # (bench/zoo_models.py --variant-packages), timed in the same rounds
                    VARIANT: ("exported_variant_pt2", [])}
@@ -81,6 +88,18 @@ def make_cases(paths: Dict[str, str], models: List[str], plain_packages: bool,
     return cases
 
 
+# --forms: the peers and torchship's forms of one pipeline only (zoo_report's forms section)
+FORMS_RUNNERS = ("ONNX Runtime", "OpenVINO fp32", "OpenVINO default (bf16)",
+                 "torchship.export .pt", "torchship.export .pt2", "torchship.export .ov",
+                 BF16_RUNNER)
+
+
+def forms_jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
+               threads: int) -> Dict[str, List[str]]:
+    return {runner: command for runner, command in jobs(case, batch, paths, runs, threads).items()
+            if runner in FORMS_RUNNERS}
+
+
 def jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
          threads: int) -> Dict[str, List[str]]:
     worker = os.path.join(ROOT, "bench", "runners.py")
@@ -99,6 +118,8 @@ def jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
             out["OpenVINO default (bf16)"] = [paths["python"], worker, "openvino",
                                               json.dumps(spec), str(runs), str(threads)]
     for runner, (key, flags) in TORCHSHIP_FILES.items():
+        if runner == BF16_RUNNER and not has_bf16():
+            continue
         if key in case["files"]:
             out[runner] = runners.command(paths["cli"], case["files"][key], npy, runs) + flags
     return out
@@ -187,6 +208,12 @@ def main() -> None:
                              "per model)")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the exported files of an earlier run")
+    parser.add_argument("--forms", action="store_true",
+                        help="time only the peers and torchship.export's three forms, into "
+                             "bench/results/zoo-forms.json (the forms section's)")
+    parser.add_argument("--results", default="",
+                        help="where the results go (default: zoo.json, with --forms "
+                             "zoo-forms.json)")
     parser.add_argument("--variant", default="",
                         help="what the exporter variant that wrote exported_variant.pt2 does "
                              "(bench/zoo_models.py --variant-packages), for the page")
@@ -195,12 +222,15 @@ def main() -> None:
     unknown = [name for name in models if name not in MODELS]
     if unknown:
         raise SystemExit(f"unknown zoo model {unknown[0]!r}: expected some of {', '.join(MODELS)}")
+    args.results = args.results or (zoo_report.FORMS_FILE if args.forms else
+                                    zoo_report.RESULTS_FILE)
     paths = stack_paths()
     threads = len(os.sched_getaffinity(0))
     started = time.time()
     cases = make_cases(paths, models, args.plain_packages, args.reuse)
     exported = time.time()
-    found = measure(cases, paths, args.rounds, args.runs, threads)
+    found = measure(cases, paths, args.rounds, args.runs, threads,
+                    forms_jobs if args.forms else None)
     results = {
         "date": datetime.date.today().isoformat(), "cpu": runners.cpu_model(),
         "cpus": os.cpu_count(), "threads": threads, "bf16_cpu": has_bf16(),
@@ -208,10 +238,11 @@ def main() -> None:
         "variant": args.variant,
         "export_seconds": exported - started, "seconds": time.time() - started,
         "command": f"python3 bench/zoo.py --models {args.models} --rounds {args.rounds} "
-                   f"--runs {args.runs}" + (" --plain-packages" if args.plain_packages else ""),
+                   f"--runs {args.runs}" + (" --plain-packages" if args.plain_packages else "") +
+                   (" --forms" if args.forms else ""),
         "cases": cases, "results": found}
-    os.makedirs(zoo_report.RESULTS, exist_ok=True)
-    with open(zoo_report.RESULTS_FILE, "w") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
+    with open(args.results, "w") as f:
         json.dump(results, f, indent=1)
     runners.clear_progress()
     zoo_report.main()

@@ -229,10 +229,16 @@ def make(out: str, name: str, plain_packages: bool) -> dict:
         model, (example,), exported_pt2, format="aoti",
         manifest=_manifest(name, example, sequence),
         golden_inputs=[(inputs(1),)] if len(batches) > 1 else ()))
+    exported_ov = os.path.join(folder, "exported.ov")
+    attempt("exported_ov", exported_ov, lambda: torchship.export(
+        model, (example,), exported_ov, format="openvino",
+        manifest=_manifest(name, example, sequence),
+        golden_inputs=[(inputs(1),)] if len(batches) > 1 else ()))
     if plain_packages:
         plain_pt2 = os.path.join(folder, "plain.pt2")
         attempt("plain_pt2", plain_pt2, lambda: _plain_package(model, example, plain_pt2,
                                                                sequence))
+    case["bytes"] = {key: os.path.getsize(path) for key, path in case["files"].items()}
     with open(os.path.join(folder, "case.json"), "w") as f:
         json.dump(case, f, indent=1)
     return case

@@ -18,6 +18,7 @@ import report  # noqa: E402
 RESULTS = report.RESULTS
 RESULTS_FILE = os.path.join(RESULTS, "zoo.json")
 PROFILE_FILE = os.path.join(RESULTS, "zoo-profile.json")  # bench/zoo_profile.py
+FORMS_FILE = os.path.join(RESULTS, "zoo-forms.json")  # bench/zoo.py --results, every form
 LEVERS_FILE = os.path.join(RESULTS, "zoo-levers.json")  # bench/zoo_levers.py
 PRECISION_FILE = os.path.join(RESULTS, "zoo-precision.json")  # bench/zoo_precision.py
 SERVE_FILE = os.path.join(RESULTS, "zoo-serve.json")  # bench/zoo_serve.py
@@ -31,7 +32,13 @@ SECTION = "## Benchmark zoo"
 PEERS = ("ONNX Runtime", "OpenVINO fp32")
 COLUMNS = ("Python eager", "ONNX Runtime", "OpenVINO fp32", "torchship plain .pt",
            "torchship plain .pt, as stored", "torchship plain .pt2", "torchship.export .pt",
-           "torchship.export .pt2", "torchship.export .pt2, variant")
+           "torchship.export .pt2", "torchship.export .ov", "torchship.export .pt2, variant")
+# torchship's forms of one pipeline, fp32, and the OpenVINO form in bf16 (FORMS_FILE's section)
+FORMS = {"torchship.export .pt": ("TorchScript", "exported_pt"),
+         "torchship.export .pt2": ("AOTInductor", "exported_pt2"),
+         "torchship.export .ov": ("OpenVINO", "exported_ov")}
+BF16_FORM = "torchship.export .ov, bf16"
+BF16_PEER = "OpenVINO default (bf16)"
 RECOMMENDED = ("torchship.export .pt2", "torchship.export .pt")  # the first that exported
 OPTIMIZATION_NOISE = 1.05  # "as stored" and "optimized" runs are separate processes
 
@@ -64,7 +71,7 @@ def fastest_peer(row: Dict[str, Optional[float]]) -> Optional[float]:
 def best_torchship(row: Dict[str, Optional[float]]) -> Optional[float]:
     values = [v for name, v in row.items()
               if name.startswith("torchship") and "as stored" not in name and
-              "variant" not in name and v]
+              "variant" not in name and "bf16" not in name and v]
     return min(values) if values else None
 
 
@@ -412,6 +419,70 @@ def serve_lines(found: dict) -> List[str]:
     return lines
 
 
+def fastest_form(row: Dict[str, Optional[float]]) -> Optional[str]:
+    timed = [(row[runner], runner) for runner in FORMS if row.get(runner)]
+    return min(timed)[1] if timed else None
+
+
+def forms_lines(results: dict) -> List[str]:
+    """Per model and batch: torchship's three forms of one pipeline beside the peers, which form
+    is fastest and by how much against each peer; bf16 against OpenVINO's default; then what
+    each form costs to export and to ship."""
+    table = cells(results)
+    v = results["versions"]
+    bf16 = results.get("bf16_cpu", False)
+    lines = [f"Measured {results['date']} by `{results['command']}` on {results['cpu']}, "
+             f"{results['threads']} threads for every runner (torch {v['torch']}, ONNX Runtime "
+             f"{v['onnxruntime']}, OpenVINO {v['openvino']}; {results['rounds']} interleaved "
+             "rounds, best round's median in ms). Every torchship column is `torchship bench` "
+             "with no flags but the input (and `--precision bf16` for the bf16 one) on the "
+             "archive `torchship.export` wrote in that format.", ""]
+    header = ["model", "batch", "ONNX Runtime", "OpenVINO fp32"] + \
+        ([BF16_PEER] if bf16 else []) + [FORMS[r][0] for r in FORMS] + \
+        (["OpenVINO bf16"] if bf16 else []) + \
+        ["fastest form", "/ ONNX Runtime", "/ OpenVINO fp32"] + \
+        (["bf16 / OpenVINO default"] if bf16 else [])
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    titles = {case["id"]: case["name"] for case in results["cases"]}
+    fp32_ratios: List[float] = []
+    bf16_ratios: List[float] = []
+    for model, batches in table.items():
+        for batch in sorted(batches, key=int):
+            row = batches[batch]
+            best = fastest_form(row)
+            runners = ["ONNX Runtime", "OpenVINO fp32"] + ([BF16_PEER] if bf16 else []) + \
+                list(FORMS) + ([BF16_FORM] if bf16 else [])
+            values = [text(row.get(runner)) for runner in runners]
+            values.append(FORMS[best][0] if best else "—")
+            for peer in ("ONNX Runtime", "OpenVINO fp32"):
+                values.append(text(ratio(row.get(best), row.get(peer)), suffix="x"))
+            fastest = ratio(row.get(best), fastest_peer(row))
+            if fastest:
+                fp32_ratios.append(fastest)
+            if bf16:
+                value = ratio(row.get(BF16_FORM), row.get(BF16_PEER))
+                values.append(text(value, suffix="x"))
+                if value:
+                    bf16_ratios.append(value)
+            lines.append(f"| {titles.get(model, model)} | {batch} | " + " | ".join(values) + " |")
+    lines += ["", f"Fastest torchship form / fastest fp32 peer, geometric mean: "
+              f"{text(geomean(fp32_ratios), suffix='x')} over {len(fp32_ratios)} cells"
+              + (f"; torchship's OpenVINO form in bf16 / OpenVINO's default: "
+                 f"{text(geomean(bf16_ratios), suffix='x')}" if bf16_ratios else "") + ".", ""]
+    lines += ["Export time (s) and archive size (MB) per form:", "",
+              "| model | " + " | ".join(f"{FORMS[r][0]} s | MB" for r in FORMS) + " |",
+              "|---|" + "---|---|" * len(FORMS)]
+    for case in results["cases"]:
+        cells_ = []
+        for _, key in FORMS.values():
+            seconds = case["seconds"].get(key)
+            size = case.get("bytes", {}).get(key)
+            cells_ += [text(seconds, 0) if key in case["files"] else "fails",
+                       text(size / 1e6, 1) if size else "—"]
+        lines.append(f"| {case['name']} | " + " | ".join(cells_) + " |")
+    return lines
+
+
 def failures(results: dict) -> List[str]:
     lines = []
     for case in results["cases"]:
@@ -473,6 +544,14 @@ def section(results: dict) -> List[str]:
     if os.path.exists(SERVE_FILE):
         with open(SERVE_FILE) as f:
             lines += ["### Served at 32 clients", ""] + serve_lines(json.load(f)) + [""]
+    if os.path.exists(FORMS_FILE):
+        with open(FORMS_FILE) as f:
+            forms = json.load(f)
+        lines += ["### torchship's three forms: TorchScript, AOTInductor, OpenVINO", ""] + \
+            forms_lines(forms) + [""]
+        found = failures(forms)
+        if found:
+            lines += ["What did not export or run in that run:", ""] + found + [""]
     found = failures(results)
     if found:
         lines += ["### What did not export or run", ""] + found + [""]

@@ -26,7 +26,7 @@ if [ -f "$BUILD/CMakeCache.txt" ] && [ "$(cat "$BUILD/.torch-prefix" 2>/dev/null
   rm -rf "$BUILD/CMakeCache.txt" "$BUILD/CMakeFiles"
 fi
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-  cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+  cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${CMAKE_LAUNCHER[@]}" \
     -DCMAKE_PREFIX_PATH="$torch_prefix" -DOpenCV_DIR="$opencv/lib/cmake/opencv4" \
     -DTORCHSHIP_SHARED=ON -DTORCHSHIP_BUNDLE_JSON=ON -DTORCHSHIP_BUILD_TESTS=OFF \
     -DCMAKE_INSTALL_LIBDIR=lib -DTORCHSHIP_INSTALL_RPATH_TORCH='$ORIGIN/../../torch/lib'

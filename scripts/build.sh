@@ -13,21 +13,13 @@ if [ "$TORCHSHIP_TORCH" = pypi ]; then
   prefix=(-DCMAKE_PREFIX_PATH="$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)')$(
     "$PY" -c 'import openvino.utils as u; print(";" + u.get_cmake_path())' 2>/dev/null || true)")
 fi
-# ccache keeps compiled objects across builds and fresh clones; the precompiled header needs its
-# sloppiness settings to be reused.
-launcher=()
-if command -v ccache >/dev/null; then
-  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-  export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}"
-  export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-8G}"
-fi
 # A cache configured against another libtorch (e.g. a virtualenv since replaced) starts over.
 stamp="${prefix[*]:-system}"
 if [ -f "$BUILD/CMakeCache.txt" ] && [ "$(cat "$BUILD/.torch-prefix" 2>/dev/null)" != "$stamp" ]; then
   rm -rf "$BUILD/CMakeCache.txt" "$BUILD/CMakeFiles"
 fi
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-  cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${prefix[@]}" "${launcher[@]}"
+  cmake -S . -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${prefix[@]}" "${CMAKE_LAUNCHER[@]}"
   echo "$stamp" > "$BUILD/.torch-prefix"
 fi
 cmake --build "$BUILD" --parallel "$(nproc 2>/dev/null || echo 2)"

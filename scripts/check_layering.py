@@ -47,6 +47,7 @@ SHARED_HEADERS = {
     "src/tasks/detection.cpp": "Model::detect and detections (model.h): the task's helpers",
     "src/backends/torchscript.cpp": "a backend: backends/backend.h declares every backend",
     "src/backends/aoti.cpp": "a backend: backends/backend.h declares every backend",
+    "src/backends/openvino.cpp": "a backend: backends/backend.h declares every backend",
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)

@@ -52,7 +52,11 @@ if [ "$TORCHSHIP_TORCH" = pypi ]; then
       > $lite.log 2>&1 || { cat $lite.log; exit 1; }
   fi
   grep "^Python" $lite.log || true
-  for archive in $lite.pt $lite.pt2; do
+  if [ ! -f $lite.ov ]; then  # (exported by an earlier version of this demo without it)
+    "$PY" examples/pretrained/efficientnet_lite0.py $BUILD/models --format openvino \
+      >> $lite.log 2>&1 || { cat $lite.log; exit 1; }
+  fi
+  for archive in $lite.pt $lite.pt2 $lite.ov; do
     [ -f "$archive" ] || continue
     echo "== torchship classify $archive chelsea.png"
     $ts classify "$archive" "$CAT" --top-k 3 2> >(quiet_png)

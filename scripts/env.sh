@@ -37,3 +37,14 @@ case "$TORCHSHIP_TORCH" in
 esac
 export TORCHSHIP_TORCH
 export TORCHSHIP_BUILD="$PWD/$BUILD"
+
+# ccache keeps compiled objects across builds and fresh clones (CI clones anew each time): paths
+# under the clone are hashed relative to it, and the precompiled headers need the sloppiness
+# settings to be reused. CMAKE_LAUNCHER goes on each configure's command line.
+CMAKE_LAUNCHER=()
+if command -v ccache >/dev/null; then
+  CMAKE_LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}" CCACHE_NOHASHDIR=1
+  export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}"
+  export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-10G}"
+fi

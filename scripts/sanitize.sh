@@ -27,7 +27,7 @@ if [ ! -d "$fixtures" ]; then
 fi
 
 if [ ! -f "$build/CMakeCache.txt" ]; then
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${CMAKE_LAUNCHER[@]}" \
     -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14
 fi
 cmake "$build" -DTORCHSHIP_SANITIZE=ON -DTORCHSHIP_BUILD_FUZZERS=ON -DTORCHSHIP_BUILD_CLI=ON \

@@ -4,11 +4,12 @@ efficientnet-lite-pytorch) behind a uint8 H x W x 3 RGB input, normalized inside
 does ((x - 127) / 128), resized to 224 x 224 by whoever loads it (the manifest says so).
 
     ~/.cache/torchship/venv-*/bin/python examples/pretrained/efficientnet_lite0.py OUT_DIR
-        [--format torchscript aoti] [--classify IMAGE ...]
+        [--format torchscript aoti openvino] [--classify IMAGE ...]
 
-writes OUT_DIR/efficientnet_lite0.pt (traced) and OUT_DIR/efficientnet_lite0.pt2 (torch.export +
-AOTInductor), and prints Python's top-1 for each --classify image, decoded and resized as C++
-does (OpenCV, cv2.resize linear), so that `torchship classify` can be held against it.
+writes OUT_DIR/efficientnet_lite0.pt (traced), OUT_DIR/efficientnet_lite0.pt2 (torch.export +
+AOTInductor) and OUT_DIR/efficientnet_lite0.ov (OpenVINO IR), and prints Python's top-1 for
+each --classify image, decoded and resized as C++ does (OpenCV, cv2.resize linear), so that
+`torchship classify` can be held against it.
 """
 
 import argparse
@@ -27,13 +28,16 @@ sys.path.insert(0, os.path.join(HERE, "..", "article"))
 
 import torchship  # noqa: E402
 from torchship.aoti import available as aoti_available  # noqa: E402
+from torchship.openvino import available as openvino_available  # noqa: E402
 from pipelines import ImageClassifier, imagenet_labels  # noqa: E402
 
 SIZE = (224, 224)
 # TF-Lite's preprocessing, (x - 127) / 128 on 0..255, as the article's x / 255 then (x - mean) / std.
 TFLITE_MEAN = (127 / 255,) * 3
 TFLITE_STD = (128 / 255,) * 3
-FILES = {"torchscript": "efficientnet_lite0.pt", "aoti": "efficientnet_lite0.pt2"}
+FILES = {"torchscript": "efficientnet_lite0.pt", "aoti": "efficientnet_lite0.pt2",
+         "openvino": "efficientnet_lite0.ov"}
+AVAILABLE = {"torchscript": lambda: True, "aoti": aoti_available, "openvino": openvino_available}
 
 
 def pretrained_classifier() -> torch.nn.Module:
@@ -74,8 +78,8 @@ def export(out_dir: str, formats: List[str]) -> List[str]:
     written = []
     for format in formats:
         path = os.path.join(out_dir, FILES[format])
-        if format == "aoti":
-            torchship.export(model, (example,), path, format="aoti", manifest=manifest)
+        if format in ("aoti", "openvino"):
+            torchship.export(model, (example,), path, format=format, manifest=manifest)
         else:
             torchship.export(model, (example,), path, method="trace", manifest=manifest)
         written.append(path)
@@ -88,7 +92,7 @@ def main() -> None:
     parser.add_argument("--format", nargs="+", choices=list(FILES), default=list(FILES))
     parser.add_argument("--classify", nargs="*", default=[], metavar="IMAGE")
     args = parser.parse_args()
-    formats = [f for f in args.format if f != "aoti" or aoti_available()]
+    formats = [f for f in args.format if AVAILABLE[f]()]
     for path in export(args.out_dir, formats):
         print(f"wrote {path}")
     if args.classify:

@@ -132,8 +132,12 @@ def test_version_names_the_release_libtorch_backends_and_protocols(cli):
     assert first, lines
     assert first.group(1) == torchship.__version__  # one version for both sides
     release = (int(first.group(2)), int(first.group(3)))
+    # OpenVINO where the build found its CMake package (the PyPI stack installs the wheel).
+    openvino = os.path.exists(os.path.join(os.path.dirname(cli), "..", "CMakeCache.txt")) and \
+        "OpenVINO_DIR:PATH=/" in open(os.path.join(os.path.dirname(cli), "..",
+                                                  "CMakeCache.txt")).read()
     backends = ["TorchScript"] + (["AOTInductor"] if release >= (2, 6) else []) + \
-        (["CUDA"] if first.group(4) == "with CUDA" else [])
+        (["OpenVINO"] if openvino else []) + (["CUDA"] if first.group(4) == "with CUDA" else [])
     assert lines[1:] == ["backends: " + ", ".join(backends), "serve: HTTP, gRPC"]
 
 

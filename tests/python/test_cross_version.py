@@ -5,7 +5,8 @@ and Debian's 1.13) and runs this with TORCHSHIP_CROSS_BUILDS="build build-debian
 - An archive from the older torch runs on the newer build and reproduces its golden vectors.
 - An archive from the newer torch runs on the older build with its golden vectors, or is refused
   in one line that names both versions (newer_ops.pt calls an operator 1.13 lacks).
-- An AOTInductor package (.pt2) is refused in one line by a build without AOTInductor.
+- An AOTInductor package (.pt2) is refused in one line by a build without AOTInductor, and an
+  OpenVINO archive by a build without OpenVINO.
 """
 
 import json
@@ -36,6 +37,13 @@ def libtorch_of(build: str) -> Tuple[str, Tuple[int, ...]]:
                           check=True).stdout
     version = re.search(r"libtorch (\d+\.\d+\.\d+)", line).group(1)
     return version, tuple(int(part) for part in version.split("."))
+
+
+def backends_of(build: str) -> str:
+    """The backends line of a build's --version ("backends: TorchScript, AOTInductor, ...")."""
+    out = subprocess.run([cli(build), "--version"], capture_output=True, text=True,
+                         check=True).stdout
+    return next(line for line in out.splitlines() if line.startswith("backends: "))
 
 
 def exported_by(build: str) -> str:
@@ -97,5 +105,18 @@ def test_golden_vectors_hold_or_the_refusal_names_both_versions(runner, exporter
                 "runtime (2.6 or newer has); run it with a torchship built against PyTorch 2.x, "
                 "or export the model as TorchScript\n")
             refused.append("classifier.pt2")
+    openvino = os.path.join(export_build, "fixtures", "tiny.ov")
+    if os.path.exists(openvino):
+        result = subprocess.run([cli(run_build), "check", openvino], capture_output=True,
+                                text=True)
+        if "OpenVINO" in backends_of(run_build):
+            assert result.returncode == 0, result.stderr
+            passed.append("tiny.ov")
+        else:
+            assert result.returncode == 2 and result.stdout == ""
+            assert result.stderr.startswith(
+                f"torchship: error: cannot load {openvino}: it is an OpenVINO archive, and this "
+                "torchship was built without OpenVINO (") and result.stderr.count("\n") == 1
+            refused.append("tiny.ov")
     report(f"archives of torch {there} on libtorch {here}: golden vectors reproduced by "
            f"{', '.join(passed) or 'none'}; refused in one line: {', '.join(refused) or 'none'}")

