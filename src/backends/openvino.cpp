@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <sstream>
 
 #include <openvino/op/constant.hpp>
 #include <openvino/openvino.hpp>
@@ -82,6 +83,20 @@ at::ScalarType scalar_type(const ov::element::Type& type, const std::string& wha
                   ", which torchship has no tensor type for");
 }
 
+// What an OpenVINO exception says, in one line: its messages stack the C++ source location of
+// each check that failed ("Exception from src/...:123:", "Check '...' failed at src/...:") above
+// the reason, which comes last.
+std::string openvino_reason(const std::exception& error) {
+  std::string reason;
+  std::istringstream lines(error.what());
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (line.rfind("Exception from ", 0) == 0 || line.rfind("Check '", 0) == 0) continue;
+    reason = line;
+  }
+  return reason.empty() ? first_line(error) : first_line_of(reason);
+}
+
 std::string record(const Archive& archive, const char* name) {
   auto bytes = archive.read_record(name);
   if (!bytes) {
@@ -125,7 +140,7 @@ class OpenVinoBackend final : public Backend {
       compiled_ = core().compile_model(model, "CPU", compile_properties(settings));
     } catch (const std::exception& e) {
       throw bad_model("cannot load " + path_ +
-                      ": OpenVINO cannot compile its IR: " + first_line(e));
+                      ": OpenVINO cannot compile its IR: " + openvino_reason(e));
     }
     if (compiled_.outputs().size() != call_->output_count()) {
       throw bad_model(
@@ -163,13 +178,7 @@ class OpenVinoBackend final : public Backend {
 
   RunFailure explain(const std::exception& error) const override {
     RunFailure failure;
-    failure.why = first_line(error);
-    // OpenVINO prefixes its checks with their source location ("Exception from src/...").
-    if (failure.why.rfind("Exception from ", 0) == 0) {
-      std::string text = error.what();
-      auto start = text.find('\n');
-      if (start != std::string::npos) failure.why = first_line_of(text.substr(start + 1));
-    }
+    failure.why = openvino_reason(error);
     failure.out_of_memory = says_out_of_memory(failure.why);
     return failure;
   }

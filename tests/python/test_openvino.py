@@ -215,6 +215,38 @@ def test_without_input_specs_the_ir_refuses_in_one_line(run, tmp_path):
                      "input tensor 0: the OpenVINO model takes FP32 [?,?], got FP32 [4, 3, 1]")
 
 
+def rewritten(source: Path, target: Path, change) -> Path:
+    """A copy of an archive with its records changed by change(name, data) -> data or None
+    (left out); the zip's CRCs are those of the new bytes."""
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = change(info.filename.split("/", 1)[1], zin.read(info))
+            if data is not None:
+                zout.writestr(info, data)
+    return target
+
+
+def test_a_damaged_archive_is_refused_in_one_line(run, ov, tmp_path):
+    broken = rewritten(ov / "tiny.ov", tmp_path / "broken.ov",
+                       lambda name, data: data[:len(data) // 2] if name.endswith(".xml") else data)
+    result = run("run", str(broken), "-i", "tiny_ov_input.npy")
+    assert result.returncode == 2 and len(stderr_lines(result)) == 1, result.stderr
+    assert stderr_lines(result)[0].startswith(
+        f"{ERROR}cannot load {broken}: OpenVINO cannot compile its IR: ")
+    assert "Exception from" not in result.stderr and "src/" not in result.stderr
+    no_spec = rewritten(ov / "tiny.ov", tmp_path / "no_spec.ov",
+                        lambda name, data: None if name.endswith("call_spec.json") else data)
+    assert_one_error(run("run", str(no_spec), "-i", "tiny_ov_input.npy"),
+                     f"cannot load {no_spec}: the OpenVINO archive has no "
+                     "openvino/call_spec.json")
+    bad_spec = rewritten(ov / "tiny.ov", tmp_path / "bad_spec.ov",
+                         lambda name, data: b'{"a": 1}' if name.endswith("call_spec.json")
+                         else data)
+    assert_one_error(run("run", str(bad_spec), "-i", "tiny_ov_input.npy"),
+                     f"cannot load {bad_spec}: openvino/call_spec.json is not [input spec, "
+                     "output spec]")
+
+
 def test_precision_is_chosen_at_load_for_openvino_archives_only(run, ov):
     assert_one_error(run("run", "classifier.pt", "-i", "chelsea.png", "--precision", "bf16"),
                      "precision bf16 is chosen at load for OpenVINO archives only; classifier.pt "
