@@ -133,12 +133,26 @@ class OpenVinoBackend final : public Backend {
                   path_);
     std::string graph = record(archive, kGraph);
     weights_ = record(archive, kWeights);
+    std::shared_ptr<ov::Model> model;
     try {
       ov::Tensor weights(ov::element::u8, {weights_.size()}, weights_.data());
-      auto model = core().read_model(graph, weights);
-      count_parameters(*model);
+      model = core().read_model(graph, weights);
+    } catch (const std::exception& e) {
+      throw bad_model("cannot load " + path_ +
+                      ": OpenVINO cannot read its IR: " + openvino_reason(e));
+    }
+    count_parameters(*model);
+    try {
       compiled_ = core().compile_model(model, "CPU", compile_properties(settings));
     } catch (const std::exception& e) {
+      // The IR read, so the precision asked for is what this CPU (or a oneDNN limited by
+      // ONEDNN_MAX_CPU_ISA) cannot run.
+      if (settings.precision == "bf16") {
+        throw unsupported("cannot load " + path_ +
+                          " in bf16: OpenVINO cannot compile it for "
+                          "bf16 on this CPU (" +
+                          openvino_reason(e) + "); load it in fp32");
+      }
       throw bad_model("cannot load " + path_ +
                       ": OpenVINO cannot compile its IR: " + openvino_reason(e));
     }

@@ -167,7 +167,8 @@ std::vector<c10::IValue> case_inputs(const Model& model, const json& golden, siz
 }
 
 // Why an archive that loaded fails on its own golden inputs, with what may explain it.
-std::string cannot_run_here(const Archive& archive, std::string why) {
+std::string cannot_run_here(const Model& model, std::string why) {
+  const Archive& archive = model.archive();
   for (const std::string prefix : {"the model rejected the input: ",
                                    "the model failed on an input that matches its manifest: "}) {
     if (why.rfind(prefix, 0) == 0) why = why.substr(prefix.size());
@@ -183,6 +184,10 @@ std::string cannot_run_here(const Archive& archive, std::string why) {
                (TORCHSHIP_TORCH_AT_LEAST(2, 0)
                     ? std::string(" may lack bf16 kernels for this CPU")
                     : std::string(" has bf16 convolutions only for CPUs with AVX-512"));
+  } else if (model.precision() == "bf16") {
+    message +=
+        "; it runs in bf16 as asked at load, which this CPU's kernels cannot compute "
+        "here: load it in fp32";
   }
   return message;
 }
@@ -195,7 +200,7 @@ c10::IValue forward_golden(const Model& model, std::vector<c10::IValue> inputs) 
   } catch (const Error& e) {
     // The archive's own inputs failing is no caller's fault: this machine cannot run it.
     if (e.kind() != ErrorKind::BadInput && e.kind() != ErrorKind::Internal) throw;
-    throw unsupported(cannot_run_here(model.archive(), e.what()));
+    throw unsupported(cannot_run_here(model, e.what()));
   }
 }
 

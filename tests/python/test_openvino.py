@@ -232,7 +232,7 @@ def test_a_damaged_archive_is_refused_in_one_line(run, ov, tmp_path):
     result = run("run", str(broken), "-i", "tiny_ov_input.npy")
     assert result.returncode == 2 and len(stderr_lines(result)) == 1, result.stderr
     assert stderr_lines(result)[0].startswith(
-        f"{ERROR}cannot load {broken}: OpenVINO cannot compile its IR: ")
+        f"{ERROR}cannot load {broken}: OpenVINO cannot read its IR: ")
     assert "Exception from" not in result.stderr and "src/" not in result.stderr
     no_spec = rewritten(ov / "tiny.ov", tmp_path / "no_spec.ov",
                         lambda name, data: None if name.endswith("call_spec.json") else data)
