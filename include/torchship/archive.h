@@ -20,6 +20,8 @@ namespace torchship {
 // reads every extra/ file as text).
 constexpr const char* kManifestFile = "torchship.json";
 constexpr const char* kGoldenIndexFile = "torchship/golden/index.json";
+// The record that makes a zip an OpenVINO archive: its IR's graph (model.bin beside it).
+constexpr const char* kOpenVinoGraphRecord = "openvino/model.xml";
 
 // How the model in an archive is stored, and so which backend runs it.
 enum class ModelFormat {

@@ -25,7 +25,6 @@ namespace {
 constexpr const char* kExtraPrefix = "extra/";
 constexpr const char* kPackageFolder = "torchship/";  // a .pt2's binary torchship files
 constexpr const char* kAotiModelPrefix = "data/aotinductor/model/";
-constexpr const char* kOpenVinoGraph = "openvino/model.xml";
 
 // The first bytes tell a zip from a legacy pickle checkpoint or anything else.
 std::string file_signature(const fs::path& path) {
@@ -102,7 +101,7 @@ Archive Archive::open(const fs::path& path) {
     if (record.rfind("code/", 0) == 0) has_code = true;
     if (record == "constants.pkl") has_constants = true;
     if (record.rfind(kAotiModelPrefix, 0) == 0) has_compiled_model = true;
-    if (record == kOpenVinoGraph) has_ir = true;
+    if (record == kOpenVinoGraphRecord) has_ir = true;
   }
   if (has_compiled_model && !has_code) archive.format_ = ModelFormat::AOTInductor;
   if (has_ir && !has_code && !has_compiled_model) archive.format_ = ModelFormat::OpenVINO;

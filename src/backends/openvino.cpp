@@ -37,7 +37,6 @@ std::unique_ptr<Backend> open_openvino(const Archive& archive, const c10::Device
 
 namespace {
 
-constexpr const char* kGraph = "openvino/model.xml";
 constexpr const char* kWeights = "openvino/model.bin";
 constexpr const char* kCallSpec = "openvino/call_spec.json";
 
@@ -131,7 +130,7 @@ class OpenVinoBackend final : public Backend {
     }
     call_.emplace(spec[0].get<std::string>(), spec[1].get<std::string>(), archive.manifest(),
                   path_);
-    std::string graph = record(archive, kGraph);
+    std::string graph = record(archive, kOpenVinoGraphRecord);
     weights_ = record(archive, kWeights);
     std::shared_ptr<ov::Model> model;
     try {
@@ -164,6 +163,7 @@ class OpenVinoBackend final : public Backend {
     for (const auto& output : compiled_.outputs()) {
       output_types_.push_back(scalar_type(output.get_element_type(), "an output of " + path_));
     }
+    parameters_ = compiled_.inputs();  // (inputs() returns a new vector at each call)
     summary_.methods = {"forward"};
   }
 
@@ -173,7 +173,7 @@ class OpenVinoBackend final : public Backend {
 
   c10::IValue run(std::vector<c10::IValue> inputs) const override {
     std::vector<at::Tensor> flat = call_->flatten(inputs);
-    const auto& parameters = compiled_.inputs();
+    const auto& parameters = parameters_;
     if (flat.size() != parameters.size()) {
       throw bad_input("the OpenVINO model takes " + std::to_string(parameters.size()) +
                       " tensors, got " + std::to_string(flat.size()));
@@ -275,7 +275,8 @@ class OpenVinoBackend final : public Backend {
   // them, and the compiled model may keep constants that its plugin did not repack.
   std::string weights_;
   std::optional<ExportedCall> call_;
-  mutable ov::CompiledModel compiled_;  // creating an infer request is not const
+  mutable ov::CompiledModel compiled_;                   // creating an infer request is not const
+  std::vector<ov::Output<const ov::Node> > parameters_;  // the IR's inputs, as compiled
   std::vector<at::ScalarType> output_types_;
   ModelSummary summary_;
   mutable std::mutex idle_mutex_;
