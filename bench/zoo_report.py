@@ -22,6 +22,10 @@ FORMS_FILE = os.path.join(RESULTS, "zoo-forms.json")  # bench/zoo.py --results, 
 LEVERS_FILE = os.path.join(RESULTS, "zoo-levers.json")  # bench/zoo_levers.py
 PRECISION_FILE = os.path.join(RESULTS, "zoo-precision.json")  # bench/zoo_precision.py
 SERVE_FILE = os.path.join(RESULTS, "zoo-serve.json")  # bench/zoo_serve.py
+ENGINES_FILE = os.path.join(RESULTS, "serve-engines.json")  # bench/serve_engines.py
+# Two engines' shares of their alone throughput, added: 1.0 where they divide the CPUs without
+# loss; the goal allows a tenth for the two batchers' queues and the models' different batch sizes.
+ENGINES_GOAL = 0.9
 STATIC_BATCH_FILE = os.path.join(RESULTS, "zoo-static-batch.json")  # bench/zoo_static_batch.py
 # The same script's first run, before the exporter timed the static model: always kept.
 STATIC_ALWAYS_FILE = os.path.join(RESULTS, "zoo-static-batch-always.json")
@@ -419,6 +423,37 @@ def serve_lines(found: dict) -> List[str]:
     return lines
 
 
+def engines_lines(found: dict) -> List[str]:
+    """Each model's throughput and tail latency served together with a model of the other
+    engine, against served alone; the shares added."""
+    lines = [f"Measured {found['date']} by `{found['command']}` on {found['cpu']}, "
+             f"{found['cpus']} CPUs: one `torchship serve` per cell, one instance per model on "
+             "all the CPUs' threads (the default), dynamic batching (max_batch_size "
+             f"{found['max_batch_size']}); `torchship-load` clients, one image a request over "
+             f"HTTP with binary tensors, {found['seconds']:g} s per cell. Alone: "
+             f"{found['clients']} clients on one model in its own server; together: both models "
+             f"in one server, {found['clients'] // 2} clients on each at once. Best of "
+             f"{found['rounds']} interleaved rounds.", "",
+             "| model | engine | alone requests/s | alone p99 ms | together requests/s | "
+             "together p99 ms | share of alone |", "|---|---|---|---|---|---|---|"]
+    total = 0.0
+    for model, title in found["models"].items():
+        alone = max((r[f"{model} alone"][model] for r in found["samples"]),
+                    key=lambda run: run["rps"])
+        together = max((r["together"][model] for r in found["samples"]),
+                       key=lambda run: run["rps"])
+        engine = "OpenVINO (.ov)" if model.endswith("-ov") else "TorchScript (.pt)"
+        share = together["rps"] / alone["rps"]
+        total += share
+        lines.append(f"| {title} | {engine} | {alone['rps']:.1f} | {alone['p99_ms']:.1f} | "
+                     f"{together['rps']:.1f} | {together['p99_ms']:.1f} | {share:.2f} |")
+    verdict = "met" if total >= ENGINES_GOAL else "**not met**"
+    lines += ["", "| goal | value | target | verdict |", "|---|---|---|---|",
+              f"| shares of alone throughput, added | {total:.2f} | >= {ENGINES_GOAL} | "
+              f"{verdict} |"]
+    return lines
+
+
 def fastest_form(row: Dict[str, Optional[float]]) -> Optional[str]:
     timed = [(row[runner], runner) for runner in FORMS if row.get(runner)]
     return min(timed)[1] if timed else None
@@ -544,6 +579,9 @@ def section(results: dict) -> List[str]:
     if os.path.exists(SERVE_FILE):
         with open(SERVE_FILE) as f:
             lines += ["### Served at 32 clients", ""] + serve_lines(json.load(f)) + [""]
+    if os.path.exists(ENGINES_FILE):
+        with open(ENGINES_FILE) as f:
+            lines += ["### Two engines in one server", ""] + engines_lines(json.load(f)) + [""]
     if os.path.exists(FORMS_FILE):
         with open(FORMS_FILE) as f:
             forms = json.load(f)
