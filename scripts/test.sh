@@ -9,15 +9,15 @@
 #                          of other machines (AVX2, and no vector extensions at all), then the
 #                          C++ tests under ASan + UBSan and 30 s of each fuzz target
 #                          (scripts/sanitize.sh), then the install paths (portable, below)
-#   scripts/test.sh portable   the wheel, the tarball and the container image built against
-#                          PyTorch's CPU-only torch 2.13.0 (scripts/build-portable.sh), each
-#                          installed on a clean Debian 12 in podman (tests/portable)
+#   scripts/test.sh portable   the wheels (for torch 2.13.0 and 2.14.1), the tarball and the
+#                          container image (scripts/build-portable.sh), each installed on a clean
+#                          Debian 12 in podman or beside its torch (tests/portable)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = portable ]; then
   started=$SECONDS
-  echo "== install paths: the wheel, the tarball and the image on a clean Debian 12"
+  echo "== install paths: the wheels, the tarball and the image on a clean Debian 12"
   scripts/build-portable.sh
   export TORCHSHIP_TORCH=portable
   source scripts/env.sh

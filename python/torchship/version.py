@@ -12,7 +12,8 @@ def release() -> str:
     if os.path.exists(checkout):
         with open(checkout) as f:
             return f.read().strip()
-    return metadata.version("torchship")
+    # A wheel's local label names the torch it is built for (0.1.0+torch2.13.0): not the release.
+    return metadata.version("torchship").split("+")[0]
 
 
 __version__ = release()

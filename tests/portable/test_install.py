@@ -2,16 +2,19 @@
 from `debootstrap --variant=minbase` with python3, python3-venv and pip only (no compiler, no -dev
 package; scripts/make-rootfs.sh), run as containers by podman.
 
-- the wheel: `pip install` torch's CPU wheel and torchship's, then `torchship --version`,
-  `classify` a photo with a .pt, `serve` a .pt2 that Triton's clients ask over HTTP and gRPC, and,
-  once a compiler is added, examples/embed built against `torchship.cmake_prefix_path`;
-- the tarball: unpacked where no torch wheel is, examples/embed built with only
-  CMAKE_PREFIX_PATH=<the folder>, and no absolute RUNPATH in it;
+- the wheel for torch 2.13.0: `pip install` torch's CPU wheel, openvino's and torchship's, then
+  `torchship --version`, `classify` a photo with a .pt and a .ov, `serve` a .pt2 and a .ov that
+  Triton's clients ask over HTTP and gRPC, and, once a compiler is added, examples/embed built
+  against `torchship.cmake_prefix_path`;
+- the wheel for torch 2.14.1 (PyPI's default), beside the PyPI stack's torch: pip keeps that
+  torch, and the program runs the same archives with it;
+- the tarball: unpacked where no torch wheel is, a .ov classified with the OpenVINO runtime it
+  carries, examples/embed built with only CMAKE_PREFIX_PATH=<the folder>, no absolute RUNPATH;
 - the container image (docker/Dockerfile), built on the same base: non-root, its health check,
-  the model repository as a volume, .pt and .pt2 served over HTTP and gRPC, SIGTERM exits 0.
+  the model repository as a volume, .pt, .pt2 and .ov served over HTTP and gRPC, SIGTERM exits 0.
 
 Run by `scripts/test.sh portable` after scripts/build-portable.sh, with the portable stack's
-interpreter (torch 2.13.0, the release the wheel is pinned to), which exports the models here.
+interpreter (torch 2.13.0, the release the first wheel is pinned to), which exports the models.
 How long each step took goes to build-portable/portable-times.json, which test.sh prints."""
 
 import glob
@@ -95,13 +98,23 @@ class Container:
         podman("rm", "-f", "-t", "0", self.id, check=False)
 
 
+# The torch releases there is a wheel for: the portable stack's and the PyPI stack's.
+TORCH_RELEASES = ("2.13.0", "2.14.1")
+
+
 @pytest.fixture(scope="module")
 def dist():
-    wheels = glob.glob(os.path.join(DIST, "torchship-*.whl"))
+    found = {}
+    for release in TORCH_RELEASES:
+        wheels = glob.glob(os.path.join(DIST, f"torchship-*+torch{release}-*.whl"))
+        if len(wheels) != 1:
+            pytest.fail(f"{DIST} must hold one wheel for torch {release}, holds {wheels}: "
+                        "run scripts/build-portable.sh")
+        found[release] = wheels[0]
     tarballs = glob.glob(os.path.join(DIST, "torchship-*.tar.gz"))
-    if len(wheels) != 1 or len(tarballs) != 1:
-        pytest.fail(f"{DIST} must hold one wheel and one tarball: run scripts/build-portable.sh")
-    return {"wheel": wheels[0], "tarball": tarballs[0]}
+    if len(tarballs) != 1:
+        pytest.fail(f"{DIST} must hold one tarball, holds {tarballs}: run scripts/build-portable.sh")
+    return {"wheel": found["2.13.0"], "wheel 2.14.1": found["2.14.1"], "tarball": tarballs[0]}
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +126,7 @@ def clean_image():
 @pytest.fixture(scope="module")
 def wheels(dist, tmp_path_factory):
     """What `pip install torchship` needs besides torchship's wheel: the torch wheel it pins
-    (2.13.0+cpu, from this machine's disk) and their dependencies, fetched here by pip. The
+    (2.13.0+cpu, from this machine's disk), openvino's and their dependencies, fetched by pip. The
     containers install offline from them: no index to reach from inside (this machine's proxy
     re-signs TLS with a certificate that a clean Debian does not trust)."""
     folder = str(tmp_path_factory.mktemp("wheels"))
@@ -135,12 +148,15 @@ class Tiny(torch.nn.Module):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A model repository exported here with the pinned torch: the pretrained classifier as
-    TorchScript (classifier/1/model.pt) and a tiny network compiled by AOTInductor
-    (tiny/1/model.pt2), with Python's answers for both."""
+    TorchScript (classifier/1/model.pt) and OpenVINO IR (classifier-ov/1/model.ov), and a tiny
+    network compiled by AOTInductor (tiny/1/model.pt2) and converted for OpenVINO
+    (tiny-ov/1/model.ov), with Python's answers."""
     folder = str(tmp_path_factory.mktemp("models"))
     torch.manual_seed(0)
     with timed("export: EfficientNet-Lite0 .pt"):
         (classifier,) = efficientnet_lite0.export(folder, ["torchscript"])
+    with timed("export: EfficientNet-Lite0 .ov"):
+        (classifier_ov,) = efficientnet_lite0.export(folder, ["openvino"])
     label, score = efficientnet_lite0.top1(efficientnet_lite0.pretrained_classifier(),
                                            os.path.join(PHOTOS, "chelsea.png"))
     tiny = Tiny().eval()
@@ -150,7 +166,11 @@ def models(tmp_path_factory):
     with timed("export: tiny .pt2"):
         torchship.export(tiny, (x,), os.path.join(folder, "tiny.pt2"), format="aoti",
                          manifest=manifest)
-    for name, source in (("classifier", classifier), ("tiny", os.path.join(folder, "tiny.pt2"))):
+    torchship.export(tiny, (x,), os.path.join(folder, "tiny.ov"), format="openvino",
+                     manifest=manifest)
+    for name, source in (("classifier", classifier), ("classifier-ov", classifier_ov),
+                         ("tiny", os.path.join(folder, "tiny.pt2")),
+                         ("tiny-ov", os.path.join(folder, "tiny.ov"))):
         os.makedirs(os.path.join(folder, "repo", name, "1"))
         shutil.copy(source, os.path.join(folder, "repo", name, "1",
                                          "model" + os.path.splitext(source)[1]))
@@ -164,18 +184,20 @@ def top1(stdout):
 
 
 def ask_tiny(http_port, grpc_port, models):
-    """One inference over HTTP and one over gRPC, with Triton's own clients."""
+    """One inference over HTTP and one over gRPC, with Triton's own clients, of the tiny network
+    as each engine runs it (AOTInductor's .pt2, OpenVINO's .ov)."""
     x = models["x"]
     http = httpclient.InferenceServerClient(f"127.0.0.1:{http_port}")
-    tensor = httpclient.InferInput("x", list(x.shape), "FP32")
-    tensor.set_data_from_numpy(x, binary_data=True)
-    answer = http.infer("tiny", [tensor]).as_numpy("y")
-    np.testing.assert_allclose(answer, models["y"], **TINY_TOLERANCE)
     grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
-    tensor = grpcclient.InferInput("x", list(x.shape), "FP32")
-    tensor.set_data_from_numpy(x)
-    answer = grpc.infer("tiny", [tensor]).as_numpy("y")
-    np.testing.assert_allclose(answer, models["y"], **TINY_TOLERANCE)
+    for name in ("tiny", "tiny-ov"):
+        tensor = httpclient.InferInput("x", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x, binary_data=True)
+        answer = http.infer(name, [tensor]).as_numpy("y")
+        np.testing.assert_allclose(answer, models["y"], **TINY_TOLERANCE, err_msg=name)
+        tensor = grpcclient.InferInput("x", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x)
+        answer = grpc.infer(name, [tensor]).as_numpy("y")
+        np.testing.assert_allclose(answer, models["y"], **TINY_TOLERANCE, err_msg=name)
 
 
 def check_classifier_answer(top, models):
@@ -209,12 +231,14 @@ def test_the_wheel_on_a_clean_debian(dist, clean_image, wheels, models):
         version = box.sh("/venv/bin/torchship --version")
         assert re.match(rf"torchship {re.escape(torchship.__version__)} .*libtorch 2\.13\.0",
                         version), version
-        with timed("wheel: torchship classify"):
-            top = top1(box.sh("/venv/bin/torchship classify /models/efficientnet_lite0.pt "
-                              "/photos/chelsea.png --top-k 1 --json"))
-        check_classifier_answer(top, models)
+        assert "OpenVINO" in version.splitlines()[1], version
+        for archive in ("efficientnet_lite0.pt", "efficientnet_lite0.ov"):
+            with timed(f"wheel: torchship classify {archive}"):
+                top = top1(box.sh(f"/venv/bin/torchship classify /models/{archive} "
+                                  "/photos/chelsea.png --top-k 1 --json"))
+            check_classifier_answer(top, models)
 
-        with timed("wheel: serve .pt2, HTTP and gRPC"):
+        with timed("wheel: serve .pt2 and .ov, HTTP and gRPC"):
             server = Server(box.command("sh", "-c", 'echo $$ > /tmp/serve.pid; exec "$0" "$@"',
                                         "/venv/bin/torchship"),
                             "/models/repo", "--grpc-port", "0")
@@ -253,10 +277,11 @@ def test_the_tarball_builds_an_application_where_no_torch_is(dist, clean_image, 
         box.sh("! python3 -c 'import torch' 2>/dev/null")  # no torch wheel here
         box.sh("tar -xzf /dist/torchship.tar.gz -C /opt")
         version = box.sh(f"/opt/{name}/bin/torchship --version")
-        assert "libtorch 2.13.0" in version, version
-        check_classifier_answer(top1(box.sh(
-            f"/opt/{name}/bin/torchship classify /models/efficientnet_lite0.pt /photos/chelsea.png "
-            "--top-k 1 --json")), models)
+        assert "libtorch 2.13.0" in version and "OpenVINO" in version, version
+        for archive in ("efficientnet_lite0.pt", "efficientnet_lite0.ov"):
+            check_classifier_answer(top1(box.sh(
+                f"/opt/{name}/bin/torchship classify /models/{archive} /photos/chelsea.png "
+                "--top-k 1 --json")), models)
         with timed("tarball: add a compiler (apt-get)"):
             box.sh(COMPILER)
         with timed("tarball: build and run examples/embed"):
@@ -265,13 +290,69 @@ def test_the_tarball_builds_an_application_where_no_torch_is(dist, clean_image, 
         box.remove()
 
 
+def stack_python(stack):
+    """A stack's interpreter (scripts/env.sh): the PyPI stack's holds torch 2.14.1 and openvino."""
+    return subprocess.run(["bash", "-c", "source scripts/env.sh; echo $PY"], cwd=ROOT, check=True,
+                          capture_output=True, text=True,
+                          env={**os.environ, "TORCHSHIP_TORCH": stack}).stdout.strip()
+
+
+def pip_would_install(python, *requirements):
+    """What `pip install` would install or replace in `python`'s environment, from DIST only."""
+    done = subprocess.run([python, "-m", "pip", "install", "--dry-run", "--quiet", "--report", "-",
+                           "--disable-pip-version-check", "--no-index", "--find-links", DIST,
+                           *requirements], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return sorted(f"{item['metadata']['name']} {item['metadata']['version']}"
+                  for item in json.loads(done.stdout)["install"])
+
+
+def test_each_wheel_installs_beside_its_torch_without_replacing_it(dist):
+    """PyPI's default torch (2.14.1): a plain `pip install torchship` takes the wheel built for
+    it and nothing else; torch 2.13.0 (the portable stack's): naming the torch keeps it."""
+    release = torchship.__version__
+    assert pip_would_install(stack_python("pypi"), "torchship") == [
+        f"torchship {release}+torch2.14.1"]
+    assert pip_would_install(sys.executable, "torchship", f"torch=={torch.__version__}") == [
+        f"torchship {release}+torch2.13.0"]
+
+
+def test_the_wheel_for_pypis_torch_runs_with_that_torch(dist, models, tmp_path):
+    """The 2.14.1 wheel installed into a site-packages beside the PyPI stack's torch and openvino
+    (linked in, as pip lays them out): the program runs the archives that torch 2.13.0 exported,
+    with libtorch 2.14.1, as Python answers."""
+    python = stack_python("pypi")
+    site = tmp_path / "site-packages"
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    "--no-deps", "--target", str(site), dist["wheel 2.14.1"]], check=True)
+    for package in ("torch", "openvino"):
+        found = subprocess.run([python, "-c", f"import {package}, os; "
+                                f"print(os.path.dirname({package}.__file__))"], check=True,
+                               capture_output=True, text=True).stdout.strip()
+        os.symlink(found, site / package)
+    program = str(site / "torchship" / "bin" / "torchship")
+    version = subprocess.run([program, "--version"], check=True, capture_output=True,
+                             text=True).stdout
+    assert "libtorch 2.14.1" in version and "OpenVINO" in version, version
+    for archive in ("efficientnet_lite0.pt", "efficientnet_lite0.ov"):
+        done = subprocess.run([program, "classify", os.path.join(models["folder"], archive),
+                               os.path.join(PHOTOS, "chelsea.png"), "--top-k", "1", "--json"],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        check_classifier_answer(top1(done.stdout), models)
+    imported = subprocess.run([python, "-c", "import torchship; print(torchship.__version__)"],
+                              env={**os.environ, "PYTHONPATH": str(site)}, check=True,
+                              capture_output=True, text=True).stdout.strip()
+    assert imported == torchship.__version__
+
+
 def port_is_free(port):
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_the_container_image_serves_pt_and_pt2(dist, clean_image, wheels, models, tmp_path):
+def test_the_container_image_serves_pt_pt2_and_ov(dist, clean_image, wheels, models, tmp_path):
     context = tmp_path / "context"
     os.makedirs(context / "wheels")
     for wheel in [dist["wheel"], *glob.glob(os.path.join(wheels, "*.whl"))]:
@@ -297,10 +378,12 @@ def test_the_container_image_serves_pt_and_pt2(dist, clean_image, wheels, models
         assert podman("exec", container, "id", "-u").stdout.strip() == "10001"
         ask_tiny(8000, 8001, models)
         with open(os.path.join(PHOTOS, "chelsea.png"), "rb") as f:
+            photo = f.read()
+        for name in ("classifier", "classifier-ov"):
             request = urllib.request.Request(
-                "http://127.0.0.1:8000/v2/models/classifier/classify?top_k=1", data=f.read())
-        with urllib.request.urlopen(request, timeout=60) as response:
-            check_classifier_answer(json.load(response)["predictions"][0], models)
+                f"http://127.0.0.1:8000/v2/models/{name}/classify?top_k=1", data=photo)
+            with urllib.request.urlopen(request, timeout=60) as response:
+                check_classifier_answer(json.load(response)["predictions"][0], models)
         podman("kill", "--signal", "TERM", container)
         code = podman("wait", container, timeout=60).stdout.strip()
         assert code == "0", podman("logs", container).stderr
