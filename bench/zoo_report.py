@@ -23,6 +23,10 @@ LEVERS_FILE = os.path.join(RESULTS, "zoo-levers.json")  # bench/zoo_levers.py
 PRECISION_FILE = os.path.join(RESULTS, "zoo-precision.json")  # bench/zoo_precision.py
 SERVE_FILE = os.path.join(RESULTS, "zoo-serve.json")  # bench/zoo_serve.py
 ENGINES_FILE = os.path.join(RESULTS, "serve-engines.json")  # bench/serve_engines.py
+OV_STATIC_FILE = os.path.join(RESULTS, "zoo-ov-static.json")  # bench/zoo_ov_static.py
+# As for AOTInductor's static batches (python/torchship/aoti/static_batches.py): a static form is
+# worth its load time and memory only below 97% of the dynamic one's time.
+OV_STATIC_KEEP_BELOW = 0.97
 # Two engines' shares of their alone throughput, added: 1.0 where they divide the CPUs without
 # loss; the goal allows a tenth for the two batchers' queues and the models' different batch sizes.
 ENGINES_GOAL = 0.9
@@ -454,6 +458,31 @@ def engines_lines(found: dict) -> List[str]:
     return lines
 
 
+def ov_static_lines(found: dict) -> List[str]:
+    """Per model and batch: the OpenVINO archive's dynamic IR against the same IR reshaped to
+    the request's exact shape, and how many cells a static form would win."""
+    v = found["versions"]
+    lines = [f"Measured {found['date']} by `{found['command']}` on {found['cpu']}, "
+             f"{found['threads']} threads (OpenVINO {v['openvino']}; best of {found['rounds']} "
+             f"alternating rounds of {found['runs']} runs, median ms). Dynamic: the IR as the "
+             "archive holds it (free batch and image sizes), compiled as the C++ backend "
+             "compiles it; static: the same IR reshaped to the request's shape first.", "",
+             "| model | batch | dynamic ms | static ms | static / dynamic |", "|---|---|---|---|---|"]
+    ratios = []
+    for model in found["models"].values():
+        for batch, times in model["batches"].items():
+            ratio = times["static"] / times["dynamic"]
+            ratios.append(ratio)
+            lines.append(f"| {model['name']} | {batch} | {times['dynamic']:.2f} | "
+                         f"{times['static']:.2f} | {ratio:.2f}x |")
+    if ratios:
+        wins = sum(ratio < OV_STATIC_KEEP_BELOW for ratio in ratios)
+        lines += ["", f"Static / dynamic, geometric mean: {geomean(ratios):.2f}x over "
+                      f"{len(ratios)} cells; below {OV_STATIC_KEEP_BELOW} (the bar a static "
+                      f"AOTInductor model must pass to stay in a package) in {wins}."]
+    return lines
+
+
 def fastest_form(row: Dict[str, Optional[float]]) -> Optional[str]:
     timed = [(row[runner], runner) for runner in FORMS if row.get(runner)]
     return min(timed)[1] if timed else None
@@ -579,6 +608,10 @@ def section(results: dict) -> List[str]:
     if os.path.exists(SERVE_FILE):
         with open(SERVE_FILE) as f:
             lines += ["### Served at 32 clients", ""] + serve_lines(json.load(f)) + [""]
+    if os.path.exists(OV_STATIC_FILE):
+        with open(OV_STATIC_FILE) as f:
+            lines += ["### OpenVINO: free sizes against the request's exact shape", ""] + \
+                ov_static_lines(json.load(f)) + [""]
     if os.path.exists(ENGINES_FILE):
         with open(ENGINES_FILE) as f:
             lines += ["### Two engines in one server", ""] + engines_lines(json.load(f)) + [""]

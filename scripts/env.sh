@@ -47,4 +47,9 @@ if command -v ccache >/dev/null; then
   export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}" CCACHE_NOHASHDIR=1
   export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}"
   export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-10G}"
+  # ...and in the cache's own configuration, for a build run without these variables (ninja by
+  # hand): ccache's default 5 GB would evict what CI's five builds (with their precompiled
+  # headers) need on its next run.
+  env -u CCACHE_MAXSIZE ccache -p 2>/dev/null | grep -q "^(.*ccache.conf) max_size = " \
+    || ccache -M "$CCACHE_MAXSIZE" > /dev/null || true
 fi

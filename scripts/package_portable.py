@@ -31,7 +31,7 @@ WHEEL_RPATHS = ["$ORIGIN/../../torch/lib", "$ORIGIN/../../openvino/libs"]
 NATIVE_FOLDERS = ("bin", "lib", "include", "share")
 # What OpenVINO's CPU device needs of its wheel's libraries: the runtime, the plugin, the IR reader
 # (the backend reads IR), TBB with its allocator and its NUMA and hybrid-core binding (hwloc).
-# Not the GPU and NPU plugins, nor the other frontends: 70 of 170 MB.
+# Not the GPU and NPU plugins, nor the other frontends: 86 of 170 MB.
 OPENVINO_CPU_RUNTIME = ("libopenvino.so", "libopenvino_intel_cpu_plugin.so",
                         "libopenvino_ir_frontend.so", "libtbb.so", "libtbbmalloc.so",
                         "libtbbbind_2_5.so", "libhwloc.so")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from serving import Server, infer_body, make_repository
+from serving import Server, infer_body, make_repository, wait_for
 
 LIMIT = "more than the limit of 120000000 (--max-image-pixels)"
 
@@ -94,7 +94,8 @@ def test_a_forward_that_fails_is_a_500_for_that_request_only(cli, repository):
         assert one_line_without_library_internals(message), message
         assert client.infer("faulty", x(1, 0)).status == 200  # the server keeps serving
         assert np.allclose(client.infer("faulty", x(1, 0)).outputs()["y"], [[2, 0]])
-        assert any("faulty model: asked to fail" in line for line in server.log)
+        wait_for(lambda: any("faulty model: asked to fail" in line for line in server.log),
+                 "the model's own line in the server's log")
     finally:
         assert server.terminate() == 0
 
@@ -537,6 +538,10 @@ def test_requests_trickled_past_their_deadline_get_408_and_the_others_are_served
             assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), (index, answer)
             assert answer.endswith(expected[part]), (index, answer)
             assert sent < (len(header) if part == "header" else len(request)), (index, sent)
+        # A client can read its 408 before the server's line about it reaches this process (a
+        # pipe and a reader thread away): wait for all 32, never more.
+        wait_for(lambda: sum("with 408: the request" in line for line in server.log) >= 32,
+                 "32 lines about 408s in the server's log")
         logged = [line for line in server.log if "with 408: the request" in line]
         assert len(logged) == 32, "\n".join(server.log)
         assert all(re.fullmatch(r"torchship: closed the connection from 127\.0\.0\.1:\d+ with "

@@ -322,8 +322,8 @@ def test_explicit_control_loads_and_unloads_and_lets_requests_in_flight_finish(
             http.load_model("nothing")
         assert "the repository has no model 'nothing'" in failure.value.message()
         assert grpc_failure(lambda: client.load_model("nothing"))[0] == "StatusCode.NOT_FOUND"
-        assert any("unloaded fashion v1 (requests in flight finish on it)" in line
-                   for line in server.log)
+        wait_for(lambda: any("unloaded fashion v1 (requests in flight finish on it)" in line
+                             for line in server.log), "the unload in the server's log")
     finally:
         assert server.terminate() == 0
 
@@ -370,7 +370,8 @@ def test_polling_picks_up_versions_and_survives_a_corrupt_one(cli, models, tmp_p
         assert metric(text, 'torchship_model_load_failures_total{model="fashion",version="3"}') \
             == 1
         assert metric(text, 'torchship_model_ready{model="fashion",version="2"}') == 1
-        assert any("error: model 'fashion' version 3:" in line for line in server.log)
+        wait_for(lambda: any("error: model 'fashion' version 3:" in line for line in server.log),
+                 "version 3's error in the server's log")
 
         # Version 2's file replaced by a corrupt one: the loaded version 2 goes on serving.
         with open(os.path.join(repository, "fashion", "2", "model.pt"), "wb") as f:
