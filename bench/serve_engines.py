@@ -6,7 +6,7 @@ alone, at 32 clients, in one run with interleaved rounds.
     python bench/serve_engines.py [--pt resnet50] [--ov mobilenet_v3_large] [--seconds 10]
 
 Both models come from the zoo's exports (build/bench/zoo/<model>/exported.pt and exported.ov;
-exported here when missing). Alone, one server hosts one model and 32 clients ask it; together,
+exported here when missing, as bench/zoo.py --reuse does). Alone, one server hosts one model and 32 clients ask it; together,
 one server hosts both and 16 clients ask each, at once. Each model's share is its throughput
 together over its throughput alone; the two shares add up to 1.0 where the engines divide the
 CPUs without loss, and fall below where their thread pools fight over them (oversubscription).
@@ -43,18 +43,6 @@ from serving import Server  # noqa: E402
 MAX_BATCH = 8
 QUEUE_DELAY_US = 5000
 PROTOCOL = "http-binary"
-
-
-def zoo_case(paths: Dict[str, str], name: str) -> dict:
-    """The zoo's case of `name` (its exported archives and inputs), exported when missing."""
-    case_file = os.path.join(paths["work"], name, "case.json")
-    if not os.path.exists(case_file):
-        runners.progress(f"serve engines: exporting {name}")
-        subprocess.run([paths["python"], os.path.join(ROOT, "bench", "zoo_models.py"),
-                        paths["work"], name], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-    with open(case_file) as f:
-        return json.load(f)
 
 
 def repository(folder: str, models: Dict[str, str]) -> str:
@@ -119,8 +107,8 @@ def main() -> None:
     paths = zoo.stack_paths()
     os.makedirs(paths["work"], exist_ok=True)
     started = time.time()
-    cases = {f"{args.pt}-pt": (zoo_case(paths, args.pt), "exported_pt"),
-             f"{args.ov}-ov": (zoo_case(paths, args.ov), "exported_ov")}
+    pt_case, ov_case = zoo.make_cases(paths, [args.pt, args.ov], plain_packages=False, reuse=True)
+    cases = {f"{args.pt}-pt": (pt_case, "exported_pt"), f"{args.ov}-ov": (ov_case, "exported_ov")}
     archives = {name: case["files"][key] for name, (case, key) in cases.items()}
     rounds: List[dict] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -591,30 +591,19 @@ def section(results: dict) -> List[str]:
               "by 3%. A server records the choice in config.json (`\"optimization\"`), a "
               "command with `--optimization NAME`, and does not time again.", ""]
     lines += optimization_table(results) + [""]
-    if os.path.exists(PROFILE_FILE):
-        with open(PROFILE_FILE) as f:
-            lines += ["### Where the time goes", ""] + profile_lines(json.load(f)) + [""]
-    if os.path.exists(LEVERS_FILE):
-        with open(LEVERS_FILE) as f:
-            lines += ["### AOTInductor's options, one at a time", ""] + \
-                lever_lines(json.load(f)) + [""]
-    if os.path.exists(PRECISION_FILE):
-        with open(PRECISION_FILE) as f:
-            lines += ["### bf16 and int8", ""] + precision_lines(json.load(f)) + [""]
-    if os.path.exists(STATIC_BATCH_FILE):
-        with open(STATIC_BATCH_FILE) as f:
-            lines += ["### A static batch-1 model inside the package (adopted)", ""] + \
-                static_batch_lines(json.load(f)) + [""]
-    if os.path.exists(SERVE_FILE):
-        with open(SERVE_FILE) as f:
-            lines += ["### Served at 32 clients", ""] + serve_lines(json.load(f)) + [""]
-    if os.path.exists(OV_STATIC_FILE):
-        with open(OV_STATIC_FILE) as f:
-            lines += ["### OpenVINO: free sizes against the request's exact shape", ""] + \
-                ov_static_lines(json.load(f)) + [""]
-    if os.path.exists(ENGINES_FILE):
-        with open(ENGINES_FILE) as f:
-            lines += ["### Two engines in one server", ""] + engines_lines(json.load(f)) + [""]
+    for path, title, render in (
+            (PROFILE_FILE, "Where the time goes", profile_lines),
+            (LEVERS_FILE, "AOTInductor's options, one at a time", lever_lines),
+            (PRECISION_FILE, "bf16 and int8", precision_lines),
+            (STATIC_BATCH_FILE, "A static batch-1 model inside the package (adopted)",
+             static_batch_lines),
+            (SERVE_FILE, "Served at 32 clients", serve_lines),
+            (OV_STATIC_FILE, "OpenVINO: free sizes against the request's exact shape",
+             ov_static_lines),
+            (ENGINES_FILE, "Two engines in one server", engines_lines)):
+        if os.path.exists(path):  # each benchmark's own results file, when it has run
+            with open(path) as f:
+                lines += [f"### {title}", ""] + render(json.load(f)) + [""]
     if os.path.exists(FORMS_FILE):
         with open(FORMS_FILE) as f:
             forms = json.load(f)

