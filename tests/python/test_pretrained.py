@@ -67,6 +67,12 @@ def test_the_openvino_archive_in_bf16_names_the_photos_as_fp32_does(cli, archive
         result = subprocess.run(
             [cli, "classify", archive, os.path.join(PHOTOS, name), "--top-k", "1", "--json",
              "--precision", "bf16"], capture_output=True, text=True, timeout=300)
+        if os.environ.get("ONEDNN_MAX_CPU_ISA"):  # oneDNN held below the CPU's ISA
+            lines = result.stderr.splitlines()
+            assert result.returncode != 0 and len(lines) == 1, result.stderr
+            assert lines[0].startswith("torchship: error: cannot ") and \
+                lines[0].endswith("load it in fp32"), lines[0]
+            continue
         assert result.returncode == 0, result.stderr
         top = json.loads(result.stdout)["results"][0]
         assert top["label"] == label, (name, top)
