@@ -83,11 +83,12 @@ struct ExportedArgument {
   std::string value;  // a constant's value as JSON text ("3"), "" when not recorded
 };
 
-// A model compiled with the batch size fixed, beside the dynamic one in an AOTInductor package
-// (export.static_batches): a request of exactly that batch size runs it.
+// A model compiled with the batch size fixed, beside the dynamic one (export.static_batches):
+// in an AOTInductor package, compiled at export; from an OpenVINO archive's IR, at load. A
+// request of exactly that batch size runs it.
 struct StaticBatchModel {
   int64_t batch = 0;
-  std::string model;              // its name in the package (data/aotinductor/<model>/)
+  std::string model;              // its name (AOTInductor: data/aotinductor/<model>/)
   std::vector<size_t> arguments;  // the forward arguments whose dimension 0 is the batch
 };
 
@@ -100,7 +101,7 @@ struct ExportInfo {
   std::string quantized_engine;             // int8 only: the kernel library it was quantized for
   CpuTarget cpu;                            // AOTInductor packages only
   std::vector<ExportedArgument> arguments;  // AOTInductor packages only
-  std::vector<StaticBatchModel> static_batches;  // AOTInductor packages only
+  std::vector<StaticBatchModel> static_batches;  // AOTInductor and OpenVINO only
 };
 
 struct Manifest {

@@ -68,12 +68,13 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
       "x86-64-v4" for that baseline (v2 without vector kernels). The manifest's export.cpu
       records the features the code may use; C++ refuses it on a CPU that lacks one.
     The torch.export formats (aoti, openvino) take the same dynamic sizes.
-    static_batches (aoti, with a batch dimension): batch sizes also compiled with every size
-      fixed, into the same package, for requests of exactly that size (inductor prepacks
-      convolution weights and picks kernels only for known sizes); () for none. By default
-      batch 1, kept only where it ran under 97% of the dynamic model's time at export
-      (result.notes has both times); sizes given here are kept. Each adds its compile time and
-      a copy of the weights.
+    static_batches (aoti and openvino, with a batch dimension): batch sizes also compiled with
+      the batch fixed, for requests of exactly that size (the compilers pick kernels and
+      prepack weights only for known sizes); () for none. By default batch 1, kept only where
+      it ran under 97% of the dynamic model's time at export (result.notes has both times);
+      sizes given here are kept. aoti compiles each into the package (its compile time and a
+      copy of the weights); openvino records the size, and C++ compiles the IR reshaped to it
+      at load.
     """
     options = ExportOptions(
         method=method, manifest=manifest, trace=trace, golden_inputs=golden_inputs, allow=allow,

@@ -315,16 +315,7 @@ class AotiBackend final : public Backend {
   // one. Other sizes of a static model's inputs are checked by its own compiled checks.
   Loader& loader_for(const std::vector<c10::IValue>& inputs) const {
     for (const auto& fixed : package_->static_models) {
-      bool matches = true;
-      for (size_t argument : fixed.batch.arguments) {
-        if (argument >= inputs.size() || !inputs[argument].isTensor() ||
-            inputs[argument].toTensor().dim() == 0 ||
-            inputs[argument].toTensor().size(0) != fixed.batch.batch) {
-          matches = false;
-          break;
-        }
-      }
-      if (matches) return *fixed.loader;
+      if (takes_static_batch(fixed.batch, inputs)) return *fixed.loader;
     }
     return *package_->model;
   }

@@ -75,6 +75,25 @@ std::vector<at::Tensor> ExportedCall::flatten(const std::vector<c10::IValue>& in
   return flat;
 }
 
+size_t ExportedCall::flat_position(size_t argument) const {
+  const auto& args = inputs_.children[0].children;
+  size_t position = 0;
+  for (size_t i = 0; i < argument && i < args.size(); ++i) {
+    bool constant = signature_.inputs[i].type->kind() == c10::TypeKind::AnyType;
+    if (!constant) position += args[i].leaf_count();
+  }
+  return position;
+}
+
+bool takes_static_batch(const StaticBatchModel& model, const std::vector<c10::IValue>& inputs) {
+  for (size_t argument : model.arguments) {
+    if (argument >= inputs.size() || !inputs[argument].isTensor()) return false;
+    const at::Tensor& tensor = inputs[argument].toTensor();
+    if (tensor.dim() == 0 || tensor.size(0) != model.batch) return false;
+  }
+  return true;
+}
+
 c10::IValue ExportedCall::unflatten(const std::vector<at::Tensor>& outputs) const {
   size_t next = 0;
   c10::IValue result = outputs_.unflatten(outputs, next);

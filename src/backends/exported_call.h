@@ -29,6 +29,8 @@ class ExportedCall {
   // forward's result from the program's flat outputs; Error(BadModel) when their count differs.
   c10::IValue unflatten(const std::vector<at::Tensor>& outputs) const;
   size_t output_count() const { return outputs_.leaf_count(); }
+  // Where forward's argument `argument` comes in the flat list: its first tensor's position.
+  size_t flat_position(size_t argument) const;
 
  private:
   void check_constant(size_t index, const c10::IValue& value) const;
@@ -38,5 +40,9 @@ class ExportedCall {
   std::vector<std::string> input_places_;  // "input 'x'": messages name the argument
   std::vector<std::string> constants_;     // per argument: a compiled-in value as JSON, or ""
 };
+
+// Whether a request's inputs have exactly the batch size a static model was compiled for, in
+// each argument the model fixes (export.static_batches).
+bool takes_static_batch(const StaticBatchModel& model, const std::vector<c10::IValue>& inputs);
 
 }  // namespace torchship::backends

@@ -141,29 +141,21 @@ class OpenVinoBackend final : public Backend {
                       ": OpenVINO cannot read its IR: " + openvino_reason(e));
     }
     count_parameters(*model);
-    try {
-      compiled_ = core().compile_model(model, "CPU", compile_properties(settings));
-    } catch (const std::exception& e) {
-      // The IR read, so the precision asked for is what this CPU (or a oneDNN limited by
-      // ONEDNN_MAX_CPU_ISA) cannot run.
-      if (settings.precision == "bf16") {
-        throw unsupported("cannot load " + path_ +
-                          " in bf16: OpenVINO cannot compile it for "
-                          "bf16 on this CPU (" +
-                          openvino_reason(e) + "); load it in fp32");
-      }
-      throw bad_model("cannot load " + path_ +
-                      ": OpenVINO cannot compile its IR: " + openvino_reason(e));
+    dynamic_ = compile(model, "");
+    if (dynamic_->model.outputs().size() != call_->output_count()) {
+      throw bad_model("cannot load " + path_ + ": its IR has " +
+                      std::to_string(dynamic_->model.outputs().size()) +
+                      " outputs, its output structure holds " +
+                      std::to_string(call_->output_count()));
     }
-    if (compiled_.outputs().size() != call_->output_count()) {
-      throw bad_model(
-          "cannot load " + path_ + ": its IR has " + std::to_string(compiled_.outputs().size()) +
-          " outputs, its output structure holds " + std::to_string(call_->output_count()));
-    }
-    for (const auto& output : compiled_.outputs()) {
+    for (const auto& output : dynamic_->model.outputs()) {
       output_types_.push_back(scalar_type(output.get_element_type(), "an output of " + path_));
     }
-    parameters_ = compiled_.inputs();  // (inputs() returns a new vector at each call)
+    if (archive.manifest()) {
+      for (const auto& fixed : archive.manifest()->exported.static_batches) {
+        statics_.push_back({fixed, compile(with_batch(*model, fixed), fixed.model)});
+      }
+    }
     summary_.methods = {"forward"};
   }
 
@@ -173,12 +165,13 @@ class OpenVinoBackend final : public Backend {
 
   c10::IValue run(std::vector<c10::IValue> inputs) const override {
     std::vector<at::Tensor> flat = call_->flatten(inputs);
-    const auto& parameters = parameters_;
+    Compiled& compiled = compiled_for(inputs);
+    const auto& parameters = compiled.parameters;
     if (flat.size() != parameters.size()) {
       throw bad_input("the OpenVINO model takes " + std::to_string(parameters.size()) +
                       " tensors, got " + std::to_string(flat.size()));
     }
-    Request request(*this);
+    Request request(compiled);
     for (size_t i = 0; i < flat.size(); ++i) {
       request->set_input_tensor(i, as_ov_tensor(flat[i], parameters[i], i));
     }
@@ -201,36 +194,108 @@ class OpenVinoBackend final : public Backend {
   bool optimize(const CandidateProbe&, OptimizationReport& report,
                 std::vector<std::string>& notes) override {
     report.chosen = "stored";
-    notes.push_back("compiled at load by OpenVINO " +
-                    std::string(ov::get_openvino_version().buildNumber) + " for this CPU, in " +
-                    settings_.precision + ", " + std::to_string(settings_.threads) +
-                    " threads per forward");
+    std::string note = "compiled at load by OpenVINO " +
+                       std::string(ov::get_openvino_version().buildNumber) + " for this CPU, in " +
+                       settings_.precision + ", " + std::to_string(settings_.threads) +
+                       " threads per forward";
+    for (size_t i = 0; i < statics_.size(); ++i) {
+      note += (i == 0 ? "; also for static batch size " : ", ") +
+              std::to_string(statics_[i].batch.batch);
+    }
+    notes.push_back(note);
     return false;
   }
 
  private:
-  // An infer request holds its own activations: one per forward running at once, kept for
-  // reuse (creating one costs more than a small model's forward).
+  // The IR compiled for one set of shapes, with its infer requests. A request holds its own
+  // activations: one per forward running at once, kept for reuse (creating one costs more than
+  // a small model's forward).
+  struct Compiled {
+    ov::CompiledModel model;
+    std::vector<ov::Output<const ov::Node> > parameters;  // (inputs() returns a new vector)
+    std::mutex idle_mutex;
+    std::vector<ov::InferRequest> idle;
+  };
+  struct StaticCompiled {
+    StaticBatchModel batch;
+    std::unique_ptr<Compiled> compiled;
+  };
+
   class Request {
    public:
-    explicit Request(const OpenVinoBackend& owner) : owner_(owner) {
-      std::lock_guard<std::mutex> lock(owner_.idle_mutex_);
-      if (!owner_.idle_.empty()) {
-        request_ = std::move(owner_.idle_.back());
-        owner_.idle_.pop_back();
+    explicit Request(Compiled& owner) : owner_(owner) {
+      std::lock_guard<std::mutex> lock(owner_.idle_mutex);
+      if (!owner_.idle.empty()) {
+        request_ = std::move(owner_.idle.back());
+        owner_.idle.pop_back();
       }
-      if (!request_) request_ = owner_.compiled_.create_infer_request();
+      if (!request_) request_ = owner_.model.create_infer_request();
     }
     ~Request() {
-      std::lock_guard<std::mutex> lock(owner_.idle_mutex_);
-      owner_.idle_.push_back(std::move(request_));
+      std::lock_guard<std::mutex> lock(owner_.idle_mutex);
+      owner_.idle.push_back(std::move(request_));
     }
     ov::InferRequest* operator->() { return &request_; }
 
    private:
-    const OpenVinoBackend& owner_;
+    Compiled& owner_;
     ov::InferRequest request_;
   };
+
+  // `model` compiled for this CPU; `name` is a static model's, "" for the dynamic one.
+  std::unique_ptr<Compiled> compile(const std::shared_ptr<ov::Model>& model,
+                                    const std::string& name) const {
+    auto compiled = std::make_unique<Compiled>();
+    std::string what = name.empty() ? "its IR" : "its IR at " + name;
+    try {
+      compiled->model = core().compile_model(model, "CPU", compile_properties(settings_));
+    } catch (const std::exception& e) {
+      // The IR read, so the precision asked for is what this CPU (or a oneDNN limited by
+      // ONEDNN_MAX_CPU_ISA) cannot run.
+      if (settings_.precision == "bf16") {
+        throw unsupported("cannot load " + path_ +
+                          " in bf16: OpenVINO cannot compile it for "
+                          "bf16 on this CPU (" +
+                          openvino_reason(e) + "); load it in fp32");
+      }
+      throw bad_model("cannot load " + path_ + ": OpenVINO cannot compile " + what + ": " +
+                      openvino_reason(e));
+    }
+    compiled->parameters = compiled->model.inputs();
+    return compiled;
+  }
+
+  // A copy of `model` (sharing its weights) whose batched inputs take exactly fixed.batch rows.
+  std::shared_ptr<ov::Model> with_batch(const ov::Model& model, const StaticBatchModel& fixed) {
+    auto copy = model.clone();
+    std::map<size_t, ov::PartialShape> shapes;
+    for (size_t argument : fixed.arguments) {
+      size_t position = call_->flat_position(argument);
+      if (position >= copy->inputs().size() ||
+          copy->input(position).get_partial_shape().rank().is_dynamic()) {
+        throw bad_model("cannot load " + path_ + ": export.static_batches names argument " +
+                        std::to_string(argument) + ", which is not a tensor input of its IR");
+      }
+      ov::PartialShape shape = copy->input(position).get_partial_shape();
+      shape[0] = fixed.batch;
+      shapes[position] = shape;
+    }
+    try {
+      copy->reshape(shapes);
+    } catch (const std::exception& e) {
+      throw bad_model("cannot load " + path_ + ": its IR does not take a batch of " +
+                      std::to_string(fixed.batch) + ": " + openvino_reason(e));
+    }
+    return copy;
+  }
+
+  // The model compiled for these inputs' batch size, if any, else the dynamic one.
+  Compiled& compiled_for(const std::vector<c10::IValue>& inputs) const {
+    for (const auto& fixed : statics_) {
+      if (takes_static_batch(fixed.batch, inputs)) return *fixed.compiled;
+    }
+    return *dynamic_;
+  }
 
   // The tensor's memory as OpenVINO's input (no copy), refused in one line where the IR's
   // parameter takes another type or shape (an archive whose manifest describes no inputs).
@@ -275,12 +340,10 @@ class OpenVinoBackend final : public Backend {
   // them, and the compiled model may keep constants that its plugin did not repack.
   std::string weights_;
   std::optional<ExportedCall> call_;
-  mutable ov::CompiledModel compiled_;                   // creating an infer request is not const
-  std::vector<ov::Output<const ov::Node> > parameters_;  // the IR's inputs, as compiled
+  std::unique_ptr<Compiled> dynamic_;  // (its requests change under a const forward)
+  std::vector<StaticCompiled> statics_;
   std::vector<at::ScalarType> output_types_;
   ModelSummary summary_;
-  mutable std::mutex idle_mutex_;
-  mutable std::vector<ov::InferRequest> idle_;
 };
 
 }  // namespace

@@ -223,6 +223,24 @@ TEST(Backends, AnOpenVinoModelServesConcurrentForwards) {
   EXPECT_EQ(agreeing.load(), 40);
 }
 
+// tiny.ov records a static batch 1: a batch of exactly one row runs on the IR reshaped to it at
+// load, and computes what the dynamic IR computes for that row.
+TEST(Backends, AnOpenVinoStaticBatchRunsRequestsOfItsSize) {
+  if (!have_fixture("tiny.ov") || !have_openvino()) GTEST_SKIP();
+  Archive archive = Archive::open(fixture("tiny.ov"));
+  ASSERT_EQ(archive.manifest()->exported.static_batches.size(), 1u);
+  Model model = Model::load(fixture("tiny.ov"));
+  std::string notes;
+  for (const auto& note : model.notes()) notes += note;
+  EXPECT_NE(notes.find("; also for static batch size 1"), std::string::npos) << notes;
+  at::Tensor input = read_npy(fixture("tiny_ov_input.npy"));
+  at::Tensor both = model.forward({input}).toTensor();
+  for (int64_t row = 0; row < input.size(0); ++row) {
+    at::Tensor one = model.forward({input.slice(0, row, row + 1)}).toTensor();
+    EXPECT_TRUE(close_by_rule(both.slice(0, row, row + 1), one, archive)) << row;
+  }
+}
+
 TEST(Backends, AnOpenVinoInputOfAnotherTypeIsOneLine) {
   if (!have_fixture("structured.ov") || !have_openvino()) GTEST_SKIP();
   Model model = Model::load(fixture("structured.ov"));

@@ -74,13 +74,53 @@ def test_an_operator_openvino_lacks_is_refused_at_the_users_line(tmp_path):
 @needs_openvino
 @pytest.mark.parametrize("option,value,named", [
     ("method", "script", "method"), ("precision", "bf16", "precision"),
-    ("cpu_target", "x86-64-v3", "cpu_target"), ("static_batches", (1,), "static_batches")])
+    ("cpu_target", "x86-64-v3", "cpu_target")])
 def test_options_of_other_formats_are_refused(tmp_path, option, value, named):
     with pytest.raises(torchship.ExportError, match=(
             rf"^format='openvino' exports with torch.export, in fp32 \(bf16 is chosen where it "
             rf"runs\): {named} applies to other formats only$")):
         torchship.export(torch.nn.ReLU(), torch.rand(2), str(tmp_path / "r.ov"),
                          format="openvino", **{option: value})
+
+
+class Scale(torch.nn.Module):
+    def forward(self, x):
+        return x * 2
+
+
+BATCHED = torchship.Manifest(batch_dim=True, inputs=[torchship.tensor_spec("x", "FP32", [-1, 3])])
+
+
+@needs_openvino
+def test_static_batches_are_checked_timed_and_recorded_not_stored(tmp_path):
+    result = torchship.export(Scale(), torch.rand(2, 3), str(tmp_path / "s.ov"),
+                              format="openvino", manifest=BATCHED, static_batches=(3, 1))
+    assert result.manifest["export"]["static_batches"] == [
+        {"batch": 1, "model": "batch_1", "arguments": [0]},
+        {"batch": 3, "model": "batch_3", "arguments": [0]}]
+    timed = [note for note in result.notes if note.startswith("openvino: static batch")]
+    assert [note.split(":")[1] for note in timed] == [" static batch 1 kept", " static batch 3 kept"]
+    assert all(note.endswith("ms (asked for by static_batches)") for note in timed)
+    # C++ reshapes the one IR at load: no second IR in the archive
+    with zipfile.ZipFile(tmp_path / "s.ov") as z:
+        assert sum(name.endswith(".xml") for name in z.namelist()) == 1
+    plain = torchship.export(Scale(), torch.rand(2, 3), str(tmp_path / "p.ov"),
+                             format="openvino", manifest=BATCHED, static_batches=())
+    assert "static_batches" not in plain.manifest["export"]
+
+
+@needs_openvino
+@pytest.mark.parametrize("sizes,message", [
+    ((0,), "static_batches: expected batch sizes from 1 to 4096, got 0"),
+    ((1,), "static_batches needs a batch dimension: pass manifest=Manifest(..., "
+           "batch_dim=True)")])
+def test_static_batches_that_are_not_batch_sizes_are_refused(tmp_path, sizes, message):
+    manifest = BATCHED if sizes == (0,) else torchship.Manifest()
+    with pytest.raises(torchship.ExportError) as refused:
+        torchship.export(Scale(), torch.rand(2, 3), str(tmp_path / "s.ov"), format="openvino",
+                         manifest=manifest, static_batches=sizes)
+    assert str(refused.value) == message
+    assert os.listdir(tmp_path) == []
 
 
 def test_the_archive_holds_the_ir_the_call_spec_the_manifest_and_golden_cases(ov):
@@ -172,6 +212,12 @@ def test_structured_outputs_keep_their_nesting(run, ov):
 
 
 def test_batches_the_example_did_not_have_agree_with_python(run, ov, tmp_path):
+    # tiny.ov records a static batch 1: C++ compiles the IR reshaped to it at load, and runs
+    # the first part (one row) on it, the others on the dynamic IR.
+    bench = run("bench", "tiny.ov", "--runs", "1", "--warmup", "0", "--optimize")
+    assert bench.returncode == 0, bench.stderr
+    assert "; also for static batch size 1" in next(
+        line for line in bench.stdout.splitlines() if line.startswith("note "))
     items = np.random.default_rng(4).random((7, 3, 16, 16), dtype=np.float32)
     rtol = golden_rtol(str(ov / "tiny.ov"))
     whole = run.json("run", "tiny.ov", "-i", _saved(tmp_path, "all", items), "--json")["outputs"]

@@ -32,6 +32,7 @@ LAYERS = [
     "input_structure",  # what torch.export fixes of the arguments
     "dynamic_dims",     # dynamic sizes: asked and proved
     "program",          # torch.export of the pipeline, for the formats that start from it
+    "static_batches",   # models for fixed batch sizes: which sizes, and the rule that keeps one
     # TorchScript: trace, script, hybrid; bf16 and int8
     "torchscript.compat",       # what differs between torch versions (the deprecation)
     "torchscript.submodules",   # submodules by dotted name, and the inputs they see

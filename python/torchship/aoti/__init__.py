@@ -9,10 +9,10 @@ import torch
 from ..errors import ExportError
 from ..manifest import Manifest
 from ..options import ExportOptions
+from ..static_batches import check_static_batches
 from .cpu_targets import CPU_TARGETS, FEATURES, check_target, cpu_features, cpu_flags, is_x86
 from .inductor_setup import (available, check_vectorized, compiler_environment,
                              inductor_cache_dir, inductor_options, size_oblivious)
-from .static_batches import check_static_batches
 from .writer import write_aoti
 
 __all__ = ["CPU_TARGETS", "FEATURES", "available", "check_vectorized", "compiler_environment",

@@ -22,12 +22,13 @@ from ..options import ExportOptions
 from ..program import ProgramInputs, export_program, program_inputs
 from ..result import ExportResult
 from ..size_checks import check_sizes, note_sizes, package_dims
+from ..static_batches import model_name, static_entry, static_sizes
 from ..verification import compare_cases
 from .cpu_targets import cpu_features
 from .inductor_setup import (check_vectorized, compiler_environment, inductor_options,
                              runtime_input_checks, size_oblivious)
 from .pt2_package import add_files, compile_package, compiled_bounds, vec_isa
-from .static_batches import check_static_models, model_name, static_program, static_sizes
+from .static_batches import check_static_models, static_program
 
 
 def write_aoti(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], path: str,
@@ -125,8 +126,7 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
                               f"else than the Python module ({mismatch})")
 
     if kept:
-        export_info["static_batches"] = [
-            {"batch": size, "model": model_name(size), "arguments": batched} for size in kept]
+        export_info["static_batches"] = [static_entry(size, batched) for size in kept]
     manifest_dict = options.manifest.to_dict(export_info, "fp32")
     settle_findings(findings, options.allow, module)
     files = {"extra/" + MANIFEST_FILE: manifest_file(manifest_dict)}

@@ -7,7 +7,9 @@ import importlib.util
 import torch
 
 from ..errors import ExportError
+from ..manifest import Manifest
 from ..options import ExportOptions
+from ..static_batches import check_static_batches
 from .writer import write_openvino
 
 __all__ = ["available", "validate", "write_openvino"]
@@ -19,14 +21,14 @@ def available() -> bool:
 
 
 def validate(options: ExportOptions) -> None:
-    """Refuses the options of other formats and a Python without torch.export or openvino."""
+    """Refuses the options of other formats, a Python without torch.export or openvino, and
+    static_batches that are not batch sizes."""
     refused = [name for name, given in (("method", options.method is not None),
                                         ("trace", options.trace),
                                         ("precision", options.precision != "fp32"),
                                         ("calibration", options.calibration),
                                         ("quantize", options.quantize),
-                                        ("cpu_target", options.cpu_target != "native"),
-                                        ("static_batches", options.static_batches is not None))
+                                        ("cpu_target", options.cpu_target != "native"))
                if given]
     if refused:
         raise ExportError(
@@ -39,3 +41,4 @@ def validate(options: ExportOptions) -> None:
     if importlib.util.find_spec("openvino") is None:
         raise ExportError("format='openvino' needs the openvino package: pip install "
                           "openvino")
+    check_static_batches(options.static_batches, options.manifest or Manifest())

@@ -2,7 +2,9 @@
 openvino.convert_model (.conversion) to OpenVINO IR, which is compiled from the archive's own
 bytes (.runner) and checked against the Python module on every golden case and across its free
 sizes before one archive (.ir_archive) holds the IR, the call spec, the manifest and the golden
-vectors. The IR keeps full-precision weights: the precision is chosen where it runs."""
+vectors. The IR keeps full-precision weights: the precision is chosen where it runs. Static batch
+sizes are checked and timed here, as AOTInductor's are; C++ compiles the IR reshaped to each one
+kept at load, so they add no bytes to the archive."""
 
 import os
 import tempfile
@@ -21,6 +23,7 @@ from ..options import ExportOptions
 from ..program import ProgramInputs, export_program, program_inputs
 from ..result import ExportResult
 from ..size_checks import check_sizes, note_sizes, package_dims
+from ..static_batches import example_rows, keep_static, static_entry, static_sizes
 from ..verification import compare_cases
 from .conversion import convert
 from .ir_archive import CALL_SPEC, GRAPH, WEIGHTS, call_spec_file, write_ir_archive
@@ -49,7 +52,8 @@ def write_openvino(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]],
         notes.append(f"openvino: converted to IR in {time.monotonic() - started:.1f} s "
                      f"(OpenVINO {ov.get_version().split('-')[0]}, weights "
                      f"{len(weights) / 1e6:.1f} MB)")
-        actual = [_run_case(compiled, number, args) for number, args in enumerate(cases_inputs)]
+        actual = [_run_case(compiled, f"on golden case {number}", args)
+                  for number, args in enumerate(cases_inputs)]
         export_info = _export_info(program, inputs, example)
         sized, disagreement = check_sizes(
             module, compiled, example,
@@ -60,6 +64,8 @@ def write_openvino(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]],
                               f"module {disagreement}: give the dimension a fixed size in the "
                               "manifest's input spec, or export with format='aoti'")
         note_sizes(sized, notes)
+        kept = _static_batches(module, graph, weights, out_spec, compiled, example, inputs,
+                               options, notes)
 
     max_errors, mismatches = compare_cases(expected, actual, options.rtol, options.atol,
                                            "OpenVINO model")
@@ -67,6 +73,8 @@ def write_openvino(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]],
         if mismatch:
             raise ExportError(f"golden case {number}: the OpenVINO model computes something "
                               f"else than the Python module ({mismatch})")
+    if kept:
+        export_info["static_batches"] = [static_entry(size, inputs.batched()) for size in kept]
     manifest_dict = options.manifest.to_dict(export_info, "fp32")
     settle_findings(findings, options.allow, module)
     files = {GRAPH: graph, WEIGHTS: weights,
@@ -90,11 +98,48 @@ def _ir_bytes(model: Any) -> Tuple[bytes, bytes]:
             return graph.read(), weights.read()
 
 
-def _run_case(compiled: CompiledIR, number: int, args: Tuple[Any, ...]) -> Any:
+def _static_batches(module: torch.nn.Module, graph: bytes, weights: bytes, out_spec: Any,
+                    dynamic: CompiledIR, example: Tuple[Any, ...], inputs: ProgramInputs,
+                    options: ExportOptions, notes: List[str]) -> List[int]:
+    """The static batch sizes kept: the IR reshaped to each, checked against the module on the
+    example's rows and timed against the dynamic IR (keep_static)."""
+    batched = inputs.batched()
+    if not batched:
+        return []
+    positions = _flat_positions(example, batched)
+    kept = []
+    for size in static_sizes(options.static_batches, options.manifest):
+        args = example_rows(example, batched, size)
+        static = CompiledIR(graph, weights, out_spec,
+                            static_batch={position: size for position in positions})
+        expected, actual = module(*args), _run_case(static, f"at static batch {size}", args)
+        _, mismatches = compare_cases([expected], [actual], options.rtol, options.atol,
+                                      f"OpenVINO model at static batch {size}")
+        if mismatches[0][1]:
+            raise ExportError(f"the OpenVINO model at static batch {size} computes something "
+                              f"else than the Python module ({mismatches[0][1]})")
+        if keep_static("openvino", size, static, dynamic, args,
+                       options.static_batches is None, notes):
+            kept.append(size)
+    return kept
+
+
+def _flat_positions(example: Tuple[Any, ...], arguments: List[int]) -> List[int]:
+    """Where each of `arguments` (tensor arguments) comes among the IR's inputs: the example's
+    tensors, flattened in order."""
+    positions, position = [], 0
+    for index, value in enumerate(example):
+        if index in arguments:
+            positions.append(position)
+        position += sum(isinstance(leaf, torch.Tensor) for leaf in pytree.tree_leaves(value))
+    return positions
+
+
+def _run_case(compiled: CompiledIR, where: str, args: Tuple[Any, ...]) -> Any:
     try:
         return compiled(*args)
     except Exception as error:
-        raise ExportError(f"the OpenVINO model fails on golden case {number}: "
+        raise ExportError(f"the OpenVINO model fails {where}: "
                           f"{first_line(str(error), type(error).__name__)}") from error
 
 

@@ -16,7 +16,7 @@ def validate(options: ExportOptions) -> None:
     """Refuses the options of compiled formats, an unknown method, a precision the method cannot
     export, and a torch that refuses TorchScript."""
     if options.static_batches is not None:
-        raise ExportError("static_batches applies to format='aoti' (compiled code); a "
+        raise ExportError("static_batches applies to format='aoti' and 'openvino' (compiled code); a "
                           "TorchScript archive takes any batch size as it is")
     if options.cpu_target != "native":
         raise ExportError("cpu_target applies to format='aoti' (compiled code); a TorchScript "
