@@ -1,7 +1,7 @@
-// A torchship archive on disk: a TorchScript zip (.pt), an AOTInductor package (.pt2) or an
+// A torchship archive on disk: a TorchScript zip (.pt), an AOTInductor package (.pt2), an
 // OpenVINO archive (OpenVINO IR in a zip laid out as PyTorch's), optionally carrying a manifest
-// and golden vectors. Opening it validates the container without
-// loading the model.
+// and golden vectors, or an archive of every form (format="auto") holding such archives.
+// Opening it validates the container without loading the model.
 #pragma once
 
 #include <filesystem>
@@ -28,10 +28,17 @@ enum class ModelFormat {
   TorchScript,  // torch.jit.save: code and pickled constants, run by TorchScript's interpreter
   AOTInductor,  // torch.export + AOTInductor: a compiled shared library and its weights
   OpenVINO,     // torch.export + openvino.convert_model: OpenVINO IR (graph and weights)
+  Auto,         // every form that exported, each a complete archive of its own (forms/)
 };
 const char* format_name(ModelFormat format);  // "TorchScript", "AOTInductor", "OpenVINO"
-// The name torchship.export and --json output use: "torchscript", "aoti", "openvino".
+// The name torchship.export and --json output use: "torchscript", "aoti", "openvino", "auto".
 const char* format_id(ModelFormat format);
+
+// One form in an archive of every form: its format and its record (forms/openvino.ov).
+struct ArchiveForm {
+  ModelFormat format = ModelFormat::TorchScript;
+  std::string record;
+};
 
 class Archive {
  public:
@@ -39,8 +46,17 @@ class Archive {
   // zip, a zip that is none of the three forms, or an invalid manifest.
   static Archive open(const std::filesystem::path& path);
 
+  // The name messages give it; file() is where its bytes are read from: the same file, or, for
+  // a form of an archive of every form, an in-memory copy of that form.
   const std::filesystem::path& path() const { return path_; }
+  const std::filesystem::path& file() const { return file_; }
   ModelFormat format() const { return format_; }
+  // The forms of an archive of every form (ModelFormat::Auto), in the order they were written.
+  const std::vector<ArchiveForm>& forms() const { return forms_; }
+  // One of forms() as an archive of its own, held in memory (nothing is written to disk where
+  // the system has anonymous files), named by this archive's path. Throws Error(BadModel) as
+  // open() does.
+  Archive open_form(const ArchiveForm& form) const;
   const std::optional<Manifest>& manifest() const { return manifest_; }
   // Names of the extra files in the archive ("torchship.json", ...).
   const std::vector<std::string>& extra_files() const { return extra_files_; }
@@ -53,7 +69,10 @@ class Archive {
 
  private:
   struct Reader;
-  std::filesystem::path path_;
+  static Archive open_file(const std::filesystem::path& file, const std::filesystem::path& name);
+  std::filesystem::path path_, file_;
+  std::shared_ptr<const void> held_;  // keeps file_ alive where it is an in-memory copy
+  std::vector<ArchiveForm> forms_;
   std::shared_ptr<Reader> reader_;
   ModelFormat format_ = ModelFormat::TorchScript;
   std::optional<Manifest> manifest_;

@@ -92,8 +92,21 @@ struct StaticBatchModel {
   std::vector<size_t> arguments;  // the forward arguments whose dimension 0 is the batch
 };
 
+// A form in an archive of every form (export.forms), and one that did not export
+// (export.left_out), as the exporter recorded them.
+struct ExportedForm {
+  std::string format;  // "torchscript", "aoti", "openvino"
+  std::string record;  // forms/<file>
+  int64_t bytes = 0;
+  double seconds = 0;  // to export and verify it
+};
+struct LeftOutForm {
+  std::string format;
+  std::string reason;  // the exporter's first line
+};
+
 struct ExportInfo {
-  std::string format;  // "torchscript" or "aoti"; empty in archives from before AOTInductor
+  std::string format;  // "torchscript", "aoti", "openvino", "auto"; empty before AOTInductor
   std::string method;  // trace, script or hybrid; torch.export for AOTInductor packages
   std::string torch_version;
   std::string torchship_version;
@@ -102,6 +115,8 @@ struct ExportInfo {
   CpuTarget cpu;                            // AOTInductor packages only
   std::vector<ExportedArgument> arguments;  // AOTInductor packages only
   std::vector<StaticBatchModel> static_batches;  // AOTInductor and OpenVINO only
+  std::vector<ExportedForm> forms;               // archives of every form only
+  std::vector<LeftOutForm> left_out;             // archives of every form only
 };
 
 struct Manifest {

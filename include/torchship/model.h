@@ -61,7 +61,17 @@ struct LoadOptions {
   // one process share the same CPU budget. libtorch's own forwards follow the calling thread's
   // OpenMP setting instead.
   int threads = 0;
+  // Which form of an archive of every form (format="auto") runs: "auto" loads each, keeps
+  // those that reproduce their golden vectors here, times them on those inputs and runs the
+  // fastest (notes() give the times); "torchscript", "aoti" or "openvino" loads that one only
+  // (a choice an earlier load made: a server records it in config.json). An archive of one
+  // form takes "auto" or its own format.
+  std::string engine = "auto";
 
+  LoadOptions& with_engine(std::string value) {
+    engine = std::move(value);
+    return *this;
+  }
   LoadOptions& with_precision(std::string value) {
     precision = std::move(value);
     return *this;
@@ -135,8 +145,12 @@ class Model {
   // Opens and validates the archive, loads custom-operator libraries, loads the module onto the
   // device, switches it to eval mode. Throws Error (BadModel, BadInput, Unsupported).
   static Model load(const std::filesystem::path& path, const LoadOptions& options = {});
+  // The same, from an archive already opened.
+  static Model load(const Archive& archive, const LoadOptions& options = {});
 
-  ModelFormat format() const;  // TorchScript, AOTInductor or OpenVINO: which backend runs it
+  // TorchScript, AOTInductor or OpenVINO: which backend runs it (for an archive of every form,
+  // the form chosen at load; archive() is then that form's).
+  ModelFormat format() const;
   // What it computes in: "bf16" when chosen at load (LoadOptions::precision), else the
   // archive's own (the manifest's precision; "fp32" without a manifest).
   std::string precision() const;

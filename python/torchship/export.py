@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from . import aoti, openvino, torchscript
+from . import aoti, every_form, openvino, torchscript
 from .checks import check_allow
 from .errors import ExportError
 from .manifest import Manifest
@@ -22,7 +22,7 @@ WRITERS = {
     "aoti": (aoti.validate, aoti.write_aoti),
     "openvino": (openvino.validate, openvino.write_openvino),
 }
-FORMATS = tuple(WRITERS)
+FORMATS = tuple(WRITERS) + ("auto",)
 
 
 def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
@@ -61,8 +61,12 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
       compiles it for this CPU into a .pt2 package (torchship.aoti; fp32 only, and method,
       trace, precision do not apply); or "openvino": torch.export, then openvino.convert_model
       to OpenVINO IR, in an archive of its own (torchship.openvino; fp32 weights: C++ runs it
-      in fp32 unless told to use bf16, checked against the golden vectors at load). Dim 0 of every tensor input with a manifest spec is a
-      dynamic batch dimension when manifest.batch_dim, and every -1 of a spec's shape is
+      in fp32 unless told to use bf16, checked against the golden vectors at load); or "auto":
+      every form that exports, each by its own writer and checks, in one archive (C++ times
+      those that reproduce the golden vectors where it runs and keeps the fastest; a form that
+      does not export is left out, its reason in result.notes and the manifest; fp32 only,
+      each form's options apply to it alone). Dim 0 of every tensor input with a manifest spec
+      is a dynamic batch dimension when manifest.batch_dim, and every -1 of a spec's shape is
       dynamic; the rest of the example's structure (list lengths, non-tensor values) is fixed.
     cpu_target (aoti): "native" compiles for this CPU's features; "x86-64-v2", "x86-64-v3",
       "x86-64-v4" for that baseline (v2 without vector kernels). The manifest's export.cpu
@@ -83,6 +87,11 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
     if options.format not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {options.format!r}")
     cases_inputs = [as_args(example_inputs)] + [as_args(extra) for extra in golden_inputs]
+    if options.format == "auto":
+        every_form.validate(options)
+        check_allow(options.allow)
+        return every_form.write_every_form(module, cases_inputs, path, _with_defaults(options),
+                                           WRITERS)
     validate, write = WRITERS[options.format]
     validate(options)
     check_allow(options.allow)

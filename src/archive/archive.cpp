@@ -7,6 +7,7 @@
 
 #include <caffe2/serialize/inline_container.h>
 
+#include "archive/memory_file.h"
 #include "archive/zip_directory.h"
 #include "core/torch_compat.h"
 #include "torchship/error.h"
@@ -25,6 +26,27 @@ namespace {
 constexpr const char* kExtraPrefix = "extra/";
 constexpr const char* kPackageFolder = "torchship/";  // a .pt2's binary torchship files
 constexpr const char* kAotiModelPrefix = "data/aotinductor/model/";
+constexpr const char* kFormsFolder = "forms/";  // an archive of every form's archives
+
+// The forms of an archive of every form, by their records' names; nothing else in forms/.
+std::vector<ArchiveForm> forms_of(const std::vector<std::string>& records, const fs::path& path) {
+  std::vector<ArchiveForm> forms;
+  for (const auto& record : records) {
+    if (record.rfind(kFormsFolder, 0) != 0) continue;
+    std::string file = record.substr(std::char_traits<char>::length(kFormsFolder));
+    if (file == "torchscript.pt") {
+      forms.push_back({ModelFormat::TorchScript, record});
+    } else if (file == "aoti.pt2") {
+      forms.push_back({ModelFormat::AOTInductor, record});
+    } else if (file == "openvino.ov") {
+      forms.push_back({ModelFormat::OpenVINO, record});
+    } else {
+      throw bad_model("cannot load " + path.string() + ": unknown form " + record +
+                      " (expected forms/torchscript.pt, forms/aoti.pt2 or forms/openvino.ov)");
+    }
+  }
+  return forms;
+}
 
 // The first bytes tell a zip from a legacy pickle checkpoint or anything else.
 std::string file_signature(const fs::path& path) {
@@ -38,24 +60,25 @@ std::string file_signature(const fs::path& path) {
   throw bad_model("cannot load " + path.string() + ": " + why);
 }
 
-void check_file(const fs::path& path) {
+// `file` read, `path` named in messages.
+void check_file(const fs::path& file, const fs::path& path) {
   std::error_code ec;
-  auto status = fs::status(path, ec);
+  auto status = fs::status(file, ec);
   if (ec || !fs::exists(status)) reject(path, "no such file");
   if (fs::is_directory(status)) {
     reject(path, "is a directory, expected a .pt archive or a .pt2 package file");
   }
-  auto size = fs::file_size(path, ec);
+  auto size = fs::file_size(file, ec);
   if (ec) reject(path, "cannot read the file (" + ec.message() + ")");
   if (size == 0) reject(path, "the file is empty, expected a TorchScript archive");
-  std::ifstream probe(path, std::ios::binary);
+  std::ifstream probe(file, std::ios::binary);
   if (!probe) reject(path, "cannot open the file for reading");
 
-  std::string head = file_signature(path);
+  std::string head = file_signature(file);
   if (head.rfind("PK\x03\x04", 0) == 0) {
-    if (auto records = read_zip_directory(path, size)) {
+    if (auto records = read_zip_directory(file, size)) {
       if (auto why = impossible_zip_sizes(*records, size)) reject(path, *why);
-      if (auto why = damaged_zip_record(path, *records, size)) {
+      if (auto why = damaged_zip_record(file, *records, size)) {
         reject(path, "the zip is truncated or corrupt: " + *why);
       }
     }
@@ -72,12 +95,33 @@ void check_file(const fs::path& path) {
 }  // namespace
 
 Archive Archive::open(const fs::path& path) {
-  check_file(path);
+  return open_file(path, path);
+}
+
+Archive Archive::open_form(const ArchiveForm& form) const {
+  auto bytes = read_record(form.record);
+  if (!bytes) throw bad_model("cannot load " + path_.string() + ": it has no " + form.record);
+  MemoryFile held = MemoryFile::hold(*bytes, std::string("torchship-") + format_id(form.format));
+  bytes.reset();
+  Archive archive = open_file(held.path(), path_);
+  if (archive.format() != form.format) {
+    throw bad_model("cannot load " + path_.string() + ": " + form.record + " is " +
+                    format_name(archive.format()) + ", not " + format_name(form.format));
+  }
+  archive.held_ = std::make_shared<MemoryFile>(held);
+  return archive;
+}
+
+// `file` read, `name` in messages. Messages about the file itself name `name`.
+Archive Archive::open_file(const fs::path& file, const fs::path& name) {
+  const fs::path& path = name;
+  check_file(file, name);
 
   Archive archive;
-  archive.path_ = path;
+  archive.path_ = name;
+  archive.file_ = file;
   try {
-    archive.reader_ = std::make_shared<Reader>(path.string());
+    archive.reader_ = std::make_shared<Reader>(file.string());
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
     if (what.find("central directory") != std::string::npos ||
@@ -105,11 +149,17 @@ Archive Archive::open(const fs::path& path) {
   }
   if (has_compiled_model && !has_code) archive.format_ = ModelFormat::AOTInductor;
   if (has_ir && !has_code && !has_compiled_model) archive.format_ = ModelFormat::OpenVINO;
+  archive.forms_ = forms_of(archive.records_, path);
+  if (!archive.forms_.empty() && !has_code && !has_compiled_model && !has_ir) {
+    archive.format_ = ModelFormat::Auto;
+  } else {
+    archive.forms_.clear();
+  }
   for (const auto& record : archive.records_) {
     if (record.rfind(kExtraPrefix, 0) == 0) {
       archive.extra_files_.push_back(record.substr(std::char_traits<char>::length(kExtraPrefix)));
     } else if (archive.format_ != ModelFormat::TorchScript &&
-               record.rfind(kPackageFolder, 0) == 0) {
+               archive.format_ != ModelFormat::Auto && record.rfind(kPackageFolder, 0) == 0) {
       archive.extra_files_.push_back(record);
     }
   }
@@ -142,6 +192,8 @@ const char* format_name(ModelFormat format) {
       return "AOTInductor";
     case ModelFormat::OpenVINO:
       return "OpenVINO";
+    case ModelFormat::Auto:
+      return "every form";
     default:
       return "TorchScript";
   }
@@ -153,14 +205,16 @@ const char* format_id(ModelFormat format) {
       return "aoti";
     case ModelFormat::OpenVINO:
       return "openvino";
+    case ModelFormat::Auto:
+      return "auto";
     default:
       return "torchscript";
   }
 }
 
 std::optional<std::string> Archive::read_extra(const std::string& name) const {
-  bool in_package_folder =
-      format_ != ModelFormat::TorchScript && name.rfind(kPackageFolder, 0) == 0;
+  bool in_package_folder = format_ != ModelFormat::TorchScript && format_ != ModelFormat::Auto &&
+                           name.rfind(kPackageFolder, 0) == 0;
   return read_record(in_package_folder ? name : kExtraPrefix + name);
 }
 
@@ -176,7 +230,7 @@ std::optional<std::string> Archive::read_record(const std::string& record) const
     // A record's size comes from the zip's directory: torch stores records uncompressed, so one
     // larger than the archive is a forged directory, refused before its buffer is allocated.
     std::error_code ec;
-    auto archive_size = fs::file_size(path_, ec);
+    auto archive_size = fs::file_size(file_, ec);
     size_t record_size = reader_->zip.getRecordSize(record);
     if (!ec && record_size > archive_size) {
       throw bad_model("cannot read " + name + " from " + path_.string() + ": the zip says it is " +

@@ -296,6 +296,31 @@ std::vector<StaticBatchModel> read_static_batches(const FieldReader& export_read
   return models;
 }
 
+// export.forms: [{"format", "record", "bytes", "seconds"}], export.left_out: [{"format",
+// "reason"}] (what `info` shows; the archive's records say which forms there are).
+void read_forms(const FieldReader& export_reader, ExportInfo& exported) {
+  auto list = [&](const char* field) -> const json* {
+    const json* found = export_reader.child(field);
+    if (found && !found->is_array()) export_reader.fail(field, "a list", *found);
+    return found;
+  };
+  if (const json* forms = list("forms")) {
+    for (size_t i = 0; i < forms->size(); ++i) {
+      FieldReader form((*forms)[i], "export.forms[" + std::to_string(i) + "]");
+      exported.forms.push_back({form.require<std::string>("format"),
+                                form.require<std::string>("record"), form.get<int64_t>("bytes", 0),
+                                form.get<double>("seconds", 0)});
+    }
+  }
+  if (const json* left_out = list("left_out")) {
+    for (size_t i = 0; i < left_out->size(); ++i) {
+      FieldReader form((*left_out)[i], "export.left_out[" + std::to_string(i) + "]");
+      exported.left_out.push_back(
+          {form.require<std::string>("format"), form.get<std::string>("reason", "")});
+    }
+  }
+}
+
 }  // namespace
 
 Manifest Manifest::parse(const std::string& json_text) {
@@ -377,6 +402,7 @@ Manifest Manifest::parse(const std::string& json_text) {
     if (const json* statics = export_reader.child("static_batches")) {
       manifest.exported.static_batches = read_static_batches(export_reader, *statics);
     }
+    read_forms(export_reader, manifest.exported);
   }
   manifest.source = json_text;
   return manifest;

@@ -206,11 +206,11 @@ std::shared_ptr<const LoadedPackage> open_package(const Archive& archive, const 
   try {
     compat::DiscardWarnings discard;
     compat::WarningHandlerGuard quiet(&discard);
-    package->model = open_model(path, "model", device, concurrent_forwards);
+    package->model = open_model(archive.file().string(), "model", device, concurrent_forwards);
     if (archive.manifest()) {
       for (const auto& fixed : archive.manifest()->exported.static_batches) {
         package->static_models.push_back(
-            {fixed, open_model(path, fixed.model, device, concurrent_forwards)});
+            {fixed, open_model(archive.file().string(), fixed.model, device, concurrent_forwards)});
       }
     }
   } catch (const std::exception& e) {
@@ -250,7 +250,7 @@ std::shared_ptr<const LoadedPackage> kept_or_opened(const Archive& archive,
   static std::mutex mutex;
   static std::map<std::string, std::shared_ptr<const LoadedPackage> > kept;
   std::string key =
-      content_key(archive.path()) + " " + device.str() + " " + std::to_string(concurrent_forwards);
+      content_key(archive.file()) + " " + device.str() + " " + std::to_string(concurrent_forwards);
   std::lock_guard<std::mutex> lock(mutex);
   auto found = kept.find(key);
   if (found != kept.end()) return found->second;

@@ -113,7 +113,7 @@ torch::jit::Module load_module(const Archive& archive, const c10::Device& device
   bool torchvision_tried = false;
   while (true) {
     try {
-      return torch::jit::load(path, device);
+      return torch::jit::load(archive.file().string(), device);
     } catch (const std::exception& e) {  // c10::Error, or torch::jit::ErrorReport
       std::string message = full_text(e);
       std::string op = missing_operator(message);

@@ -6,6 +6,7 @@
 
 #include <c10/core/InferenceMode.h>
 
+#include "model/engine_choice.h"
 #include "model/model_impl.h"
 #include "model/signature_checks.h"
 #include "platform/device.h"
@@ -94,6 +95,20 @@ std::string reference_miss(const backends::Backend& backend, const Manifest* man
     return "it fails on them: " + first_line(e);
   }
   return first_difference(reference, output, reference_rtol(manifest, reference), manifest);
+}
+
+void check_optimization_name(const std::string& name);
+
+void check_options(const LoadOptions& options) {
+  if (options.concurrent_forwards < 1) {
+    throw bad_input("concurrent_forwards must be 1 or more, got " +
+                    std::to_string(options.concurrent_forwards));
+  }
+  if (options.max_image_pixels <= 0) {
+    throw bad_input("max_image_pixels must be positive, got " +
+                    std::to_string(options.max_image_pixels));
+  }
+  check_optimization_name(options.optimization);
 }
 
 void check_optimization_name(const std::string& name) {
@@ -193,23 +208,27 @@ std::unique_ptr<backends::Backend> open_backend(const Archive& archive, const c1
 }  // namespace
 
 Model Model::load(const std::filesystem::path& path, const LoadOptions& options) {
+  return load(Archive::open(path), options);
+}
+
+Model Model::load(const Archive& archive, const LoadOptions& options) {
+  const std::filesystem::path& path = archive.path();
   apply_runtime_defaults();
   c10::Device device = parse_device(options.device);
-  if (options.concurrent_forwards < 1) {
-    throw bad_input("concurrent_forwards must be 1 or more, got " +
-                    std::to_string(options.concurrent_forwards));
-  }
-  if (options.max_image_pixels <= 0) {
-    throw bad_input("max_image_pixels must be positive, got " +
-                    std::to_string(options.max_image_pixels));
-  }
+  check_options(options);
+  check_engine(options.engine, archive);
   for (const auto& library : options.extensions) load_extension(library);
+  if (archive.format() == ModelFormat::Auto) {
+    EngineChoice choice = choose_engine(archive, options);
+    auto& notes = choice.model.impl_->notes;
+    notes.insert(notes.begin(), choice.notes.begin(), choice.notes.end());
+    return choice.model;
+  }
 
-  check_optimization_name(options.optimization);
   auto impl = std::make_shared<Impl>();
   impl->wanted_optimization = options.optimization;
   impl->load_precision = options.precision;
-  impl->archive = Archive::open(path);
+  impl->archive = archive;
   impl->device = device;
   impl->max_image_pixels = options.max_image_pixels;
   impl->backend = open_backend(impl->archive, device, options);

@@ -49,26 +49,37 @@ bool can_batch(const Model& model) {
 
 }  // namespace
 
+std::string engine_chosen(const Model& model) {
+  for (const auto& note : model.notes()) {
+    if (note.rfind("engine: ", 0) == 0) {
+      return "; " + note + " (config.json's \"engine\": \"" + format_id(model.format()) +
+             "\" keeps this choice)";
+    }
+  }
+  return "";
+}
+
 ModelConfig ModelConfig::parse(const std::string& json_text, const std::string& origin) {
   json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (!root.is_object()) throw bad_input(origin + ": expected a JSON object");
   static const std::set<std::string> kKnown = {"max_batch_size", "max_queue_delay_us",
-                                               "max_queue_size", "instances", "optimization"};
+                                               "max_queue_size", "instances",
+                                               "optimization",   "engine"};
   ModelConfig config;
   for (const auto& [key, value] : root.items()) {
     if (!kKnown.count(key)) {
       throw bad_input(origin + ": unknown field '" + key +
                       "' (expected max_batch_size, max_queue_delay_us, max_queue_size, "
-                      "instances, optimization)");
+                      "instances, optimization, engine)");
     }
-    if (key == "optimization") {
+    if (key == "optimization" || key == "engine") {
       if (!value.is_string()) {
-        throw bad_input(origin +
-                        ": 'optimization' must be a string (auto, stored or a "
-                        "candidate's name), got " +
-                        value.dump());
+        throw bad_input(origin + ": '" + key + "' must be a string (" +
+                        (key == "engine" ? "auto, torchscript, aoti or openvino"
+                                         : "auto, stored or a candidate's name") +
+                        "), got " + value.dump());
       }
-      config.optimization = value.get<std::string>();
+      (key == "engine" ? config.engine : config.optimization) = value.get<std::string>();
       continue;
     }
     if (!value.is_number_integer() || value.get<int64_t>() < 0) {
@@ -104,8 +115,10 @@ std::string fingerprint(const fs::path& model_file, const std::string& config_te
          "\n" + config_text;
 }
 
-// A version's model file, by the format it holds: TorchScript, AOTInductor, OpenVINO.
-const std::vector<std::string> kModelFiles = {"model.pt", "model.pt2", "model.ov"};
+// A version's model file, by the format it holds: TorchScript, AOTInductor, OpenVINO, or every
+// form (the engine chosen at load).
+const std::vector<std::string> kModelFiles = {"model.pt", "model.pt2", "model.ov",
+                                              "model.torchship"};
 
 // The model file of a version folder; empty when it has none yet (a folder being filled).
 fs::path model_file_of(const fs::path& version_dir) {
@@ -163,7 +176,8 @@ Repository::Repository(const fs::path& root, RepositoryOptions options, Metrics&
   }
   if (options_.control == ModelControl::None && loaded().empty()) {
     throw bad_input("--model-repository " + root_.string() +
-                    ": no models (expected DIR/<model>/<version>/model.pt, model.pt2 or model.ov)");
+                    ": no models (expected DIR/<model>/<version>/model.pt, model.pt2, model.ov or "
+                    "model.torchship)");
   }
   log_ = std::move(later);
 }
@@ -253,7 +267,7 @@ void Repository::synchronize(const std::string& name, bool on_request) {
   if (on_request && !failures.empty()) throw bad_input(failures.front());
   if (on_request && folder.versions.empty()) {
     throw bad_input("model '" + name + "' has no versions (expected " + (model_dir / "1").string() +
-                    "/model.pt, model.pt2 or model.ov)");
+                    "/model.pt, model.pt2, model.ov or model.torchship)");
   }
 }
 
@@ -304,7 +318,7 @@ std::string Repository::synchronize_version(const std::string& name, int64_t num
       next.ready[number] = std::move(loaded);
       metrics_.model_ready(name, version, true);
       log_((is_serving ? "reloaded " : "loaded ") + name + " v" + version + " from " +
-           model_file.string());
+           model_file.string() + engine_chosen(*next.ready[number]->model));
       return "";
     } catch (const Error& e) {
       reason = e.what();
@@ -342,6 +356,7 @@ std::shared_ptr<ModelVersion> Repository::load_version(const std::string& name,
                      : std::max(1, default_threads() / std::max(1, config.instances));
   // A choice recorded in config.json spares the server timing the candidates at each start.
   if (!config.optimization.empty()) load.optimization = config.optimization;
+  if (!config.engine.empty()) load.engine = config.engine;  // the form an earlier load chose
   entry->model = std::make_unique<Model>(Model::load(model_file, load));
   BatchPolicy policy;
   bool batches = can_batch(*entry->model);

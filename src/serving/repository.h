@@ -27,6 +27,7 @@ struct ModelConfig {
   int64_t max_queue_delay_us = 500;  // how long the first request waits for company
   size_t max_queue_size = 256;       // requests waiting; one more is answered 503
   int instances = 1;                 // executions at once (each runs one batch)
+  std::string engine;                // LoadOptions::engine; "": the server's
   std::string optimization;          // LoadOptions::optimization; "": the server's
 
   static ModelConfig parse(const std::string& json_text, const std::string& origin);
@@ -69,6 +70,10 @@ struct RepositoryOptions {
   ModelControl control = ModelControl::None;
   std::vector<std::string> startup_models;  // Explicit: loaded at start ("*": every model)
 };
+
+// For a model loaded from an archive of every form: "; engine: <which runs, and the times>
+// (config.json's "engine": ... keeps this choice)"; "" for other archives.
+std::string engine_chosen(const Model& model);
 
 class Repository {
  public:

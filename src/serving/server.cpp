@@ -134,7 +134,7 @@ std::string Server::summary() const {
     std::string joined;
     for (const auto& detail : details) joined += (joined.empty() ? "" : "; ") + detail;
     out += (out.empty() ? "" : ", ") + entry->name + " v" + entry->version +
-           (joined.empty() ? "" : " (" + joined + ")");
+           (joined.empty() ? "" : " (" + joined + ")") + engine_chosen(*entry->model);
   }
   return std::to_string(loaded.size()) + " model version" + (loaded.size() == 1 ? "" : "s") +
          (loaded.empty() ? "" : ": " + out);

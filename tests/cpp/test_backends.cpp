@@ -241,6 +241,33 @@ TEST(Backends, AnOpenVinoStaticBatchRunsRequestsOfItsSize) {
   }
 }
 
+// An archive of every form (format="auto"): each form opens from memory under the archive's
+// name; load runs the fastest that reproduces its golden vectors, or the one asked for.
+TEST(Backends, AnArchiveOfEveryFormRunsTheFormChosenAtLoad) {
+  if (!have_fixture("tiny.torchship") || !have_openvino()) GTEST_SKIP();
+  Archive archive = Archive::open(fixture("tiny.torchship"));
+  ASSERT_EQ(archive.format(), ModelFormat::Auto);
+  ASSERT_EQ(archive.forms().size(), 3u);
+  Archive form = archive.open_form(archive.forms()[2]);
+  EXPECT_EQ(form.format(), ModelFormat::OpenVINO);
+  EXPECT_EQ(form.path(), archive.path());
+  EXPECT_EQ(form.file().string().rfind("/proc/self/fd/", 0), 0u) << form.file();
+  at::Tensor input = read_npy(fixture("tiny_ov_input.npy"));
+  at::Tensor expected = read_npy(fixture("tiny_ov_output.npy"));
+  for (const char* engine : {"auto", "torchscript", "aoti", "openvino"}) {
+    Model model = Model::load(fixture("tiny.torchship"), LoadOptions().with_engine(engine));
+    EXPECT_NE(model.format(), ModelFormat::Auto);
+    if (std::string(engine) != "auto") EXPECT_STREQ(format_id(model.format()), engine);
+    EXPECT_EQ(model.notes().front().rfind("engine: ", 0), 0u) << model.notes().front();
+    EXPECT_TRUE(close_by_rule(expected, model.forward({input}).toTensor(), model.archive()))
+        << engine;
+  }
+  EXPECT_EQ(error_message([] {
+              Model::load(fixture("tiny.torchship"), LoadOptions().with_engine("tensorrt"));
+            }),
+            "unknown engine 'tensorrt': expected auto, torchscript, aoti or openvino");
+}
+
 TEST(Backends, AnOpenVinoInputOfAnotherTypeIsOneLine) {
   if (!have_fixture("structured.ov") || !have_openvino()) GTEST_SKIP();
   Model model = Model::load(fixture("structured.ov"));

@@ -53,6 +53,7 @@ LAYERS = [
     "openvino.runner",          # the IR compiled and called like the module
     "openvino.writer",          # the OpenVINO writer
     "openvino.__init__",        # its validation and public names
+    "every_form",       # format="auto": every form in one archive
     "export",           # torchship.export: validation and dispatch
     "__init__",         # the package's public names
     "__main__",         # python3 -m torchship

@@ -58,6 +58,7 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
                   "natively; checked against the golden vectors at bf16's tolerance)")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
+  command.add_option("--engine", options.engine, kEngineHelp)->capture_default_str();
 }
 
 Model load_model(const ModelOptions& options, size_t expected_forwards) {
@@ -74,7 +75,8 @@ Model load_model(const ModelOptions& options, size_t expected_forwards) {
       .with_optimization(options.optimization)
       .with_warmup(options.warmup)
       .with_max_image_pixels(options.max_image_pixels)
-      .with_precision(options.precision);
+      .with_precision(options.precision)
+      .with_engine(options.engine);
   for (const auto& library : options.extensions) load.with_extension(library);
   return Model::load(options.path, load);
 }

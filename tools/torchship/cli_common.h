@@ -20,6 +20,12 @@ struct Command {
   std::function<int()> run;
 };
 
+// --engine's help, for the model commands and serve.
+constexpr const char* kEngineHelp =
+    "which form of an archive of every form (format='auto') runs: auto (each form that "
+    "reproduces its golden vectors here is timed, the fastest runs), torchscript, aoti or "
+    "openvino (a choice an earlier run printed)";
+
 struct ModelOptions {
   std::string path;
   std::string device = "cpu";
@@ -33,10 +39,11 @@ struct ModelOptions {
   int warmup = 0;  // one-shot commands pay for no warm-up; bench sets its own default
   int64_t max_image_pixels = kDefaultMaxImagePixels;
   std::string precision = "fp32";  // --precision: chosen at load (OpenVINO archives)
+  std::string engine = "auto";     // --engine: which form of an archive of every form
 };
 
 // MODEL (positional) and --device, --threads, --interop-threads, --extension, --optimize,
-// --no-optimize, --optimization, --warmup, --max-image-pixels, --precision.
+// --no-optimize, --optimization, --warmup, --max-image-pixels, --precision, --engine.
 void add_model_options(CLI::App& command, ModelOptions& options);
 // Load-time optimization (freeze, optimize_for_inference, golden verification) costs about one
 // forward pass and a second copy of the weights; it pays off only over repeated runs. Without

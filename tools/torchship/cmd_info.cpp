@@ -34,8 +34,38 @@ std::string golden_summary(const Archive& archive) {
   return std::to_string(cases) + (cases == 1 ? " case" : " cases") + " recorded at export";
 }
 
+// An archive of every form: the forms it holds, with their sizes, and those left out.
+json forms_json(const ExportInfo& exported) {
+  json forms = json::array(), left_out = json::array();
+  for (const auto& form : exported.forms) {
+    forms.push_back({{"format", form.format}, {"bytes", form.bytes}, {"seconds", form.seconds}});
+  }
+  for (const auto& form : exported.left_out) {
+    left_out.push_back({{"format", form.format}, {"reason", form.reason}});
+  }
+  return {{"forms", forms}, {"left_out", left_out}};
+}
+
+// The rows an archive of every form adds: its forms, the one chosen here and why.
+void show_forms(const ExportInfo& exported, const Model& model,
+                const std::function<void(const std::string&, const std::string&)>& row) {
+  std::string forms;
+  for (const auto& form : exported.forms) {
+    forms += (forms.empty() ? "" : ", ") + form.format + " " + human_bytes(form.bytes);
+  }
+  row("format", "every form, chosen at load: " + forms);
+  for (const auto& form : exported.left_out) {
+    row("left out", form.format + ": " + form.reason);
+  }
+  for (const auto& note : model.notes()) {
+    if (note.rfind("engine: ", 0) == 0) row("engine", note.substr(8));
+  }
+}
+
 int run_info(const ModelOptions& options, bool as_json) {
-  Model model = load_model(options, 0);  // describes the module as stored
+  Model model = load_model(options, 0);           // describes the module as stored
+  Archive archive = Archive::open(options.path);  // an archive of every form: all of them
+  bool every_form = archive.format() == ModelFormat::Auto && archive.manifest();
   ModelSummary summary = model.summary();
   const auto& manifest = model.manifest();
   std::error_code ec;
@@ -45,7 +75,9 @@ int run_info(const ModelOptions& options, bool as_json) {
     json out;
     out["path"] = options.path;
     out["file_bytes"] = file_size;
-    out["format"] = format_id(model.format());
+    out["format"] = format_id(archive.format());
+    out["engine"] = format_id(model.format());
+    if (every_form) out.update(forms_json(archive.manifest()->exported));
     out["manifest"] = manifest ? json::parse(manifest->source) : json(nullptr);
     out["methods"] = summary.methods;
     out["signature"] = model.signature();
@@ -71,10 +103,12 @@ int run_info(const ModelOptions& options, bool as_json) {
   };
   bool compiled = model.format() == ModelFormat::AOTInductor;
   row("archive", options.path + " (" + human_bytes(file_size) + ")");
-  row("format", compiled ? "AOTInductor package (compiled ahead of time)"
-                : model.format() == ModelFormat::OpenVINO
-                    ? "OpenVINO IR (compiled at load, " + model.precision() + ")"
-                    : "TorchScript");
+  if (every_form) show_forms(archive.manifest()->exported, model, row);
+  row(every_form ? "runs" : "format",
+      compiled ? "AOTInductor package (compiled ahead of time)"
+      : model.format() == ModelFormat::OpenVINO
+          ? "OpenVINO IR (compiled at load, " + model.precision() + ")"
+          : "TorchScript");
   if (manifest) {
     if (!manifest->name.empty()) row("name", manifest->name);
     std::string task = manifest->task;

@@ -22,6 +22,7 @@ struct ServeOptions {
   int warmup = 2;
   int64_t max_image_pixels = kDefaultMaxImagePixels;
   std::string model_control = "none";
+  std::string engine = "auto";
 };
 
 // SIGTERM and SIGINT may arrive on any thread: libraries start threads of their own (the CUDA
@@ -58,7 +59,8 @@ int run_serve(ServeOptions& options) {
   options.server.model_control = serving::parse_model_control(options.model_control);
   options.server.load.with_optimize(!options.no_optimize)
       .with_warmup(options.warmup)
-      .with_max_image_pixels(options.max_image_pixels);
+      .with_max_image_pixels(options.max_image_pixels)
+      .with_engine(options.engine);
   serving::Server server(options.server);
   server.bind();
   info("serving " + server.summary());
@@ -180,6 +182,7 @@ Command add_serve_command(CLI::App& app) {
   command->add_option("--interop-threads", options->interop_threads, "inter-op threads")
       ->check(CLI::NonNegativeNumber);
   command->add_flag("--no-optimize", options->no_optimize, "run the models as stored");
+  command->add_option("--engine", options->engine, kEngineHelp)->capture_default_str();
   command->add_option("--warmup", options->warmup, "forward runs per model right after loading")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();

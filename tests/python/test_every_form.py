@@ -1,0 +1,178 @@
+"""Archives of every form (torchship.export(format="auto")): the exporter writes each form that
+exports, by its own writer and checks, into one archive and leaves out the others with their
+reason; C++ loads each form that reproduces its golden vectors where it runs, times them and
+runs the fastest, or the one --engine names, through the library, the CLI and the server.
+Python's numbers come from tests/fixtures/make_fixtures.py (tiny.torchship holds tiny.ov's
+model), compared by torchship's one comparison rule."""
+
+import json
+import os
+import re
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import torchship
+from conftest import assert_close, golden_rtol, stderr_lines, tensor_from_tree
+from serving import Server
+
+ERROR = "torchship: error: "
+needs_every_form = pytest.mark.skipif(
+    not (torchship.openvino.available() and torchship.aoti.available()),
+    reason="torch.export, AOTInductor and openvino are needed for every form")
+
+
+@pytest.fixture(scope="module")
+def forms(fixtures) -> Path:
+    if not (Path(fixtures) / "tiny.torchship").exists():
+        pytest.skip("no tiny.torchship: this Python cannot export every form")
+    return Path(fixtures)
+
+
+def assert_one_error(result, message):
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert stderr_lines(result) == [ERROR + message]
+
+
+# 1. the exporter
+
+class Histogram(torch.nn.Module):
+    def forward(self, x):
+        return torch.histc(x, bins=4) + x.sum()  # no conversion rule in OpenVINO
+
+
+@needs_every_form
+def test_a_form_that_does_not_export_is_left_out_with_its_reason(tmp_path):
+    path = tmp_path / "h.torchship"
+    result = torchship.export(Histogram(), torch.rand(8), str(path), format="auto")
+    export = result.manifest["export"]
+    assert (export["format"], export["method"]) == ("auto", "every form")
+    assert [form["format"] for form in export["forms"]] == ["torchscript", "aoti"]
+    assert [form["record"] for form in export["forms"]] == ["forms/torchscript.pt",
+                                                           "forms/aoti.pt2"]
+    assert export["left_out"] == [{"format": "openvino", "reason": (
+        "format='openvino': OpenVINO cannot convert operator aten.histc (No conversion rule "
+        "found for operations: aten.histc.default)")}]
+    assert "auto: openvino left out: format='openvino': OpenVINO cannot convert operator " \
+           "aten.histc (No conversion rule found for operations: aten.histc.default)" in result.notes
+    assert re.fullmatch(r"auto: torchscript, aoti in one archive of [0-9.]+ MB", result.notes[-1])
+    with zipfile.ZipFile(path) as z:
+        infos = {info.filename: info for info in z.infolist()}
+    assert sorted(infos) == ["h/extra/torchship.json", "h/forms/aoti.pt2",
+                             "h/forms/torchscript.pt", "h/version"]
+    # stored, so that C++ reads each form's bytes as they are
+    assert all(info.compress_type == zipfile.ZIP_STORED for info in infos.values())
+    assert os.listdir(tmp_path) == ["h.torchship"]  # no scratch left
+
+
+@needs_every_form
+def test_options_no_form_of_an_fp32_archive_takes_are_refused(tmp_path):
+    with pytest.raises(torchship.ExportError) as refused:
+        torchship.export(torch.nn.ReLU(), torch.rand(2), str(tmp_path / "r.torchship"),
+                         format="auto", precision="bf16")
+    assert str(refused.value) == (
+        "format='auto' exports every form in fp32 (bf16 is chosen where it runs): precision "
+        "applies to format='torchscript' only")
+    assert os.listdir(tmp_path) == []
+
+
+# 2. the CLI
+
+def test_info_lists_the_forms_and_the_one_chosen_here(run, forms):
+    result = run("info", "tiny.torchship")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert re.fullmatch(r"format    every form, chosen at load: torchscript [0-9.]+ kB, aoti "
+                        r"[0-9.]+ MB, openvino [0-9.]+ kB", lines[1]), lines[1]
+    assert re.fullmatch(r"engine    (torchscript|aoti|openvino) chosen, [0-9.]+ ms per forward "
+                        r"on the golden inputs against \w+ [0-9.]+ ms, \w+ [0-9.]+ ms \(median "
+                        r"of \d+ interleaved runs; loading, checking and timing the forms took "
+                        r"[0-9.]+ s\)", lines[2]), lines[2]
+    described = run.json("info", "tiny.torchship", "--json")
+    assert described["format"] == "auto"
+    assert described["engine"] in ("torchscript", "aoti", "openvino")
+    assert [form["format"] for form in described["forms"]] == ["torchscript", "aoti", "openvino"]
+    assert described["left_out"] == []
+
+
+@pytest.mark.parametrize("engine", ["auto", "torchscript", "aoti", "openvino"])
+def test_each_engine_agrees_with_python(run, forms, engine):
+    expected = np.load(forms / "tiny_ov_output.npy")
+    result = run.json("run", "tiny.torchship", "-i", "tiny_ov_input.npy", "--engine", engine,
+                      "--json")
+    assert_close(expected, tensor_from_tree(result["outputs"]), golden_rtol(
+        str(forms / "tiny.ov")))
+    bench = run.json("bench", "tiny.torchship", "--engine", engine, "--runs", "2", "--json")
+    engine_notes = [note for note in bench["notes"] if note.startswith("engine: ")]
+    if engine == "auto":
+        assert re.match(r"engine: (torchscript|aoti|openvino) chosen, ", engine_notes[0])
+    else:
+        assert engine_notes == [f"engine: {engine}, as asked for"]
+    check = run("check", "tiny.torchship", "--engine", engine)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_an_engine_the_archive_lacks_is_one_line(run, forms):
+    assert_one_error(run("run", "tiny.torchship", "-i", "tiny_ov_input.npy", "--engine", "onnx"),
+                     "unknown engine 'onnx': expected auto, torchscript, aoti or openvino")
+    assert_one_error(run("run", "tiny.ov", "-i", "tiny_ov_input.npy", "--engine", "aoti"),
+                     "engine aoti asked for, but tiny.ov holds only its OpenVINO form "
+                     "(torchship.export(..., format=\"auto\") writes every form)")
+
+
+def test_a_damaged_form_is_left_out_and_the_others_run(run, forms, tmp_path):
+    """A form whose bytes were overwritten fails its own checks: the choice goes on without
+    it, and says why."""
+    with zipfile.ZipFile(forms / "tiny.torchship") as source, \
+            zipfile.ZipFile(tmp_path / "damaged.torchship", "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename.endswith("forms/openvino.ov"):
+                data = data[:len(data) // 2]
+            target.writestr(info, data)
+    result = run.json("bench", str(tmp_path / "damaged.torchship"), "--runs", "2", "--json")
+    left_out = [note for note in result["notes"] if "left out" in note]
+    assert len(left_out) == 1 and left_out[0].startswith(
+        f"engine: openvino left out: cannot load {tmp_path / 'damaged.torchship'}: "), left_out
+    assert result["format"] in ("torchscript", "aoti")
+
+
+# 3. the server
+
+def _repository(folder: Path, forms: Path, config=None) -> str:
+    os.makedirs(folder / "tiny" / "1")
+    os.link(forms / "tiny.torchship", folder / "tiny" / "1" / "model.torchship")
+    if config:
+        (folder / "tiny" / "config.json").write_text(json.dumps(config))
+    return str(folder)
+
+
+@pytest.mark.parametrize("config,engine", [(None, None), ({"engine": "aoti"}, "aoti")])
+def test_the_server_chooses_or_takes_the_recorded_engine(cli, forms, tmp_path, config, engine):
+    server = Server(cli, _repository(tmp_path, forms, config), "--threads", "2")
+    try:
+        loaded = next(line for line in server.log if "tiny v1" in line)  # the startup's
+        found = re.search(r"; engine: (\w+)(,| chosen)", loaded)
+        assert found and (engine is None or found.group(1) == engine), loaded
+        assert loaded.endswith(f"(config.json's \"engine\": \"{found.group(1)}\" keeps this "
+                               "choice)"), loaded
+        x = np.load(forms / "tiny_ov_input.npy")
+        response = server.connect().infer("tiny", {"x": x})
+        assert response.status == 200, response.body
+        assert_close(np.load(forms / "tiny_ov_output.npy"), response.outputs()["logits"],
+                     golden_rtol(str(forms / "tiny.ov")))
+    finally:
+        assert server.terminate() == 0
+
+
+def test_an_unknown_engine_in_config_json_is_one_line(cli, forms, tmp_path):
+    result = subprocess.run([cli, "serve", "--model-repository",
+                             _repository(tmp_path, forms, {"engine": 3}), "--port", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert stderr_lines(result)[-1].endswith(
+        "config.json: 'engine' must be a string (auto, torchscript, aoti or openvino), got 3")
