@@ -47,6 +47,8 @@ MODELS = ["resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", 
 LOG = os.path.join(ROOT, "build", "bench", "zoo", "log.txt")
 VARIANT = "torchship.export .pt2, variant"
 BF16_RUNNER = "torchship.export .ov, bf16"
+AUTO_RUNNER = "torchship.export auto"
+AUTO_BF16_RUNNER = "torchship.export auto, precision auto"
 TORCHSHIP_FILES = {"torchship plain .pt": ("plain_pt", []),
                    "torchship plain .pt, as stored": ("plain_pt", ["--no-optimize"]),
                    "torchship plain .pt2": ("plain_pt2", []),
@@ -55,6 +57,10 @@ TORCHSHIP_FILES = {"torchship plain .pt": ("plain_pt", []),
                    "torchship.export .ov": ("exported_ov", []),
                    # the same archive in bf16, where the CPU computes it natively
                    BF16_RUNNER: ("exported_ov", ["--precision", "bf16"]),
+                   # the recommended export: every form, the engine (and with --precision auto,
+                   # bf16 where it agrees) chosen at load (bench/zoo_models.py --auto)
+                   AUTO_RUNNER: ("exported_auto", []),
+                   AUTO_BF16_RUNNER: ("exported_auto", ["--precision", "auto"]),
                    # a lever under trial: the package an exporter variant wrote
                    # (bench/zoo_models.py --variant-packages), timed in the same rounds
                    VARIANT: ("exported_variant_pt2", [])}
@@ -94,6 +100,17 @@ FORMS_RUNNERS = ("ONNX Runtime", "OpenVINO fp32", "OpenVINO default (bf16)",
                  BF16_RUNNER)
 
 
+# --auto: the peers and the recommended archive of every form (zoo_report's auto section)
+AUTO_RUNNERS = ("ONNX Runtime", "OpenVINO fp32", "OpenVINO default (bf16)", AUTO_RUNNER,
+                AUTO_BF16_RUNNER)
+
+
+def auto_jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
+              threads: int) -> Dict[str, List[str]]:
+    return {runner: command for runner, command in jobs(case, batch, paths, runs, threads).items()
+            if runner in AUTO_RUNNERS}
+
+
 def forms_jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
                threads: int) -> Dict[str, List[str]]:
     return {runner: command for runner, command in jobs(case, batch, paths, runs, threads).items()
@@ -118,11 +135,24 @@ def jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
             out["OpenVINO default (bf16)"] = [paths["python"], worker, "openvino",
                                               json.dumps(spec), str(runs), str(threads)]
     for runner, (key, flags) in TORCHSHIP_FILES.items():
-        if runner == BF16_RUNNER and not has_bf16():
+        if runner in (BF16_RUNNER, AUTO_BF16_RUNNER) and not has_bf16():
             continue
         if key in case["files"]:
             out[runner] = runners.command(paths["cli"], case["files"][key], npy, runs) + flags
     return out
+
+
+def add_every_form_archives(paths: Dict[str, str], cases: List[dict]) -> List[dict]:
+    """Each case with torchship.export(format="auto")'s archive (bench/zoo_models.py --auto)."""
+    updated = []
+    for number, case in enumerate(cases):
+        runners.progress(f"zoo: exporting every form of {case['id']} ({number + 1}/{len(cases)})")
+        subprocess.run([paths["python"], os.path.join(ROOT, "bench", "zoo_models.py"),
+                        paths["work"], case["id"], "--auto"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(os.path.join(paths["work"], case["id"], "case.json")) as f:
+            updated.append(json.load(f))
+    return updated
 
 
 def log(line: str) -> None:
@@ -211,9 +241,12 @@ def main() -> None:
     parser.add_argument("--forms", action="store_true",
                         help="time only the peers and torchship.export's three forms, into "
                              "bench/results/zoo-forms.json (the forms section's)")
+    parser.add_argument("--auto", action="store_true",
+                        help="export the archive of every form beside an earlier run's files "
+                             "and time it against the peers, into bench/results/zoo-auto.json")
     parser.add_argument("--results", default="",
                         help="where the results go (default: zoo.json, with --forms "
-                             "zoo-forms.json)")
+                             "zoo-forms.json, with --auto zoo-auto.json)")
     parser.add_argument("--variant", default="",
                         help="what the exporter variant that wrote exported_variant.pt2 does "
                              "(bench/zoo_models.py --variant-packages), for the page")
@@ -223,14 +256,17 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown zoo model {unknown[0]!r}: expected some of {', '.join(MODELS)}")
     args.results = args.results or (zoo_report.FORMS_FILE if args.forms else
+                                    zoo_report.AUTO_FILE if args.auto else
                                     zoo_report.RESULTS_FILE)
     paths = stack_paths()
     threads = len(os.sched_getaffinity(0))
     started = time.time()
-    cases = make_cases(paths, models, args.plain_packages, args.reuse)
+    cases = make_cases(paths, models, args.plain_packages, args.reuse or args.auto)
+    if args.auto:
+        cases = add_every_form_archives(paths, cases)
     exported = time.time()
     found = measure(cases, paths, args.rounds, args.runs, threads,
-                    forms_jobs if args.forms else None)
+                    forms_jobs if args.forms else auto_jobs if args.auto else None)
     results = {
         "date": datetime.date.today().isoformat(), "cpu": runners.cpu_model(),
         "cpus": os.cpu_count(), "threads": threads, "bf16_cpu": has_bf16(),
@@ -239,7 +275,7 @@ def main() -> None:
         "export_seconds": exported - started, "seconds": time.time() - started,
         "command": f"python3 bench/zoo.py --models {args.models} --rounds {args.rounds} "
                    f"--runs {args.runs}" + (" --plain-packages" if args.plain_packages else "") +
-                   (" --forms" if args.forms else ""),
+                   (" --forms" if args.forms else "") + (" --auto" if args.auto else ""),
         "cases": cases, "results": found}
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
     with open(args.results, "w") as f:

@@ -5,6 +5,7 @@
     PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] --precisions  # bf16 and int8 archives
     PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] --package-only  # what zoo_serve.py serves
     PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] --static-batch  # zoo_static_batch.py's
+    PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] --auto  # the archive of every form, added
 
 For each model writes, under OUT_DIR/MODEL/: the input of each batch size (.npy), the module's
 weights (so that every runner computes the same function), an ONNX file with dynamic batch (and
@@ -390,6 +391,35 @@ def _recommended_package(out: str, name: str, file: str) -> Tuple[str, Dict[str,
     return path, {str(b): os.path.join(folder, f"input_b{b}.npy") for b in batches}
 
 
+def every_form_archive(out: str, name: str) -> dict:
+    """The recommended export, torchship.export(format="auto"), added to the case an earlier
+    run made (its inputs and ONNX file); the export's time and what it left out recorded."""
+    import torchship
+    _, inputs, batches, sequence, _, _ = ZOO[name]
+    case_file = os.path.join(out, name, "case.json")
+    with open(case_file) as f:
+        case = json.load(f)
+    path = os.path.join(out, name, "exported.torchship")
+    example = inputs(batches[-1] if len(batches) > 1 else 1)
+    started = time.monotonic()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = torchship.export(build(name), (example,), path, format="auto",
+                                      manifest=_manifest(name, example, sequence),
+                                      golden_inputs=[(inputs(1),)] if len(batches) > 1 else ())
+        case["files"]["exported_auto"] = path
+        case["bytes"]["exported_auto"] = os.path.getsize(path)
+        case["auto_left_out"] = result.manifest["export"]["left_out"]
+    except Exception as error:
+        case["failures"]["exported_auto"] = _last_line(error)
+    case["seconds"]["exported_auto"] = round(time.monotonic() - started, 1)
+    with open(case_file, "w") as f:
+        json.dump(case, f, indent=1)
+    return {"id": name, "seconds": case["seconds"]["exported_auto"],
+            "failures": case["failures"].get("exported_auto")}
+
+
 def serving_package(out: str, name: str) -> dict:
     """Only the recommended package and the inputs: what bench/zoo_serve.py serves."""
     path, inputs = _recommended_package(out, name, "exported.pt2")
@@ -419,7 +449,7 @@ def main() -> None:
         return
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     for mode, job in (("--precisions", precision_archives), ("--package-only", serving_package),
-                      ("--static-batch", static_batch_package)):
+                      ("--static-batch", static_batch_package), ("--auto", every_form_archive)):
         if mode in sys.argv[3:]:
             for name in names:
                 print(json.dumps(job(out, name)), flush=True)

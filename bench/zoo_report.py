@@ -24,6 +24,7 @@ PRECISION_FILE = os.path.join(RESULTS, "zoo-precision.json")  # bench/zoo_precis
 SERVE_FILE = os.path.join(RESULTS, "zoo-serve.json")  # bench/zoo_serve.py
 ENGINES_FILE = os.path.join(RESULTS, "serve-engines.json")  # bench/serve_engines.py
 OV_STATIC_FILE = os.path.join(RESULTS, "zoo-ov-static.json")  # bench/zoo_ov_static.py
+AUTO_FILE = os.path.join(RESULTS, "zoo-auto.json")  # bench/zoo.py --auto
 # As for AOTInductor's static batches (python/torchship/aoti/static_batches.py): a static form is
 # worth its load time and memory only below 97% of the dynamic one's time.
 OV_STATIC_KEEP_BELOW = 0.97
@@ -547,6 +548,101 @@ def forms_lines(results: dict) -> List[str]:
     return lines
 
 
+AUTO = "torchship.export auto"
+AUTO_BF16 = "torchship.export auto, precision auto"
+AUTO_GOAL_CELL, AUTO_GOAL_MEAN = 1.0, 0.9  # issue 34: against the fastest fp32 peer
+
+
+def chosen_engine(samples: List[dict]) -> str:
+    """The form the load chose, from the best round's notes ("engine: openvino chosen, ...")."""
+    best = min((s for s in samples if "p50_ms" in s), key=lambda s: s["p50_ms"], default=None)
+    for note in (best or {}).get("notes", []):
+        if note.startswith("engine: ") and " left out" not in note:
+            return note[len("engine: "):].split(",")[0].replace(" chosen", "")
+    return "—"
+
+
+def auto_lines(results: dict, forms: Optional[dict]) -> List[str]:
+    """The recommended archive of every form against the peers, per model and batch, with the
+    engine each load chose and the goals' verdicts; then per model its export time, its size
+    against the fastest single form's and its first load."""
+    table = cells(results)
+    v = results["versions"]
+    bf16 = results.get("bf16_cpu", False)
+    lines = [f"Measured {results['date']} by `{results['command']}` on {results['cpu']}, "
+             f"{results['threads']} threads for every runner (torch {v['torch']}, ONNX Runtime "
+             f"{v['onnxruntime']}, OpenVINO {v['openvino']}; {results['rounds']} interleaved "
+             "rounds, best round's median in ms, each runner a fresh process). The torchship "
+             "columns are `torchship bench` on the archive `torchship.export(format=\"auto\")` "
+             "wrote, with no flags but the input (and `--precision auto` for the last): each "
+             "load chose its engine on this machine.", ""]
+    header = ["model", "batch", "ONNX Runtime", "OpenVINO fp32", "auto", "engine chosen",
+              "/ fastest fp32 peer"] + \
+        ([BF16_PEER, "auto, precision auto", "chosen", "/ OpenVINO default"] if bf16 else [])
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    titles = {case["id"]: case["name"] for case in results["cases"]}
+    fp32_ratios, bf16_ratios, missed, missed_bf16 = [], [], [], []
+    for model, batches in table.items():
+        for batch in sorted(batches, key=int):
+            row, samples = batches[batch], results["results"][model][batch]["samples"]
+            fastest = ratio(row.get(AUTO), fastest_peer(row))
+            values = [text(row.get("ONNX Runtime")), text(row.get("OpenVINO fp32")),
+                      text(row.get(AUTO)), chosen_engine(samples.get(AUTO, [])),
+                      text(fastest, suffix="x")]
+            if fastest:
+                fp32_ratios.append(fastest)
+                if fastest > AUTO_GOAL_CELL:
+                    missed.append(f"{titles.get(model, model)} b{batch} ({fastest:.2f}x)")
+            if bf16:
+                value = ratio(row.get(AUTO_BF16), row.get(BF16_PEER))
+                values += [text(row.get(BF16_PEER)), text(row.get(AUTO_BF16)),
+                           chosen_engine(samples.get(AUTO_BF16, [])), text(value, suffix="x")]
+                if value:
+                    bf16_ratios.append(value)
+                    if value > 1.0:
+                        missed_bf16.append(f"{titles.get(model, model)} b{batch} ({value:.2f}x)")
+            lines.append(f"| {titles.get(model, model)} | {batch} | " + " | ".join(values) + " |")
+    mean = geomean(fp32_ratios)
+    lines += ["", f"Goals: at most {AUTO_GOAL_CELL:.1f}x the fastest fp32 peer in every cell: "
+              f"**{'met' if not missed else 'missed'}** ({len(fp32_ratios) - len(missed)} of "
+              f"{len(fp32_ratios)} cells{'; missed: ' + ', '.join(missed) if missed else ''}); "
+              f"at most {AUTO_GOAL_MEAN}x in geometric mean: "
+              f"**{'met' if mean and mean <= AUTO_GOAL_MEAN else 'missed'}** "
+              f"({text(mean, suffix='x')})."]
+    if bf16_ratios:
+        lines[-1] += (f" With bf16 allowed (`--precision auto`), at most 1.0x OpenVINO's default "
+                      f"in every cell: **{'met' if not missed_bf16 else 'missed'}** "
+                      f"({len(bf16_ratios) - len(missed_bf16)} of {len(bf16_ratios)}; geometric "
+                      f"mean {text(geomean(bf16_ratios), suffix='x')}).")
+    lines += ["", "Per model: the export of every form, the archive against the single form "
+              "that ran fastest at batch 1 in the forms run above, and the first load (all "
+              "forms loaded, checked and timed) against that form's load:", "",
+              "| model | export s | archive MB | fastest form MB | left out | first load ms "
+              "| that form's load ms |", "|---|---|---|---|---|---|---|"]
+    forms_table = cells(forms) if forms else {}
+    for case in results["cases"]:
+        key = "exported_auto"
+        size = case.get("bytes", {}).get(key)
+        best = fastest_form(forms_table.get(case["id"], {}).get("1", {}))
+        form_case = next((c for c in (forms or {}).get("cases", []) if c["id"] == case["id"]),
+                         {})
+        best_size = form_case.get("bytes", {}).get(FORMS[best][1]) if best else None
+        loads = [s.get("load_ms") for s in results["results"].get(case["id"], {}).get(
+            "1", {}).get("samples", {}).get(AUTO, []) if s.get("load_ms")]
+        form_loads = [s.get("load_ms") for s in (forms or {}).get("results", {}).get(
+            case["id"], {}).get("1", {}).get("samples", {}).get(best, []) if s.get("load_ms")] \
+            if best else []
+        left_out = ", ".join(item["format"] for item in case.get("auto_left_out", [])) or "—"
+        lines.append(
+            f"| {case['name']} | "
+            f"{text(case['seconds'].get(key), 0) if key in case['files'] else 'fails'} | "
+            f"{text(size / 1e6, 1) if size else '—'} | "
+            f"{text(best_size / 1e6, 1) if best_size else '—'} | {left_out} | "
+            f"{text(min(loads), 0) if loads else '—'} | "
+            f"{text(min(form_loads), 0) if form_loads else '—'} |")
+    return lines
+
+
 def failures(results: dict) -> List[str]:
     lines = []
     for case in results["cases"]:
@@ -610,6 +706,15 @@ def section(results: dict) -> List[str]:
         lines += ["### torchship's three forms: TorchScript, AOTInductor, OpenVINO", ""] + \
             forms_lines(forms) + [""]
         found = failures(forms)
+        if found:
+            lines += ["What did not export or run in that run:", ""] + found + [""]
+    if os.path.exists(AUTO_FILE):
+        with open(AUTO_FILE) as f:
+            auto = json.load(f)
+        lines += ["### The archive of every form, the engine chosen where it runs "
+                  "(the recommended path)", ""] + \
+            auto_lines(auto, forms if os.path.exists(FORMS_FILE) else None) + [""]
+        found = failures(auto)
         if found:
             lines += ["What did not export or run in that run:", ""] + found + [""]
     found = failures(results)

@@ -4,12 +4,14 @@ efficientnet-lite-pytorch) behind a uint8 H x W x 3 RGB input, normalized inside
 does ((x - 127) / 128), resized to 224 x 224 by whoever loads it (the manifest says so).
 
     ~/.cache/torchship/venv-*/bin/python examples/pretrained/efficientnet_lite0.py OUT_DIR
-        [--format torchscript aoti openvino] [--classify IMAGE ...]
+        [--format auto torchscript aoti openvino] [--classify IMAGE ...]
 
-writes OUT_DIR/efficientnet_lite0.pt (traced), OUT_DIR/efficientnet_lite0.pt2 (torch.export +
-AOTInductor) and OUT_DIR/efficientnet_lite0.ov (OpenVINO IR), and prints Python's top-1 for
-each --classify image, decoded and resized as C++ does (OpenCV, cv2.resize linear), so that
-`torchship classify` can be held against it.
+writes OUT_DIR/efficientnet_lite0.torchship (the recommended export: every form in one archive,
+the engine and precision chosen where it runs, bf16 allowed where it agrees with fp32 on real
+photos), and with --format OUT_DIR/efficientnet_lite0.pt (traced), .pt2 (torch.export +
+AOTInductor) or .ov (OpenVINO IR) alone; prints Python's top-1 for each --classify image,
+decoded and resized as C++ does (OpenCV, cv2.resize linear), so that `torchship classify` can be
+held against it.
 """
 
 import argparse
@@ -35,9 +37,15 @@ SIZE = (224, 224)
 # TF-Lite's preprocessing, (x - 127) / 128 on 0..255, as the article's x / 255 then (x - mean) / std.
 TFLITE_MEAN = (127 / 255,) * 3
 TFLITE_STD = (128 / 255,) * 3
-FILES = {"torchscript": "efficientnet_lite0.pt", "aoti": "efficientnet_lite0.pt2",
-         "openvino": "efficientnet_lite0.ov"}
-AVAILABLE = {"torchscript": lambda: True, "aoti": aoti_available, "openvino": openvino_available}
+FILES = {"auto": "efficientnet_lite0.torchship", "torchscript": "efficientnet_lite0.pt",
+         "aoti": "efficientnet_lite0.pt2", "openvino": "efficientnet_lite0.ov"}
+AVAILABLE = {"auto": lambda: True, "torchscript": lambda: True, "aoti": aoti_available,
+             "openvino": openvino_available}
+PHOTOS = "/usr/lib/python3/dist-packages/skimage/data"
+# Real photos the bf16 choice is measured on (precision="auto"): their centre, a tighter centre,
+# and both mirrored.
+CALIBRATION_PHOTOS = ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg",
+                      "motorcycle_left.png")
 
 
 def pretrained_classifier() -> torch.nn.Module:
@@ -52,8 +60,28 @@ def pretrained_classifier() -> torch.nn.Module:
 def read_rgb(path: str) -> torch.Tensor:
     """Decoded and resized as torchship's C++ side does: OpenCV, BGR -> RGB, INTER_LINEAR."""
     image = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    image = cv2.resize(image, (SIZE[1], SIZE[0]), interpolation=cv2.INTER_LINEAR)
+    return _resized(image)
+
+
+def _resized(image: np.ndarray) -> torch.Tensor:
+    image = cv2.resize(np.ascontiguousarray(image), (SIZE[1], SIZE[0]),
+                       interpolation=cv2.INTER_LINEAR)
     return torch.from_numpy(np.ascontiguousarray(image))
+
+
+def calibration_views() -> List[Tuple[torch.Tensor]]:
+    """Four views of each calibration photo, as forward's arguments."""
+    views = []
+    for name in CALIBRATION_PHOTOS:
+        image = cv2.cvtColor(cv2.imread(os.path.join(PHOTOS, name), cv2.IMREAD_COLOR),
+                             cv2.COLOR_BGR2RGB)
+        height, width = image.shape[:2]
+        for fraction in (0.875, 0.6):
+            side = int(min(height, width) * fraction)
+            top, left = (height - side) // 2, (width - side) // 2
+            crop = image[top:top + side, left:left + side]
+            views += [(_resized(crop),), (_resized(crop[:, ::-1]),)]
+    return views
 
 
 def top1(model: torch.nn.Module, path: str) -> Tuple[str, float]:
@@ -78,7 +106,10 @@ def export(out_dir: str, formats: List[str]) -> List[str]:
     written = []
     for format in formats:
         path = os.path.join(out_dir, FILES[format])
-        if format in ("aoti", "openvino"):
+        if format == "auto":
+            torchship.export(model, (example,), path, format="auto", manifest=manifest,
+                             precision="auto", calibration=calibration_views())
+        elif format in ("aoti", "openvino"):
             torchship.export(model, (example,), path, format=format, manifest=manifest)
         else:
             torchship.export(model, (example,), path, method="trace", manifest=manifest)
@@ -89,7 +120,7 @@ def export(out_dir: str, formats: List[str]) -> List[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir")
-    parser.add_argument("--format", nargs="+", choices=list(FILES), default=list(FILES))
+    parser.add_argument("--format", nargs="+", choices=list(FILES), default=["auto"])
     parser.add_argument("--classify", nargs="*", default=[], metavar="IMAGE")
     args = parser.parse_args()
     formats = [f for f in args.format if AVAILABLE[f]()]

@@ -117,6 +117,7 @@ struct ExportInfo {
   std::vector<StaticBatchModel> static_batches;  // AOTInductor and OpenVINO only
   std::vector<ExportedForm> forms;               // archives of every form only
   std::vector<LeftOutForm> left_out;             // archives of every form only
+  std::string precision;  // archives of every form: "auto" where bf16 may be chosen at load
 };
 
 struct Manifest {

@@ -51,11 +51,15 @@ struct LoadOptions {
   // runner, with its own activation buffers, per concurrent forward (weights are shared);
   // TorchScript needs nothing per forward.
   int concurrent_forwards = 1;
-  // The precision an engine that chooses it at load computes in: "fp32" (the default: what the
-  // golden vectors were recorded in) or "bf16" (OpenVINO archives; checked against the golden
-  // vectors at bf16's tolerance when check_golden is set). Other formats carry their precision
-  // in the archive and refuse "bf16" here.
-  std::string precision = "fp32";
+  // The precision an engine that chooses it at load computes in: "fp32" (what the golden
+  // vectors were recorded in); "bf16" (OpenVINO forms; checked against the golden vectors at
+  // bf16's tolerance when check_golden is set); "auto": fp32, and the OpenVINO form in bf16 too
+  // where this CPU computes bf16 natively (AVX512-BF16 or AMX), kept only where every golden
+  // case agrees within bf16's tolerance and, for classification, top-1 agrees with fp32 on at
+  // least 99% of the golden inputs' rows, then timed like the other forms (notes() give the
+  // agreement); "" (the default): the archive's, fp32 unless it was exported with
+  // precision="auto". Other formats carry their precision in the archive and refuse "bf16".
+  std::string precision;
   // Threads of each forward for an engine that sizes its own pool at load (OpenVINO's TBB
   // workers): 0 takes libtorch's intra-op count (runtime.h), so that models of every engine in
   // one process share the same CPU budget. libtorch's own forwards follow the calling thread's

@@ -24,7 +24,7 @@ import torch
 
 from .archive import MANIFEST_FILE, export_section, manifest_file
 from .errors import ExportError, first_line
-from .options import ExportOptions
+from .options import ExportOptions, as_args
 from .result import ExportResult
 
 # Each form: its file in the archive, and the options that apply to it alone.
@@ -36,30 +36,41 @@ FORMS = {
 Writer = Tuple[Callable[[ExportOptions], None], Callable[..., ExportResult]]
 
 
+PRECISIONS = ("fp32", "auto")
+
+
 def validate(options: ExportOptions) -> None:
-    """Refuses what no form of an fp32 archive takes: a reduced precision is chosen at load."""
-    refused = [name for name, given in (("precision", options.precision != "fp32"),
-                                        ("calibration", options.calibration),
+    """Refuses what no form of an fp32 archive takes: a reduced precision is chosen at load
+    (precision="auto"), from fp32 forms."""
+    if options.precision not in PRECISIONS:
+        raise ExportError(f"format='auto' exports every form in fp32; precision='auto' lets C++ "
+                          f"choose bf16 where it runs: precision must be fp32 or auto, got "
+                          f"{options.precision!r}")
+    refused = [name for name, given in (("calibration", options.calibration and
+                                         options.precision != "auto"),
                                         ("quantize", options.quantize)) if given]
     if refused:
-        raise ExportError(f"format='auto' exports every form in fp32 (bf16 is chosen where it "
-                          f"runs): {', '.join(refused)} appl{'ies' if len(refused) == 1 else 'y'}"
-                          " to format='torchscript' only")
+        raise ExportError(f"format='auto': {', '.join(refused)} appl"
+                          f"{'ies' if len(refused) == 1 else 'y'} to format='torchscript' only"
+                          " (calibration also to precision='auto')")
 
 
 def _form_options(options: ExportOptions, form: str) -> ExportOptions:
     """The caller's options as the form's own writer takes them: those of other forms reset."""
     defaults = ExportOptions()
     reset = {name: getattr(defaults, name) for name in FORMS[form][1]}
-    return replace(options, format=form, **reset,
+    return replace(options, format=form, precision="fp32", calibration=(), **reset,
                    **({"method": options.method or "trace"} if form == "torchscript" else {}))
 
 
 def write_every_form(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], path: str,
                      options: ExportOptions, writers: Dict[str, Writer]) -> ExportResult:
     """Writes every form of `module` that exports into the archive `path`; `options` have their
-    defaults filled in, `writers` are the formats' (validate, write) pairs. Raises ExportError
-    when none exports."""
+    defaults filled in, `writers` are the formats' (validate, write) pairs. With precision
+    "auto" the calibration inputs become golden cases too: C++ measures bf16's top-1 agreement
+    on them. Raises ExportError when none exports."""
+    if options.precision == "auto":
+        cases_inputs = cases_inputs + [as_args(inputs) for inputs in options.calibration]
     written: Dict[str, Tuple[str, ExportResult, float]] = {}
     left_out: Dict[str, str] = {}
     notes: List[str] = []
@@ -105,6 +116,8 @@ def _manifest(options: ExportOptions, written: Dict[str, Tuple[str, ExportResult
                       "seconds": round(seconds, 1)}
                      for form, (file, _, seconds) in written.items()]
     info["left_out"] = [{"format": form, "reason": reason} for form, reason in left_out.items()]
+    if options.precision == "auto":
+        info["precision"] = "auto"
     manifest = dict(first)
     manifest["export"] = info
     return manifest

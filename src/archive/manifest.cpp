@@ -403,6 +403,7 @@ Manifest Manifest::parse(const std::string& json_text) {
       manifest.exported.static_batches = read_static_batches(export_reader, *statics);
     }
     read_forms(export_reader, manifest.exported);
+    manifest.exported.precision = export_reader.get<std::string>("precision", "");
   }
   manifest.source = json_text;
   return manifest;

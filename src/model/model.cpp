@@ -99,6 +99,16 @@ std::string reference_miss(const backends::Backend& backend, const Manifest* man
 
 void check_optimization_name(const std::string& name);
 
+// LoadOptions::precision with "" resolved: the archive's choice.
+std::string load_precision(const std::string& asked, const Archive& archive) {
+  if (asked != "" && asked != "fp32" && asked != "bf16" && asked != "auto") {
+    throw bad_input("precision must be fp32, bf16 or auto, got '" + asked + "'");
+  }
+  if (!asked.empty()) return asked;
+  const auto& manifest = archive.manifest();
+  return manifest && manifest->exported.precision == "auto" ? "auto" : "fp32";
+}
+
 void check_options(const LoadOptions& options) {
   if (options.concurrent_forwards < 1) {
     throw bad_input("concurrent_forwards must be 1 or more, got " +
@@ -182,10 +192,7 @@ namespace {
 // The backend of the archive's format; a load-time precision only where the engine takes one.
 std::unique_ptr<backends::Backend> open_backend(const Archive& archive, const c10::Device& device,
                                                 const LoadOptions& options) {
-  if (options.precision != "fp32" && options.precision != "bf16") {
-    throw bad_input("precision must be fp32 or bf16, got '" + options.precision + "'");
-  }
-  if (options.precision != "fp32" && archive.format() != ModelFormat::OpenVINO) {
+  if (options.precision == "bf16" && archive.format() != ModelFormat::OpenVINO) {
     throw bad_input("precision " + options.precision +
                     " is chosen at load for OpenVINO archives "
                     "only; " +
@@ -218,8 +225,10 @@ Model Model::load(const Archive& archive, const LoadOptions& options) {
   check_options(options);
   check_engine(options.engine, archive);
   for (const auto& library : options.extensions) load_extension(library);
-  if (archive.format() == ModelFormat::Auto) {
-    EngineChoice choice = choose_engine(archive, options);
+  LoadOptions resolved = options;
+  resolved.precision = load_precision(options.precision, archive);
+  if (archive.format() == ModelFormat::Auto || resolved.precision == "auto") {
+    EngineChoice choice = choose_engine(archive, resolved);
     auto& notes = choice.model.impl_->notes;
     notes.insert(notes.begin(), choice.notes.begin(), choice.notes.end());
     return choice.model;
@@ -227,11 +236,11 @@ Model Model::load(const Archive& archive, const LoadOptions& options) {
 
   auto impl = std::make_shared<Impl>();
   impl->wanted_optimization = options.optimization;
-  impl->load_precision = options.precision;
+  impl->load_precision = resolved.precision;
   impl->archive = archive;
   impl->device = device;
   impl->max_image_pixels = options.max_image_pixels;
-  impl->backend = open_backend(impl->archive, device, options);
+  impl->backend = open_backend(impl->archive, device, resolved);
   Model model;
   model.impl_ = std::move(impl);
   Impl& state = *model.impl_;

@@ -51,12 +51,26 @@ bool can_batch(const Model& model) {
 
 std::string engine_chosen(const Model& model) {
   for (const auto& note : model.notes()) {
-    if (note.rfind("engine: ", 0) == 0) {
-      return "; " + note + " (config.json's \"engine\": \"" + format_id(model.format()) +
-             "\" keeps this choice)";
+    if (note.rfind("engine: ", 0) == 0 && note.find(" left out: ") == std::string::npos) {
+      return "; " + note + " (config.json's \"engine\": \"" + format_id(model.format()) + "\"" +
+             (model.precision() == "bf16" ? ", \"precision\": \"bf16\"" : "") +
+             " keeps this choice)";
     }
   }
   return "";
+}
+
+std::string* ModelConfig::text_field(const std::string& key) {
+  if (key == "optimization") return &optimization;
+  if (key == "engine") return &engine;
+  if (key == "precision") return &precision;
+  return nullptr;
+}
+
+std::string ModelConfig::text_field_values(const std::string& key) {
+  if (key == "engine") return "auto, torchscript, aoti or openvino";
+  if (key == "precision") return "fp32, bf16 or auto";
+  return "auto, stored or a candidate's name";
 }
 
 ModelConfig ModelConfig::parse(const std::string& json_text, const std::string& origin) {
@@ -70,16 +84,14 @@ ModelConfig ModelConfig::parse(const std::string& json_text, const std::string& 
     if (!kKnown.count(key)) {
       throw bad_input(origin + ": unknown field '" + key +
                       "' (expected max_batch_size, max_queue_delay_us, max_queue_size, "
-                      "instances, optimization, engine)");
+                      "instances, optimization, engine, precision)");
     }
-    if (key == "optimization" || key == "engine") {
+    if (auto* text = config.text_field(key)) {
       if (!value.is_string()) {
         throw bad_input(origin + ": '" + key + "' must be a string (" +
-                        (key == "engine" ? "auto, torchscript, aoti or openvino"
-                                         : "auto, stored or a candidate's name") +
-                        "), got " + value.dump());
+                        ModelConfig::text_field_values(key) + "), got " + value.dump());
       }
-      (key == "engine" ? config.engine : config.optimization) = value.get<std::string>();
+      *text = value.get<std::string>();
       continue;
     }
     if (!value.is_number_integer() || value.get<int64_t>() < 0) {
@@ -357,6 +369,7 @@ std::shared_ptr<ModelVersion> Repository::load_version(const std::string& name,
   // A choice recorded in config.json spares the server timing the candidates at each start.
   if (!config.optimization.empty()) load.optimization = config.optimization;
   if (!config.engine.empty()) load.engine = config.engine;  // the form an earlier load chose
+  if (!config.precision.empty()) load.precision = config.precision;
   entry->model = std::make_unique<Model>(Model::load(model_file, load));
   BatchPolicy policy;
   bool batches = can_batch(*entry->model);

@@ -28,9 +28,14 @@ struct ModelConfig {
   size_t max_queue_size = 256;       // requests waiting; one more is answered 503
   int instances = 1;                 // executions at once (each runs one batch)
   std::string engine;                // LoadOptions::engine; "": the server's
+  std::string precision;             // LoadOptions::precision; "": the server's
   std::string optimization;          // LoadOptions::optimization; "": the server's
 
   static ModelConfig parse(const std::string& json_text, const std::string& origin);
+  // The string field a config.json key names (optimization, engine, precision), or null; and
+  // the values it takes, for the refusal of another type.
+  std::string* text_field(const std::string& key);
+  static std::string text_field_values(const std::string& key);
 };
 
 struct ModelVersion {

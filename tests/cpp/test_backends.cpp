@@ -287,7 +287,7 @@ TEST(Backends, PrecisionAtLoadIsForOpenVinoOnly) {
   EXPECT_EQ(error_message([] {
               Model::load(fixture("classifier.pt"), LoadOptions().with_precision("fp16"));
             }),
-            "precision must be fp32 or bf16, got 'fp16'");
+            "precision must be fp32, bf16 or auto, got 'fp16'");
   if (!have_fixture("tiny.ov") || !have_openvino()) return;
   // OpenVINO runs bf16 natively or falls back to fp32 by itself, except where oneDNN is held
   // below the CPU's own ISA (ONEDNN_MAX_CPU_ISA, as CI's other-kernels stage sets it): then

@@ -149,8 +149,9 @@ class Tiny(torch.nn.Module):
 def models(tmp_path_factory):
     """A model repository exported here with the pinned torch: the pretrained classifier as
     TorchScript (classifier/1/model.pt) and OpenVINO IR (classifier-ov/1/model.ov), and a tiny
-    network compiled by AOTInductor (tiny/1/model.pt2) and converted for OpenVINO
-    (tiny-ov/1/model.ov), with Python's answers."""
+    network compiled by AOTInductor (tiny/1/model.pt2), converted for OpenVINO
+    (tiny-ov/1/model.ov) and in every form (tiny-auto/1/model.torchship, the engine chosen
+    where it is served), with Python's answers."""
     folder = str(tmp_path_factory.mktemp("models"))
     torch.manual_seed(0)
     with timed("export: EfficientNet-Lite0 .pt"):
@@ -168,9 +169,13 @@ def models(tmp_path_factory):
                          manifest=manifest)
     torchship.export(tiny, (x,), os.path.join(folder, "tiny.ov"), format="openvino",
                      manifest=manifest)
+    with timed("export: tiny .torchship"):
+        torchship.export(tiny, (x,), os.path.join(folder, "tiny.torchship"), format="auto",
+                         manifest=manifest)
     for name, source in (("classifier", classifier), ("classifier-ov", classifier_ov),
                          ("tiny", os.path.join(folder, "tiny.pt2")),
-                         ("tiny-ov", os.path.join(folder, "tiny.ov"))):
+                         ("tiny-ov", os.path.join(folder, "tiny.ov")),
+                         ("tiny-auto", os.path.join(folder, "tiny.torchship"))):
         os.makedirs(os.path.join(folder, "repo", name, "1"))
         shutil.copy(source, os.path.join(folder, "repo", name, "1",
                                          "model" + os.path.splitext(source)[1]))
@@ -185,11 +190,12 @@ def top1(stdout):
 
 def ask_tiny(http_port, grpc_port, models):
     """One inference over HTTP and one over gRPC, with Triton's own clients, of the tiny network
-    as each engine runs it (AOTInductor's .pt2, OpenVINO's .ov)."""
+    as each engine runs it (AOTInductor's .pt2, OpenVINO's .ov, the form of the archive of every
+    form that the server chose)."""
     x = models["x"]
     http = httpclient.InferenceServerClient(f"127.0.0.1:{http_port}")
     grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
-    for name in ("tiny", "tiny-ov"):
+    for name in ("tiny", "tiny-ov", "tiny-auto"):
         tensor = httpclient.InferInput("x", list(x.shape), "FP32")
         tensor.set_data_from_numpy(x, binary_data=True)
         answer = http.infer(name, [tensor]).as_numpy("y")

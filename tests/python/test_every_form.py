@@ -75,8 +75,8 @@ def test_options_no_form_of_an_fp32_archive_takes_are_refused(tmp_path):
         torchship.export(torch.nn.ReLU(), torch.rand(2), str(tmp_path / "r.torchship"),
                          format="auto", precision="bf16")
     assert str(refused.value) == (
-        "format='auto' exports every form in fp32 (bf16 is chosen where it runs): precision "
-        "applies to format='torchscript' only")
+        "format='auto' exports every form in fp32; precision='auto' lets C++ choose bf16 where "
+        "it runs: precision must be fp32 or auto, got 'bf16'")
     assert os.listdir(tmp_path) == []
 
 
@@ -176,3 +176,74 @@ def test_an_unknown_engine_in_config_json_is_one_line(cli, forms, tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert stderr_lines(result)[-1].endswith(
         "config.json: 'engine' must be a string (auto, torchscript, aoti or openvino), got 3")
+
+
+# 4. precision chosen at load
+
+class NearTies(torch.nn.Module):
+    """Logits a hundredth of a percent apart: bf16 weights (8 bits) make them ties, and top-1
+    flips from the last class to the first."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(5, 5, bias=False)
+        with torch.no_grad():
+            self.linear.weight.copy_((1 + 1e-4 * torch.arange(5.0))[:, None].expand(5, 5))
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+class Separated(torch.nn.Module):
+    def forward(self, x):
+        return x * torch.tensor([1.0, 2.0, 4.0, 8.0, 16.0])
+
+
+def _classifier_manifest():
+    return torchship.Manifest(
+        name="five", task="classification", batch_dim=True,
+        inputs=[torchship.tensor_spec("x", "FP32", [-1, 5])],
+        outputs=[torchship.tensor_spec("logits", "FP32", [-1, 5], kind="logits")],
+        labels=[f"class_{i}" for i in range(5)])
+
+
+def _precision_rows(run, path):
+    result = run("info", str(path))
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.splitlines()
+            if line.startswith(("precision", "engine", "runs"))]
+
+
+def _native_bf16() -> bool:
+    with open("/proc/cpuinfo") as f:
+        flags = f.read()
+    return (" avx512_bf16" in flags or " amx_bf16" in flags) and \
+        not os.environ.get("ONEDNN_MAX_CPU_ISA")
+
+
+@needs_every_form
+@pytest.mark.parametrize("module,kept", [(Separated(), True), (NearTies(), False)])
+def test_bf16_is_kept_only_where_top1_agrees_with_fp32(run, tmp_path, module, kept):
+    path = tmp_path / "five.torchship"
+    calibration = [torch.rand(16, 5, generator=torch.Generator().manual_seed(i)) + 0.5
+                   for i in range(3)]
+    result = torchship.export(module, torch.rand(2, 5) + 0.5, str(path), format="auto",
+                              precision="auto", manifest=_classifier_manifest(),
+                              calibration=calibration)
+    assert result.manifest["export"]["precision"] == "auto"
+    rows = _precision_rows(run, path)
+    if not _native_bf16():
+        assert "precision fp32 (this CPU computes bf16 with neither AVX512-BF16 nor AMX)" in rows \
+            or any(row.startswith("engine    openvino bf16 left out: ") for row in rows), rows
+        return
+    # the example (2 rows), the batch checked at 1, 3 and 4, and 3 x 16 calibration rows
+    precision = next(row for row in rows if row.startswith("precision "))
+    if kept:
+        assert re.fullmatch(r"precision openvino bf16 kept: golden cases all within bf16's "
+                            r"tolerance \(max abs error [0-9.e-]+\), top-1 as fp32's on 58 of 58 "
+                            r"golden rows", precision), precision
+    else:
+        assert re.fullmatch(r"precision fp32: golden cases all within bf16's tolerance \(max abs "
+                            r"error [0-9.e-]+\), top-1 as fp32's on 0 of 58 golden rows \(bf16 "
+                            r"needs both within tolerance and 99% top-1\)", precision), precision
+        assert "bf16" not in rows[-1]

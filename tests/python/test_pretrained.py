@@ -4,8 +4,10 @@ photos as Python does, with Python's probability, and so does the OpenVINO archi
 
 import json
 import os
+import re
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -29,9 +31,20 @@ SCORE_ATOL = 1e-4
 
 @pytest.fixture(scope="module")
 def archives(tmp_path_factory):
+    """The recommended archive of every form, and each form it holds as an archive of its own:
+    a form is a complete archive (manifest, golden vectors), the one its format's export
+    writes."""
     out = str(tmp_path_factory.mktemp("pretrained"))
-    formats = [name for name, available in efficientnet_lite0.AVAILABLE.items() if available()]
-    return efficientnet_lite0.export(out, formats)
+    (every_form,) = efficientnet_lite0.export(out, ["auto"])
+    written = [every_form]
+    with zipfile.ZipFile(every_form) as archive:
+        for name in archive.namelist():
+            if "/forms/" in name:
+                path = os.path.join(out, "efficientnet_lite0" + os.path.splitext(name)[1])
+                with open(path, "wb") as f:
+                    f.write(archive.read(name))
+                written.append(path)
+    return written
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +90,30 @@ def test_the_openvino_archive_in_bf16_names_the_photos_as_fp32_does(cli, archive
         top = json.loads(result.stdout)["results"][0]
         assert top["label"] == label, (name, top)
         assert abs(top["score"] - score) <= 0.05, (name, top["score"], score)
+
+
+def test_bf16_is_chosen_at_load_only_where_it_agrees_on_real_photos(cli, archives):
+    """The archive of every form was exported with precision="auto" and 20 views of five real
+    photos as calibration: where the CPU computes bf16 natively, load measures the OpenVINO
+    form in bf16 against its fp32 self on them and says what it found; bf16 runs only where
+    every case is within bf16's tolerance and top-1 agrees on 99% of them."""
+    result = subprocess.run([cli, "info", archives[0]], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    precision = [line for line in result.stdout.splitlines() if line.startswith("precision ")]
+    assert len(precision) == 1, result.stdout
+    measured = re.fullmatch(
+        r"precision (openvino bf16 kept|fp32): golden cases (all|not all) within bf16's "
+        r"tolerance \(max abs error [0-9.e-]+\), top-1 as fp32's on (\d+) of (\d+) golden "
+        r"rows( \(bf16 needs both within tolerance and 99% top-1\))?", precision[0])
+    if measured is None:  # no native bf16, or oneDNN held below the CPU's ISA
+        assert precision[0].startswith("precision fp32 (") or "openvino bf16 left out" in \
+            result.stdout, result.stdout
+        return
+    kept, within, same, rows = (measured.group(1) != "fp32", measured.group(2) == "all",
+                                int(measured.group(3)), int(measured.group(4)))
+    assert rows == 21  # the example and the 20 calibration views
+    assert kept == (within and same >= 0.99 * rows)
 
 
 def test_the_label_file_is_torchvisions_list():

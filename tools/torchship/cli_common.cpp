@@ -52,12 +52,8 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
                   "forward runs on the golden inputs right after loading")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  command
-      .add_option("--precision", options.precision,
-                  "what an OpenVINO archive computes in: fp32, or bf16 (on CPUs that compute it "
-                  "natively; checked against the golden vectors at bf16's tolerance)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
-      ->capture_default_str();
+  command.add_option("--precision", options.precision, kPrecisionHelp)
+      ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
   command.add_option("--engine", options.engine, kEngineHelp)->capture_default_str();
 }
 

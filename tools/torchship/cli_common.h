@@ -26,6 +26,13 @@ constexpr const char* kEngineHelp =
     "reproduces its golden vectors here is timed, the fastest runs), torchscript, aoti or "
     "openvino (a choice an earlier run printed)";
 
+// --precision's help, for the model commands and serve.
+constexpr const char* kPrecisionHelp =
+    "what an OpenVINO form computes in: fp32; bf16 (on CPUs that compute it natively; checked "
+    "against the golden vectors at bf16's tolerance); auto (bf16 too where it computes it "
+    "natively, kept where it agrees with fp32 and runs faster); by default the archive's: fp32 "
+    "unless exported with precision='auto'";
+
 struct ModelOptions {
   std::string path;
   std::string device = "cpu";
@@ -38,8 +45,8 @@ struct ModelOptions {
   bool no_profiling = false;
   int warmup = 0;  // one-shot commands pay for no warm-up; bench sets its own default
   int64_t max_image_pixels = kDefaultMaxImagePixels;
-  std::string precision = "fp32";  // --precision: chosen at load (OpenVINO archives)
-  std::string engine = "auto";     // --engine: which form of an archive of every form
+  std::string precision;        // --precision: chosen at load ("": the archive's)
+  std::string engine = "auto";  // --engine: which form of an archive of every form
 };
 
 // MODEL (positional) and --device, --threads, --interop-threads, --extension, --optimize,

@@ -59,6 +59,7 @@ void show_forms(const ExportInfo& exported, const Model& model,
   }
   for (const auto& note : model.notes()) {
     if (note.rfind("engine: ", 0) == 0) row("engine", note.substr(8));
+    if (note.rfind("precision: ", 0) == 0) row("precision", note.substr(11));
   }
 }
 
@@ -142,7 +143,7 @@ int run_info(const ModelOptions& options, bool as_json) {
       row(i == 0 ? "outputs" : "", describe_spec(manifest->outputs[i]));
     }
     if (manifest->batch_dim) row("batch", "first dimension of inputs and outputs");
-    row("precision", manifest->precision);
+    if (!every_form) row("precision", manifest->precision);
   }
   row("methods", join(summary.methods));
   row("params", group_digits(summary.parameter_count) + " (" +

@@ -23,6 +23,7 @@ struct ServeOptions {
   int64_t max_image_pixels = kDefaultMaxImagePixels;
   std::string model_control = "none";
   std::string engine = "auto";
+  std::string precision;
 };
 
 // SIGTERM and SIGINT may arrive on any thread: libraries start threads of their own (the CUDA
@@ -60,7 +61,8 @@ int run_serve(ServeOptions& options) {
   options.server.load.with_optimize(!options.no_optimize)
       .with_warmup(options.warmup)
       .with_max_image_pixels(options.max_image_pixels)
-      .with_engine(options.engine);
+      .with_engine(options.engine)
+      .with_precision(options.precision);
   serving::Server server(options.server);
   server.bind();
   info("serving " + server.summary());
@@ -183,6 +185,8 @@ Command add_serve_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   command->add_flag("--no-optimize", options->no_optimize, "run the models as stored");
   command->add_option("--engine", options->engine, kEngineHelp)->capture_default_str();
+  command->add_option("--precision", options->precision, kPrecisionHelp)
+      ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
   command->add_option("--warmup", options->warmup, "forward runs per model right after loading")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
