@@ -484,6 +484,15 @@ def ov_static_lines(found: dict) -> List[str]:
     return lines
 
 
+def measured_by(results: dict) -> str:
+    """The opening of a run's paragraph: when, by what, where, with which versions."""
+    v = results["versions"]
+    return (f"Measured {results['date']} by `{results['command']}` on {results['cpu']}, "
+            f"{results['threads']} threads for every runner (torch {v['torch']}, ONNX Runtime "
+            f"{v['onnxruntime']}, OpenVINO {v['openvino']}; {results['rounds']} interleaved "
+            "rounds, ")
+
+
 def fastest_form(row: Dict[str, Optional[float]]) -> Optional[str]:
     timed = [(row[runner], runner) for runner in FORMS if row.get(runner)]
     return min(timed)[1] if timed else None
@@ -494,12 +503,9 @@ def forms_lines(results: dict) -> List[str]:
     is fastest and by how much against each peer; bf16 against OpenVINO's default; then what
     each form costs to export and to ship."""
     table = cells(results)
-    v = results["versions"]
     bf16 = results.get("bf16_cpu", False)
-    lines = [f"Measured {results['date']} by `{results['command']}` on {results['cpu']}, "
-             f"{results['threads']} threads for every runner (torch {v['torch']}, ONNX Runtime "
-             f"{v['onnxruntime']}, OpenVINO {v['openvino']}; {results['rounds']} interleaved "
-             "rounds, best round's median in ms). Every torchship column is `torchship bench` "
+    lines = [measured_by(results) + "best round's median in ms). Every torchship column is "
+             "`torchship bench` "
              "with no flags but the input (and `--precision bf16` for the bf16 one) on the "
              "archive `torchship.export` wrote in that format.", ""]
     header = ["model", "batch", "ONNX Runtime", "OpenVINO fp32"] + \
@@ -567,12 +573,9 @@ def auto_lines(results: dict, forms: Optional[dict]) -> List[str]:
     engine each load chose and the goals' verdicts; then per model its export time, its size
     against the fastest single form's and its first load."""
     table = cells(results)
-    v = results["versions"]
     bf16 = results.get("bf16_cpu", False)
-    lines = [f"Measured {results['date']} by `{results['command']}` on {results['cpu']}, "
-             f"{results['threads']} threads for every runner (torch {v['torch']}, ONNX Runtime "
-             f"{v['onnxruntime']}, OpenVINO {v['openvino']}; {results['rounds']} interleaved "
-             "rounds, best round's median in ms, each runner a fresh process). The torchship "
+    lines = [measured_by(results) + "best round's median in ms, each runner a fresh "
+             "process). The torchship "
              "columns are `torchship bench` on the archive `torchship.export(format=\"auto\")` "
              "wrote, with no flags but the input (and `--precision auto` for the last): each "
              "load chose its engine on this machine.", ""]
