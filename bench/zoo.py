@@ -142,10 +142,15 @@ def jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
     return out
 
 
-def add_every_form_archives(paths: Dict[str, str], cases: List[dict]) -> List[dict]:
-    """Each case with torchship.export(format="auto")'s archive (bench/zoo_models.py --auto)."""
+def add_every_form_archives(paths: Dict[str, str], cases: List[dict],
+                            reuse: bool) -> List[dict]:
+    """Each case with torchship.export(format="auto")'s archive (bench/zoo_models.py --auto);
+    with `reuse`, an earlier run's is kept."""
     updated = []
     for number, case in enumerate(cases):
+        if reuse and "exported_auto" in case["seconds"]:
+            updated.append(case)
+            continue
         runners.progress(f"zoo: exporting every form of {case['id']} ({number + 1}/{len(cases)})")
         subprocess.run([paths["python"], os.path.join(ROOT, "bench", "zoo_models.py"),
                         paths["work"], case["id"], "--auto"], check=True,
@@ -263,7 +268,7 @@ def main() -> None:
     started = time.time()
     cases = make_cases(paths, models, args.plain_packages, args.reuse or args.auto)
     if args.auto:
-        cases = add_every_form_archives(paths, cases)
+        cases = add_every_form_archives(paths, cases, args.reuse)
     exported = time.time()
     found = measure(cases, paths, args.rounds, args.runs, threads,
                     forms_jobs if args.forms else auto_jobs if args.auto else None)

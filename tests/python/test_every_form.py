@@ -116,6 +116,20 @@ def test_each_engine_agrees_with_python(run, forms, engine):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_bench_times_each_form(run, forms):
+    result = run.json("bench", "tiny.torchship", "--engines", "all", "--runs", "3",
+                      "--batch-sizes", "1,3", "--json")
+    assert [engine["engine"] for engine in result["engines"]] == ["torchscript", "aoti",
+                                                                   "openvino"]
+    assert [(row["engine"], row["batch_size"]) for row in result["sweep"]] == [
+        (engine, batch) for engine in ("torchscript", "aoti", "openvino") for batch in (1, 3)]
+    assert all(row["latency_ms"]["p50"] > 0 for row in result["sweep"])
+    text = run("bench", "tiny.torchship", "--engines", "openvino,aoti", "--runs", "2")
+    assert text.returncode == 0, text.stderr
+    assert [line.split()[-1] for line in text.stdout.splitlines()
+            if line.startswith("     2 ")] == ["openvino", "aoti"]
+
+
 def test_an_engine_the_archive_lacks_is_one_line(run, forms):
     assert_one_error(run("run", "tiny.torchship", "-i", "tiny_ov_input.npy", "--engine", "onnx"),
                      "unknown engine 'onnx': expected auto, torchscript, aoti or openvino")

@@ -1,5 +1,5 @@
 // torchship bench MODEL [--input SPEC ...]: latency percentiles and throughput, optionally swept
-// over batch sizes and thread counts.
+// over batch sizes, thread counts and the forms of an archive of every form.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -25,12 +25,14 @@ struct BenchOptions {
   int runs = 30;
   std::vector<int> batch_sizes;
   std::vector<int> thread_counts;
+  std::vector<std::string> engines;  // "all": every form of an archive of every form
   bool json = false;
   std::string preprocess_image;  // time image_input() on this file instead of forward
   bool fast_decode = false;
 };
 
 struct Measurement {
+  std::string engine;  // set when sweeping engines
   int batch_size = 1;
   int threads = 1;
   double first_ms = 0;  // the first request after load; set on the first row only
@@ -38,10 +40,12 @@ struct Measurement {
   double throughput = 0;  // items per second
 
   json to_json() const {
-    return {{"batch_size", batch_size},
-            {"threads", threads},
-            {"latency_ms", {{"p50", p50}, {"p90", p90}, {"p99", p99}, {"mean", mean}}},
-            {"throughput_per_s", throughput}};
+    json out = {{"batch_size", batch_size},
+                {"threads", threads},
+                {"latency_ms", {{"p50", p50}, {"p90", p90}, {"p99", p99}, {"mean", mean}}},
+                {"throughput_per_s", throughput}};
+    if (!engine.empty()) out["engine"] = engine;
+    return out;
   }
 };
 
@@ -118,9 +122,9 @@ Measurement measure(const std::function<void()>& work, int batch, int threads, i
 
 void print_row(const Measurement& m) {
   char line[160];
-  std::snprintf(line, sizeof line, "%6d %8d %9.2f %9.2f %9.2f %9.2f %11.1f\n", m.batch_size,
+  std::snprintf(line, sizeof line, "%6d %8d %9.2f %9.2f %9.2f %9.2f %11.1f", m.batch_size,
                 m.threads, m.p50, m.p90, m.p99, m.mean, m.throughput);
-  std::cout << line;
+  std::cout << line << (m.engine.empty() ? "" : "  " + m.engine) << '\n';
 }
 
 // Decoding and preparing one image file for the model's first input, as classify does.
@@ -169,89 +173,145 @@ json optimization_json(const OptimizationReport& report) {
           {"trials", trials}};
 }
 
-int run_bench(const BenchOptions& options) {
-  if (!options.preprocess_image.empty()) return run_preprocess_bench(options);
-  // Load time includes optimization and warm-up, as a caller of Model::load waits for them.
-  auto load_started = std::chrono::steady_clock::now();
-  Model model = load_model(options.model, static_cast<size_t>(options.runs));
-  double load_ms = 0;
-  std::vector<c10::IValue> inputs = bench_inputs(model, options);
+// One model loaded (with `engine`, "" for the options' own) and timed in every configuration.
+struct BenchRun {
+  Model model;
+  std::vector<c10::IValue> inputs;
+  double load_ms = 0;   // includes optimization and warm-up, as a caller of Model::load waits
+  double first_ms = 0;  // the first request after load
+  std::vector<Measurement> rows;
+};
+
+// How many items one forward on `inputs` (at `batch`, 0 for as given) carries.
+int items_of(const Model& model, const std::vector<c10::IValue>& inputs, int batch) {
+  if (batch > 0) return batch;
+  if (model.manifest() && model.manifest()->batch_dim && inputs.size() == 1 &&
+      inputs[0].isTensor()) {
+    return static_cast<int>(inputs[0].toTensor().size(0));
+  }
+  return 1;
+}
+
+BenchRun bench_engine(const BenchOptions& options, const std::string& engine, Progress& progress,
+                      size_t& done) {
+  ModelOptions model_options = options.model;
+  if (!engine.empty()) model_options.engine = engine;
+  auto load_started = Clock::now();
+  BenchRun run{load_model(model_options, static_cast<size_t>(options.runs)), {}, 0, 0, {}};
+  Model& model = run.model;
+  run.inputs = bench_inputs(model, options);
   // Without golden inputs load had nothing to warm up on (nor, without a manifest, to verify an
   // optimized module on): the benchmark's own inputs do both, as a server's first requests would.
   if (!model.archive().has_golden()) {
-    for (int run = 0; run < options.model.warmup; ++run) model.forward(inputs);
+    for (int i = 0; i < options.model.warmup; ++i) model.forward(run.inputs);
   }
-  load_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_started)
-          .count();
-  int default_threads = intra_op_threads();
-
+  run.load_ms = std::chrono::duration<double, std::milli>(Clock::now() - load_started).count();
+  run.first_ms = time_one_ms([&] { model.forward(run.inputs); });
   std::vector<int> batches =
       options.batch_sizes.empty() ? std::vector<int>{0} : options.batch_sizes;
   std::vector<int> threads =
-      options.thread_counts.empty() ? std::vector<int>{default_threads} : options.thread_counts;
-  Progress progress("bench", batches.size() * threads.size() * static_cast<size_t>(options.runs));
-  size_t done = 0;
-
-  // The first request after load (and the load's warm-up on the golden inputs).
-  double first_ms = time_one_ms([&] { model.forward(inputs); });
-  std::vector<Measurement> results;
+      options.thread_counts.empty() ? std::vector<int>{intra_op_threads()} : options.thread_counts;
   for (int batch : batches) {
-    auto batch_inputs = batch == 0 ? inputs : with_batch(model, inputs, batch);
-    int items = 1;
-    if (batch > 0) {
-      items = batch;
-    } else if (model.manifest() && model.manifest()->batch_dim && inputs.size() == 1 &&
-               inputs[0].isTensor()) {
-      items = static_cast<int>(inputs[0].toTensor().size(0));
-    }
+    auto batch_inputs = batch == 0 ? run.inputs : with_batch(model, run.inputs, batch);
     for (int thread_count : threads) {
-      results.push_back(measure([&] { model.forward(batch_inputs); }, items, thread_count,
-                                std::max(1, options.model.warmup), options.runs, progress, done));
+      run.rows.push_back(measure([&] { model.forward(batch_inputs); },
+                                 items_of(model, run.inputs, batch), thread_count,
+                                 std::max(1, options.model.warmup), options.runs, progress, done));
+      run.rows.back().engine = engine;
     }
+  }
+  run.rows.front().first_ms = run.first_ms;
+  return run;
+}
+
+// The first run's object as without a sweep (its notes, load and first forward), the other
+// rows in "sweep", and with engines swept each engine's load in "engines".
+void print_bench_json(const BenchOptions& options, const std::vector<BenchRun>& runs) {
+  const BenchRun& run = runs.front();
+  const Measurement& main = run.rows.front();
+  json out = main.to_json();
+  out["runs"] = options.runs;
+  out["optimized"] = run.model.optimized();
+  out["notes"] = run.model.notes();
+  out["optimization"] = optimization_json(run.model.optimization());
+  out["warmup_runs"] = options.model.warmup;
+  out["first_ms"] = run.first_ms;
+  out["first_over_steady"] = run.first_ms / main.p50;
+  out["load_ms"] = run.load_ms;
+  out["available_cpus"] = available_cpus();
+  out["format"] = format_id(run.model.format());
+  json sweep = json::array(), engines = json::array();
+  for (const auto& each : runs) {
+    for (const auto& m : each.rows) sweep.push_back(m.to_json());
+    engines.push_back({{"engine", format_id(each.model.format())},
+                       {"precision", each.model.precision()},
+                       {"load_ms", each.load_ms},
+                       {"first_ms", each.first_ms},
+                       {"notes", each.model.notes()}});
+  }
+  if (sweep.size() > 1) out["sweep"] = sweep;
+  if (runs.size() > 1) out["engines"] = engines;
+  print_json(out);
+}
+
+void print_bench_text(const BenchOptions& options, const std::vector<BenchRun>& runs) {
+  for (const auto& run : runs) {
+    std::cout << "model    " << options.model.path
+              << (run.model.optimized() ? " (optimized)" : " (as stored)") << ", " << options.runs
+              << " timed runs per row after " << options.model.warmup << " warm-up runs\n";
+    std::cout << "format   " << format_name(run.model.format()) << ", loaded in "
+              << static_cast<int64_t>(run.load_ms) << " ms\n";
+    for (const auto& note : run.model.notes()) std::cout << "note     " << note << '\n';
+  }
+  std::cout << "threads  " << threads_summary() << '\n';
+  std::vector<std::string> shapes;
+  for (const auto& input : runs.front().inputs) shapes.push_back(describe(input));
+  std::cout << "input    " << join(shapes) << "\n\n";
+  std::cout << " batch  threads    p50 ms    p90 ms    p99 ms   mean ms     items/s"
+            << (runs.size() > 1 ? "  engine" : "") << '\n';
+  for (const auto& run : runs) {
+    for (const auto& m : run.rows) print_row(m);
+  }
+  std::cout << '\n';
+  for (const auto& run : runs) {
+    char line[160];
+    std::snprintf(line, sizeof line,
+                  "first inference after load (on the load's input shape): %.2f ms (%.2fx the "
+                  "first row's p50)",
+                  run.first_ms, run.first_ms / run.rows.front().p50);
+    std::cout << line << (run.rows.front().engine.empty() ? "" : ", " + run.rows.front().engine)
+              << '\n';
+  }
+}
+
+// --engines: the names given, or for "all" every form of the archive ("" without the option).
+std::vector<std::string> engines_to_bench(const BenchOptions& options) {
+  if (options.engines.empty()) return {""};
+  if (options.engines != std::vector<std::string>{"all"}) return options.engines;
+  Archive archive = Archive::open(options.model.path);
+  std::vector<std::string> all;
+  for (const auto& form : archive.forms()) all.push_back(format_id(form.format));
+  if (all.empty()) all.push_back(format_id(archive.format()));
+  return all;
+}
+
+int run_bench(const BenchOptions& options) {
+  if (!options.preprocess_image.empty()) return run_preprocess_bench(options);
+  auto engines = engines_to_bench(options);
+  size_t rows = (options.batch_sizes.empty() ? 1 : options.batch_sizes.size()) *
+                (options.thread_counts.empty() ? 1 : options.thread_counts.size());
+  Progress progress("bench", engines.size() * rows * static_cast<size_t>(options.runs));
+  size_t done = 0;
+  std::vector<BenchRun> runs;
+  for (const auto& engine : engines) {
+    runs.push_back(bench_engine(options, engine, progress, done));
   }
   progress.finish();
-
-  Measurement& main = results.front();
-  main.first_ms = first_ms;
   if (options.json) {
-    json out = main.to_json();
-    out["runs"] = options.runs;
-    out["optimized"] = model.optimized();
-    out["notes"] = model.notes();
-    out["optimization"] = optimization_json(model.optimization());
-    out["warmup_runs"] = options.model.warmup;
-    out["first_ms"] = first_ms;
-    out["first_over_steady"] = first_ms / main.p50;
-    out["load_ms"] = load_ms;
-    out["available_cpus"] = available_cpus();
-    out["format"] = format_id(model.format());
-    if (results.size() > 1) {
-      json sweep = json::array();
-      for (const auto& m : results) sweep.push_back(m.to_json());
-      out["sweep"] = sweep;
-    }
-    print_json(out);
-    return 0;
+    print_bench_json(options, runs);
+  } else {
+    print_bench_text(options, runs);
   }
-  std::cout << "model    " << options.model.path
-            << (model.optimized() ? " (optimized)" : " (as stored)") << ", " << options.runs
-            << " timed runs per row after " << options.model.warmup << " warm-up runs\n";
-  std::cout << "format   " << format_name(model.format()) << ", loaded in "
-            << static_cast<int64_t>(load_ms) << " ms\n";
-  std::cout << "threads  " << threads_summary() << '\n';
-  for (const auto& note : model.notes()) std::cout << "note     " << note << '\n';
-  std::vector<std::string> shapes;
-  for (const auto& input : inputs) shapes.push_back(describe(input));
-  std::cout << "input    " << join(shapes) << "\n\n";
-  std::cout << " batch  threads    p50 ms    p90 ms    p99 ms   mean ms     items/s\n";
-  for (const auto& m : results) print_row(m);
-  char line[128];
-  std::snprintf(line, sizeof line,
-                "\nfirst inference after load (on the load's input shape): %.2f ms (%.2fx the "
-                "first row's p50)\n",
-                first_ms, first_ms / main.p50);
-  std::cout << line;
   return 0;
 }
 
@@ -278,6 +338,11 @@ Command add_bench_command(CLI::App& app) {
   command->add_option("--thread-counts", options->thread_counts, "sweep thread counts, e.g. 1,2")
       ->delimiter(',')
       ->check(CLI::PositiveNumber);
+  command
+      ->add_option("--engines", options->engines,
+                   "sweep the forms of an archive of every form: all, or names (torchscript, "
+                   "aoti, openvino), each loaded as --engine loads it")
+      ->delimiter(',');
   auto* preprocess =
       command->add_option("--preprocess", options->preprocess_image,
                           "time decoding and preparing this image file for the model's first "
