@@ -5,7 +5,9 @@ folder, the manifest in extra/ (torchship.aoti.pt2_package)."""
 
 import datetime
 import json
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import os
+import zipfile
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -27,6 +29,29 @@ def export_section(format: str, method: str) -> Dict[str, Any]:
         "torchship_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+def write_zip_archive(path: str, records: Dict[str, Union[bytes, str]]) -> None:
+    """A zip laid out as PyTorch lays out its archives (one root folder, named after the file,
+    holding a "version" record), every record uncompressed so that C++ reads its bytes as they
+    are; `records` maps names relative to the root to bytes, or to a file's path (copied in
+    streaming). Written through a partial file renamed into place: a failure leaves no
+    half-written archive."""
+    root = os.path.splitext(os.path.basename(path))[0] or "model"
+    partial = path + ".partial"
+    stamp = (1980, 1, 1, 0, 0, 0)
+    try:
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED,
+                             allowZip64=True) as archive:
+            for name, data in {"version": b"3\n", **records}.items():
+                if isinstance(data, bytes):
+                    archive.writestr(zipfile.ZipInfo(f"{root}/{name}", stamp), data)
+                else:
+                    archive.write(data, f"{root}/{name}")
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 def manifest_file(manifest: Dict[str, Any]) -> bytes:

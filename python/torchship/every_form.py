@@ -16,13 +16,12 @@ import os
 import shutil
 import tempfile
 import time
-import zipfile
 from dataclasses import replace
 from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
-from .archive import MANIFEST_FILE, export_section, manifest_file
+from .archive import MANIFEST_FILE, export_section, manifest_file, write_zip_archive
 from .errors import ExportError, first_line
 from .options import ExportOptions, as_args
 from .result import ExportResult
@@ -34,8 +33,6 @@ FORMS = {
     "openvino": ("forms/openvino.ov", ("method", "trace", "cpu_target")),
 }
 Writer = Tuple[Callable[[ExportOptions], None], Callable[..., ExportResult]]
-
-
 PRECISIONS = ("fp32", "auto")
 
 
@@ -95,8 +92,10 @@ def write_every_form(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]
             raise ExportError("format='auto': no form exports:\n" + "\n".join(
                 f"  {form}: {reason}" for form, reason in left_out.items()))
         manifest = _manifest(options, written, left_out)
-        _write_archive(path, manifest, {FORMS[form][0]: file
-                                        for form, (file, _, _) in written.items()})
+        # (forms stored uncompressed: C++ reads each one's bytes as they are)
+        write_zip_archive(path, {**{FORMS[form][0]: file for form, (file, _, _) in
+                                    written.items()},
+                                 f"extra/{MANIFEST_FILE}": manifest_file(manifest)})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     first = next(iter(written.values()))[1]
@@ -121,23 +120,3 @@ def _manifest(options: ExportOptions, written: Dict[str, Tuple[str, ExportResult
     manifest = dict(first)
     manifest["export"] = info
     return manifest
-
-
-def _write_archive(path: str, manifest: Dict[str, Any], forms: Dict[str, str]) -> None:
-    """The archive, through a partial file renamed into place; forms stored uncompressed, so
-    that C++ reads each one's bytes as they are."""
-    root = os.path.splitext(os.path.basename(path))[0] or "model"
-    partial = path + ".partial"
-    try:
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED,
-                             allowZip64=True) as archive:
-            stamp = (1980, 1, 1, 0, 0, 0)
-            archive.writestr(zipfile.ZipInfo(f"{root}/version", stamp), b"3\n")
-            for record, file in forms.items():
-                archive.write(file, f"{root}/{record}")
-            archive.writestr(zipfile.ZipInfo(f"{root}/extra/{MANIFEST_FILE}", stamp),
-                             manifest_file(manifest))
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)

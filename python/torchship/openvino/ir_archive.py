@@ -13,9 +13,10 @@ through one zip reader:
 """
 
 import json
-import os
 import zipfile
 from typing import Dict
+
+from ..archive import write_zip_archive
 
 IR_FOLDER = "openvino/"
 GRAPH = IR_FOLDER + "model.xml"
@@ -30,18 +31,8 @@ def call_spec_file(in_spec: str, out_spec: str) -> bytes:
 
 
 def write_ir_archive(path: str, files: Dict[str, bytes]) -> None:
-    """Writes the archive `path` (named records, relative to its root folder) uncompressed,
-    through a partial file renamed into place: a failure leaves no half-written archive."""
-    root = os.path.splitext(os.path.basename(path))[0] or "model"
-    partial = path + ".partial"
-    try:
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:
-            for name, data in {"version": b"3\n", **files}.items():
-                archive.writestr(zipfile.ZipInfo(f"{root}/{name}", (1980, 1, 1, 0, 0, 0)), data)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+    """Writes the archive `path` (named records, relative to its root folder)."""
+    write_zip_archive(path, files)
 
 
 def read_ir_archive(path: str) -> Dict[str, bytes]:
