@@ -101,6 +101,9 @@ def test_bf16_is_chosen_at_load_only_where_it_agrees_on_real_photos(cli, archive
                             timeout=600)
     assert result.returncode == 0, result.stderr
     precision = [line for line in result.stdout.splitlines() if line.startswith("precision ")]
+    if "openvino bf16 left out" in result.stdout:  # e.g. oneDNN held below the CPU's ISA
+        assert precision == [] and "precision fp32" not in result.stdout, result.stdout
+        return
     assert len(precision) == 1, result.stdout
     measured = re.fullmatch(
         r"precision (openvino bf16 kept|fp32): golden cases (all|not all) within bf16's "
