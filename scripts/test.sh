@@ -27,8 +27,15 @@ if [ "${1:-}" = portable ]; then
   exit 0
 fi
 
+# Free space where the builds, pytest's folders and podman's images go: CI needs about 25 GB
+# (five builds of about 3 GB, the install paths' images), and the disk is shared.
+report_disk() {
+  echo "== free disk: $(df -h --output=avail . /tmp /var/lib 2>/dev/null | tail -n +2 | xargs) (build, /tmp, /var/lib)"
+}
+
 if [ "${1:-}" = all ]; then
   started=$SECONDS
+  report_disk
   TORCHSHIP_TORCH=pypi scripts/test.sh
   TORCHSHIP_TORCH=debian scripts/test.sh
   echo "== archives across versions: each build checks the archives the other's torch made"
@@ -42,7 +49,9 @@ if [ "${1:-}" = all ]; then
     ATEN_CPU_CAPABILITY=default ctest --test-dir "$build" --output-on-failure
   done
   scripts/sanitize.sh
+  report_disk
   scripts/test.sh portable
+  report_disk
   echo "== all passed in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
   exit 0
 fi

@@ -365,6 +365,7 @@ def test_the_container_image_serves_pt_pt2_and_ov(dist, clean_image, wheels, mod
         shutil.copy(wheel, context / "wheels")
     image = "localhost/torchship:test"
     podman("rmi", "--force", image, check=False)  # the previous run's
+    podman("image", "prune", "--force", check=False)  # layers a failed build left
     with timed("image: podman build"):
         podman("build", "--quiet", "--format", "docker", "--network", "host", *LIMITS,
                "--build-arg", f"BASE={clean_image}", "--build-arg", "PIP_OPTIONS=--no-index",
@@ -395,3 +396,4 @@ def test_the_container_image_serves_pt_pt2_and_ov(dist, clean_image, wheels, mod
         assert code == "0", podman("logs", container).stderr
     finally:
         podman("rm", "-f", "-t", "0", container, check=False)
+        podman("rmi", "--force", image, check=False)  # 1.5 GB: the disk is shared
