@@ -25,6 +25,7 @@ SERVE_FILE = os.path.join(RESULTS, "zoo-serve.json")  # bench/zoo_serve.py
 ENGINES_FILE = os.path.join(RESULTS, "serve-engines.json")  # bench/serve_engines.py
 OV_STATIC_FILE = os.path.join(RESULTS, "zoo-ov-static.json")  # bench/zoo_ov_static.py
 AUTO_FILE = os.path.join(RESULTS, "zoo-auto.json")  # bench/zoo.py --auto
+AUTO_PROFILE_FILE = os.path.join(RESULTS, "zoo-auto-profile.json")  # bench/zoo_auto_profile.py
 # As for AOTInductor's static batches (python/torchship/aoti/static_batches.py): a static form is
 # worth its load time and memory only below 97% of the dynamic one's time.
 OV_STATIC_KEEP_BELOW = 0.97
@@ -660,6 +661,33 @@ def auto_lines(results: dict, forms: Optional[dict]) -> List[str]:
     return lines
 
 
+def kinds_text(ours: Dict[str, float], peer: Dict[str, float], top: int = 3) -> str:
+    """The kinds of work where ours spends most beyond the peer: "convolution 5.3 vs 4.1"."""
+    excess = sorted(set(ours) | set(peer), key=lambda k: peer.get(k, 0.0) - ours.get(k, 0.0))
+    return ", ".join(f"{k} {ours.get(k, 0.0):.2f} vs {peer.get(k, 0.0):.2f}"
+                     for k in excess[:top] if ours.get(k, 0.0) > peer.get(k, 0.0))
+
+
+def auto_profile_lines(found: dict) -> List[str]:
+    """Each missed cell's chosen engine against the peer it missed, by kind of work."""
+    lines = [f"`{found['command']}` on {found['cpu']}, {found['threads']} threads: each "
+             "runtime's own per-node timing (OpenVINO's PERF_COUNT, ONNX Runtime's session "
+             "profile, oneDNN's verbose log for AOTInductor, whose other work is \"outside "
+             "oneDNN\"), per forward, summed by kind of work. Profiling slows small nodes, so "
+             "the sums exceed the latencies; compare the two sides of a row, not a row with "
+             "the latency.", "",
+             "| model | batch | goal | chosen | ms | peer | peer ms | profiled ms (ours / peer) "
+             "| where ours spends more (ms, ours vs peer) |", "|---|---|---|---|---|---|---|---|---|"]
+    for cell in found["cells"]:
+        ours, peer = cell["engine_ms"], cell["peer_profile_ms"]
+        goal = "bf16 allowed" if cell["runner"] == AUTO_BF16 else "fp32"
+        lines.append(f"| {cell['model']} | {cell['batch']} | {goal} | {cell['engine']} | "
+                     f"{cell['ms']:.2f} | {cell['peer']} | {cell['peer_ms']:.2f} | "
+                     f"{sum(ours.values()):.2f} / {sum(peer.values()):.2f} | "
+                     f"{kinds_text(ours, peer) or '—'} |")
+    return lines
+
+
 def failures(results: dict) -> List[str]:
     lines = []
     for case in results["cases"]:
@@ -734,6 +762,10 @@ def section(results: dict) -> List[str]:
         found = failures(auto)
         if found:
             lines += ["What did not export or run in that run:", ""] + found + [""]
+    if os.path.exists(AUTO_PROFILE_FILE):
+        with open(AUTO_PROFILE_FILE) as f:
+            lines += ["### Where the archive of every form's missed cells spend their time", ""] \
+                + auto_profile_lines(json.load(f)) + [""]
     found = failures(results)
     if found:
         lines += ["### What did not export or run", ""] + found + [""]

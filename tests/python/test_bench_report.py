@@ -91,6 +91,33 @@ def test_every_zoo_verdict_follows_from_the_table():
     assert value == f"{mean:.2f}x" and (verdict == "met") == (mean <= 0.9)
 
 
+def test_a_missed_cells_profile_names_where_ours_spends_more_largest_first():
+    import zoo_report
+    ours = {"convolution": 5.0, "layout": 2.5, "matmul": 1.0, "pooling": 0.1}
+    peer = {"convolution": 4.0, "layout": 0.5, "matmul": 1.5, "other": 0.3}
+    assert zoo_report.kinds_text(ours, peer) == "layout 2.50 vs 0.50, convolution 5.00 vs 4.00, " \
+        "pooling 0.10 vs 0.00"
+    assert zoo_report.kinds_text(peer, peer) == ""
+
+
+def test_every_runtimes_node_kinds_land_in_the_same_bins():
+    import zoo_auto_profile
+    bins = {kind: zoo_auto_profile.bin_of(kind) for kind in (
+        "Convolution", "GroupConvolution", "FusedConv", "Conv", "convolution (1x1)",
+        "FullyConnected", "MatMul", "Gemm", "inner_product", "Eltwise", "Subgraph", "Add",
+        "HardSigmoid", "MVN", "LayerNormalization", "ReduceMean", "GlobalAveragePool", "Reorder",
+        "Transpose", "Concat", "ShuffleChannels", "Softmax")}
+    assert bins == {
+        "Convolution": "convolution", "GroupConvolution": "convolution",
+        "FusedConv": "convolution", "Conv": "convolution", "convolution (1x1)": "convolution",
+        "FullyConnected": "matmul", "MatMul": "matmul", "Gemm": "matmul",
+        "inner_product": "matmul", "Eltwise": "elementwise", "Subgraph": "elementwise",
+        "Add": "elementwise", "HardSigmoid": "elementwise", "MVN": "normalization",
+        "LayerNormalization": "normalization", "ReduceMean": "pooling",
+        "GlobalAveragePool": "pooling", "Reorder": "layout", "Transpose": "layout",
+        "Concat": "layout", "ShuffleChannels": "layout", "Softmax": "other"}
+
+
 def test_the_serving_section_is_what_its_results_render():
     import serve_bench
     if not os.path.exists(serve_bench.RESULTS):
