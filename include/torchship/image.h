@@ -29,6 +29,9 @@ enum class Decode {
 // The image's header is read first: a format OpenCV does not decode here, a corrupt header or
 // more than `max_pixels` pixels (width x height) is refused before the decoder allocates.
 // Throws Error(BadInput) for a missing file, bytes that are not an image, or one too large.
+// PFM, Sun raster, Radiance HDR and OpenEXR decode from files only: OpenCV decodes their bytes
+// through a temporary file, which a failed decode leaves behind, so decode_image_bytes refuses
+// them.
 at::Tensor decode_image(const std::filesystem::path& path, const ImageSpec& spec = {},
                         Decode decode = Decode::Exact, int64_t max_pixels = kDefaultMaxImagePixels);
 at::Tensor decode_image_bytes(std::string_view bytes, const ImageSpec& spec = {},

@@ -174,23 +174,41 @@ std::string read_file(const std::filesystem::path& path) {
   return bytes;
 }
 
-}  // namespace
+// Formats whose OpenCV decoder reads only from a file: cv::imdecode writes their bytes to a
+// temporary file, and leaves it behind when decoding fails (one file in /tmp per malformed
+// upload). Bytes in memory of these formats are refused; a file is decoded where it lies.
+bool decodes_only_from_file(const std::string& format) {
+  return format == "PFM" || format == "Sun raster" || format == "Radiance HDR" ||
+         format == "OpenEXR";
+}
 
-at::Tensor decode_image_bytes(std::string_view bytes, const ImageSpec& spec,
-                              std::string_view origin, Decode decode, int64_t max_pixels) {
+// `bytes` measured and decoded: from `file` where it is given (the bytes are its content), else
+// from memory.
+at::Tensor decode_measured(std::string_view bytes, const ImageSpec& spec, std::string_view origin,
+                           Decode decode, int64_t max_pixels, const std::filesystem::path* file) {
   if (bytes.empty()) throw bad_input(std::string(origin) + " is empty, expected an image");
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
     throw bad_input(std::string(origin) + " is " + std::to_string(bytes.size()) +
                     " bytes, more than an image decoder takes (2 GiB)");
   }
   ImageHeader header = measure(bytes, origin, max_pixels);
-  cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
-                 const_cast<char*>(bytes.data()));  // imdecode only reads it
+  if (!file && decodes_only_from_file(header.format)) {
+    throw bad_input(std::string(origin) + " is a " + header.format +
+                    " image, which OpenCV decodes only from a file: send PNG, JPEG, BMP, TIFF, "
+                    "WebP or PNM (a file given to the CLI may be " +
+                    header.format + ")");
+  }
   bool reduce = decode == Decode::Reduced && std::string_view(header.format) == "JPEG";
   int flags = imread_flags(spec, reduce ? reduction_factor(*header.size, spec) : 1);
   cv::Mat decoded;
   try {
-    decoded = cv::imdecode(buffer, flags);
+    if (file && decodes_only_from_file(header.format)) {
+      decoded = cv::imread(file->string(), flags);
+    } else {
+      cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
+                     const_cast<char*>(bytes.data()));  // imdecode only reads it
+      decoded = cv::imdecode(buffer, flags);
+    }
   } catch (const cv::Exception&) {
     decoded.release();
   }
@@ -202,9 +220,16 @@ at::Tensor decode_image_bytes(std::string_view bytes, const ImageSpec& spec,
   return tensor_sharing(convert_and_resize(decoded, ColorOrder::BGR, spec));
 }
 
+}  // namespace
+
+at::Tensor decode_image_bytes(std::string_view bytes, const ImageSpec& spec,
+                              std::string_view origin, Decode decode, int64_t max_pixels) {
+  return decode_measured(bytes, spec, origin, decode, max_pixels, nullptr);
+}
+
 at::Tensor decode_image(const std::filesystem::path& path, const ImageSpec& spec, Decode decode,
                         int64_t max_pixels) {
-  return decode_image_bytes(read_file(path), spec, path.string(), decode, max_pixels);
+  return decode_measured(read_file(path), spec, path.string(), decode, max_pixels, &path);
 }
 
 at::Tensor prepare_image(const at::Tensor& hwc_rgb, const ImageSpec& spec) {

@@ -232,13 +232,51 @@ TEST(ImageHeader, EveryFormatIsMeasuredFromItsHeader) {
     ASSERT_TRUE(header->size) << format.name;
     EXPECT_EQ(*header->size, (std::pair<int64_t, int64_t>{37, 23})) << format.name;
     // The limit is inclusive: exactly 37 x 23 pixels decode, one fewer allowed does not.
-    EXPECT_EQ(decode_image_bytes(format.bytes, {}, "x", Decode::Exact, 37 * 23).size(0), 23)
-        << format.name;
-    EXPECT_EQ(error_message([&] { decode_image_bytes(format.bytes, {}, "x", Decode::Exact, 850); }),
-              "x is a " + format.name +
+    auto path = std::filesystem::temp_directory_path() / "torchship_test_format";
+    std::ofstream(path, std::ios::binary) << format.bytes;
+    EXPECT_EQ(decode_image(path, {}, Decode::Exact, 37 * 23).size(0), 23) << format.name;
+    EXPECT_EQ(error_message([&] { decode_image(path, {}, Decode::Exact, 850); }),
+              path.string() + " is a " + format.name +
                   " image of 37 x 23 pixels (851), more than the limit of 850 " +
                   "(--max-image-pixels)");
+    std::filesystem::remove(path);
+    if (format.name == "PFM" || format.name == "Sun raster" || format.name == "Radiance HDR" ||
+        format.name == "OpenEXR") {
+      EXPECT_EQ(error_message([&] { decode_image_bytes(format.bytes, {}, "x"); }),
+                "x is a " + format.name +
+                    " image, which OpenCV decodes only from a file: send PNG, JPEG, BMP, TIFF, "
+                    "WebP or PNM (a file given to the CLI may be " +
+                    format.name + ")");
+    } else {
+      EXPECT_EQ(decode_image_bytes(format.bytes, {}, "x", Decode::Exact, 37 * 23).size(0), 23)
+          << format.name;
+    }
   }
+}
+
+// OpenCV decodes some formats' bytes through a temporary file that a failed decode leaves
+// behind: a malformed upload of one must leave nothing in the temporary folder.
+TEST(ImageHeader, MalformedUploadsLeaveNoTemporaryFiles) {
+  auto count = [] {
+    size_t found = 0;
+    for (const auto& entry :
+         std::filesystem::directory_iterator(std::filesystem::temp_directory_path())) {
+      found += entry.path().filename().string().rfind("__opencv_temp", 0) == 0;
+    }
+    return found;
+  };
+  size_t before = count();
+  for (const auto& format : formats(16, 16)) {
+    std::string malformed = format.bytes.substr(0, format.bytes.size() / 2);
+    try {
+      decode_image_bytes(malformed, {}, "upload");
+    } catch (const Error&) {
+    }
+  }
+  EXPECT_EQ(error_message([] { decode_image_bytes(std::string("PF\n7\r\r1\r\r"), {}, "x"); }),
+            "x is a PFM image, which OpenCV decodes only from a file: send PNG, JPEG, BMP, TIFF, "
+            "WebP or PNM (a file given to the CLI may be PFM)");
+  EXPECT_EQ(count(), before);
 }
 
 TEST(ImageHeader, DecompressionBombsAreRefusedBeforeDecoding) {
