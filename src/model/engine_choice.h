@@ -1,5 +1,6 @@
 // Which form of an archive of every form runs (LoadOptions::engine): each form that loads and
-// reproduces its golden vectors on this machine is timed on them, and the fastest is kept;
+// reproduces its golden vectors on this machine is timed on its first golden case and on the
+// same inputs at the smallest batch, and the fastest by the geometric mean of the two is kept;
 // a form named by the caller is loaded alone.
 #pragma once
 
