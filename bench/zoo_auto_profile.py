@@ -32,6 +32,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import zoo  # noqa: E402
 import zoo_profile  # noqa: E402
 import zoo_report  # noqa: E402
@@ -86,14 +87,13 @@ def openvino_profile(model, x: np.ndarray, config: dict, runs: int) -> Dict[str,
 def form_ir(archive: str) -> Tuple[object, dict]:
     """The auto archive's OpenVINO form: its IR read from memory, and its manifest."""
     import openvino as ov
+    from torchship.openvino.ir_archive import read_ir_archive
     with zipfile.ZipFile(archive) as outer:
         name = next(n for n in outer.namelist() if n.endswith("forms/openvino.ov"))
-        form = zipfile.ZipFile(io.BytesIO(outer.read(name)))
-    records = {n.split("/", 1)[1]: n for n in form.namelist() if "/" in n}
-    manifest = json.loads(form.read(records["extra/torchship.json"]))
-    weights = np.frombuffer(form.read(records["openvino/model.bin"]), dtype=np.uint8).copy()
-    return ov.Core().read_model(form.read(records["openvino/model.xml"]).decode(),
-                                ov.Tensor(weights)), manifest
+        records = read_ir_archive(io.BytesIO(outer.read(name)))
+    weights = np.frombuffer(records["openvino/model.bin"], dtype=np.uint8).copy()
+    return ov.Core().read_model(records["openvino/model.xml"].decode(), ov.Tensor(weights)), \
+        json.loads(records["extra/torchship.json"])
 
 
 def torchship_openvino(case: dict, x: np.ndarray, precision: str, runs: int) -> Dict[str, float]:
