@@ -99,7 +99,8 @@ def form_ir(archive: str) -> Tuple[object, dict]:
 def torchship_openvino(case: dict, x: np.ndarray, precision: str, runs: int) -> Dict[str, float]:
     import openvino as ov
     model, manifest = form_ir(case["files"]["exported_auto"])
-    if any(fixed["batch"] == x.shape[0] for fixed in manifest["export"].get("static_batches", [])):
+    static = manifest["export"].get("static_batches", [])
+    if any(fixed["batch"] == x.shape[0] for fixed in static):
         shape = ov.PartialShape(model.inputs[0].get_partial_shape())
         shape[0] = ov.Dimension(x.shape[0])
         model.reshape({model.inputs[0]: shape})
