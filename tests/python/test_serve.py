@@ -12,7 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from serving import Client, Server, fashion_reference, infer_body, make_repository, metric
+from serving import (Client, Server, fashion_reference, infer_body, make_repository, metric,
+                     wait_for)
 
 FASHION_CONFIG = {"max_batch_size": 64, "max_queue_delay_us": 5000}
 
@@ -308,25 +309,29 @@ def test_full_queue_answers_503_instead_of_growing(cli, tmp_path, fixtures):
                                     "holds (max_queue_size)")
 
 
-def test_sigterm_finishes_requests_in_flight(cli, repository, reference):
+def test_sigterm_finishes_requests_in_flight(cli, tmp_path, models, reference):
+    # A batch that waits up to 2 s for company holds the request in the server's queue: SIGTERM
+    # is sent once the queue gauge shows it there, so the request is in flight, not on its way.
+    repository = make_repository(str(tmp_path), {
+        "fashion": (os.path.join(models, "fashion_mnist.pt"),
+                    {"max_batch_size": 64, "max_queue_delay_us": 2_000_000})})
     server = Server(cli, repository, "--threads", "1")
     results = []
 
-    def slow_requests():
-        client = server.connect()
-        for _ in range(3):
-            try:
-                results.append(client.infer("resnet", {"image": np.zeros((224, 224, 3),
-                                                                         np.uint8)}).status)
-            except (ConnectionError, OSError, http.client.HTTPException):
-                results.append("closed")  # later requests meet the closed server
+    def one_request():
+        try:
+            results.append(server.connect().infer("fashion", {"images": reference[0][:1]}).status)
+        except (ConnectionError, OSError, http.client.HTTPException) as error:
+            results.append(repr(error))
 
-    thread = threading.Thread(target=slow_requests)
+    thread = threading.Thread(target=one_request)
     thread.start()
-    time.sleep(0.05)
+    gauge = 'torchship_queue_depth{model="fashion",version="1"}'
+    wait_for(lambda: metric(server.connect().get("/metrics").body.decode(), gauge) == 1,
+             "the request in the server's queue")
     code = server.terminate()
     thread.join()
     assert code == 0
-    assert results and results[0] == 200  # the request in flight was answered
+    assert results == [200]  # the request in flight was answered
     assert any("received SIGTERM: finishing requests in flight" in line for line in server.log)
     assert server.log[-1] == "torchship: info: stopped"
