@@ -569,6 +569,63 @@ def chosen_engine(samples: List[dict]) -> str:
     return "—"
 
 
+ENGINE_FORMS = {"torchscript": "torchship.export .pt", "aoti": "torchship.export .pt2",
+                "openvino": "torchship.export .ov"}  # engine names in the load's notes
+
+
+def precision_kept(samples: List[dict]) -> Optional[bool]:
+    """Whether the load kept bf16, from the best round's "precision: ..." note."""
+    best = min((s for s in samples if "p50_ms" in s), key=lambda s: s["p50_ms"], default=None)
+    for note in (best or {}).get("notes", []):
+        if note.startswith("precision: "):
+            return note.startswith("precision: openvino bf16 kept")
+    return None
+
+
+def choice_text(results: dict, forms: Optional[dict]) -> str:
+    """What the loads chose, counted, and each cell where the forms run (each form alone, same
+    batch) timed another form fastest."""
+    titles = {case["id"]: case["name"] for case in results["cases"]}
+    forms_table = cells(forms) if forms else {}
+    counts: Dict[str, int] = {}
+    other, bf16_kept, bf16_refused = [], [], []
+    for model, batches in cells(results).items():
+        for batch in sorted(batches, key=int):
+            samples = results["results"][model][batch]["samples"]
+            engine = chosen_engine(samples.get(AUTO, []))
+            if engine == "—":  # the archive did not run at this batch
+                continue
+            counts[engine] = counts.get(engine, 0) + 1
+            alone = forms_table.get(model, {}).get(batch, {})
+            best = fastest_form(alone)
+            if best and engine in ENGINE_FORMS and ENGINE_FORMS[engine] != best:
+                mine = alone.get(ENGINE_FORMS[engine])
+                other.append(f"{titles.get(model, model)} b{batch} ({engine}, "
+                             f"{text(mine)} ms alone against {FORMS[best][0]}'s "
+                             f"{text(alone[best])} ms)")
+            kept = precision_kept(samples.get(AUTO_BF16, []))
+            if kept is not None:
+                (bf16_kept if kept else bf16_refused).append(f"{titles.get(model, model)} b{batch}")
+    chosen = ", ".join(f"{engine} in {n}" for engine, n in sorted(counts.items(),
+                                                                   key=lambda item: -item[1]))
+    cells_count = sum(counts.values())
+    sentence = f"What the loads chose: {chosen} of {cells_count} cells."
+    if forms_table:
+        sentence += (f" Against the forms run (each form alone at the same batch), the choice "
+                     f"was the fastest form in {cells_count - len(other)} of {cells_count}"
+                     + (f"; elsewhere: {'; '.join(other)}" if other else "") +
+                     " (the two runs are separate processes at separate times: a few percent "
+                     "between forms is within their noise).")
+    if bf16_kept or bf16_refused:
+        sentence += (f" With `--precision auto`, bf16 was kept in {len(bf16_kept)} of "
+                     f"{len(bf16_kept) + len(bf16_refused)} cells"
+                     + (f" (refused: {', '.join(bf16_refused)}, where the golden cases fell "
+                        "outside bf16's tolerance)" if bf16_refused else "") + ".")
+    return sentence + (" The choice costs the first load: it loads, checks and times every "
+                       "form (the table below); a server records it once (config.json's "
+                       "\"engine\").")
+
+
 def auto_lines(results: dict, forms: Optional[dict]) -> List[str]:
     """The recommended archive of every form against the peers, per model and batch, with the
     engine each load chose and the goals' verdicts; then per model its export time, its size
@@ -620,18 +677,7 @@ def auto_lines(results: dict, forms: Optional[dict]) -> List[str]:
                       f"in {len(bf16_ratios) - len(missed_bf16)} of {len(bf16_ratios)} cells"
                       f"{'; over it: ' + ', '.join(missed_bf16) if missed_bf16 else ''}; "
                       f"geometric mean {text(geomean(bf16_ratios), suffix='x')}).")
-    lines += ["", "What this run shows: one engine chosen per archive, on its first golden case "
-              "(batch 8 here) in about a second of interleaved runs, is not yet a lever. It "
-              "picked OpenVINO in 20 of 26 cells, where OpenVINO with free sizes runs 2 to 13% "
-              "behind OpenVINO on the ONNX model's static shape (the profile of that gap: "
-              "\"OpenVINO: free sizes against the request's exact shape\" above); it picked "
-              "AOTInductor for MNASNet and LR-ASPP at batch 1, where the forms run measured "
-              "OpenVINO faster (a choice timed at batch 8 and under a second of noise). bf16 "
-              "was refused for the pretrained EfficientNet-Lite0 by the tolerance rule (max abs "
-              "error 0.83 on logits, top-1 agreeing on every photo), so it runs fp32 where "
-              "OpenVINO's default runs bf16. And the choice costs: the first load loads, checks "
-              "and times every form (13 s for ResNet-50 against 0.7 s for its OpenVINO form "
-              "alone, below); a server records it once (config.json's \"engine\").", ""]
+    lines += ["", choice_text(results, forms), ""]
     lines += ["Per model: the export of every form, the archive against the single form "
               "that ran fastest at batch 1 in the forms run above, and the first load (all "
               "forms loaded, checked and timed) against that form's load:", "",

@@ -100,6 +100,29 @@ def test_a_missed_cells_profile_names_where_ours_spends_more_largest_first():
     assert zoo_report.kinds_text(peer, peer) == ""
 
 
+def test_the_choice_summary_counts_engines_and_names_cells_where_another_form_was_faster():
+    import zoo_report
+
+    def sample(p50, *notes):
+        return [{"p50_ms": p50, "notes": list(notes)}]
+
+    auto = {"cases": [{"id": "m", "name": "Model"}], "results": {"m": {
+        "1": {"samples": {zoo_report.AUTO: sample(2.0, "engine: aoti chosen, 2 ms ..."),
+                          zoo_report.AUTO_BF16: sample(1.0, "precision: openvino bf16 kept: x")}},
+        "8": {"samples": {zoo_report.AUTO: sample(9.0, "engine: openvino chosen, 9 ms ..."),
+                          zoo_report.AUTO_BF16: sample(9.0, "precision: fp32: golden cases")}}}}}
+    forms = {"cases": [], "results": {"m": {
+        "1": {"samples": {"torchship.export .pt2": sample(4.33),
+                          "torchship.export .ov": sample(2.68)}},
+        "8": {"samples": {"torchship.export .pt2": sample(10.0),
+                          "torchship.export .ov": sample(9.1)}}}}}
+    text = zoo_report.choice_text(auto, forms)
+    assert text.startswith("What the loads chose: aoti in 1, openvino in 1 of 2 cells. ")
+    assert "the fastest form in 1 of 2; elsewhere: Model b1 (aoti, 4.33 ms alone against " \
+        "OpenVINO's 2.68 ms)" in text
+    assert "bf16 was kept in 1 of 2 cells (refused: Model b8, " in text
+
+
 def test_every_runtimes_node_kinds_land_in_the_same_bins():
     import zoo_auto_profile
     bins = {kind: zoo_auto_profile.bin_of(kind) for kind in (
