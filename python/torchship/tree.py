@@ -106,9 +106,19 @@ def max_difference(expected: Any, actual: Any, path: str = "output") -> Dict[str
 
 def first_mismatch(expected: Any, actual: Any, rtol: float, atol: Optional[float],
                    path: str = "output") -> Optional[str]:
-    """The first leaf where `actual` is not close to `expected` by the rule of
-    torchship.tolerance (atol None: each tensor's scaled default), described; None when all
-    are."""
+    """The first difference between `expected` and `actual`, described: another structure,
+    length, key, shape, dtype or non-tensor value, else the first tensor leaf not close by the
+    rule of torchship.tolerance (atol None: each tensor's scaled default); None when all are."""
+    try:
+        max_difference(expected, actual, path)
+    except ValueError as error:
+        return str(error)
+    return _first_value_mismatch(expected, actual, rtol, atol, path)
+
+
+def _first_value_mismatch(expected: Any, actual: Any, rtol: float, atol: Optional[float],
+                          path: str) -> Optional[str]:
+    """first_mismatch on trees of the same structure, shapes and dtypes."""
     if isinstance(expected, torch.Tensor):
         if expected.is_floating_point():
             leaf_atol = scaled_atol(rtol, expected) if atol is None else atol
@@ -120,13 +130,14 @@ def first_mismatch(expected: Any, actual: Any, rtol: float, atol: Optional[float
             return f"{path}: values differ"
     elif isinstance(expected, (list, tuple)):
         for i, (e, a) in enumerate(zip(expected, actual)):
-            found = first_mismatch(e, a, rtol, atol, f"{path}[{i}]")
+            found = _first_value_mismatch(e, a, rtol, atol, f"{path}[{i}]")
             if found:
                 return found
     elif isinstance(expected, dict):
         actual_by_name = {str(k): v for k, v in actual.items()}
         for key, value in expected.items():
-            found = first_mismatch(value, actual_by_name[str(key)], rtol, atol, f"{path}.{key}")
+            found = _first_value_mismatch(value, actual_by_name[str(key)], rtol, atol,
+                                          f"{path}.{key}")
             if found:
                 return found
     return None

@@ -409,3 +409,22 @@ def test_a_torch_that_refuses_torchscript_gets_one_line(tmp_path, monkeypatch):
         "a TorchScript archive needs a torch that still writes it (an earlier release, or the "
         "opt-out that message names), or PyTorch's successor, torch.export + AOTInductor (.pt2)")
     assert not (tmp_path / "a.pt").exists()
+
+
+def test_the_output_comparison_catches_shape_dtype_length_key_and_value_differences():
+    from torchship.tree import first_mismatch
+    x = torch.ones(2, 3)
+    assert first_mismatch(x, x.clone(), 1e-4, None) is None
+    assert first_mismatch([x, {"a": x}], (x, {"a": x}), 1e-4, None) is None  # tuples as lists
+    assert first_mismatch(x, torch.ones(1, 3), 1e-4, None) == \
+        "output: expected torch.float32 [2, 3], got torch.float32 [1, 3]"  # broadcastable
+    assert first_mismatch(x, x.double(), 1e-4, None) == \
+        "output: expected torch.float32 [2, 3], got torch.float64 [2, 3]"
+    assert first_mismatch([x, x], [x], 1e-4, None) == "output: expected a sequence of 2"
+    assert first_mismatch({"a": x}, {"b": x}, 1e-4, None) == "output: expected keys ['a']"
+    assert first_mismatch([x, "cat"], [x, "dog"], 1e-4, None) == \
+        "output[1]: expected 'cat', got 'dog'"
+    assert first_mismatch({"a": [x, x + 1]}, {"a": [x, x]}, 1e-4, None) == \
+        "output.a[1]: max abs difference 1"
+    assert first_mismatch(torch.tensor([1, 2]), torch.tensor([1, 3]), 1e-4, None) == \
+        "output: values differ"
