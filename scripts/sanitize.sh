@@ -47,11 +47,19 @@ fuzz() {  # target seconds [extra libFuzzer flags]
   # New inputs go to a scratch folder first: the repository's corpus grows only by merge.
   local scratch="$build/fuzz-scratch/$target"
   mkdir -p "$scratch"
+  local log="$build/fuzz-$target.log" status=0
   TORCHSHIP_FUZZ_TARGET=$target TORCHSHIP_FUZZ_MODEL="$fixtures/generic.pt" \
     "$build/bin/torchship_fuzz" "$scratch" "$corpus" -max_total_time="$2" -timeout=10 \
     -rss_limit_mb=3072 -malloc_limit_mb=1024 -max_len=65536 -print_final_stats=1 \
-    -artifact_prefix="$findings/" -close_fd_mask=3 "${@:3}" </dev/null 2>&1 |
-    grep -E "^#[0-9]+.*DONE|^stat::number_of_executed_units|^stat::peak_rss_mb|ERROR|SUMMARY|==[0-9]+==|Test unit written" || true
+    -artifact_prefix="$findings/" -close_fd_mask=3 "${@:3}" </dev/null >"$log" 2>&1 || status=$?
+  grep -E "^#[0-9]+.*DONE|^stat::number_of_executed_units|^stat::peak_rss_mb|ERROR|SUMMARY|==[0-9]+==|Test unit written" "$log" || true
+  # A run that ends in any other way than its time running out fails, artifact or not (a
+  # crash in libFuzzer itself, a sanitizer abort before an input was written).
+  if [ "$status" -ne 0 ]; then
+    tail -30 "$log" >&2
+    echo "sanitize: fuzz target $target exited with status $status: $log" >&2
+    return 1
+  fi
   # A slow unit (libFuzzer's report of an input that ran over 10 s) says as much about the
   # machine's load as about the code: shown, not failed; a hang past -timeout is a finding.
   for slow in "$findings"/slow-unit-*; do
@@ -72,7 +80,7 @@ if [ "${1:-}" = fuzz ]; then
 fi
 
 echo "== C++ tests under ASan + UBSan ($build)"
-ctest --test-dir "$build" --output-on-failure
+ctest --test-dir "$build" --output-on-failure --no-tests=error
 echo "== the CLI's arguments and inputs under ASan + UBSan (tests/python/test_cli_errors.py)"
 TORCHSHIP_CLI="$PWD/$build/bin/torchship" "$PY" -m pytest tests/python/test_cli_errors.py -q \
   -p no:cacheprovider

@@ -5,13 +5,14 @@ import glob
 import json
 import os
 import subprocess
+import zipfile
 
 import numpy as np
 import pytest
 import torch
 import torchvision
 
-from conftest import stderr_lines
+from conftest import GOLDEN_INDEX, stderr_lines
 
 
 def assert_error(result, message: str, code: int = 2) -> None:
@@ -216,6 +217,25 @@ def test_check_fails_with_exit_3_when_outputs_differ(run):
 def test_check_without_golden_vectors(run):
     assert_error(run("check", "plain.pt"),
                  "plain.pt has no golden vectors (export it with torchship.export to record them)")
+
+
+def test_check_of_an_archive_whose_golden_index_lists_no_case_is_no_pass(run, fixtures, tmp_path):
+    # "PASS: 0 golden cases" would certify an archive that proves nothing.
+    empty = tmp_path / "empty_index.pt"
+    with zipfile.ZipFile(os.path.join(fixtures, "classifier.pt")) as source, \
+            zipfile.ZipFile(empty, "w", zipfile.ZIP_STORED) as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename.endswith("/" + GOLDEN_INDEX):
+                index = json.loads(data)
+                index["cases"] = []
+                data = json.dumps(index).encode()
+            target.writestr(item, data)
+    for extra in ([], ["--json"]):
+        result = run("check", str(empty), *extra)
+        assert_error(result, f"{empty} has no golden cases to check: its golden index lists none "
+                             "(export it with torchship.export to record them)")
+        assert "PASS" not in result.stdout
 
 
 def test_hostile_files_are_refused_before_anything_is_allocated(run, tmp_path):

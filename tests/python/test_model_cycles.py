@@ -79,21 +79,35 @@ class Traffic:
             except urllib.error.HTTPError as error:
                 self.statuses.append(error.code)
                 self.bodies.append(error.read().decode())
+            except Exception as error:  # a refused or dropped connection fails the test
+                self.statuses.append(f"no answer: {error!r}")
 
-    def stop(self):
+    def stop(self) -> str:
+        """Checks the answers; returns them counted, for the report."""
         self.stopping.set()
         self.thread.join(timeout=60)
+        assert not self.thread.is_alive(), "the traffic thread did not stop within 60 s"
         unexpected = [s for s in self.statuses if s not in (200, 404, 503)]
         assert not unexpected, (unexpected[:5], self.bodies[:5])
         # A refusal names the model's state (unloaded, not loaded yet, unavailable).
         for text in self.bodies:
             assert "unload" in text or "not loaded" in text or "unavailable" in text, text
-        return len(self.statuses)
+        assert self.statuses.count(200) > 0, "no inference was answered between the cycles"
+        refused = len(self.statuses) - self.statuses.count(200)
+        return (f"{len(self.statuses)} inferences meanwhile, {self.statuses.count(200)} answered, "
+                f"{refused} refused while the model was unloaded (404 or 503), none failed")
 
 
 def post(port, path):
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=b"{}", method="POST")
     with urllib.request.urlopen(request, timeout=120) as answer:
+        return answer.status
+
+
+def post_inference(port, model):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/{model}/infer",
+                                     data=body(), method="POST")
+    with urllib.request.urlopen(request, timeout=60) as answer:
         return answer.status
 
 
@@ -161,9 +175,9 @@ def test_pt2_load_unload_over_http_keeps_memory_flat(serve, report):
     traffic = Traffic(server.port, "fashion_pt2")
     first, settled, late = run_cycles(server, tmp, 500,
                                       lambda: cycle_http(server, "fashion_pt2"))
-    sent = traffic.stop()
+    answers = traffic.stop()
     report(f"model cycles, .pt2 over HTTP, packages kept: {figure(first, settled, late, 500)}; "
-           f"{sent} inferences meanwhile, none 5xx")
+           f"{answers}")
     assert_flat(settled, late)
 
 
@@ -174,6 +188,10 @@ def test_pt2_growth_without_keeping_packages(serve, report):
                            keep_packages=False)
     first, settled, late = run_cycles(server, tmp, 150, lambda: cycle_http(server, "fashion_pt2"))
     report(f"model cycles, .pt2 over HTTP, packages not kept: {figure(first, settled, late, 150)}")
+    # Not kept, each package's unpacked files and descriptors still go with its model.
+    assert late["tmp_bytes"] == first["tmp_bytes"], (first, late)
+    assert late["fds"] <= first["fds"] + 2, (first, late)
+    assert post_inference(server.port, "fashion_pt2") == 200
 
 
 def test_pt2_and_pt_load_unload_over_grpc(serve, report):
@@ -217,7 +235,7 @@ def test_poll_mode_reloads_replaced_files_without_growing(serve, models, report)
         reloads.append(1)
 
     first, settled, late = run_cycles(server, tmp, 50, one_cycle, settle=25)
-    sent = traffic.stop()
+    answers = traffic.stop()
     report(f"model cycles, poll mode (replaced in place / renamed in): "
-           f"{figure(first, settled, late, 50, settle=25)}; {sent} inferences meanwhile, none 5xx")
+           f"{figure(first, settled, late, 50, settle=25)}; {answers}")
     assert_flat(settled, late)

@@ -17,6 +17,11 @@ struct CheckOptions {
 int run_check(const CheckOptions& options) {
   Model model = load_model(options.model, 1);
   GoldenReport report = check_golden(model);
+  if (report.cases.empty()) {  // "PASS: 0 golden cases" would certify what proves nothing
+    throw bad_input(options.model.path +
+                    " has no golden cases to check: its golden index lists none (export it "
+                    "with torchship.export to record them)");
+  }
   if (options.json) {
     nlohmann::json cases = nlohmann::json::array();
     for (const auto& golden_case : report.cases) {
