@@ -163,3 +163,13 @@ def test_the_formats_page_is_what_its_results_render():
         measured = json.load(f)
     with open(formats.REPORT) as f:
         assert f.read() == formats.render(measured)
+
+
+def test_the_readme_summary_is_what_its_results_render():
+    import readme_figures
+    needed = ("compare-pypi.json", "compare-debian.json", "serve.json")
+    if not all(os.path.exists(os.path.join(report.RESULTS, name)) for name in needed):
+        pytest.skip("the README's results are not all in bench/results")
+    with open(readme_figures.README) as f:
+        readme = f.read()
+    assert readme == readme_figures.render(readme)
