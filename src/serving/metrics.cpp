@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "serving/http_status.h"
+
 namespace torchship::serving {
 namespace {
 
@@ -39,43 +41,10 @@ void Histogram::write(std::string& out, const std::string& name, const std::stri
   out += name + "_count{" + labels + "} " + std::to_string(count_) + "\n";
 }
 
-namespace {
-
-// The status label of the request counter: the HTTP status number, whatever the protocol.
-int status_label(Status status) {
-  switch (status) {
-    case Status::Ok:
-      return 200;
-    case Status::InvalidArgument:
-      return 400;
-    case Status::Unauthenticated:
-      return 401;
-    case Status::NotFound:
-      return 404;
-    case Status::Conflict:
-      return 409;
-    case Status::PayloadTooLarge:
-      return 413;
-    case Status::UnsupportedEncoding:
-      return 415;
-    case Status::Unimplemented:
-      return 501;
-    case Status::Unavailable:
-      return 503;
-    case Status::DeadlineExceeded:
-      return 504;
-    case Status::Internal:
-      return 500;
-  }
-  return 500;
-}
-
-}  // namespace
-
 void Metrics::request(const std::string& model, const std::string& version, const char* protocol,
                       Status status, double seconds) {
   std::lock_guard<std::mutex> lock(mutex_);
-  ++requests_[{model, version, protocol, status_label(status)}];
+  ++requests_[{model, version, protocol, http_status(status)}];
   if (!model.empty() && status == Status::Ok) models_[{model, version}].latency.observe(seconds);
 }
 

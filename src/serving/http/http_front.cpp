@@ -14,6 +14,7 @@
 
 #include "serving/http/content_encoding.h"
 #include "serving/http/deadline_server.h"
+#include "serving/http_status.h"
 #include "serving/service.h"
 #include "torchship/detection_output.h"
 #include "torchship/error.h"
@@ -23,34 +24,6 @@ namespace torchship::serving {
 namespace {
 
 using nlohmann::json;
-// The HTTP status of a core status; docs/serving.md has the table.
-int http_status(Status status) {
-  switch (status) {
-    case Status::Ok:
-      return 200;
-    case Status::InvalidArgument:
-      return 400;
-    case Status::Unauthenticated:
-      return 401;
-    case Status::NotFound:
-      return 404;
-    case Status::Conflict:
-      return 409;
-    case Status::PayloadTooLarge:
-      return 413;
-    case Status::UnsupportedEncoding:
-      return 415;
-    case Status::Unimplemented:
-      return 501;
-    case Status::Unavailable:
-      return 503;
-    case Status::DeadlineExceeded:
-      return 504;
-    case Status::Internal:
-      return 500;
-  }
-  return 500;
-}
 
 void send_json(httplib::Response& response, int status, const json& body) {
   response.status = status;
