@@ -8,6 +8,7 @@
 
 #include "cli_common.h"
 #include "progress.h"
+#include "torchship/classification_output.h"
 
 namespace torchship::cli {
 namespace {
@@ -65,10 +66,6 @@ std::map<std::string, int64_t> read_truth(const std::string& csv, const Model& m
     truth[path_key(path)] = index;
   }
   return truth;
-}
-
-json prediction_json(const Prediction& prediction) {
-  return {{"index", prediction.index}, {"label", prediction.label}, {"score", prediction.score}};
 }
 
 json result_json(const fs::path& path, const std::vector<Prediction>& predictions) {

@@ -16,6 +16,7 @@
 #include "serving/http/deadline_server.h"
 #include "serving/http_status.h"
 #include "serving/service.h"
+#include "torchship/classification_output.h"
 #include "torchship/detection_output.h"
 #include "torchship/error.h"
 #include "torchship/version.h"
@@ -254,9 +255,7 @@ struct HttpFront::Impl {
     int k = top_k_parameter(request);
     auto predictions = service.classify(entry, k, encoded_image(request), deadline);
     json list = json::array();
-    for (const auto& p : predictions) {
-      list.push_back({{"index", p.index}, {"label", p.label}, {"score", p.score}});
-    }
+    for (const auto& prediction : predictions) list.push_back(prediction_json(prediction));
     send_json(
         response, 200,
         {{"model_name", entry.name}, {"model_version", entry.version}, {"predictions", list}});
