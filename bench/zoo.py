@@ -282,11 +282,8 @@ def main() -> None:
                    f"--runs {args.runs}" + (" --plain-packages" if args.plain_packages else "") +
                    (" --forms" if args.forms else "") + (" --auto" if args.auto else ""),
         "cases": cases, "results": found}
-    os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
-    with open(args.results, "w") as f:
-        json.dump(results, f, indent=1)
     runners.clear_progress()
-    zoo_report.main()
+    zoo_report.publish(args.results, results)
 
 
 if __name__ == "__main__":

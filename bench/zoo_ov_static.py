@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 import zipfile
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 
@@ -111,10 +111,8 @@ def main() -> None:
                "command": f"python bench/zoo_ov_static.py --models {args.models} "
                           f"--rounds {args.rounds} --runs {args.runs}",
                "models": found}
-    with open(zoo_report.OV_STATIC_FILE, "w") as f:
-        json.dump(results, f, indent=1)
     runners.clear_progress()
-    zoo_report.main()
+    zoo_report.publish(zoo_report.OV_STATIC_FILE, results)
 
 
 if __name__ == "__main__":

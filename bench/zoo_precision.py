@@ -122,11 +122,8 @@ def main() -> None:
         "command": f"python3 bench/zoo_precision.py --models {args.models} --rounds "
                    f"{args.rounds} --runs {args.runs}",
         "cases": cases, "results": found, "accuracy": accuracies}
-    os.makedirs(zoo_report.RESULTS, exist_ok=True)
-    with open(zoo_report.PRECISION_FILE, "w") as f:
-        json.dump(results, f, indent=1)
     runners.clear_progress()
-    zoo_report.main()
+    zoo_report.publish(zoo_report.PRECISION_FILE, results)
 
 
 if __name__ == "__main__":

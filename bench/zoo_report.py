@@ -818,6 +818,14 @@ def section(results: dict) -> List[str]:
     return lines
 
 
+def publish(path: str, results: dict) -> None:
+    """Writes one zoo benchmark's results file, then renders the zoo section from them all."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+    main()
+
+
 def main() -> None:
     if not os.path.exists(RESULTS_FILE):
         raise SystemExit(f"no {RESULTS_FILE}: run bench/zoo.py first")

@@ -141,11 +141,8 @@ def main() -> None:
         "command": f"python bench/zoo_serve.py --models {args.models} --seconds {args.seconds:g} "
                    f"--rounds {args.rounds}",
         "models": {name: case["name"] for name, case in cases.items()}, "samples": rounds}
-    os.makedirs(zoo_report.RESULTS, exist_ok=True)
-    with open(zoo_report.SERVE_FILE, "w") as f:
-        json.dump(results, f, indent=1)
     runners.clear_progress()
-    zoo_report.main()
+    zoo_report.publish(zoo_report.SERVE_FILE, results)
 
 
 if __name__ == "__main__":
