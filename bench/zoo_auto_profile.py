@@ -27,7 +27,7 @@ import os
 import sys
 import tempfile
 import zipfile
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 

@@ -25,7 +25,7 @@ import os
 import sys
 import time
 import warnings
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, Tuple
 
 import numpy as np
 import torch
