@@ -244,11 +244,6 @@ def test_inputs_of_another_type_or_shape_are_one_line(run, ov, tmp_path):
         "input 'x': expected FP32 tensor of shape [-1, 3, 16, 16], got FP32 [2, 3, 16, 15]")
 
 
-class Scale(torch.nn.Module):
-    def forward(self, x):
-        return x * 2
-
-
 @needs_openvino
 def test_without_input_specs_the_ir_refuses_in_one_line(run, tmp_path):
     """No manifest spec stands before the IR: its parameter's type and shape refuse."""
