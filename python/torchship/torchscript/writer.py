@@ -50,55 +50,71 @@ def _warn_once(message: str) -> None:
 
 def _write(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], path: str,
            options: ExportOptions, notes: List[str]) -> ExportResult:
-    manifest, precision, method = options.manifest, options.precision, options.method
-    rtol, atol = options.rtol, options.atol
     findings = Findings()
     for finding in train_mode(module):
         findings.add(finding)
     module.eval()
-
     fp32_module = module
-    if precision == "bf16":
+    if options.precision == "bf16":
         module = Bfloat16(copy.deepcopy(module)).eval()
-    elif precision == "int8":
+    elif options.precision == "int8":
         module = _quantize_noting_deprecations(module, options.quantize, options.calibration,
                                                notes)
     with torch.no_grad():
-        expected = _run_reduced(module, cases_inputs, precision)
-        exported = convert(module, cases_inputs[0], method, options.trace, findings, notes,
-                           _sizes_fixed(manifest))
+        expected = _run_reduced(module, cases_inputs, options.precision)
+        exported = convert(module, cases_inputs[0], options.method, options.trace, findings,
+                           notes, _sizes_fixed(options.manifest))
         exported.eval()
-        actual = []
-        for number, args in enumerate(cases_inputs):
-            try:
-                actual.append(exported(*args))
-            except Exception as error:
-                raise ExportError(f"the exported module fails on golden case {number}:\n"
-                                  f"{diagnose(error)}") from error
+        actual = _run_exported(exported, cases_inputs)
+    max_errors, sized = _verify(module, exported, cases_inputs, expected, actual, options,
+                                findings, notes)
+    if options.precision == "int8":
+        _accept_quantization_constants(findings, notes)
+    settle_findings(findings, options.allow, module)
+    manifest_dict, precision_report = _save(exported, path, fp32_module, cases_inputs, actual,
+                                            sized, options)
+    return ExportResult(path, exported, manifest_dict, max_errors, findings.items, notes,
+                        precision_report)
 
+
+def _run_exported(exported, cases_inputs: List[Tuple[Any, ...]]) -> List[Any]:
+    """The exported module's outputs on the golden cases."""
+    actual = []
+    for number, args in enumerate(cases_inputs):
+        try:
+            actual.append(exported(*args))
+        except Exception as error:
+            raise ExportError(f"the exported module fails on golden case {number}:\n"
+                              f"{diagnose(error)}") from error
+    return actual
+
+
+def _verify(module, exported, cases_inputs: List[Tuple[Any, ...]], expected: List[Any],
+            actual: List[Any], options: ExportOptions, findings: Findings,
+            notes: List[str]) -> Tuple[dict, list]:
+    """The exported module against the Python one: on the golden cases, at other sizes of the
+    manifest's free dimensions, and for frozen branches and device literals. A scripted module
+    that computes something else fails the export; a trace's difference is a finding. Returns
+    the largest error per output and the size cases that were checked."""
+    method, manifest, rtol, atol = options.method, options.manifest, options.rtol, options.atol
     max_errors, mismatches = compare_cases(expected, actual, rtol, atol, "exported module")
     for number, mismatch in mismatches:
         if mismatch:
-            if method == "script":
-                raise ExportError(f"golden case {number}: the scripted module computes something "
-                                  f"else than the Python module ({mismatch})")
-            findings.add(Finding(
-                "frozen-branch",
-                f"on golden case {number}, the trace computes something else than the Python "
-                f"module ({mismatch}): tracing froze data-dependent control flow or shapes",
-                "script the code with the branch (method='script'), or script the wrapper and "
-                "trace only the network (method='hybrid', trace=[...])"))
+            _differs(method, findings,
+                     f"golden case {number}: the scripted module computes something else than "
+                     f"the Python module ({mismatch})",
+                     f"on golden case {number}, the trace computes something else than the "
+                     f"Python module ({mismatch}): tracing froze data-dependent control flow or "
+                     "shapes", "script the code with the branch (method='script')")
     sized, disagreement = check_sizes(module, exported, cases_inputs[0],
                                       manifest_dims(manifest, cases_inputs[0]), rtol, atol)
-    if disagreement and method == "script":
-        raise ExportError(f"the scripted module computes something else than the Python module "
-                          f"{disagreement}")
     if disagreement:
-        findings.add(Finding(
-            "frozen-branch", f"the trace computes something else than the Python module "
-            f"{disagreement}: tracing froze a size or a data-dependent branch",
-            "script the code that depends on the size (method='script'), or script the wrapper "
-            "and trace only the network (method='hybrid', trace=[...])"))
+        _differs(method, findings,
+                 f"the scripted module computes something else than the Python module "
+                 f"{disagreement}",
+                 f"the trace computes something else than the Python module {disagreement}: "
+                 "tracing froze a size or a data-dependent branch",
+                 "script the code that depends on the size (method='script')")
     note_sizes(sized, notes)
     if method != "script" and not any(f.id == "frozen-branch" for f in findings.items):
         free = {i: spec.free_dims(manifest.batch_dim) for i, spec in enumerate(manifest.inputs)}
@@ -106,12 +122,24 @@ def _write(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], path: s
             findings.add(finding)
     for finding in device_literals(exported):
         findings.add(finding)
+    return max_errors, sized
 
-    if precision == "int8":
-        _accept_quantization_constants(findings, notes)
-    settle_findings(findings, options.allow, module)
 
-    export_info = export_section("torchscript", method)
+def _differs(method: str, findings: Findings, scripted: str, traced: str, fix: str) -> None:
+    """The exported module computes something else than the Python one: for a scripted module
+    the export fails (`scripted`), for a trace it is a frozen-branch finding (`traced`)."""
+    if method == "script":
+        raise ExportError(scripted)
+    findings.add(Finding("frozen-branch", traced, f"{fix}, or script the wrapper and trace only "
+                         "the network (method='hybrid', trace=[...])"))
+
+
+def _save(exported, path: str, fp32_module, cases_inputs: List[Tuple[Any, ...]],
+          actual: List[Any], sized: list, options: ExportOptions):
+    """Writes the archive: the module with its manifest and golden vectors as extra files.
+    Returns the manifest and, for a reduced precision, its report against fp32."""
+    precision, manifest = options.precision, options.manifest
+    export_info = export_section("torchscript", options.method)
     precision_report = None
     if precision != "fp32":
         with torch.no_grad():
@@ -123,11 +151,10 @@ def _write(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]], path: s
     manifest_dict = manifest.to_dict(export_info, precision)
     extra_files = {MANIFEST_FILE: manifest_file(manifest_dict)}
     extra_files.update(golden_files(list(zip(cases_inputs, actual)) +
-                                    [(case.args, case.actual) for case in sized], rtol, atol,
-                                    [case.label for case in sized]))
+                                    [(case.args, case.actual) for case in sized],
+                                    options.rtol, options.atol, [case.label for case in sized]))
     torch.jit.save(exported, path, _extra_files=extra_files)
-    return ExportResult(path, exported, manifest_dict, max_errors, findings.items, notes,
-                        precision_report)
+    return manifest_dict, precision_report
 
 
 def _sizes_fixed(manifest) -> bool:
