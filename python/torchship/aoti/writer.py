@@ -1,9 +1,9 @@
 """The AOTInductor writer of torchship.export (format="aoti"): torch.export, then AOTInductor
 compiles the program for one CPU target into a .pt2 package (torchship.aoti.pt2_package), which
 is run on the golden cases and compared with the Python module before the manifest and golden
-vectors are added. The compiled code is native code for one CPU family: the manifest's export.cpu says
-which features it may use, and C++ refuses a package whose features the CPU lacks instead of
-dying on an illegal instruction."""
+vectors are added. The compiled code is native code for one CPU family: the manifest's
+export.cpu says which features it may use, and C++ refuses a package whose features the CPU
+lacks instead of dying on an illegal instruction."""
 
 import os
 import shutil
@@ -61,50 +61,15 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
                        findings: Findings) -> ExportResult:
     """Exports, compiles into `path`, runs the golden cases, appends manifest and golden files."""
     notes: List[str] = []
-    rtol, atol, cpu_target = options.rtol, options.atol, options.cpu_target
-    example = cases_inputs[0]
+    rtol, atol, example = options.rtol, options.atol, cases_inputs[0]
     batched = inputs.batched()
     timed = options.static_batches is None  # asked for by name: kept; by default: kept if faster
-    sizes = static_sizes(options.static_batches, options.manifest) if batched else []
-
     with torch.no_grad():
         expected = [module(*args) for args in cases_inputs]
-        program = export_program(module, example, inputs)
-        specialized = {size: static_program(module, example, inputs.dynamic_shapes, batched,
-                                            size)
-                       for size in sizes}
-        started = time.monotonic()
-        with compiler_environment(cpu_target), size_oblivious():
-            # The exported program itself is compiled, with its ranges as exported.
-            compile_package(path, {"model": program, **{
-                model_name(size): static for size, static in specialized.items()}},
-                            inductor_options(cpu_target))
-        compile_seconds = time.monotonic() - started
-        isa = vec_isa(path)
-        check_vectorized(isa, cpu_target)
-        export_info = export_section("aoti", "torch.export")
-        export_info.update({
-            "cpu": {"target": cpu_target, "vec_isa": isa, "features": cpu_features(cpu_target)},
-            "arguments": [argument_record(name, value)
-                          for name, value in zip(inputs.names, example)],
-            "dynamic_dims": record_ranges(inputs.dynamic_dims, inputs.positions, example,
-                                          exported_ranges(program), compiled_bounds(path)),
-        })
-        notes.append(f"aoti: compiled in {compile_seconds:.0f} s for {cpu_target} "
-                     f"(vector ISA {isa})" + (
-                         f", with static batch size(s) {', '.join(map(str, sizes))}"
-                         if specialized else ""))
-
+        specialized, export_info = _compile(module, example, path, options, inputs, notes)
         with runtime_input_checks():
             compiled = torch._inductor.aoti_load_package(path)
-            actual = []
-            for number, args in enumerate(cases_inputs):
-                try:
-                    actual.append(compiled(*args))
-                except Exception as error:
-                    raise ExportError(f"the compiled package fails on golden case {number}: "
-                                      f"{first_line(str(error), type(error).__name__)}"
-                                      ) from error
+            actual = _run_compiled(compiled, cases_inputs)
             kept = check_static_models(module, path, compiled, specialized, rtol, atol, timed,
                                        notes)
             # The dynamic sizes the package accepts, checked beyond the example's.
@@ -118,13 +83,11 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
                     "dimension a fixed size in the manifest's input spec, or export as "
                     "TorchScript")
             note_sizes(sized, notes)
-
     max_errors, mismatches = compare_cases(expected, actual, rtol, atol, "compiled package")
     for number, mismatch in mismatches:
         if mismatch:
             raise ExportError(f"golden case {number}: the compiled package computes something "
                               f"else than the Python module ({mismatch})")
-
     if kept:
         export_info["static_batches"] = [static_entry(size, batched) for size in kept]
     manifest_dict = options.manifest.to_dict(export_info, "fp32")
@@ -135,3 +98,49 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
                               [case.label for case in sized]))
     add_files(path, files)
     return ExportResult(path, compiled, manifest_dict, max_errors, findings.items, notes)
+
+
+def _compile(module: torch.nn.Module, example: Tuple[Any, ...], path: str,
+             options: ExportOptions, inputs: ProgramInputs, notes: List[str]):
+    """torch.export, then AOTInductor compiles the program (and a static copy per batch size
+    asked for) into the package `path` for the options' CPU target. Returns the static
+    programs by batch size and the manifest's export section."""
+    cpu_target, batched = options.cpu_target, inputs.batched()
+    sizes = static_sizes(options.static_batches, options.manifest) if batched else []
+    program = export_program(module, example, inputs)
+    specialized = {size: static_program(module, example, inputs.dynamic_shapes, batched, size)
+                   for size in sizes}
+    started = time.monotonic()
+    with compiler_environment(cpu_target), size_oblivious():
+        # The exported program itself is compiled, with its ranges as exported.
+        compile_package(path, {"model": program, **{
+            model_name(size): static for size, static in specialized.items()}},
+                        inductor_options(cpu_target))
+    compile_seconds = time.monotonic() - started
+    isa = vec_isa(path)
+    check_vectorized(isa, cpu_target)
+    export_info = export_section("aoti", "torch.export")
+    export_info.update({
+        "cpu": {"target": cpu_target, "vec_isa": isa, "features": cpu_features(cpu_target)},
+        "arguments": [argument_record(name, value)
+                      for name, value in zip(inputs.names, example)],
+        "dynamic_dims": record_ranges(inputs.dynamic_dims, inputs.positions, example,
+                                      exported_ranges(program), compiled_bounds(path)),
+    })
+    notes.append(f"aoti: compiled in {compile_seconds:.0f} s for {cpu_target} "
+                 f"(vector ISA {isa})" + (
+                     f", with static batch size(s) {', '.join(map(str, sizes))}"
+                     if specialized else ""))
+    return specialized, export_info
+
+
+def _run_compiled(compiled, cases_inputs: List[Tuple[Any, ...]]) -> List[Any]:
+    """The compiled package's outputs on the golden cases."""
+    actual = []
+    for number, args in enumerate(cases_inputs):
+        try:
+            actual.append(compiled(*args))
+        except Exception as error:
+            raise ExportError(f"the compiled package fails on golden case {number}: "
+                              f"{first_line(str(error), type(error).__name__)}") from error
+    return actual
