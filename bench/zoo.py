@@ -33,7 +33,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import runners  # noqa: E402
@@ -218,6 +218,16 @@ def zoo_arguments(description: str, models: List[str]) -> argparse.Namespace:
     if unknown:
         raise SystemExit(f"unknown zoo model {unknown[0]!r}: expected some of {', '.join(MODELS)}")
     return args
+
+
+def zoo_setup(doc: str, models: List[str]) -> Tuple[argparse.Namespace, Dict[str, str], int]:
+    """What a script on a subset of the zoo starts with: its arguments (zoo_arguments, described
+    by the first paragraph of its `doc`), the stack's paths with the work folder made, and the
+    threads every runner gets (the CPUs this process may use)."""
+    args = zoo_arguments(doc.split("\n\n")[0], models)
+    paths = stack_paths()
+    os.makedirs(paths["work"], exist_ok=True)
+    return args, paths, len(os.sched_getaffinity(0))
 
 
 def versions(paths: Dict[str, str]) -> Dict[str, str]:

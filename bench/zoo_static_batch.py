@@ -67,11 +67,8 @@ def jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
 
 
 def main() -> None:
-    args = zoo.zoo_arguments(__doc__.split("\n\n")[0], MODELS)
+    args, paths, threads = zoo.zoo_setup(__doc__, MODELS)
     models = args.model_list
-    paths = zoo.stack_paths()
-    os.makedirs(paths["work"], exist_ok=True)
-    threads = len(os.sched_getaffinity(0))
     started = time.time()
     cases, compile_seconds = [], {}
     for number, name in enumerate(models):
