@@ -220,11 +220,10 @@ def main() -> None:
         cell["peer_profile_ms"] = peer_profile(case, cell["batch"], cell["peer"], args.runs)
         found.append(cell)
         print(json.dumps(cell), flush=True)
-    with open(PROFILE_FILE, "w") as f:
-        json.dump({"runs": args.runs, "threads": THREADS, "cpu": results["cpu"],
-                   "command": "python bench/zoo_auto_profile.py" +
-                   (f" --cells {args.cells}" if args.cells else ""), "cells": found}, f, indent=1)
-    zoo_report.main()
+    command = f"python bench/zoo_auto_profile.py --runs {args.runs}" + (
+        f" --cells {args.cells}" if args.cells else "")
+    zoo_report.publish(PROFILE_FILE, {"runs": args.runs, "threads": THREADS,
+                                      "cpu": results["cpu"], "command": command, "cells": found})
 
 
 if __name__ == "__main__":
