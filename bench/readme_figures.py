@@ -29,9 +29,7 @@ def load(name: str) -> dict:
 
 def goal_values(results: dict) -> Dict[str, float]:
     """bench/report.py's goals by their label, as measured."""
-    rows = {case: {name: report.summarize(samples) for name, samples in by_runner.items()}
-            for case, by_runner in results["samples"].items()}
-    return {label: value for label, value, _ in report.goals(results, rows)}
+    return {label: value for label, value, _ in report.goals(results, report.case_rows(results))}
 
 
 def summary(pypi: dict, debian: dict, serve: dict) -> str:

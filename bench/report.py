@@ -33,6 +33,12 @@ def verdict(value: Optional[float], limit: float) -> str:
     return "met" if value <= limit else "**not met**"
 
 
+def case_rows(results: dict) -> Dict[str, Dict[str, dict]]:
+    """{case: {runner: summary}} of a results file's samples."""
+    return {case_id: {name: summarize(samples) for name, samples in by_runner.items()}
+            for case_id, by_runner in results["samples"].items()}
+
+
 def goals(results: dict, rows: Dict[str, Dict[str, dict]]) -> List[tuple]:
     """(goal, value, limit) for issue 13's goals, from the data."""
     def ratio(case: str, a: str, b: str) -> Optional[float]:
@@ -61,8 +67,7 @@ def goals(results: dict, rows: Dict[str, Dict[str, dict]]) -> List[tuple]:
 
 def stack_section(results: dict) -> List[str]:
     stack = results["stack"]
-    rows = {case_id: {name: summarize(samples) for name, samples in by_runner.items()}
-            for case_id, by_runner in results["samples"].items()}
+    rows = case_rows(results)
     eager_torch = next((row["Python eager"].get("torch") for row in rows.values()
                         if "Python eager" in row), "?")
     ort = next((row["ONNX Runtime"].get("onnxruntime") for row in rows.values()

@@ -10,6 +10,7 @@ import math
 import os
 import statistics
 import sys
+from collections import Counter
 from typing import Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -560,10 +561,14 @@ AUTO_BF16 = "torchship.export auto, precision auto"
 AUTO_GOAL_CELL, AUTO_GOAL_MEAN = 1.0, 0.9  # issue 34: against the fastest fp32 peer
 
 
+def best_sample(samples: List[dict]) -> dict:
+    """The best round's sample (lowest median), {} when none ran."""
+    return min((s for s in samples if "p50_ms" in s), key=lambda s: s["p50_ms"], default={})
+
+
 def chosen_engine(samples: List[dict]) -> str:
     """The form the load chose, from the best round's notes ("engine: openvino chosen, ...")."""
-    best = min((s for s in samples if "p50_ms" in s), key=lambda s: s["p50_ms"], default=None)
-    for note in (best or {}).get("notes", []):
+    for note in best_sample(samples).get("notes", []):
         if note.startswith("engine: ") and " left out" not in note:
             return note[len("engine: "):].split(",")[0].replace(" chosen", "")
     return "—"
@@ -575,8 +580,7 @@ ENGINE_FORMS = {"torchscript": "torchship.export .pt", "aoti": "torchship.export
 
 def precision_kept(samples: List[dict]) -> Optional[bool]:
     """Whether the load kept bf16, from the best round's "precision: ..." note."""
-    best = min((s for s in samples if "p50_ms" in s), key=lambda s: s["p50_ms"], default=None)
-    for note in (best or {}).get("notes", []):
+    for note in best_sample(samples).get("notes", []):
         if note.startswith("precision: "):
             return note.startswith("precision: openvino bf16 kept")
     return None
@@ -587,7 +591,7 @@ def choice_text(results: dict, forms: Optional[dict]) -> str:
     batch) timed another form fastest."""
     titles = {case["id"]: case["name"] for case in results["cases"]}
     forms_table = cells(forms) if forms else {}
-    counts: Dict[str, int] = {}
+    counts: Counter = Counter()
     other, bf16_kept, bf16_refused = [], [], []
     for model, batches in cells(results).items():
         for batch in sorted(batches, key=int):
@@ -595,7 +599,7 @@ def choice_text(results: dict, forms: Optional[dict]) -> str:
             engine = chosen_engine(samples.get(AUTO, []))
             if engine == "—":  # the archive did not run at this batch
                 continue
-            counts[engine] = counts.get(engine, 0) + 1
+            counts[engine] += 1
             alone = forms_table.get(model, {}).get(batch, {})
             best = fastest_form(alone)
             if best and engine in ENGINE_FORMS and ENGINE_FORMS[engine] != best:
@@ -606,8 +610,7 @@ def choice_text(results: dict, forms: Optional[dict]) -> str:
             kept = precision_kept(samples.get(AUTO_BF16, []))
             if kept is not None:
                 (bf16_kept if kept else bf16_refused).append(f"{titles.get(model, model)} b{batch}")
-    chosen = ", ".join(f"{engine} in {n}" for engine, n in sorted(counts.items(),
-                                                                   key=lambda item: -item[1]))
+    chosen = ", ".join(f"{engine} in {n}" for engine, n in counts.most_common())
     cells_count = sum(counts.values())
     sentence = f"What the loads chose: {chosen} of {cells_count} cells."
     if forms_table:
