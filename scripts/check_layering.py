@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks that the C++ library's layering holds: no file includes a header from a layer above
-its own, public headers include only public headers, and every source file has a header of its
-own (or shares one for a reason stated here).
+its own, public headers include only public headers, every source file has a header of its own
+(or shares one for a reason stated here), the gRPC front includes nothing of JSON, and the
+command-line tool (tools/) includes only public headers and the internal ones listed here.
 
     scripts/check_layering.py [--root DIR]
 
@@ -39,6 +40,14 @@ PUBLIC_WITHOUT_SOURCE = {
     "torchship.h": None,  # the umbrella: everything public, included by applications only
 }
 
+# The library's internal headers the command-line tool (tools/) may include, and why: everything
+# else it uses is the public API (include/torchship/).
+CLI_INTERNAL_HEADERS = {
+    "serving/server.h": "the server `torchship serve` starts (the torchship::serving library)",
+    "core/text.h": "the library's text helpers (join, human_bytes, first_line) for tidy output",
+    "platform/libtorch_warnings.h": "libtorch's warnings routed to the CLI's own stderr lines",
+}
+
 # Source files that share a header, and why.
 SHARED_HEADERS = {
     "src/model/preprocessing.cpp": "Model's image inputs (model.h): one file per part of Model",
@@ -51,6 +60,11 @@ SHARED_HEADERS = {
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+JSON_INCLUDE = re.compile(r'^\s*#\s*include\s+<nlohmann/', re.M)
+
+# Layers that speak no JSON: the gRPC front carries protobuf messages only, so neither it nor any
+# header it includes (followed through torchship's own headers) includes nlohmann's.
+JSON_FREE = ["serving/grpc"]
 
 
 def layer_of_source(relative: str):
@@ -68,6 +82,52 @@ def layer_of_source(relative: str):
 
 def rank(layer: str) -> int:
     return PEERS.get(layer, LAYERS.index(layer))
+
+
+def json_problems(root: Path, sources: dict) -> list:
+    """A file of a JSON_FREE layer that includes nlohmann's JSON, itself or through a header."""
+    chains = {}
+
+    def json_chain(path: Path):
+        """The include chain from `path` to nlohmann's JSON, [] when there is none."""
+        if path in chains:
+            return chains[path] or []
+        chains[path] = None  # a cycle finds nothing new
+        text = path.read_text()
+        found = ["<nlohmann/json>"] if JSON_INCLUDE.search(text) else []
+        for included in INCLUDE.findall(text) if not found else []:
+            for candidate in (root / "include" / included, root / "src" / included):
+                if candidate.exists() and (chain := json_chain(candidate)):
+                    found = [included] + chain
+                    break
+            if found:
+                break
+        chains[path] = found
+        return found
+
+    problems = []
+    for relative, path in sorted(sources.items()):
+        if layer_of_source(relative) in JSON_FREE and (chain := json_chain(path)):
+            problems.append(f"{relative}: layer '{layer_of_source(relative)}' speaks no JSON, "
+                            f"but includes it: {' -> '.join(chain)}")
+    return problems
+
+
+def tool_problems(root: Path) -> list:
+    """An include of the command-line tool's that reaches into src/ past CLI_INTERNAL_HEADERS."""
+    problems = []
+    for path in sorted(p for p in (root / "tools").rglob("*") if p.suffix in (".h", ".cpp")):
+        relative = path.relative_to(root).as_posix()
+        text = path.read_text()
+        for match in INCLUDE.finditer(text):
+            included = match.group(1)
+            internal = (root / "src" / included).exists() and not (path.parent / included).exists()
+            if internal and included not in CLI_INTERNAL_HEADERS:
+                line = text[: match.start()].count("\n") + 1
+                problems.append(f"{relative}:{line}: #include \"{included}\": the command-line "
+                                "tool includes a library-internal header; use the public API, or "
+                                "list it in CLI_INTERNAL_HEADERS with the reason")
+    return problems
 
 
 def main() -> int:
@@ -127,6 +187,9 @@ def main() -> int:
             if rank(layer) >= rank(own):
                 problems.append(f"{where}: layer '{own}' includes from layer '{layer}', "
                                 f"which comes {'beside' if rank(layer) == rank(own) else 'after'} it")
+
+    problems += json_problems(root, sources)
+    problems += tool_problems(root)
 
     for relative in sorted(sources):
         if not relative.endswith(".cpp") or layer_of_source(relative) is None:

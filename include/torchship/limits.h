@@ -6,11 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
-
 #include <string_view>
 
 #include <c10/util/ArrayRef.h>
-#include <nlohmann/json.hpp>
 
 namespace torchship {
 
@@ -21,15 +19,6 @@ constexpr size_t kMaxTensorRank = 64;
 // photos (a 61 MP full-frame sensor, a 108 MP phone's full-resolution mode), while one decode
 // stays near 360 MB (3 bytes a pixel). Checked from the image's header, before decoding.
 constexpr int64_t kDefaultMaxImagePixels = 120'000'000;
-
-// JSON nesting accepted from outside. nlohmann parses iteratively, but copies, compares and
-// prints recursively: 100,000 brackets in a 200 kB request would exhaust a thread's stack.
-constexpr int kMaxJsonDepth = 128;
-
-// JSON from outside (a request, a file, an archive's index). Invalid JSON gives a discarded
-// value (is_discarded()); a document nested deeper than kMaxJsonDepth throws Error(BadInput)
-// "<what> nests arrays and objects deeper than 128 levels", before it is built.
-nlohmann::json parse_json(std::string_view text, const std::string& what);
 
 // The element count of a tensor of `shape`. Throws Error(BadInput) "<where>: ..." when a
 // dimension is negative, the rank exceeds kMaxTensorRank, or the count overflows int64.

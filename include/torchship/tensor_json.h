@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "torchship/datatype.h"
+#include "torchship/tensor_header.h"
 
 namespace torchship {
 
@@ -28,17 +29,7 @@ c10::IValue from_json(const nlohmann::json& tree, const c10::TypePtr& type,
 at::Tensor tensor_from_json(const nlohmann::json& tree, const std::string& where,
                             const NpyResolver& resolve_npy = nullptr);
 
-// The validated "datatype" and "shape" of a tensor object, whatever holds its values ("data",
-// a .npy file, binary bytes after a KServe request's JSON).
-struct TensorHeader {
-  std::string datatype;
-  c10::ScalarType type;
-  std::vector<int64_t> shape;
-  int64_t numel() const;
-};
+// The validated "datatype" and "shape" of a tensor object {"datatype", "shape", ...}.
 TensorHeader tensor_header_from_json(const nlohmann::json& tree, const std::string& where);
-// The same checks on a header that came in another encoding (a gRPC request's tensor).
-TensorHeader tensor_header(const std::string& datatype, const std::vector<int64_t>& shape,
-                           const std::string& where);
 
 }  // namespace torchship

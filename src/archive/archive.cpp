@@ -92,6 +92,82 @@ void check_file(const fs::path& file, const fs::path& path) {
   reject(path, "not a TorchScript archive (expected a zip file written by torch.jit.save)");
 }
 
+// What an archive's records say it holds.
+struct RecordKinds {
+  bool code = false;            // TorchScript's code/
+  bool constants = false;       // TorchScript's constants.pkl
+  bool compiled_model = false;  // an AOTInductor model
+  bool ir = false;              // an OpenVINO graph
+};
+
+RecordKinds record_kinds(const std::vector<std::string>& records) {
+  RecordKinds kinds;
+  for (const auto& record : records) {
+    if (record.rfind("code/", 0) == 0) kinds.code = true;
+    if (record == "constants.pkl") kinds.constants = true;
+    if (record.rfind(kAotiModelPrefix, 0) == 0) kinds.compiled_model = true;
+    if (record == kOpenVinoGraphRecord) kinds.ir = true;
+  }
+  return kinds;
+}
+
+// The format the records hold. Only an archive of every form (forms and nothing else) keeps
+// `forms`; any other archive's are cleared.
+ModelFormat format_of(const RecordKinds& kinds, std::vector<ArchiveForm>& forms) {
+  ModelFormat format = ModelFormat::TorchScript;
+  if (kinds.compiled_model && !kinds.code) format = ModelFormat::AOTInductor;
+  if (kinds.ir && !kinds.code && !kinds.compiled_model) format = ModelFormat::OpenVINO;
+  if (!forms.empty() && !kinds.code && !kinds.compiled_model && !kinds.ir) {
+    return ModelFormat::Auto;
+  }
+  forms.clear();
+  return format;
+}
+
+// A package (.pt2, OpenVINO) keeps torchship's binary files in torchship/, beside its model.
+bool in_package_folder(ModelFormat format, const std::string& record) {
+  return format != ModelFormat::TorchScript && format != ModelFormat::Auto &&
+         record.rfind(kPackageFolder, 0) == 0;
+}
+
+// extra/'s records without the prefix, and a package's torchship/ records as they are.
+std::vector<std::string> extra_files_of(const std::vector<std::string>& records,
+                                        ModelFormat format) {
+  std::vector<std::string> extra_files;
+  for (const auto& record : records) {
+    if (record.rfind(kExtraPrefix, 0) == 0) {
+      extra_files.push_back(record.substr(std::char_traits<char>::length(kExtraPrefix)));
+    } else if (in_package_folder(format, record)) {
+      extra_files.push_back(record);
+    }
+  }
+  return extra_files;
+}
+
+// Why a zip taken for TorchScript, without code/ or constants.pkl, is not one.
+const char* why_not_torchscript(caffe2::serialize::PyTorchStreamReader& zip) {
+  bool is_checkpoint = zip.hasRecord("data.pkl");
+  return is_checkpoint
+             ? "this zip is a torch.save checkpoint, not a TorchScript module; export the "
+               "model with torchship.export or torch.jit.save"
+         : zip.hasRecord("archive_format")
+             ? "this .pt2 package holds no AOTInductor model (no "
+               "data/aotinductor/model/); torchship runs packages written by "
+               "torchship.export(format=\"aoti\") or "
+               "torch._inductor.aoti_compile_and_package"
+             : "this zip is not a TorchScript archive (no code/ or constants.pkl)";
+}
+
+// The zip's record names; a directory that cannot be read is a damaged zip.
+std::vector<std::string> all_records(caffe2::serialize::PyTorchStreamReader& zip,
+                                     const fs::path& path) {
+  try {
+    return zip.getAllRecords();
+  } catch (const c10::Error&) {
+    reject(path, "the zip is truncated or corrupt");
+  }
+}
+
 }  // namespace
 
 Archive Archive::open(const fs::path& path) {
@@ -132,48 +208,13 @@ Archive Archive::open_file(const fs::path& file, const fs::path& name) {
     reject(path, "this zip is not a TorchScript archive (it was not written by torch.jit.save)");
   }
 
-  try {
-    archive.records_ = archive.reader_->zip.getAllRecords();
-  } catch (const c10::Error&) {
-    reject(path, "the zip is truncated or corrupt");
-  }
-  bool has_code = false;
-  bool has_constants = false;
-  bool has_compiled_model = false;
-  bool has_ir = false;
-  for (const auto& record : archive.records_) {
-    if (record.rfind("code/", 0) == 0) has_code = true;
-    if (record == "constants.pkl") has_constants = true;
-    if (record.rfind(kAotiModelPrefix, 0) == 0) has_compiled_model = true;
-    if (record == kOpenVinoGraphRecord) has_ir = true;
-  }
-  if (has_compiled_model && !has_code) archive.format_ = ModelFormat::AOTInductor;
-  if (has_ir && !has_code && !has_compiled_model) archive.format_ = ModelFormat::OpenVINO;
+  archive.records_ = all_records(archive.reader_->zip, path);
+  RecordKinds kinds = record_kinds(archive.records_);
   archive.forms_ = forms_of(archive.records_, path);
-  if (!archive.forms_.empty() && !has_code && !has_compiled_model && !has_ir) {
-    archive.format_ = ModelFormat::Auto;
-  } else {
-    archive.forms_.clear();
-  }
-  for (const auto& record : archive.records_) {
-    if (record.rfind(kExtraPrefix, 0) == 0) {
-      archive.extra_files_.push_back(record.substr(std::char_traits<char>::length(kExtraPrefix)));
-    } else if (archive.format_ != ModelFormat::TorchScript &&
-               archive.format_ != ModelFormat::Auto && record.rfind(kPackageFolder, 0) == 0) {
-      archive.extra_files_.push_back(record);
-    }
-  }
-  if (archive.format_ == ModelFormat::TorchScript && (!has_code || !has_constants)) {
-    bool is_checkpoint = archive.reader_->zip.hasRecord("data.pkl");
-    reject(path, is_checkpoint
-                     ? "this zip is a torch.save checkpoint, not a TorchScript module; export the "
-                       "model with torchship.export or torch.jit.save"
-                 : archive.reader_->zip.hasRecord("archive_format")
-                     ? "this .pt2 package holds no AOTInductor model (no "
-                       "data/aotinductor/model/); torchship runs packages written by "
-                       "torchship.export(format=\"aoti\") or "
-                       "torch._inductor.aoti_compile_and_package"
-                     : "this zip is not a TorchScript archive (no code/ or constants.pkl)");
+  archive.format_ = format_of(kinds, archive.forms_);
+  archive.extra_files_ = extra_files_of(archive.records_, archive.format_);
+  if (archive.format_ == ModelFormat::TorchScript && (!kinds.code || !kinds.constants)) {
+    reject(path, why_not_torchscript(archive.reader_->zip));
   }
 
   if (auto text = archive.read_extra(kManifestFile)) {
@@ -213,9 +254,7 @@ const char* format_id(ModelFormat format) {
 }
 
 std::optional<std::string> Archive::read_extra(const std::string& name) const {
-  bool in_package_folder = format_ != ModelFormat::TorchScript && format_ != ModelFormat::Auto &&
-                           name.rfind(kPackageFolder, 0) == 0;
-  return read_record(in_package_folder ? name : kExtraPrefix + name);
+  return read_record(in_package_folder(format_, name) ? name : kExtraPrefix + name);
 }
 
 std::optional<std::string> Archive::read_record(const std::string& record) const {

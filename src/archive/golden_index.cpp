@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "torchship/error.h"
+#include "torchship/json_input.h"
 #include "torchship/limits.h"
 
 namespace torchship {

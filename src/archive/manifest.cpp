@@ -8,6 +8,7 @@
 
 #include "torchship/datatype.h"
 #include "torchship/error.h"
+#include "torchship/json_input.h"
 #include "torchship/limits.h"
 
 namespace torchship {
@@ -321,9 +322,8 @@ void read_forms(const FieldReader& export_reader, ExportInfo& exported) {
   }
 }
 
-}  // namespace
-
-Manifest Manifest::parse(const std::string& json_text) {
+// torchship.json's text as JSON, or an error that says where it breaks.
+json parse_manifest_json(const std::string& json_text) {
   json root;
   try {
     root = parse_json(json_text, "torchship.json");
@@ -341,6 +341,60 @@ Manifest Manifest::parse(const std::string& json_text) {
     }
     throw bad_model("invalid manifest: torchship.json is not valid JSON (" + why + ")");
   }
+  return root;
+}
+
+// export.cpu: {"target", "vec_isa", "features"}.
+CpuTarget read_cpu_target(const json& cpu) {
+  FieldReader cpu_reader(cpu, "export.cpu");
+  CpuTarget target;
+  target.target = cpu_reader.get<std::string>("target", "");
+  target.vec_isa = cpu_reader.get<std::string>("vec_isa", "");
+  target.features = cpu_reader.get<std::vector<std::string>>("features", {});
+  return target;
+}
+
+// export.arguments: [{"name", "kind", "value"}], the value kept as JSON text.
+std::vector<ExportedArgument> read_arguments(const FieldReader& export_reader,
+                                             const json& arguments) {
+  if (!arguments.is_array()) export_reader.fail("arguments", "a list", arguments);
+  std::vector<ExportedArgument> read;
+  for (size_t i = 0; i < arguments.size(); ++i) {
+    FieldReader argument(arguments[i], "export.arguments[" + std::to_string(i) + "]");
+    const json* value = argument.child("value");
+    read.push_back({argument.get<std::string>("name", ""),
+                    argument.get<std::string>("kind", "tensor"), value ? value->dump() : ""});
+  }
+  return read;
+}
+
+// export: how the archive was made; its dynamic_dims go onto the inputs' specs.
+void read_export(const json& node, ExportInfo& exported, std::vector<TensorSpec>& inputs) {
+  FieldReader export_reader(node, "export");
+  exported.format = export_reader.get<std::string>("format", "");
+  exported.method = export_reader.get<std::string>("method", "");
+  exported.torch_version = export_reader.get<std::string>("torch_version", "");
+  exported.torchship_version = export_reader.get<std::string>("torchship_version", "");
+  exported.created = export_reader.get<std::string>("created", "");
+  exported.quantized_engine = export_reader.get<std::string>("quantized_engine", "");
+  if (const json* cpu = export_reader.child("cpu")) exported.cpu = read_cpu_target(*cpu);
+  if (const json* dynamic = export_reader.child("dynamic_dims")) {
+    read_size_ranges(*dynamic, inputs);
+  }
+  if (const json* arguments = export_reader.child("arguments")) {
+    exported.arguments = read_arguments(export_reader, *arguments);
+  }
+  if (const json* statics = export_reader.child("static_batches")) {
+    exported.static_batches = read_static_batches(export_reader, *statics);
+  }
+  read_forms(export_reader, exported);
+  exported.precision = export_reader.get<std::string>("precision", "");
+}
+
+}  // namespace
+
+Manifest Manifest::parse(const std::string& json_text) {
+  json root = parse_manifest_json(json_text);
   FieldReader reader(root, "");
   Manifest manifest;
   manifest.format_version = reader.require<int>("format_version");
@@ -373,37 +427,7 @@ Manifest Manifest::parse(const std::string& json_text) {
     reader.fail("precision", "one of fp32, bf16, int8", manifest.precision);
   }
   if (const json* exported = reader.child("export")) {
-    FieldReader export_reader(*exported, "export");
-    manifest.exported.format = export_reader.get<std::string>("format", "");
-    manifest.exported.method = export_reader.get<std::string>("method", "");
-    manifest.exported.torch_version = export_reader.get<std::string>("torch_version", "");
-    manifest.exported.torchship_version = export_reader.get<std::string>("torchship_version", "");
-    manifest.exported.created = export_reader.get<std::string>("created", "");
-    manifest.exported.quantized_engine = export_reader.get<std::string>("quantized_engine", "");
-    if (const json* cpu = export_reader.child("cpu")) {
-      FieldReader cpu_reader(*cpu, "export.cpu");
-      manifest.exported.cpu.target = cpu_reader.get<std::string>("target", "");
-      manifest.exported.cpu.vec_isa = cpu_reader.get<std::string>("vec_isa", "");
-      manifest.exported.cpu.features = cpu_reader.get<std::vector<std::string>>("features", {});
-    }
-    if (const json* dynamic = export_reader.child("dynamic_dims")) {
-      read_size_ranges(*dynamic, manifest.inputs);
-    }
-    if (const json* arguments = export_reader.child("arguments")) {
-      if (!arguments->is_array()) export_reader.fail("arguments", "a list", *arguments);
-      for (size_t i = 0; i < arguments->size(); ++i) {
-        FieldReader argument((*arguments)[i], "export.arguments[" + std::to_string(i) + "]");
-        const json* value = argument.child("value");
-        manifest.exported.arguments.push_back({argument.get<std::string>("name", ""),
-                                               argument.get<std::string>("kind", "tensor"),
-                                               value ? value->dump() : ""});
-      }
-    }
-    if (const json* statics = export_reader.child("static_batches")) {
-      manifest.exported.static_batches = read_static_batches(export_reader, *statics);
-    }
-    read_forms(export_reader, manifest.exported);
-    manifest.exported.precision = export_reader.get<std::string>("precision", "");
+    read_export(*exported, manifest.exported, manifest.inputs);
   }
   manifest.source = json_text;
   return manifest;

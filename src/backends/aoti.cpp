@@ -23,6 +23,7 @@
 #include "backends/exported_call.h"
 #include "platform/cpu_features.h"
 #include "platform/runtime_defaults.h"
+#include "torchship/json_input.h"
 #include "torchship/limits.h"
 #include "torchship/tensor_json.h"
 #include "torchship/value_tree.h"
@@ -290,24 +291,16 @@ class AotiBackend final : public Backend {
   }
 
   RunFailure explain(const std::exception& error) const override {
-    RunFailure failure;
-    failure.why = first_line(error);
-    failure.out_of_memory = says_out_of_memory(failure.why);
-    return failure;
+    return failure_because(first_line(error));
   }
 
   bool optimizes() const override { return false; }
   bool optimize(const CandidateProbe&, OptimizationReport& report,
                 std::vector<std::string>& notes) override {
-    report.chosen = "stored";
-    std::string note = "compiled ahead of time by AOTInductor: nothing to optimize at load";
-    const auto& static_models = package_->static_models;
-    for (size_t i = 0; i < static_models.size(); ++i) {
-      note += (i == 0 ? "; compiled for static batch size " : ", ") +
-              std::to_string(static_models[i].batch.batch);
-    }
-    notes.push_back(note);
-    return false;
+    std::vector<int64_t> static_batches;
+    for (const auto& fixed : package_->static_models) static_batches.push_back(fixed.batch.batch);
+    return keep_as_compiled("compiled ahead of time by AOTInductor: nothing to optimize at load",
+                            "compiled for static batch size", static_batches, report, notes);
   }
 
  private:

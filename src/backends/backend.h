@@ -87,4 +87,15 @@ std::unique_ptr<Backend> open_openvino(const Archive& archive, const c10::Device
 // Whether a failure's text says memory ran out (CPU or device allocators' words).
 bool says_out_of_memory(const std::string& text);
 
+// A failed forward explained by `why` alone (a compiled form cannot tell whether the values or
+// the shapes were to blame).
+RunFailure failure_because(std::string why);
+
+// optimize() of a form compiled before it runs (AOTInductor, OpenVINO): the model stays as
+// compiled, and the note says how it was compiled, then "; <static_lead> 1, 8" for the batch
+// sizes also compiled with a fixed batch. Returns false: nothing was optimized.
+bool keep_as_compiled(std::string note, const std::string& static_lead,
+                      const std::vector<int64_t>& static_batches, OptimizationReport& report,
+                      std::vector<std::string>& notes);
+
 }  // namespace torchship::backends

@@ -16,6 +16,7 @@
 #include "backends/exported_call.h"
 #include "core/text.h"
 #include "torchship/datatype.h"
+#include "torchship/json_input.h"
 #include "torchship/limits.h"
 #endif
 
@@ -184,26 +185,19 @@ class OpenVinoBackend final : public Backend {
   }
 
   RunFailure explain(const std::exception& error) const override {
-    RunFailure failure;
-    failure.why = openvino_reason(error);
-    failure.out_of_memory = says_out_of_memory(failure.why);
-    return failure;
+    return failure_because(openvino_reason(error));
   }
 
   bool optimizes() const override { return false; }
   bool optimize(const CandidateProbe&, OptimizationReport& report,
                 std::vector<std::string>& notes) override {
-    report.chosen = "stored";
-    std::string note = "compiled at load by OpenVINO " +
-                       std::string(ov::get_openvino_version().buildNumber) + " for this CPU, in " +
-                       settings_.precision + ", " + std::to_string(settings_.threads) +
-                       " threads per forward";
-    for (size_t i = 0; i < statics_.size(); ++i) {
-      note += (i == 0 ? "; also for static batch size " : ", ") +
-              std::to_string(statics_[i].batch.batch);
-    }
-    notes.push_back(note);
-    return false;
+    std::vector<int64_t> static_batches;
+    for (const auto& fixed : statics_) static_batches.push_back(fixed.batch.batch);
+    return keep_as_compiled("compiled at load by OpenVINO " +
+                                std::string(ov::get_openvino_version().buildNumber) +
+                                " for this CPU, in " + settings_.precision + ", " +
+                                std::to_string(settings_.threads) + " threads per forward",
+                            "also for static batch size", static_batches, report, notes);
   }
 
  private:

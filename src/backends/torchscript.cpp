@@ -299,6 +299,30 @@ std::string describe_choice(const OptimizationReport& report, const std::string&
          "), so the model runs as stored";
 }
 
+// The fastest candidate so far that reproduces the reference outputs, while the candidates run.
+struct Choice {
+  std::optional<Candidate> kept;
+  double kept_ms = 0;
+  std::string freeze_failure;  // the first failure of freezing or a pass, for the note
+};
+
+// Times the stored module's forward into `report`. False, with a note and "stored" chosen, when
+// it cannot run the reference inputs here.
+bool time_stored(const CandidateProbe& probe, OptimizationReport& report,
+                 std::vector<std::string>& notes) {
+  try {
+    report.stored_ms = best_forward_ms(probe.forward, 2);
+  } catch (const std::exception& e) {
+    // A module that cannot run its reference inputs here has nothing to optimize; the
+    // load's own golden run says why in one line (a bf16 kernel this CPU lacks, say).
+    report.chosen = "stored";
+    notes.push_back("not optimized: the module as stored fails on " + probe.against + " (" +
+                    script_error_summary(e) + ")");
+    return false;
+  }
+  return true;
+}
+
 class TorchScriptBackend final : public Backend {
  public:
   TorchScriptBackend(const Archive& archive, const c10::Device& device)
@@ -346,51 +370,14 @@ class TorchScriptBackend final : public Backend {
     compat::WarningHandlerGuard quiet(&discard);
     const bool timing = probe.wanted == "auto";
     report = OptimizationReport();
-    if (timing) {
-      try {
-        report.stored_ms = best_forward_ms(probe.forward, 2);
-      } catch (const std::exception& e) {
-        // A module that cannot run its reference inputs here has nothing to optimize; the
-        // load's own golden run says why in one line (a bf16 kernel this CPU lacks, say).
-        report.chosen = "stored";
-        notes.push_back("not optimized: the module as stored fails on " + probe.against + " (" +
-                        script_error_summary(e) + ")");
-        return false;
-      }
-    }
+    if (timing && !time_stored(probe, report, notes)) return false;
 
-    std::optional<Candidate> kept;
-    double kept_ms = 0;
-    std::string freeze_failure;
+    Choice choice;
     for (const auto& name : kOptimizationCandidates) {
       if (!timing && name != probe.wanted) continue;
-      OptimizationTrial trial;
-      trial.candidate = name;
-      try {
-        std::optional<Candidate> candidate = build(name, stored, device_, trial.miss);
-        trial.applies = candidate.has_value();
-        if (candidate) {
-          module_ = candidate->module;
-          prepacked_ = candidate->prepacked;
-          trial.miss = probe.miss();
-          if (trial.miss.empty() && timing) {
-            trial.forward_ms = best_forward_ms(probe.forward, 1, kept ? kept_ms : report.stored_ms);
-          }
-          bool faster = !timing || (trial.forward_ms < kKeepBelow * report.stored_ms &&
-                                    (!kept || trial.forward_ms < kept_ms));
-          if (trial.miss.empty() && faster) {
-            kept = std::move(candidate);
-            kept_ms = trial.forward_ms;
-          }
-        }
-      } catch (const std::exception& e) {  // freezing or a pass failed on this graph
-        trial.miss = "it fails: " + first_line(e);
-        if (freeze_failure.empty()) freeze_failure = first_line(e);
-      }
-      module_ = stored;
-      prepacked_ = false;
-      report.trials.push_back(std::move(trial));
+      report.trials.push_back(run_trial(name, stored, probe, timing, report.stored_ms, choice));
     }
+    const std::optional<Candidate>& kept = choice.kept;
     if (kept) {
       module_ = kept->module;
       prepacked_ = kept->prepacked;
@@ -400,12 +387,46 @@ class TorchScriptBackend final : public Backend {
     }
     report.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    notes.push_back(
-        describe_choice(report, kept ? kept->description : "", probe.against, freeze_failure));
+    notes.push_back(describe_choice(report, kept ? kept->description : "", probe.against,
+                                    choice.freeze_failure));
     return kept.has_value();
   }
 
  private:
+  // Candidate `name` built from `stored` and checked against the probe: kept in `choice` when it
+  // reproduces the reference outputs and (when timing) runs faster. module_ is `stored` after.
+  OptimizationTrial run_trial(const std::string& name, const torch::jit::Module& stored,
+                              const CandidateProbe& probe, bool timing, double stored_ms,
+                              Choice& choice) {
+    OptimizationTrial trial;
+    trial.candidate = name;
+    try {
+      std::optional<Candidate> candidate = build(name, stored, device_, trial.miss);
+      trial.applies = candidate.has_value();
+      if (candidate) {
+        module_ = candidate->module;
+        prepacked_ = candidate->prepacked;
+        trial.miss = probe.miss();
+        if (trial.miss.empty() && timing) {
+          trial.forward_ms =
+              best_forward_ms(probe.forward, 1, choice.kept ? choice.kept_ms : stored_ms);
+        }
+        bool faster = !timing || (trial.forward_ms < kKeepBelow * stored_ms &&
+                                  (!choice.kept || trial.forward_ms < choice.kept_ms));
+        if (trial.miss.empty() && faster) {
+          choice.kept = std::move(candidate);
+          choice.kept_ms = trial.forward_ms;
+        }
+      }
+    } catch (const std::exception& e) {  // freezing or a pass failed on this graph
+      trial.miss = "it fails: " + first_line(e);
+      if (choice.freeze_failure.empty()) choice.freeze_failure = first_line(e);
+    }
+    module_ = stored;
+    prepacked_ = false;
+    return trial;
+  }
+
   mutable torch::jit::Module module_;  // forward is not const in libtorch's API
   c10::Device device_;
   bool prepacked_ = false;  // module_ runs prepacked convolutions
@@ -414,11 +435,6 @@ class TorchScriptBackend final : public Backend {
 };
 
 }  // namespace
-
-bool says_out_of_memory(const std::string& text) {
-  return text.find("can't allocate memory") != std::string::npos ||
-         text.find("out of memory") != std::string::npos;
-}
 
 std::unique_ptr<Backend> open_torchscript(const Archive& archive, const c10::Device& device) {
   if (archive.manifest()) select_quantized_engine(*archive.manifest());

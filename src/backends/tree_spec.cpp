@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "torchship/error.h"
+#include "torchship/json_input.h"
 #include "torchship/limits.h"
 #include "torchship/value_tree.h"
 

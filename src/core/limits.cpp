@@ -32,17 +32,6 @@ int64_t checked_numel(c10::IntArrayRef shape, const std::string& where) {
   return empty ? 0 : count;
 }
 
-nlohmann::json parse_json(std::string_view text, const std::string& what) {
-  auto bounded = [&what](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
-    if (depth > kMaxJsonDepth) {
-      throw bad_input(what + " nests arrays and objects deeper than " +
-                      std::to_string(kMaxJsonDepth) + " levels");
-    }
-    return true;
-  };
-  return nlohmann::json::parse(text.begin(), text.end(), bounded, /*allow_exceptions=*/false);
-}
-
 void check_bool_bytes(std::string_view bytes, const std::string& where) {
   for (size_t i = 0; i < bytes.size(); ++i) {
     auto byte = static_cast<uint8_t>(bytes[i]);

@@ -104,70 +104,96 @@ std::optional<Size> webp_size(const Bytes& b) {
   return std::nullopt;
 }
 
-// The first image file directory's ImageWidth (256) and ImageLength (257), as libtiff reads
-// them: the first of repeated tags, from any integer type. The decoder's buffers follow the
-// tiles (TileWidth 322 x TileLength 323) or strips (RowsPerStrip 278 rows) too: `buffer` gets
-// the largest of those areas.
-std::optional<Size> tiff_size(const Bytes& b, int64_t& buffer) {
-  bool little = b.byte(0) == 'I';
-  auto read = [&](size_t offset, size_t count) {
+// A TIFF's byte order ("II" little-endian, "MM" big) and field sizes: classic, or BigTIFF
+// (version 43) with 8-byte offsets and counts.
+struct TiffLayout {
+  const Bytes& b;
+  bool little = false;
+  bool big_tiff = false;
+  size_t offset_size = 4;
+  size_t count_size = 2;
+  size_t entry_size = 12;
+  size_t first = 4;  // where the first directory's offset is
+
+  uint64_t read(size_t offset, size_t count) const {
     return little ? b.little(offset, count) : b.big(offset, count);
-  };
-  bool big_tiff = read(2, 2) == 43;
-  size_t offset_size = big_tiff ? 8 : 4;
-  size_t count_size = big_tiff ? 8 : 2;
-  size_t entry_size = big_tiff ? 20 : 12;
-  size_t first = big_tiff ? 8 : 4;
-  if (!b.has(first, offset_size)) return std::nullopt;
-  uint64_t directory = read(first, offset_size);
-  if (directory >= b.size() || !b.has(directory, count_size)) return std::nullopt;
-  uint64_t entries = read(directory, count_size);
+  }
+};
+
+TiffLayout tiff_layout(const Bytes& b) {
+  TiffLayout layout{b, b.byte(0) == 'I'};
+  layout.big_tiff = layout.read(2, 2) == 43;
+  layout.offset_size = layout.big_tiff ? 8 : 4;
+  layout.count_size = layout.big_tiff ? 8 : 2;
+  layout.entry_size = layout.big_tiff ? 20 : 12;
+  layout.first = layout.big_tiff ? 8 : 4;
+  return layout;
+}
+
+// The first value of the directory entry at `entry`, from any integer type; nullopt for other
+// types (and 8-byte ones outside BigTIFF), which libtiff does not read as a size.
+std::optional<int64_t> tiff_entry_value(const TiffLayout& t, size_t entry) {
+  size_t value_at = entry + 4 + t.offset_size;
+  switch (t.read(entry + 2, 2)) {
+    case 1:  // BYTE
+      return t.b.byte(value_at);
+    case 3:  // SHORT
+      return static_cast<int64_t>(t.read(value_at, 2));
+    case 8:  // SSHORT
+      return static_cast<int16_t>(t.read(value_at, 2));
+    case 4:   // LONG
+    case 13:  // IFD
+      return static_cast<int64_t>(t.read(value_at, 4));
+    case 9:  // SLONG
+      return static_cast<int32_t>(t.read(value_at, 4));
+    case 16:  // LONG8
+    case 17:  // SLONG8
+    case 18:  // IFD8
+      if (!t.big_tiff) return std::nullopt;
+      return static_cast<int64_t>(t.read(value_at, 8) & 0x7FFFFFFFFFFFFFFF);
+    default:
+      return std::nullopt;
+  }
+}
+
+// The first image file directory's integer tags, as libtiff reads them: the first of repeated
+// tags. Nullopt when the directory lies outside the data.
+std::optional<std::map<uint64_t, int64_t>> tiff_tags(const TiffLayout& t) {
+  const Bytes& b = t.b;
+  if (!b.has(t.first, t.offset_size)) return std::nullopt;
+  uint64_t directory = t.read(t.first, t.offset_size);
+  if (directory >= b.size() || !b.has(directory, t.count_size)) return std::nullopt;
+  uint64_t entries = t.read(directory, t.count_size);
   std::map<uint64_t, int64_t> tags;  // the first value of each tag
   for (uint64_t i = 0; i < entries && i < 4096; ++i) {
-    size_t entry = directory + count_size + i * entry_size;
-    if (!b.has(entry, entry_size)) return std::nullopt;
-    uint64_t tag = read(entry, 2);
-    uint64_t type = read(entry + 2, 2);
-    size_t value_at = entry + 4 + offset_size;
-    int64_t value;
-    switch (type) {
-      case 1:  // BYTE
-        value = b.byte(value_at);
-        break;
-      case 3:  // SHORT
-        value = static_cast<int64_t>(read(value_at, 2));
-        break;
-      case 8:  // SSHORT
-        value = static_cast<int16_t>(read(value_at, 2));
-        break;
-      case 4:   // LONG
-      case 13:  // IFD
-        value = static_cast<int64_t>(read(value_at, 4));
-        break;
-      case 9:  // SLONG
-        value = static_cast<int32_t>(read(value_at, 4));
-        break;
-      case 16:  // LONG8
-      case 17:  // SLONG8
-      case 18:  // IFD8
-        if (!big_tiff) continue;
-        value = static_cast<int64_t>(read(value_at, 8) & 0x7FFFFFFFFFFFFFFF);
-        break;
-      default:
-        continue;
-    }
-    tags.emplace(tag, value);  // emplace keeps the first
+    size_t entry = directory + t.count_size + i * t.entry_size;
+    if (!b.has(entry, t.entry_size)) return std::nullopt;
+    uint64_t tag = t.read(entry, 2);
+    if (auto value = tiff_entry_value(t, entry)) tags.emplace(tag, *value);  // keeps the first
   }
+  return tags;
+}
+
+// a x c, saturating: sides come from the file. 0 when either is not positive.
+int64_t saturating_area(int64_t a, int64_t c) {
+  if (a <= 0 || c <= 0) return 0;
+  return a > std::numeric_limits<int64_t>::max() / c ? std::numeric_limits<int64_t>::max() : a * c;
+}
+
+// The first image file directory's ImageWidth (256) and ImageLength (257). The decoder's
+// buffers follow the tiles (TileWidth 322 x TileLength 323) or strips (RowsPerStrip 278 rows)
+// too: `buffer` gets the largest of those areas.
+std::optional<Size> tiff_size(const Bytes& b, int64_t& buffer) {
+  auto found = tiff_tags(tiff_layout(b));
+  if (!found) return std::nullopt;
+  std::map<uint64_t, int64_t>& tags = *found;
   if (!tags.count(256) || !tags.count(257)) return std::nullopt;
   int64_t width = tags[256], height = tags[257];
-  auto area = [](int64_t a, int64_t c) {  // saturating: sides come from the file
-    if (a <= 0 || c <= 0) return int64_t{0};
-    return a > std::numeric_limits<int64_t>::max() / c ? std::numeric_limits<int64_t>::max()
-                                                       : a * c;
-  };
-  buffer = std::max(buffer, area(width, height));
-  if (tags.count(322) && tags.count(323)) buffer = std::max(buffer, area(tags[322], tags[323]));
-  if (tags.count(278)) buffer = std::max(buffer, area(width, tags[278]));
+  buffer = std::max(buffer, saturating_area(width, height));
+  if (tags.count(322) && tags.count(323)) {
+    buffer = std::max(buffer, saturating_area(tags[322], tags[323]));
+  }
+  if (tags.count(278)) buffer = std::max(buffer, saturating_area(width, tags[278]));
   return Size{width, height};
 }
 

@@ -249,48 +249,6 @@ namespace {
 const char* const kTensorObject = "a tensor object {\"datatype\", \"shape\", \"data\"}";
 }  // namespace
 
-int64_t TensorHeader::numel() const {
-  return checked_numel(shape, "tensor");
-}
-
-namespace {
-
-// The datatype of a tensor header: one torch can hold.
-c10::ScalarType header_type(const std::string& datatype, const std::string& where) {
-  if (datatype == "BYTES") throw bad_input(where + ": BYTES tensors cannot become a torch tensor");
-  try {
-    return scalar_type_from_datatype(datatype);
-  } catch (const Error& e) {
-    throw bad_input(where + ": " + e.what());
-  }
-}
-
-void check_rank(size_t rank, const std::string& where) {
-  if (rank > kMaxTensorRank) {
-    throw bad_input(where + ": a tensor has at most " + std::to_string(kMaxTensorRank) +
-                    " dimensions, \"shape\" has " + std::to_string(rank));
-  }
-}
-
-}  // namespace
-
-TensorHeader tensor_header(const std::string& datatype, const std::vector<int64_t>& shape,
-                           const std::string& where) {
-  TensorHeader header{datatype, header_type(datatype, where), shape};
-  check_rank(shape.size(), where);
-  for (int64_t size : shape) {
-    if (size < 0) {
-      std::vector<std::string> sizes;
-      for (int64_t s : shape) sizes.push_back(std::to_string(s));
-      throw bad_input(where + ": \"shape\" must hold non-negative integers, got [" +
-                      join(sizes, ",") + "]");
-    }
-  }
-  // Every element count and byte size later taken from this shape is known not to overflow.
-  checked_nbytes(header.shape, c10::elementSize(header.type), where);
-  return header;
-}
-
 TensorHeader tensor_header_from_json(const json& tree, const std::string& where) {
   if (!tree.is_object()) mismatch(where, kTensorObject, tree);
   auto datatype_it = tree.find("datatype");
@@ -302,8 +260,8 @@ TensorHeader tensor_header_from_json(const json& tree, const std::string& where)
     throw bad_input(where + ": expected " + kTensorObject + ", the \"shape\" array is missing");
   }
   std::string datatype = datatype_it->get<std::string>();
-  header_type(datatype, where);  // a wrong datatype is named before a wrong shape
-  check_rank(shape_it->size(), where);
+  tensor_header(datatype, {}, where);  // a wrong datatype is named before a wrong shape
+  check_tensor_rank(shape_it->size(), where);
   std::vector<int64_t> shape;
   for (const auto& dim : *shape_it) {
     bool valid = dim.is_number_unsigned()

@@ -148,6 +148,37 @@ fs::path model_file_of(const fs::path& version_dir) {
   return present.empty() ? fs::path() : version_dir / present[0];
 }
 
+// What a version folder holds now: its model file and that file's fingerprint, or why it cannot
+// load (the folder holds more than one model file). No file and no reason: not filled yet.
+struct VersionFile {
+  fs::path model_file;
+  std::string print;   // fingerprint(model_file, the config), "" without a model file
+  std::string reason;  // why the folder cannot load, "" when it can
+};
+
+VersionFile version_file(const fs::path& version_dir, const std::string& config_text) {
+  VersionFile file;
+  try {
+    file.model_file = model_file_of(version_dir);
+  } catch (const Error& e) {
+    file.reason = e.what();
+  }
+  if (file.reason.empty() && !file.model_file.empty()) {
+    file.print = fingerprint(file.model_file, config_text);
+  }
+  return file;
+}
+
+// A file rewritten while it loaded may have been read half old, half new: refused, so that what
+// loaded is dropped and the file taken up again once it has settled (the next poll or request).
+void check_settled(const fs::path& model_file, const std::string& config_text,
+                   const std::string& print) {
+  if (fingerprint(model_file, config_text) != print) {
+    throw bad_model("cannot load " + model_file.string() +
+                    ": the file changed while it was loading");
+  }
+}
+
 }  // namespace
 
 Repository::Repository(const fs::path& root, RepositoryOptions options, Metrics& metrics, Log log)
@@ -293,18 +324,11 @@ std::string Repository::synchronize_version(const std::string& name, int64_t num
   auto keep_serving = [&] {
     if (is_serving) next.ready[number] = serving->second;
   };
-  fs::path model_file;
-  std::string reason, print;
-  try {
-    model_file = model_file_of(version_dir);
-  } catch (const Error& e) {
-    reason = e.what();
-  }
+  auto [model_file, print, reason] = version_file(version_dir, folder.config_text);
   if (reason.empty() && model_file.empty()) {  // not filled yet: nothing to load
     keep_serving();
     return "";
   }
-  if (reason.empty()) print = fingerprint(model_file, folder.config_text);
   if (is_serving && reason.empty() && serving->second->fingerprint == print) {
     keep_serving();  // unchanged
     return "";
@@ -321,12 +345,7 @@ std::string Repository::synchronize_version(const std::string& name, int64_t num
   if (reason.empty()) {
     try {
       auto loaded = load_version(name, version, model_file, print, folder.config);
-      // A file rewritten while it loaded may have been read half old, half new: drop what
-      // loaded, and take the file up again once it has settled (the next poll or request).
-      if (fingerprint(model_file, folder.config_text) != print) {
-        throw bad_model("cannot load " + model_file.string() +
-                        ": the file changed while it was loading");
-      }
+      check_settled(model_file, folder.config_text, print);  // else what loaded is dropped
       next.ready[number] = std::move(loaded);
       metrics_.model_ready(name, version, true);
       log_((is_serving ? "reloaded " : "loaded ") + name + " v" + version + " from " +

@@ -13,8 +13,9 @@
 #include <vector>
 
 #include "serving/decode_slots.h"
-#include "serving/kserve.h"
+#include "serving/inference.h"
 #include "serving/metrics.h"
+#include "serving/model_metadata.h"
 #include "serving/repository.h"
 #include "serving/server_options.h"
 #include "serving/status.h"

@@ -1,6 +1,6 @@
 // The serving core's own status vocabulary: what became of a request, in words no protocol
-// owns. Each front translates it on its own: HTTP status (http/http_front.cpp), gRPC code
-// (grpc/grpc_front.cpp), metrics label (metrics.cpp). docs/serving.md has the table.
+// owns. Each protocol translates it once: HTTP status (http_status.h, which the metrics' status
+// label uses too), gRPC code (grpc/grpc_front.cpp). docs/serving.md has the table.
 #pragma once
 
 #include <stdexcept>

@@ -89,36 +89,33 @@ const DetectionSpec& detection_spec(const Manifest* manifest) {
   return *manifest->detection;
 }
 
-}  // namespace
+// The outputs the manifest's detection section names, checked: boxes N x 4, then scores, labels
+// and keypoints of N rows each.
+struct DetectionOutputs {
+  at::Tensor boxes;      // float
+  at::Tensor scores;     // double
+  at::Tensor labels;     // int64; undefined when the manifest names no labels output
+  at::Tensor keypoints;  // float N x K x 2 or 3; undefined when the manifest names none
+};
 
-std::vector<Detection> Model::detections(const c10::IValue& output, int64_t image_height,
-                                         int64_t image_width, double min_score) const {
-  const Manifest* manifest = impl_->manifest();
-  const DetectionSpec& spec = detection_spec(manifest);
-  // The size the image reached the model at: the manifest's, when it resizes.
-  int64_t input_height = image_height;
-  int64_t input_width = image_width;
-  const TensorSpec* input = impl_->manifest_input(0);
-  if (input && input->image && input->image->resize.mode == ResizeMode::Stretch) {
-    input_height = input->image->resize.height;
-    input_width = input->image->resize.width;
-  }
-  NamedOutputs named = outputs_by_name(output, *manifest);
-  at::Tensor boxes = output_for(named, spec.boxes, "boxes", 2, output).to(at::kFloat);
-  if (boxes.size(1) != 4) {
+DetectionOutputs detection_outputs(const c10::IValue& output, const Manifest& manifest,
+                                   const DetectionSpec& spec) {
+  NamedOutputs named = outputs_by_name(output, manifest);
+  DetectionOutputs outputs;
+  outputs.boxes = output_for(named, spec.boxes, "boxes", 2, output).to(at::kFloat);
+  if (outputs.boxes.size(1) != 4) {
     throw bad_model("detect: output '" + spec.boxes + "' (boxes) must be N x 4, it is " +
-                    describe(boxes));
+                    describe(outputs.boxes));
   }
-  const int64_t rows = boxes.size(0);
-  at::Tensor scores = output_for(named, spec.scores, "scores", 1, output).to(at::kDouble);
-  check_rows(scores, rows, spec.scores, "scores");
-  at::Tensor labels;
+  const int64_t rows = outputs.boxes.size(0);
+  outputs.scores = output_for(named, spec.scores, "scores", 1, output).to(at::kDouble);
+  check_rows(outputs.scores, rows, spec.scores, "scores");
   if (!spec.labels.empty()) {
-    labels = output_for(named, spec.labels, "labels", 1, output).to(at::kLong);
-    check_rows(labels, rows, spec.labels, "labels");
+    outputs.labels = output_for(named, spec.labels, "labels", 1, output).to(at::kLong);
+    check_rows(outputs.labels, rows, spec.labels, "labels");
   }
-  at::Tensor keypoints;
   if (!spec.keypoints.empty()) {
+    at::Tensor& keypoints = outputs.keypoints;
     keypoints = output_for(named, spec.keypoints, "keypoints", 3, output).to(at::kFloat);
     check_rows(keypoints, rows, spec.keypoints, "keypoints");
     if (keypoints.size(2) != 2 && keypoints.size(2) != 3) {
@@ -127,43 +124,76 @@ std::vector<Detection> Model::detections(const c10::IValue& output, int64_t imag
                       describe(keypoints));
     }
   }
+  return outputs;
+}
 
-  // From the model's frame to the image's pixels.
+// From the model's frame to the image's pixels: what x and y are multiplied by.
+struct PixelScale {
+  double x = 1;
+  double y = 1;
+};
+
+PixelScale pixel_scale(const DetectionSpec& spec, const TensorSpec* input, int64_t image_height,
+                       int64_t image_width) {
+  // The size the image reached the model at: the manifest's, when it resizes.
+  int64_t input_height = image_height;
+  int64_t input_width = image_width;
+  if (input && input->image && input->image->resize.mode == ResizeMode::Stretch) {
+    input_height = input->image->resize.height;
+    input_width = input->image->resize.width;
+  }
   const bool normalized = spec.box_frame == BoxFrame::Normalized;
-  const double x_scale = normalized
-                             ? image_width
-                             : static_cast<double>(image_width) / std::max<int64_t>(1, input_width);
-  const double y_scale =
-      normalized ? image_height
-                 : static_cast<double>(image_height) / std::max<int64_t>(1, input_height);
-  at::Tensor corner = corners(boxes, spec.box_format).contiguous();
+  PixelScale scale;
+  scale.x = normalized ? image_width
+                       : static_cast<double>(image_width) / std::max<int64_t>(1, input_width);
+  scale.y = normalized ? image_height
+                       : static_cast<double>(image_height) / std::max<int64_t>(1, input_height);
+  return scale;
+}
+
+// One object's K keypoints (K x 2 or 3), in the image's pixels, named by the manifest.
+std::vector<Detection::Keypoint> keypoints_in_pixels(const at::Tensor& points, PixelScale scale,
+                                                     const std::vector<std::string>& names) {
+  std::vector<Detection::Keypoint> keypoints;
+  for (int64_t k = 0; k < points.size(0); ++k) {
+    Detection::Keypoint point;
+    point.x = static_cast<float>(points[k][0].item<float>() * scale.x);
+    point.y = static_cast<float>(points[k][1].item<float>() * scale.y);
+    if (static_cast<size_t>(k) < names.size()) point.name = names[static_cast<size_t>(k)];
+    keypoints.push_back(std::move(point));
+  }
+  return keypoints;
+}
+
+}  // namespace
+
+std::vector<Detection> Model::detections(const c10::IValue& output, int64_t image_height,
+                                         int64_t image_width, double min_score) const {
+  const Manifest* manifest = impl_->manifest();
+  const DetectionSpec& spec = detection_spec(manifest);
+  const PixelScale scale = pixel_scale(spec, impl_->manifest_input(0), image_height, image_width);
+  DetectionOutputs outputs = detection_outputs(output, *manifest, spec);
+  const int64_t rows = outputs.boxes.size(0);
+  at::Tensor corner = corners(outputs.boxes, spec.box_format).contiguous();
   auto box = corner.accessor<float, 2>();
-  auto score = scores.accessor<double, 1>();
+  auto score = outputs.scores.accessor<double, 1>();
+  const at::Tensor& labels = outputs.labels;
   const bool one_class = labels.defined() ? false : manifest->labels.size() == 1;
 
   std::vector<Detection> found;
   for (int64_t row = 0; row < rows; ++row) {
     if (!(score[row] >= min_score)) continue;
     Detection detection;
-    detection.x1 = static_cast<float>(box[row][0] * x_scale);
-    detection.y1 = static_cast<float>(box[row][1] * y_scale);
-    detection.x2 = static_cast<float>(box[row][2] * x_scale);
-    detection.y2 = static_cast<float>(box[row][3] * y_scale);
+    detection.x1 = static_cast<float>(box[row][0] * scale.x);
+    detection.y1 = static_cast<float>(box[row][1] * scale.y);
+    detection.x2 = static_cast<float>(box[row][2] * scale.x);
+    detection.y2 = static_cast<float>(box[row][3] * scale.y);
     detection.score = score[row];
     if (labels.defined()) detection.label = labels[row].item<int64_t>();
     if (one_class) detection.label = 0;
     if (detection.label >= 0) detection.label_name = manifest->label(detection.label);
-    if (keypoints.defined()) {
-      at::Tensor points = keypoints[row];
-      for (int64_t k = 0; k < points.size(0); ++k) {
-        Detection::Keypoint point;
-        point.x = static_cast<float>(points[k][0].item<float>() * x_scale);
-        point.y = static_cast<float>(points[k][1].item<float>() * y_scale);
-        if (static_cast<size_t>(k) < spec.keypoint_names.size()) {
-          point.name = spec.keypoint_names[static_cast<size_t>(k)];
-        }
-        detection.keypoints.push_back(std::move(point));
-      }
+    if (outputs.keypoints.defined()) {
+      detection.keypoints = keypoints_in_pixels(outputs.keypoints[row], scale, spec.keypoint_names);
     }
     found.push_back(std::move(detection));
   }

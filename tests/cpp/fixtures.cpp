@@ -1,5 +1,7 @@
 #include "fixtures.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 
 #include "archive/golden_index.h"
@@ -28,6 +30,20 @@ bool have_fixture(const std::string& name) {
   const char* folder = std::getenv("TORCHSHIP_FIXTURES");
   return std::filesystem::exists(std::filesystem::path(folder ? folder : TORCHSHIP_TEST_FIXTURES) /
                                  name);
+}
+
+std::filesystem::path scratch(const std::string& name) {
+  struct Folder {
+    std::filesystem::path path =
+        std::filesystem::temp_directory_path() / ("torchship-tests-" + std::to_string(::getpid()));
+    Folder() { std::filesystem::create_directories(path); }
+    ~Folder() {
+      std::error_code ignored;
+      std::filesystem::remove_all(path, ignored);
+    }
+  };
+  static Folder folder;
+  return folder.path / name;
 }
 
 std::filesystem::path trained(const std::string& name) {

@@ -20,6 +20,10 @@ bool have_fixture(const std::string& name);
 std::filesystem::path trained(const std::string& name);
 bool have_trained(const std::string& name);
 
+// `name` in this test process's own scratch folder (made on first use under the temporary
+// folder, removed when the process ends): two test runs at once never write the same file.
+std::filesystem::path scratch(const std::string& name);
+
 // Whether this libtorch runs a bf16 convolution on this CPU (1.13 needs AVX-512 for it).
 bool bf16_convolutions_run();
 

@@ -26,6 +26,7 @@ using nlohmann::json;
 using testing::error_message;
 using testing::fixture;
 using testing::put_little;
+using testing::scratch;
 
 TEST(Archive, ReadsTheManifestWithoutLoadingTheModel) {
   Archive archive = Archive::open(fixture("classifier.pt"));
@@ -207,7 +208,7 @@ TEST(Archive, ForgedRecordSizesAreRefusedBeforeTheReaderAllocates) {
   }
   ASSERT_NE(entry, std::string::npos);
   put_little(zip, entry + 24, 0xFFFFFFFE, 4);  // the uncompressed size
-  auto path = std::filesystem::temp_directory_path() / "torchship_test_forged.pt";
+  auto path = scratch("forged.pt");
   {
     std::ofstream out(path, std::ios::binary);
     out.write(zip.data(), static_cast<std::streamsize>(zip.size()));
@@ -248,7 +249,7 @@ TEST(Archive, ADamagedRecordIsRefusedByItsChecksum) {
   // A byte in the middle of the largest record (the weights) flipped, as a bad disk would.
   size_t middle = zip.size() / 2;
   zip[middle] = static_cast<char>(zip[middle] ^ 0x40);
-  auto path = std::filesystem::temp_directory_path() / "torchship_test_damaged.pt";
+  auto path = scratch("damaged.pt");
   write_bytes(path, zip);
   std::string message = error_message([&] { Archive::open(path); });
   std::string start = "cannot load " + path.string() + ": the zip is truncated or corrupt: record ";
@@ -265,7 +266,7 @@ TEST(Archive, AFileOverwrittenHalfWayIsNeverLoaded) {
   // first half over the old file's tail, whose directory still ends the file.
   std::string old_file = file_bytes(testing::fixture("classifier.pt"));
   std::string new_file = file_bytes(testing::fixture("plain.pt"));
-  auto path = std::filesystem::temp_directory_path() / "torchship_test_half_written.pt";
+  auto path = scratch("half_written.pt");
   for (size_t written : {new_file.size() / 4, new_file.size() / 2, new_file.size() - 100}) {
     std::string torn = old_file;
     torn.replace(0, written, new_file.substr(0, written));

@@ -24,7 +24,7 @@ namespace fs = std::filesystem;
 // A .pt2-shaped zip: AOTInductor's metadata and, optionally, a manifest; no compiled library.
 fs::path fake_package(const std::string& name, const std::string& metadata,
                       const std::string& manifest = "") {
-  fs::path path = fs::temp_directory_path() / (name + ".pt2");
+  fs::path path = scratch(name + ".pt2");
   caffe2::serialize::PyTorchStreamWriter writer(path.string());
   auto write = [&](const std::string& record, const std::string& data) {
     writer.writeRecord(record, data.data(), data.size());
@@ -54,7 +54,7 @@ TEST(Backends, AnArchiveSaysWhichFormatItHolds) {
 }
 
 TEST(Backends, APt2WithoutACompiledModelIsRefused) {
-  fs::path path = fs::temp_directory_path() / "empty_package.pt2";
+  fs::path path = scratch("empty_package.pt2");
   {
     caffe2::serialize::PyTorchStreamWriter writer(path.string());
     writer.writeRecord("archive_format", "pt2", 3);

@@ -25,6 +25,7 @@ using testing::error_message;
 using testing::fixture;
 using testing::put_big;
 using testing::put_little;
+using testing::scratch;
 
 TEST(Image, DecodesIntoManifestColourAndSizeSharingOpenCVsBuffer) {
   auto path = fixture("chelsea.png");
@@ -102,7 +103,7 @@ TEST(Image, BatchesDecodeAheadInOrderAndReportUndecodableFiles) {
 }
 
 TEST(Image, WritesWhatItReads) {
-  auto path = std::filesystem::temp_directory_path() / "torchship_test_overlay.png";
+  auto path = scratch("overlay.png");
   at::Tensor image = decode_image(fixture("random_1.png"));
   write_image(path, image);
   EXPECT_TRUE(at::equal(decode_image(path), image));
@@ -232,7 +233,7 @@ TEST(ImageHeader, EveryFormatIsMeasuredFromItsHeader) {
     ASSERT_TRUE(header->size) << format.name;
     EXPECT_EQ(*header->size, (std::pair<int64_t, int64_t>{37, 23})) << format.name;
     // The limit is inclusive: exactly 37 x 23 pixels decode, one fewer allowed does not.
-    auto path = std::filesystem::temp_directory_path() / "torchship_test_format";
+    auto path = scratch("format");
     std::ofstream(path, std::ios::binary) << format.bytes;
     EXPECT_EQ(decode_image(path, {}, Decode::Exact, 37 * 23).size(0), 23) << format.name;
     EXPECT_EQ(error_message([&] { decode_image(path, {}, Decode::Exact, 850); }),

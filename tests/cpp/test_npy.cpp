@@ -13,6 +13,7 @@ namespace {
 
 using testing::error_message;
 using testing::fixture;
+using testing::scratch;
 
 // A .npy file whose header says `shape` and whose data is `data_bytes` zero bytes.
 std::string npy_claiming(const std::string& shape, size_t data_bytes, char major = 1) {
@@ -27,7 +28,7 @@ std::string npy_claiming(const std::string& shape, size_t data_bytes, char major
 }
 
 std::filesystem::path temp_file(const std::string& name) {
-  return std::filesystem::temp_directory_path() / ("torchship_test_" + name);
+  return scratch(name);
 }
 
 TEST(Npy, RoundTripsEveryNumericDtype) {
@@ -114,7 +115,7 @@ TEST(Npy, HeadersClaimingMoreThanTheFileAreRefusedBeforeAllocating) {
             "cannot read h.npy as .npy: the header says it is 2139062143 bytes long, more than "
             "the 10000 numpy.load reads");
   // The same checks hold for files, read through the stream path.
-  auto path = std::filesystem::temp_directory_path() / "torchship_test_big.npy";
+  auto path = scratch("big.npy");
   {
     std::ofstream out(path, std::ios::binary);
     std::string bytes = npy_claiming("(100000, 100000, 100)", 64);

@@ -11,7 +11,7 @@
 
 #include "fixtures.h"
 #include "serving/batcher.h"
-#include "serving/kserve.h"
+#include "serving/http/kserve_json.h"
 #include "serving/repository.h"
 #include "torchship/torchship.h"
 
@@ -25,7 +25,7 @@ TEST(KServe, ParsesJsonAndBinaryInputsAlike) {
   std::string json_body =
       R"({"id": 7, "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2],
           "data": [1, 2, 3, 4]}], "outputs": [{"name": "y", "parameters": {"binary_data": true}}]})";
-  InferRequest plain = parse_infer_request(json_body, nullptr);
+  JsonInferRequest plain = parse_infer_request(json_body, nullptr);
   ASSERT_EQ(plain.inputs.size(), 1u);
   EXPECT_EQ(plain.id, 7);
   EXPECT_TRUE(at::equal(plain.inputs[0].tensor, at::arange(1, 5, at::kFloat).reshape({2, 2})));
@@ -37,7 +37,7 @@ TEST(KServe, ParsesJsonAndBinaryInputsAlike) {
   float values[] = {1, 2, 3, 4};
   std::string body = header + std::string(reinterpret_cast<const char*>(values), sizeof values);
   std::string length = std::to_string(header.size());
-  InferRequest binary = parse_infer_request(body, &length);
+  JsonInferRequest binary = parse_infer_request(body, &length);
   EXPECT_TRUE(at::equal(binary.inputs[0].tensor, plain.inputs[0].tensor));
 }
 

@@ -4,6 +4,7 @@
 
 #include "fixtures.h"
 #include "torchship/image.h"
+#include "torchship/json_input.h"
 #include "torchship/limits.h"
 #include "torchship/tensor_json.h"
 

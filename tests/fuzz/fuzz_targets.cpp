@@ -19,7 +19,7 @@
 #include "archive/golden_index.h"
 #include "input_spec.h"
 #include "serving/http/content_encoding.h"
-#include "serving/kserve.h"
+#include "serving/http/kserve_json.h"
 #ifdef TORCHSHIP_GRPC
 #include "serving/grpc/request_conversion.h"
 #endif

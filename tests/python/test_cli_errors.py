@@ -105,8 +105,8 @@ def test_missing_input_file(run):
 
 def test_unknown_subcommand_and_bad_usage(run):
     assert_error(run("frobnicate", "classifier.pt"),
-                 "unknown command 'frobnicate' (expected info, run, classify, segment, check, bench "
-                 "or serve; see torchship --help)")
+                 "unknown command 'frobnicate' (expected info, run, classify, segment, detect, "
+                 "check, bench or serve; see torchship --help)")
     result = run("info")
     assert result.returncode == 2
     assert stderr_lines(result) == [

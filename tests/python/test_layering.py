@@ -71,3 +71,25 @@ def test_a_source_file_without_a_header_is_named(tmp_path):
     assert result.returncode == 1
     assert ("src/io/orphan.cpp: no header of its own (orphan.h); give it one, or state in "
             "SHARED_HEADERS which it shares and why") in result.stdout.splitlines()
+
+
+def test_json_reaching_the_grpc_front_is_named_with_its_chain(tmp_path):
+    root = copy_of_tree(tmp_path)
+    prepend_line(root / "src" / "serving" / "grpc" / "request_conversion.h",
+                 '#include "torchship/tensor_json.h"')
+    result = run_check(str(root))
+    assert result.returncode == 1
+    assert ("src/serving/grpc/grpc_front.cpp: layer 'serving/grpc' speaks no JSON, but includes "
+            "it: serving/grpc/request_conversion.h -> torchship/tensor_json.h -> <nlohmann/json>"
+            ) in result.stdout.splitlines()
+
+
+def test_the_cli_reaching_into_the_library_is_named(tmp_path):
+    root = copy_of_tree(tmp_path)
+    shutil.copytree(os.path.join(ROOT, "tools"), tmp_path / "tools")
+    prepend_line(root / "tools" / "torchship" / "cmd_run.cpp", '#include "model/model_impl.h"')
+    result = run_check(str(root))
+    assert result.returncode == 1
+    assert ("tools/torchship/cmd_run.cpp:1: #include \"model/model_impl.h\": the command-line tool "
+            "includes a library-internal header; use the public API, or list it in "
+            "CLI_INTERNAL_HEADERS with the reason") in result.stdout.splitlines()

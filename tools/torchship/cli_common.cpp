@@ -77,13 +77,6 @@ Model load_model(const ModelOptions& options, size_t expected_forwards) {
   return Model::load(options.path, load);
 }
 
-// The same file however it was named: for matching paths from a CSV with paths found on disk.
-std::string path_key(const std::filesystem::path& path) {
-  std::error_code ec;
-  auto canonical = std::filesystem::weakly_canonical(path, ec);
-  return (ec ? path : canonical).lexically_normal().string();
-}
-
 std::vector<std::filesystem::path> collect_images(const std::vector<std::string>& inputs,
                                                   const std::string& quiet_file) {
   namespace fs = std::filesystem;

@@ -71,8 +71,6 @@ Command add_serve_command(CLI::App& app);
 // `quiet_file`, such as a truth CSV that sits beside the images).
 std::vector<std::filesystem::path> collect_images(const std::vector<std::string>& inputs,
                                                   const std::string& quiet_file = "");
-// The same file however it was named: for matching paths from a CSV with paths found on disk.
-std::string path_key(const std::filesystem::path& path);
 
 // "1.50 MB", "87.3 MB": sizes for people.
 std::string human_bytes(int64_t bytes);

@@ -2,13 +2,12 @@
 // summary (throughput, and accuracy plus confusion matrix when truth labels are given).
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
-#include <map>
 
 #include "cli_common.h"
 #include "progress.h"
 #include "torchship/classification_output.h"
+#include "torchship/evaluation.h"
 
 namespace torchship::cli {
 namespace {
@@ -26,47 +25,6 @@ struct ClassifyOptions {
   std::string labels_csv;
   bool fast_decode = false;
 };
-
-// CSV "path,label": label is a class name from the manifest or an index; relative paths are
-// relative to the CSV's folder.
-std::map<std::string, int64_t> read_truth(const std::string& csv, const Model& model) {
-  std::ifstream in(csv);
-  if (!in) throw bad_input("--labels: cannot read " + csv + ": no such file");
-  const auto& manifest = model.manifest();
-  std::map<std::string, int64_t> truth;
-  std::string line;
-  size_t number = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty() || (number == 1 && line == "path,label")) continue;
-    auto comma = line.rfind(',');
-    if (comma == std::string::npos) {
-      throw bad_input("--labels " + csv + " line " + std::to_string(number) +
-                      ": expected \"path,label\", got \"" + line + "\"");
-    }
-    fs::path path = line.substr(0, comma);
-    std::string label = line.substr(comma + 1);
-    int64_t index = -1;
-    if (manifest) {
-      auto it = std::find(manifest->labels.begin(), manifest->labels.end(), label);
-      if (it != manifest->labels.end()) index = it - manifest->labels.begin();
-    }
-    if (index < 0) {
-      char* end = nullptr;
-      long long parsed = std::strtoll(label.c_str(), &end, 10);
-      if (label.empty() || *end != '\0' || parsed < 0) {
-        throw bad_input("--labels " + csv + " line " + std::to_string(number) +
-                        ": unknown label \"" + label +
-                        "\" (expected one of the manifest's labels or a class index)");
-      }
-      index = parsed;
-    }
-    if (path.is_relative()) path = fs::path(csv).parent_path() / path;
-    truth[path_key(path)] = index;
-  }
-  return truth;
-}
 
 json result_json(const fs::path& path, const std::vector<Prediction>& predictions) {
   json topk = json::array();
@@ -89,25 +47,12 @@ void print_human(const fs::path& path, const std::vector<Prediction>& prediction
   }
 }
 
+// The run's throughput, and its accuracy when truth labels were given.
 struct Summary {
   size_t images = 0;
   size_t failed = 0;
   double seconds = 0;
-  size_t labelled = 0;
-  size_t correct = 0;
-  std::vector<std::vector<int64_t>> confusion;  // [truth][predicted]
-
-  void count(int64_t truth, int64_t predicted) {
-    size_t needed = static_cast<size_t>(std::max(truth, predicted)) + 1;
-    if (confusion.size() < needed) {
-      confusion.resize(needed);
-      for (auto& row : confusion) row.resize(needed, 0);
-    }
-    for (auto& row : confusion) row.resize(confusion.size(), 0);
-    ++confusion[truth][predicted];
-    ++labelled;
-    if (truth == predicted) ++correct;
-  }
+  LabelledEvaluation evaluation;
 
   double throughput() const { return seconds > 0 ? images / seconds : 0; }
 
@@ -116,12 +61,7 @@ struct Summary {
                 {"failed", failed},
                 {"seconds", seconds},
                 {"images_per_second", throughput()}};
-    if (labelled > 0) {
-      out["labelled"] = labelled;
-      out["correct"] = correct;
-      out["accuracy"] = static_cast<double>(correct) / static_cast<double>(labelled);
-      out["confusion"] = confusion;
-    }
+    out.update(evaluation.to_json());
     return out;
   }
 
@@ -130,40 +70,18 @@ struct Summary {
     std::snprintf(line, sizeof line, "%zu images in %.2f s (%.1f images/s), %zu failed\n", images,
                   seconds, throughput(), failed);
     out << line;
-    if (labelled == 0) return;
-    std::snprintf(line, sizeof line, "accuracy %.2f%% (%zu of %zu labelled images)\n",
-                  100.0 * static_cast<double>(correct) / static_cast<double>(labelled), correct,
-                  labelled);
-    out << line;
-    if (confusion.size() > 20) {
-      out << "(confusion matrix omitted: " << confusion.size() << " classes; see --json)\n";
-      return;
-    }
-    const auto& manifest = model.manifest();
-    out << "confusion matrix (rows: truth, columns: predicted)\n" << std::string(18, ' ');
-    for (size_t c = 0; c < confusion.size(); ++c) {
-      std::snprintf(line, sizeof line, "%6zu", c);
-      out << line;
-    }
-    out << '\n';
-    for (size_t t = 0; t < confusion.size(); ++t) {
-      std::string name = manifest ? manifest->label(static_cast<int64_t>(t)) : "";
-      std::snprintf(line, sizeof line, "%3zu %-14.14s", t, name.c_str());
-      out << line;
-      for (int64_t count : confusion[t]) {
-        std::snprintf(line, sizeof line, "%6lld", static_cast<long long>(count));
-        out << line;
-      }
-      out << '\n';
-    }
+    evaluation.print(out, model.manifest() ? &*model.manifest() : nullptr);
   }
 };
 
 int run_classify(const ClassifyOptions& options) {
   std::vector<fs::path> images = collect_images(options.inputs, options.labels_csv);
   Model model = load_model(options.model, images.size());
-  std::map<std::string, int64_t> truth;
-  if (!options.labels_csv.empty()) truth = read_truth(options.labels_csv, model);
+  TruthLabels truth;
+  if (!options.labels_csv.empty()) {
+    truth = TruthLabels::read(options.labels_csv, model.manifest() ? &*model.manifest() : nullptr,
+                              "--labels");
+  }
 
   Summary summary;
   json results = json::array();
@@ -182,10 +100,7 @@ int run_classify(const ClassifyOptions& options) {
     for (size_t i = 0; i < batch->inputs.size(); ++i) {
       const fs::path& path = batch->paths[i];
       ++summary.images;
-      if (!truth.empty()) {
-        auto it = truth.find(path_key(path));
-        if (it != truth.end()) summary.count(it->second, predictions[i][0].index);
-      }
+      if (auto label = truth.of(path)) summary.evaluation.count(*label, predictions[i][0].index);
       if (options.jsonl) {
         print_json(result_json(path, predictions[i]));
       } else if (options.json) {

@@ -64,13 +64,8 @@ std::string overlay_path(const DetectOptions& options, const fs::path& image, si
   return (fs::path(options.overlay) / image.stem()).string() + ".png";
 }
 
-int run_detect(const DetectOptions& options) {
-  if (!std::isfinite(options.min_score)) {
-    throw bad_input("--min-score must be a finite number, got " +
-                    std::to_string(options.min_score));
-  }
-  std::vector<fs::path> images = collect_images(options.inputs);
-  Model model = load_model(options.model, images.size());
+// The model, which must be a detector; the overlay folder made when several images go there.
+void check_detect_options(const DetectOptions& options, const Model& model, size_t images) {
   const auto& manifest = model.manifest();
   if (!manifest || !manifest->detection) {
     throw bad_model("detect needs a model whose manifest declares task 'detection'; " +
@@ -78,19 +73,46 @@ int run_detect(const DetectOptions& options) {
                     (manifest ? manifest->task : std::string("generic")) +
                     "' (use classify, segment or run)");
   }
-  if (!options.overlay.empty() && images.size() > 1) {
-    std::error_code ec;
-    std::string problem;
-    if (fs::exists(options.overlay, ec) && !fs::is_directory(options.overlay, ec)) {
-      problem = "it is a file";
-    } else if (fs::create_directories(options.overlay, ec); ec) {
-      problem = ec.message();
-    }
-    if (!problem.empty()) {
-      throw bad_input("--overlay " + options.overlay +
-                      ": with several images this must be a folder (" + problem + ")");
-    }
+  if (options.overlay.empty() || images <= 1) return;
+  std::error_code ec;
+  std::string problem;
+  if (fs::exists(options.overlay, ec) && !fs::is_directory(options.overlay, ec)) {
+    problem = "it is a file";
+  } else if (fs::create_directories(options.overlay, ec); ec) {
+    problem = ec.message();
   }
+  if (!problem.empty()) {
+    throw bad_input("--overlay " + options.overlay +
+                    ": with several images this must be a folder (" + problem + ")");
+  }
+}
+
+// One image's objects: printed (or kept for --json), drawn when asked; their count.
+size_t detect_one(const DetectOptions& options, const Model& model, const fs::path& path,
+                  size_t images, json& results) {
+  at::Tensor image = decode_image(path, ImageSpec{}, Decode::Exact, options.model.max_image_pixels);
+  std::vector<Detection> detections = model.detect(image, options.min_score);
+  std::string overlay = overlay_path(options, path, images);
+  if (!overlay.empty()) write_image(overlay, draw_detections(image, detections));
+  if (options.jsonl) {
+    print_json(result_json(path, image, detections, overlay));
+  } else if (options.json) {
+    results.push_back(result_json(path, image, detections, overlay));
+  } else {
+    print_human(path, detections);
+    if (!overlay.empty()) std::cout << "  overlay written to " << overlay << '\n';
+  }
+  return detections.size();
+}
+
+int run_detect(const DetectOptions& options) {
+  if (!std::isfinite(options.min_score)) {
+    throw bad_input("--min-score must be a finite number, got " +
+                    std::to_string(options.min_score));
+  }
+  std::vector<fs::path> images = collect_images(options.inputs);
+  Model model = load_model(options.model, images.size());
+  check_detect_options(options, model, images.size());
 
   json results = json::array();
   Progress progress("detect", images.size());
@@ -98,22 +120,8 @@ int run_detect(const DetectOptions& options) {
   size_t objects = 0;
   auto started = std::chrono::steady_clock::now();
   for (size_t i = 0; i < images.size(); ++i) {
-    const fs::path& path = images[i];
     try {
-      at::Tensor image =
-          decode_image(path, ImageSpec{}, Decode::Exact, options.model.max_image_pixels);
-      std::vector<Detection> detections = model.detect(image, options.min_score);
-      objects += detections.size();
-      std::string overlay = overlay_path(options, path, images.size());
-      if (!overlay.empty()) write_image(overlay, draw_detections(image, detections));
-      if (options.jsonl) {
-        print_json(result_json(path, image, detections, overlay));
-      } else if (options.json) {
-        results.push_back(result_json(path, image, detections, overlay));
-      } else {
-        print_human(path, detections);
-        if (!overlay.empty()) std::cout << "  overlay written to " << overlay << '\n';
-      }
+      objects += detect_one(options, model, images[i], images.size(), results);
     } catch (const Error& e) {
       // A model that cannot run is no single image's fault: stop.
       if (e.kind() != ErrorKind::BadInput) throw;

@@ -6,6 +6,7 @@
 #include "core/text.h"
 #include "torchship/error.h"
 #include "torchship/image.h"
+#include "torchship/json_input.h"
 #include "torchship/limits.h"
 #include "torchship/npy.h"
 #include "torchship/tensor_json.h"

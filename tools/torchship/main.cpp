@@ -1,5 +1,7 @@
 // torchship: run TorchScript archives from the command line.
 #include <iostream>
+#include <iterator>
+#include <optional>
 
 #include "cli_common.h"
 #include "core/text.h"
@@ -35,6 +37,60 @@ std::string version_report() {
   return report;
 }
 
+// "info, run, ... or serve": the commands, in messages.
+std::string command_list() {
+  std::string list;
+  size_t count = std::size(kCommands);
+  for (size_t i = 0; i < count; ++i) {
+    list += (i == 0 ? "" : i + 1 == count ? " or " : ", ") + std::string(kCommands[i]);
+  }
+  return list;
+}
+
+// Parses the command line; an exit code when that already ends the run (help, version, a
+// mistake), none when a command is to run.
+std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string name = argv[1];
+    if (std::find(std::begin(kCommands), std::end(kCommands), name) == std::end(kCommands)) {
+      return report(
+          "unknown command '" + name + "' (expected " + command_list() + "; see torchship --help)",
+          2);
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return report(std::string(e.what()) + " (see torchship --help)", 2);
+  }
+  return std::nullopt;
+}
+
+// Runs the parsed command: every failure is one line on stderr and an exit code.
+int run_parsed_command(const std::vector<torchship::cli::Command>& commands) {
+  using namespace torchship;
+  try {
+    for (const auto& command : commands) {
+      if (command.parser->parsed()) return command.run();
+    }
+    return report("no command given", 2);
+  } catch (const Error& e) {
+    return report(e.what(), exit_code_for(e.kind()));
+  } catch (const c10::Error& e) {
+    return report("libtorch: " + printable(first_line(e)), 1);
+  } catch (const std::bad_alloc&) {
+    return report("internal error: out of memory", 1);
+  } catch (const std::exception& e) {
+    return report("internal error: " + printable(first_line(e)), 1);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -62,40 +118,6 @@ int main(int argc, char** argv) {
     cli::add_serve_command(app),
 #endif
   };
-
-  if (argc > 1 && argv[1][0] != '-') {
-    std::string name = argv[1];
-    if (std::find(std::begin(kCommands), std::end(kCommands), name) == std::end(kCommands)) {
-      return report("unknown command '" + name +
-                        "' (expected info, run, classify, segment, check, bench or serve; see "
-                        "torchship --help)",
-                    2);
-    }
-  }
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return report(std::string(e.what()) + " (see torchship --help)", 2);
-  }
-
-  try {
-    for (const auto& command : commands) {
-      if (command.parser->parsed()) return command.run();
-    }
-    return report("no command given", 2);
-  } catch (const Error& e) {
-    return report(e.what(), exit_code_for(e.kind()));
-  } catch (const c10::Error& e) {
-    return report("libtorch: " + printable(first_line(e)), 1);
-  } catch (const std::bad_alloc&) {
-    return report("internal error: out of memory", 1);
-  } catch (const std::exception& e) {
-    return report("internal error: " + printable(first_line(e)), 1);
-  }
+  if (auto exit_code = parse_command_line(app, argc, argv)) return *exit_code;
+  return run_parsed_command(commands);
 }

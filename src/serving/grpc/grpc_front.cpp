@@ -16,7 +16,6 @@
 #include "serving/service.h"
 #include "torchship/error.h"
 #include "torchship/limits.h"
-#include "torchship/tensor_json.h"
 #include "torchship/value_tree.h"
 #include "torchship/version.h"
 
@@ -141,7 +140,7 @@ class Service final : public inference::GRPCInferenceService::Service {
         parsed = request_from_proto(*request);
       }
       auto outputs = service_.infer(*entry, parsed, deadline);
-      response_from_outputs(*entry, parsed, outputs, *response);
+      response_from_outputs(*entry, *request, outputs, *response);
     });
     double seconds = std::chrono::duration<double>(Clock::now() - started).count();
     service_.metrics().request(model_label, version_label, "grpc", outcome.status, seconds);

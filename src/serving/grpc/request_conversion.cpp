@@ -5,8 +5,10 @@
 
 #include <ATen/ATen.h>
 
+#include "torchship/datatype.h"
 #include "torchship/error.h"
 #include "torchship/limits.h"
+#include "torchship/tensor_header.h"
 
 namespace torchship::serving {
 
@@ -111,16 +113,12 @@ InferRequest request_from_proto(const inference::ModelInferRequest& in) {
                     " inputs (expected one per input, in order)");
   }
   InferRequest request;
-  if (!in.id().empty()) request.id = in.id();
   std::set<std::string> seen;
   for (int i = 0; i < in.inputs_size(); ++i) {
     const auto& input = in.inputs(i);
     std::string where = "input '" + input.name() + "'";
     if (!seen.insert(input.name()).second) throw bad_input(where + " appears twice");
-    if (static_cast<size_t>(input.shape_size()) > kMaxTensorRank) {
-      throw bad_input(where + ": a tensor has at most " + std::to_string(kMaxTensorRank) +
-                      " dimensions, \"shape\" has " + std::to_string(input.shape_size()));
-    }
+    check_tensor_rank(static_cast<size_t>(input.shape_size()), where);
     // The same checks as a JSON request's header: one datatype table, one message per mistake.
     TensorHeader header = tensor_header(
         input.datatype(), std::vector<int64_t>(input.shape().begin(), input.shape().end()), where);
@@ -141,12 +139,12 @@ InferRequest request_from_proto(const inference::ModelInferRequest& in) {
   return request;
 }
 
-void response_from_outputs(const ModelVersion& entry, const InferRequest& request,
+void response_from_outputs(const ModelVersion& entry, const inference::ModelInferRequest& request,
                            const std::vector<std::pair<NamedTensor, bool>>& outputs,
                            inference::ModelInferResponse& out) {
   out.set_model_name(entry.name);
   out.set_model_version(entry.version);
-  if (request.id.is_string()) out.set_id(request.id.get<std::string>());
+  if (!request.id().empty()) out.set_id(request.id());
   for (const auto& [output, binary] : outputs) {
     at::Tensor data = output.tensor.to(at::kCPU).contiguous();
     auto* tensor = out.add_outputs();

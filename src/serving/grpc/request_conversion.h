@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "grpc_predict_v2.pb.h"
-#include "serving/kserve.h"
+#include "serving/inference.h"
 #include "serving/repository.h"
 
 namespace torchship::serving {
@@ -15,8 +15,8 @@ namespace torchship::serving {
 // checked before anything is allocated; throws torchship's input error with a one-line message.
 InferRequest request_from_proto(const inference::ModelInferRequest& in);
 
-// The outputs as raw contents, as Triton answers them.
-void response_from_outputs(const ModelVersion& entry, const InferRequest& request,
+// The outputs as raw contents, as Triton answers them; the request's id echoed back.
+void response_from_outputs(const ModelVersion& entry, const inference::ModelInferRequest& request,
                            const std::vector<std::pair<NamedTensor, bool>>& outputs,
                            inference::ModelInferResponse& out);
 

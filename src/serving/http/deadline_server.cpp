@@ -85,6 +85,7 @@ class DeadlineStream final : public httplib::Stream {
   }
 
   void begin_request() {
+    screening_ = Screening{};
     part_ = "header";
     deadline_ = Clock::now() + deadlines_.header;
     timeout_.reset();
@@ -95,6 +96,7 @@ class DeadlineStream final : public httplib::Stream {
     deadline_ = Clock::now() + deadlines_.body;
   }
 
+  Screening& screening() { return screening_; }
   // Why reading stopped early, when it did.
   const std::optional<ReadTimeout>& timeout() const { return timeout_; }
   // Whether anything of an answer went out since the request began.
@@ -186,6 +188,7 @@ class DeadlineStream final : public httplib::Stream {
   const char* part_ = nullptr;  // "header" or "body" while a request is read
   Clock::time_point deadline_{};
   std::optional<ReadTimeout> timeout_;
+  Screening screening_;
   size_t written_ = 0;
 };
 
@@ -235,6 +238,13 @@ void DeadlineServer::header_read() {
 std::string DeadlineServer::read_timeout_on_this_thread() {
   if (!current_stream || !current_stream->timeout()) return "";
   return current_stream->timeout()->message;
+}
+
+Screening& DeadlineServer::screening_of_this_request() {
+  if (current_stream) return current_stream->screening();
+  thread_local Screening none;
+  none = Screening{};
+  return none;
 }
 
 void DeadlineServer::widen_listen_backlog() {

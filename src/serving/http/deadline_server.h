@@ -9,7 +9,10 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
+
+#include "serving/status.h"
 
 namespace torchship::serving {
 
@@ -28,6 +31,14 @@ struct ReadTimeout {
   std::string client;  // "address:port"
 };
 
+// What the pre-routing handler found about a request before its body was read. It stays with
+// the request, on its connection's thread, until the route (or the error handler) answers; the
+// next request on the connection starts with none.
+struct Screening {
+  std::optional<Outcome> refusal;  // answered by the route once the body is read
+  std::string body_encoding;       // a compressed body's Content-Encoding, inflated by the route
+};
+
 class DeadlineServer : public httplib::Server {
  public:
   using OnTimeout = std::function<void(const ReadTimeout&)>;
@@ -39,6 +50,8 @@ class DeadlineServer : public httplib::Server {
   // On the thread writing the answer: why reading the request stopped early, "" when it did
   // not (httplib then answers 400 through the error handler, which should say 408 and this).
   static std::string read_timeout_on_this_thread();
+  // The screening of the request this thread serves (an empty one off a connection's thread).
+  static Screening& screening_of_this_request();
 
   // httplib listens with a backlog of 5: 32 clients connecting at once overflow it and wait
   // for SYN retransmits (1 s, 3 s, ...). This raises it to the system's maximum.

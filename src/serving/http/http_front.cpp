@@ -14,6 +14,7 @@
 
 #include "serving/http/content_encoding.h"
 #include "serving/http/deadline_server.h"
+#include "serving/http/kserve_json.h"
 #include "serving/http_status.h"
 #include "serving/service.h"
 #include "torchship/classification_output.h"
@@ -41,23 +42,11 @@ void send_outcome(httplib::Response& response, const Outcome& outcome) {
   send_error(response, http_status(outcome.status), outcome.message);
 }
 
-// Where the pre-routing handler keeps a compressed body's Content-Encoding: httplib inflates
-// any body whose request still names one, without a limit.
-constexpr const char* kBodyEncoding = "X-Torchship-Content-Encoding";
-
-// A refusal decided before the body was read ("<Status as a number> message"), sent by the
-// route after it.
-constexpr const char* kRefusal = "X-Torchship-Refusal";
-
-// Sends the request's refusal, if the pre-routing handler marked one.
-bool send_refusal(const httplib::Request& request, httplib::Response& response) {
-  if (!request.has_header(kRefusal)) return false;
-  std::string refusal = request.get_header_value(kRefusal);
-  auto status = static_cast<Status>(std::atoi(refusal.c_str()));
-  // Only the refusals marked here: on a request httplib rejected before the pre-routing handler
-  // ran, the header is the client's own.
-  if (status != Status::Unauthenticated && status != Status::UnsupportedEncoding) return false;
-  send_outcome(response, {status, refusal.substr(refusal.find(' ') + 1)});
+// Sends the refusal the pre-routing handler decided for this request, if it decided one.
+bool send_refusal(httplib::Response& response) {
+  const auto& refusal = DeadlineServer::screening_of_this_request().refusal;
+  if (!refusal) return false;
+  send_outcome(response, *refusal);
   return true;
 }
 
@@ -65,27 +54,17 @@ bool send_refusal(const httplib::Request& request, httplib::Response& response) 
 httplib::Server::Handler unless_refused(httplib::Server::Handler handler) {
   return
       [handler = std::move(handler)](const httplib::Request& request, httplib::Response& response) {
-        if (!send_refusal(request, response)) handler(request, response);
+        if (!send_refusal(response)) handler(request, response);
       };
+}
+
+// A compressed body's Content-Encoding, "" for a body that came as it is.
+const std::string& body_encoding() {
+  return DeadlineServer::screening_of_this_request().body_encoding;
 }
 
 // JSON bodies from this size on take many times their size while parsed.
 constexpr size_t kLargeBody = size_t{1} << 20;
-
-json tensor_json(const TensorMetadata& tensor) {
-  return {{"name", tensor.name}, {"datatype", tensor.datatype}, {"shape", tensor.shape}};
-}
-
-json metadata_json(const ModelMetadata& metadata) {
-  json inputs = json::array(), outputs = json::array();
-  for (const auto& tensor : metadata.inputs) inputs.push_back(tensor_json(tensor));
-  for (const auto& tensor : metadata.outputs) outputs.push_back(tensor_json(tensor));
-  return {{"name", metadata.name},
-          {"versions", metadata.versions},
-          {"platform", metadata.platform},
-          {"inputs", inputs},
-          {"outputs", outputs}};
-}
 
 // The top_k query parameter of /classify: 5 when absent.
 int top_k_parameter(const httplib::Request& request) {
@@ -179,8 +158,8 @@ struct HttpFront::Impl {
 
   // The request's body, inflated when it came compressed; `inflated_body` holds the bytes then.
   std::string_view body_of(const httplib::Request& request, std::string& inflated_body) const {
-    if (!request.has_header(kBodyEncoding)) return request.body;
-    inflated_body = inflated(request.body, request.get_header_value(kBodyEncoding));
+    if (body_encoding().empty()) return request.body;
+    inflated_body = inflated(request.body, body_encoding());
     return inflated_body;
   }
 
@@ -223,10 +202,10 @@ struct HttpFront::Impl {
     std::string header_length;
     bool has_header = request.has_header("Inference-Header-Content-Length");
     if (has_header) header_length = request.get_header_value("Inference-Header-Content-Length");
-    InferRequest parsed;
+    JsonInferRequest parsed;
     {
       auto decoding = service.begin_decode(
-          deadline, request.body.size() >= kLargeBody || request.has_header(kBodyEncoding));
+          deadline, request.body.size() >= kLargeBody || !body_encoding().empty());
       std::string inflated;
       parsed =
           parse_infer_request(body_of(request, inflated), has_header ? &header_length : nullptr);
@@ -243,9 +222,10 @@ struct HttpFront::Impl {
   // The image a request's body carries, inflated on demand when it comes compressed.
   InferenceService::EncodedImage encoded_image(const httplib::Request& request) {
     InferenceService::EncodedImage image{request.body, nullptr, "the request body"};
-    if (request.has_header(kBodyEncoding)) {
-      image.inflate = [this, encoding = request.get_header_value(kBodyEncoding)](
-                          std::string_view body) { return inflated(body, encoding); };
+    if (!body_encoding().empty()) {
+      image.inflate = [this, encoding = body_encoding()](std::string_view body) {
+        return inflated(body, encoding);
+      };
     }
     return image;
   }
@@ -294,8 +274,8 @@ struct HttpFront::Impl {
 
   // This runs before httplib reads the body, and never answers itself: an answer now would
   // leave the body unread on a keep-alive connection, to be parsed as the next request (behind
-  // a proxy, one client's answer would then reach another). A refusal is marked here and sent
-  // by the route once the body is read (within the body limit).
+  // a proxy, one client's answer would then reach another). A refusal is kept in the request's
+  // screening and sent by the route once the body is read (within the body limit).
   void screen_requests_before_their_body() {
     http.set_pre_routing_handler([this](const httplib::Request& request, httplib::Response&) {
       DeadlineServer::header_read();
@@ -307,18 +287,18 @@ struct HttpFront::Impl {
           form->second.rfind("application/x-www-form-urlencoded", 0) == 0) {
         headers.erase("Content-Type");
       }
-      headers.erase(kRefusal);
-      headers.erase(kBodyEncoding);
+      Screening& screening = DeadlineServer::screening_of_this_request();
       auto refuse = [&](Status status, const std::string& message) {
-        headers.emplace(kRefusal, std::to_string(static_cast<int>(status)) + " " + message);
+        if (!screening.refusal) screening.refusal = Outcome{status, message};  // the first found
       };
       // A compressed body is read as it came and inflated by the route within the body
-      // limit: httplib's own inflation (gzip, deflate, brotli) has none.
+      // limit: httplib's own inflation (gzip, deflate, brotli) has none, and inflates any body
+      // whose request still names an encoding.
       if (request.has_header("Content-Encoding")) {
         std::string encoding = request.get_header_value("Content-Encoding");
         headers.erase("Content-Encoding");
         if (accepted_encoding(encoding)) {
-          headers.emplace(kBodyEncoding, encoding);
+          screening.body_encoding = encoding;
         } else {
           refuse(Status::UnsupportedEncoding,
                  "Content-Encoding '" + encoding +
@@ -344,7 +324,7 @@ struct HttpFront::Impl {
         send_error(response, 408, timeout);
         return;
       }
-      if (send_refusal(request, response)) return;
+      if (send_refusal(response)) return;
       if (response.status == 413) {
         send_error(response, 413,
                    "the request body exceeds " + std::to_string(options.max_body_bytes) +
@@ -387,8 +367,9 @@ struct HttpFront::Impl {
     const std::string model = R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)";
     get(model, [this](const httplib::Request& request, httplib::Response& response) {
       on_request(request, response, [&] {
-        send_json(response, 200,
-                  metadata_json(service.model_metadata(request.matches[1], request.matches[2])));
+        send_json(
+            response, 200,
+            model_metadata_json(service.model_metadata(request.matches[1], request.matches[2])));
       });
     });
     get(model + "/ready", [this](const httplib::Request& request, httplib::Response& response) {
