@@ -2,24 +2,23 @@
 TorchScript archive saved by torch 2.x does not load in libtorch 1.13) from fixed seeds, so that
 every runner computes the same function on the same input.
 
-    PY bench/cases.py OUT_DIR MODELS   # writes OUT_DIR/cases.json and the files it names;
+    PY -m bench cases OUT_DIR MODELS   # writes OUT_DIR/cases.json and the files it names;
                                        # MODELS: the stack's build/models (scripts/demo.sh)
 
 Run by bench/compare.py with each stack's interpreter.
 """
 
+import argparse
 import json
 import os
-import sys
 import warnings
+from typing import List, Optional
 
 import numpy as np
 import torch
 import torchvision
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-for folder in ("python", "examples/article", "examples/fashion_mnist"):
-    sys.path.insert(0, os.path.join(ROOT, folder))
+from bench.example_modules import example_module
 
 
 def export_onnx(module: torch.nn.Module, x: torch.Tensor, path: str) -> None:
@@ -51,8 +50,8 @@ def resnet34_plain(out: str) -> dict:
 def article_classifier(out: str) -> dict:
     """The article's classifier: ResNet34 with its preprocessing inside (uint8 224 x 224 x 3 in),
     exported by torchship.export in fp32, bf16 and int8."""
-    import export as article
-    from pipelines import resnet34_classifier
+    article = example_module("article", "export")
+    resnet34_classifier = example_module("article", "pipelines").resnet34_classifier
     model = resnet34_classifier().eval()
     image = torch.randint(0, 256, (224, 224, 3), dtype=torch.uint8,
                           generator=torch.Generator().manual_seed(2))
@@ -75,13 +74,13 @@ def article_classifier(out: str) -> dict:
 
 def fashion_mnist(out: str, models: str) -> dict:
     """The trained Fashion-MNIST CNN, batch 256, through the archives the test suite checks."""
-    import build
+    build = example_module("fashion_mnist", "build")
     images = torch.randint(0, 256, (256, 28, 28, 1), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(3))
     np.save(os.path.join(out, "fashion_input.npy"), images.numpy())
-    from model import FashionNet, FashionPipeline
+    fashion = example_module("fashion_mnist", "model")
     weights = build.cached_weights()
-    model = FashionPipeline(FashionNet())
+    model = fashion.FashionPipeline(fashion.FashionNet())
     model.net.load_state_dict(torch.load(weights))
     export_onnx(model.eval(), images, os.path.join(out, "fashion.onnx"))
     archives = {precision: os.path.join(models, build.archive_name(precision) + ".pt")
@@ -93,9 +92,13 @@ def fashion_mnist(out: str, models: str) -> dict:
             "onnx": os.path.join(out, "fashion.onnx"), "notes": []}
 
 
-def main() -> None:
-    out = os.path.abspath(sys.argv[1])
-    models = os.path.abspath(sys.argv[2])
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir", help="where cases.json and the files it names go")
+    parser.add_argument("models", help="the stack's build/models")
+    args = parser.parse_args(argv)
+    out = os.path.abspath(args.out_dir)
+    models = os.path.abspath(args.models)
     os.makedirs(out, exist_ok=True)
     cases = [resnet34_plain(out), article_classifier(out), fashion_mnist(out, models)]
     # The one-image job's photo: scikit-image's cat, enlarged to 1920 x 1080, as a JPEG.

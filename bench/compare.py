@@ -9,8 +9,8 @@ is rendered from them by bench/report.py (versions and verdicts come from the da
 
     bash bench/setup.sh                                  # ONNX Runtime from PyPI, and more
     scripts/demo.sh && TORCHSHIP_TORCH=debian scripts/demo.sh   # builds and build/models
-    python3 bench/compare.py [--stacks pypi,debian] [--rounds 3] [--runs 30]
-    python3 bench/report.py                              # the report again from the results
+    python3 -m bench compare [--stacks pypi,debian] [--rounds 3] [--runs 30]
+    python3 -m bench report                              # the report again from the results
 
 This process imports no torch: Linux keeps a process's peak RSS across fork and exec, so children
 of a process holding torch would all report its size.
@@ -21,13 +21,11 @@ import datetime
 import json
 import os
 import subprocess
-import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import report  # noqa: E402
-import runners  # noqa: E402
+from bench import report, runners
+from bench.child_processes import child_env, module_command
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -36,17 +34,16 @@ def measure_stack(stack: str, ort_python: str, rounds: int, runs: int, threads: 
     paths = runners.stack_paths(stack)
     work = os.path.join(ROOT, "build", "bench", stack)
     runners.progress(f"{stack}: making the cases")
-    subprocess.run([paths["python"], os.path.join(ROOT, "bench", "cases.py"), work,
-                    paths["models"]], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(module_command(paths["python"], "cases", work, paths["models"]), check=True,
+                   stdout=subprocess.DEVNULL, env=child_env())
     with open(os.path.join(work, "cases.json")) as f:
         made = json.load(f)
-    worker = os.path.join(ROOT, "bench", "runners.py")
 
     def jobs_of(case: dict) -> Dict[str, List[str]]:
-        spec = json.dumps(case)
-        jobs = {"Python eager": [paths["python"], worker, "eager", spec, str(runs), str(threads)],
-                "ONNX Runtime": [ort_python, worker, "onnxruntime", spec, str(runs),
-                                 str(threads)]}
+        jobs = {"Python eager": runners.worker_command(paths["python"], "eager", case, runs,
+                                                       threads),
+                "ONNX Runtime": runners.worker_command(ort_python, "onnxruntime", case, runs,
+                                                       threads)}
         for precision, archive in case["archives"].items():
             jobs[f"torchship {precision}"] = runners.command(paths["cli"], archive, case["input"],
                                                              runs)
@@ -82,13 +79,12 @@ def measure_stack(stack: str, ort_python: str, rounds: int, runs: int, threads: 
                                             "peak_rss_mb": child["peak_rss_mb"]})
     runners.progress(f"{stack}: profiling ResNet34")
     resnet = dict(made["cases"][0], cli=paths["cli"])
-    profile = json.loads(runners.run_child([paths["python"], worker, "profile", json.dumps(resnet),
-                                    "10", str(threads)])["stdout"])
+    profile = json.loads(runners.run_child(runners.worker_command(
+        paths["python"], "profile", resnet, 10, threads))["stdout"])
     runners.progress(f"{stack}: operators of the reduced-precision archives")
     classifier = next(case for case in made["cases"] if case["id"] == "classifier")
-    profile["reduced_precision"] = json.loads(runners.run_child(
-        [paths["python"], worker, "operators", json.dumps(classifier), "10",
-         str(threads)])["stdout"])
+    profile["reduced_precision"] = json.loads(runners.run_child(runners.worker_command(
+        paths["python"], "operators", classifier, 10, threads))["stdout"])
     accuracy_file = os.path.join(paths["models"], "fashion_mnist_accuracy.json")
     accuracy = json.load(open(accuracy_file)) if os.path.exists(accuracy_file) else {}
     version = subprocess.run([paths["cli"], "--version"], capture_output=True,
@@ -99,12 +95,12 @@ def measure_stack(stack: str, ort_python: str, rounds: int, runs: int, threads: 
             "torchship": version, "cli_baseline_rss_mb": baseline_rss}
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stacks", default="pypi,debian")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=30)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     threads = len(os.sched_getaffinity(0))
     ort_python = runners.stack_paths("pypi")["python"]
     os.makedirs(report.RESULTS, exist_ok=True)
@@ -115,12 +111,12 @@ def main() -> None:
             "date": datetime.date.today().isoformat(), "cpu": runners.cpu_model(),
             "cpus": os.cpu_count(), "threads": threads, "rounds": args.rounds,
             "runs": args.runs, "seconds": time.time() - started,
-            "command": f"python3 bench/compare.py --stacks {stack} --rounds {args.rounds} "
+            "command": f"python3 -m bench compare --stacks {stack} --rounds {args.rounds} "
                        f"--runs {args.runs}"})
         with open(os.path.join(report.RESULTS, f"compare-{stack}.json"), "w") as f:
             json.dump(results, f, indent=1)
     runners.clear_progress()
-    report.main()
+    report.write()
 
 
 if __name__ == "__main__":

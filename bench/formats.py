@@ -5,8 +5,8 @@ load, load time and the process's peak RSS. Results go to bench/results/formats.
 and the report rendered from them to docs/benchmarks-formats.md (versions, machine and
 conclusions all come from the measured data); the exported models to build/bench.
 
-    ~/.cache/torchship/venv-*/bin/python bench/formats.py [--rounds 3] [--runs 30] [--threads 2]
-    ... bench/formats.py --render        # the report again from bench/results/formats.json
+    ~/.cache/torchship/venv-*/bin/python -m bench formats [--rounds 3] [--runs 30] [--threads 2]
+    ... -m bench formats --render        # the report again from bench/results/formats.json
 
 Needs build/bin/torchship (a build against PyTorch 2.x), this interpreter's torch >= 2.6 with
 torchvision, and onnxruntime + onnx from PyPI (scripts/requirements-bench.txt).
@@ -19,12 +19,12 @@ import os
 import subprocess
 import sys
 import time
-from typing import Dict
+from typing import Dict, List, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report import RESULTS as RESULTS_FOLDER  # noqa: E402
-from report import summarize  # noqa: E402
-from runners import cpu_model, progress, run_child, timed  # noqa: E402
+from bench.child_processes import child_env, module_command
+from bench.report import RESULTS as RESULTS_FOLDER
+from bench.report import summarize
+from bench.runners import cpu_model, progress, run_child, timed
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CLI = os.path.join(ROOT, "build", "bin", "torchship")
@@ -43,8 +43,7 @@ def prepare(threads: int) -> Dict[str, str]:
     import numpy as np
     import torch
     import torchvision
-    sys.path.insert(0, os.path.join(ROOT, "python"))
-    import torchship
+    import torchship  # python/, on the PYTHONPATH child_env() gives
 
     os.makedirs(WORK, exist_ok=True)
     paths = {name: os.path.join(WORK, f"resnet34{ext}") for name, ext in
@@ -108,8 +107,8 @@ def run_once(name: str, paths: Dict[str, str], runs: int, threads: int) -> Dict[
         command = [CLI, "bench", archive, "--input", paths["input"], "--runs", str(runs),
                    "--threads", str(threads), "--json"]
     else:
-        command = [sys.executable, __file__, "--worker", name, "--runs", str(runs),
-                   "--threads", str(threads)]
+        command = module_command(sys.executable, "formats", "--worker", name, "--runs",
+                                 str(runs), "--threads", str(threads))
     out = run_child(command)
     data = json.loads(out["stdout"])
     if name.startswith("torchship"):
@@ -196,7 +195,7 @@ def environment(threads: int) -> dict:
             "onnxruntime": onnxruntime.__version__, "torchship": version}
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=30)
@@ -205,7 +204,7 @@ def main() -> None:
     parser.add_argument("--worker")
     parser.add_argument("--prepare", action="store_true")
     parser.add_argument("--environment", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     paths = {name: os.path.join(WORK, f"resnet34{ext}") for name, ext in
              (("weights", ".pth"), ("pt", ".pt"), ("pt2", ".pt2"), ("onnx", ".onnx"),
               ("input", "_input.npy"))}
@@ -222,10 +221,11 @@ def main() -> None:
         # This process stays small (no torch): Linux keeps a process's peak RSS across exec,
         # so children forked from a process holding torch would all report its size.
         started = time.time()
-        here = [sys.executable, __file__, "--threads", str(args.threads)]
-        subprocess.run(here + ["--prepare"], check=True)
+        here = module_command(sys.executable, "formats", "--threads", str(args.threads))
+        subprocess.run(here + ["--prepare"], check=True, env=child_env())
         env = json.loads(subprocess.run(here + ["--environment"], check=True,
-                                        capture_output=True, text=True).stdout)
+                                        capture_output=True, text=True,
+                                        env=child_env()).stdout)
         results = {"rounds": args.rounds, "runs": args.runs, "environment": env,
                    "cli_baseline_rss_mb": run_child([CLI, "--version"])["peak_rss_mb"],
                    "samples": measure(paths, args.rounds, args.runs, args.threads),
@@ -236,8 +236,8 @@ def main() -> None:
         if sys.stderr.isatty():
             sys.stderr.write("\r" + " " * 78 + "\r")
     if not os.path.exists(RESULTS):
-        sys.exit(f"no {os.path.relpath(RESULTS, ROOT)}: run bench/formats.py without --render "
-                 "to measure")
+        sys.exit(f"no {os.path.relpath(RESULTS, ROOT)}: run python -m bench formats without "
+                 "--render to measure")
     with open(RESULTS) as f:
         results = json.load(f)
     with open(REPORT, "w") as f:

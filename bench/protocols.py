@@ -8,7 +8,8 @@ own CPU time (gRPC's is larger than httplib's) would be charged to the server. R
 round. Writes bench/results/protocols.json and the "KServe v2 protocols under load" section of
 docs/benchmarks.md.
 
-    python bench/protocols.py [--seconds 8] [--rounds 3]
+    python -m bench protocols [--seconds 8] [--rounds 3]
+    python -m bench protocols --render     # the section again from the results file
 
 Run with the PyPI stack's interpreter (scripts/env.sh's $PY): it builds the gRPC request with
 tritonclient's protobuf classes.
@@ -22,14 +23,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from typing import List, Optional
 
 import numpy as np
 
+from bench.report import replace_section
+from bench.runners import cpu_model
+from harness.kserve_client import DATATYPES, infer_body
+from harness.server_process import Server, make_repository
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
-from report import replace_section  # noqa: E402
-from runners import cpu_model  # noqa: E402
-from serving import DATATYPES, Server, infer_body, make_repository  # noqa: E402
 
 BUILD = os.environ.get("TORCHSHIP_BUILD", os.path.join(ROOT, "build"))
 CLI = os.path.join(BUILD, "bin", "torchship")
@@ -73,14 +76,21 @@ def write_requests(folder: str, model: str, name: str, array: np.ndarray) -> dic
     return out
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--render", action="store_true",
+                        help="render the section from bench/results/protocols.json, measure "
+                             "nothing")
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--models", nargs="+", choices=list(MODEL_NAMES), default=list(MODEL_NAMES),
                         help="a quick look at one model (the page needs both)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.render:
+        with open(RESULTS) as f:
+            render(json.load(f))
+        return
     for path in (CLI, LOAD):
         if not os.path.exists(path):
             raise SystemExit(f"{path} is missing: build first (scripts/build.sh)")
@@ -215,8 +225,4 @@ def render(results: dict) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--render":
-        with open(RESULTS) as f:
-            render(json.load(f))
-    else:
-        main()
+    main()

@@ -2,20 +2,18 @@
 (bench/results/compare-pypi.json, compare-debian.json, serve.json) between two markers, so that
 a rerun cannot leave a stale figure behind.
 
-    python bench/readme_figures.py      rewrites the summary in README.md
+    python -m bench readme_figures      rewrites the summary in README.md
 
 tests/python/test_bench_report.py checks the committed README against this rendering.
 """
 
+import argparse
 import json
 import os
-import sys
 import textwrap
-from typing import Dict
+from typing import Dict, List, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import report  # noqa: E402
-import serve_bench  # noqa: E402
+from bench import report, serve_bench
 
 README = os.path.join(report.ROOT, "README.md")
 BEGIN = "<!-- figures: bench/readme_figures.py renders this paragraph -->"
@@ -62,7 +60,8 @@ def render(readme: str) -> str:
     return readme[:start] + "\n" + text + "\n" + readme[end:]
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     with open(README) as f:
         rendered = render(f.read())
     with open(README, "w") as f:

@@ -1,9 +1,10 @@
 """docs/benchmarks.md from bench/results/compare-*.json (bench/compare.py writes them): the
 tables, the goals with their verdicts and the profile all come from the measured data.
 
-    python3 bench/report.py
+    python3 -m bench report
 """
 
+import argparse
 import json
 import os
 import statistics
@@ -226,7 +227,10 @@ def render(all_results: List[dict]) -> str:
              "numbers across runs. TorchScript against AOTInductor packages: "
              "[benchmarks-formats.md](benchmarks-formats.md) (`bench/formats.py`). Fourteen "
              "architectures at batch 1 and 8 against ONNX Runtime and OpenVINO: "
-             "[Benchmark zoo](#benchmark-zoo) (`bench/zoo.py`).", ""]
+             "[Benchmark zoo](#benchmark-zoo) (`bench/zoo.py`). Each benchmark runs from the "
+             "repository root as `python -m bench NAME` (`python -m bench --help` lists them); "
+             "the commands recorded with earlier results name the script's file instead "
+             "(`python3 bench/zoo.py` is today's `python3 -m bench zoo`).", ""]
     for results in all_results:
         lines += stack_section(results) + [""]
     lines += [VERIFICATION]
@@ -259,7 +263,8 @@ def replace_section(doc: str, section: str, lines: List[str]) -> None:
     print(f"updated {doc}")
 
 
-def main() -> None:
+def write() -> None:
+    """docs/benchmarks.md from the compare results (the sections other benchmarks own kept)."""
     found = []
     for stack in ("pypi", "debian"):
         path = os.path.join(RESULTS, f"compare-{stack}.json")
@@ -267,11 +272,16 @@ def main() -> None:
             with open(path) as f:
                 found.append(json.load(f))
     if not found:
-        raise SystemExit(f"no results in {RESULTS}: run bench/compare.py first")
+        raise SystemExit(f"no results in {RESULTS}: run python -m bench compare first")
     text = render(found)
     with open(REPORT, "w") as f:
         f.write(text)
     print(f"wrote {REPORT}")
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
+    write()
 
 
 if __name__ == "__main__":

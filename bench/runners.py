@@ -2,19 +2,24 @@
 one JSON object; its peak RSS comes from the kernel when the orchestrator reaps it. Every runner
 uses the same thread count, the CPUs the process may use (what torchship picks by default).
 
-    PY bench/runners.py eager|onnxruntime|profile CASE_JSON RUNS THREADS
+    PY -m bench runners eager|onnxruntime|openvino|profile|operators CASE_JSON RUNS THREADS
 
+(the orchestrators start it as worker_command() with child_env(): bench/child_processes.py).
 torchship itself runs as `torchship bench ARCHIVE --input NPY --json` with no other flags (see
 command()), and the one-image jobs as whole commands (one_image_commands()).
 """
 
+import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
+
+from bench.child_processes import child_env, module_command
+from bench.example_modules import example_module
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -42,9 +47,10 @@ def clear_progress() -> None:
 
 def run_child(command: List[str], env=None) -> Dict[str, object]:
     """Runs a command: its stdout, wall time and the child's own peak RSS (reaped by wait4, so
-    that no other process's size is counted)."""
+    that no other process's size is counted). Its environment is child_env()'s unless given."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=env or child_env())
     out = process.stdout.read()
     err = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -84,21 +90,18 @@ def timed(call: Callable[[], object], runs: int) -> Dict[str, float]:
 def eager_model(spec: dict):
     import torch
     import torchvision
-    for folder in ("examples/article", "examples/fashion_mnist"):
-        sys.path.insert(0, os.path.join(ROOT, folder))
     if spec["kind"] == "zoo":
-        sys.path.insert(0, os.path.join(ROOT, "bench"))
-        import zoo_models
+        from bench import zoo_models
         return zoo_models.build(spec["model"])
     if spec["kind"] == "resnet34":
         model = torchvision.models.resnet34()
         model.load_state_dict(torch.load(spec["weights"]))
     elif spec["kind"] == "classifier":
-        from pipelines import resnet34_classifier
-        model = resnet34_classifier()  # seed 0: the weights the archives hold
+        # seed 0: the weights the archives hold
+        model = example_module("article", "pipelines").resnet34_classifier()
     else:
-        from model import FashionNet, FashionPipeline
-        model = FashionPipeline(FashionNet())
+        fashion = example_module("fashion_mnist", "model")
+        model = fashion.FashionPipeline(fashion.FashionNet())
         model.net.load_state_dict(torch.load(spec["weights"]))
     return model.eval()
 
@@ -284,6 +287,22 @@ def one_image_commands(python: str, cli: str, archive: str, image: str) -> Dict[
 WORKERS = {"eager": eager, "onnxruntime": onnxruntime, "openvino": openvino, "profile": profile,
            "operators": operators}
 
+
+def worker_command(python: str, worker: str, case: dict, runs: int, threads: int) -> List[str]:
+    """One measurement by `worker` in a fresh process of `python` (run_child gives it
+    child_env())."""
+    return module_command(python, "runners", worker, json.dumps(case), str(runs), str(threads))
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("worker", choices=sorted(WORKERS))
+    parser.add_argument("case_json", help="the case, as JSON")
+    parser.add_argument("runs", type=int)
+    parser.add_argument("threads", type=int)
+    args = parser.parse_args(argv)
+    print(json.dumps(WORKERS[args.worker](json.loads(args.case_json), args.runs, args.threads)))
+
+
 if __name__ == "__main__":
-    worker, case_json, runs, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    print(json.dumps(WORKERS[worker](json.loads(case_json), runs, threads)))
+    main()

@@ -5,8 +5,8 @@ in-process throughput `torchship bench` reaches. Results go to bench/results/ser
 (committed); the "Serving under load" section of docs/benchmarks.md is rendered from them.
 
     bash bench/setup.sh
-    /usr/bin/python3 bench/serve_bench.py [--seconds 10] [--rounds 2] [--threads 2]
-    /usr/bin/python3 bench/serve_bench.py --render    # the section again from the results file
+    /usr/bin/python3 -m bench serve_bench [--seconds 10] [--rounds 2] [--threads 2]
+    /usr/bin/python3 -m bench serve_bench --render    # the section again from the results file
 """
 
 import argparse
@@ -17,15 +17,17 @@ import re
 import subprocess
 import sys
 import tempfile
+from typing import List, Optional
 
 import numpy as np
 
+from bench.child_processes import child_env, module_command
+from bench.report import replace_section
+from bench.runners import cpu_model
+from harness.kserve_client import infer_body
+from harness.server_process import Server, free_port, make_repository, wait_until_answering
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
-from report import replace_section  # noqa: E402
-from runners import cpu_model  # noqa: E402
-from serving import (Server, free_port, infer_body, make_repository,  # noqa: E402
-                     wait_until_answering)
 
 CLI = os.path.join(ROOT, "build", "bin", "torchship")
 MODELS = os.path.join(ROOT, "build", "models")
@@ -49,7 +51,7 @@ def hey(url: str, body_path: str, headers, seconds: int, clients: int) -> dict:
     return {"rps": rps, "p50_ms": p50 * 1000, "p99_ms": p99 * 1000, "codes": codes}
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
@@ -57,10 +59,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--render", action="store_true",
                         help="render the section from bench/results/serve.json, measure nothing")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.render:
         if not os.path.exists(RESULTS):
-            sys.exit(f"no results in {RESULTS}: run bench/serve_bench.py first")
+            sys.exit(f"no results in {RESULTS}: run python -m bench serve_bench first")
         with open(RESULTS) as f:
             replace_section(DOC, SECTION, section_lines(json.load(f)))
         return
@@ -92,8 +94,8 @@ def main() -> None:
             for name, extra in baselines.items():
                 port = free_port()
                 processes[name] = subprocess.Popen(
-                    [sys.executable, os.path.join(ROOT, "bench", "python_server.py"), str(port),
-                     *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    module_command(sys.executable, "python_server", str(port), *extra),
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())
                 wait_until_answering(port, "/docs")
                 urls[name] = f"http://127.0.0.1:{port}/v2/models/fashion/infer"
             fashion = {name: [] for name in urls}
@@ -167,7 +169,7 @@ def section_lines(results: dict) -> list:
     lines = [
         SECTION,
         "",
-        f"Measured by `/usr/bin/python3 bench/serve_bench.py --seconds {seconds} --rounds "
+        f"Measured by `/usr/bin/python3 -m bench serve_bench --seconds {seconds} --rounds "
         f"{rounds} --threads {threads}` on {results['date']}, {results['cpu']} "
         f"({results['cpus']} CPUs): `hey -z {seconds}s -c {clients}` POSTs one request body over and over "
         f"on keep-alive connections; the load generator shares the 2 cores with the server. "

@@ -3,7 +3,7 @@ archive (OpenVINO's TBB threads) served together by one `torchship serve`, again
 alone, at 32 clients, in one run with interleaved rounds.
 
     bash bench/setup.sh && scripts/build.sh
-    python bench/serve_engines.py [--pt resnet50] [--ov mobilenet_v3_large] [--seconds 10]
+    python -m bench serve_engines [--pt resnet50] [--ov mobilenet_v3_large] [--seconds 10]
 
 Both models come from the zoo's exports (build/bench/zoo/<model>/exported.pt and exported.ov;
 exported here when missing, as bench/zoo.py --reuse does). Alone, one server hosts one model and 32 clients ask it; together,
@@ -24,21 +24,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
-import protocols  # noqa: E402
-import runners  # noqa: E402
-import zoo  # noqa: E402
-import zoo_report  # noqa: E402
-from serving import Server  # noqa: E402
+from bench import protocols, runners, zoo, zoo_report
+from harness.server_process import Server
 
 MAX_BATCH = 8
 QUEUE_DELAY_US = 5000
@@ -95,7 +88,7 @@ def one_round(paths, archives: Dict[str, str], requests, clients: int, seconds: 
     return found
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pt", default="resnet50", help="the zoo model served as TorchScript")
     parser.add_argument("--ov", default="mobilenet_v3_large",
@@ -103,7 +96,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--clients", type=int, default=32)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     paths = zoo.stack_paths()
     os.makedirs(paths["work"], exist_ok=True)
     started = time.time()
@@ -122,14 +115,14 @@ def main() -> None:
         "clients": args.clients, "seconds": args.seconds, "rounds": args.rounds,
         "max_batch_size": MAX_BATCH, "max_queue_delay_us": QUEUE_DELAY_US,
         "elapsed_seconds": round(time.time() - started),
-        "command": f"python bench/serve_engines.py --pt {args.pt} --ov {args.ov} "
+        "command": f"python -m bench serve_engines --pt {args.pt} --ov {args.ov} "
                    f"--seconds {args.seconds:g} --rounds {args.rounds}",
         "models": {name: case["name"] for name, (case, _) in cases.items()}, "samples": rounds}
     os.makedirs(zoo_report.RESULTS, exist_ok=True)
     with open(zoo_report.ENGINES_FILE, "w") as f:
         json.dump(results, f, indent=1)
     runners.clear_progress()
-    zoo_report.main()
+    zoo_report.write_section()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ UNAVAILABLE), answers other than expected (200 / OK for valid requests, 400 / IN
 for malformed ones), p50 and p99 latency per protocol in the first and the last minute, and RSS
 over time: its growth from the end of the first minute (the warm-up) to the end.
 
-    python bench/soak.py --minutes 30 [--reload-secs 60] [--doc]
+    python -m bench soak --minutes 30 [--reload-secs 60] [--doc]
 
 --doc writes the RSS plot, docs/soak-rss.svg (docs/serving.md shows it); bench/results/soak.json
 keeps the figures either way. tests/python/test_soak.py runs the short form (2.5 minutes, two
@@ -25,17 +25,19 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from bench.runners import cpu_model
+from harness.fashion_data import fashion_images
+from harness.kserve_client import infer_body
+from harness.server_process import Server, make_repository
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
-from serving import Server, fashion_images, infer_body, make_repository  # noqa: E402
 
 BUILD = os.environ.get("TORCHSHIP_BUILD", os.path.join(ROOT, "build"))
 RESULTS = os.path.join(ROOT, "bench", "results", "soak.json")
@@ -314,14 +316,14 @@ def write_svg(result: dict, path: str) -> None:
         f.write("\n".join(parts) + "\n")
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--reload-secs", type=float, default=60)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--doc", action="store_true",
                         help="write docs/soak-rss.svg")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cli = os.path.join(BUILD, "bin", "torchship")
     load = os.path.join(BUILD, "bin", "torchship-load")
     for path in (cli, load):
@@ -330,7 +332,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         result = run_soak(cli, load, os.path.join(BUILD, "models"), args.minutes,
                           args.reload_secs, folder, args.clients)
-    from runners import cpu_model
     result["machine"] = f"{cpu_model()}, {os.cpu_count()} CPUs"
     result["date"] = datetime.date.today().isoformat()
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)

@@ -4,8 +4,8 @@ article's segmentation, a pretrained EfficientNet-Lite0, a text encoder, and hel
 at batch 1 and 8, fp32, on the PyPI stack.
 
     bash bench/setup.sh && scripts/build.sh          # the peers, the pretrained model, the CLI
-    python3 bench/zoo.py [--models a,b] [--rounds 2] [--runs 10] [--plain-packages] [--forms]
-    python3 bench/zoo_report.py                      # the page section again from the results
+    python3 -m bench zoo [--models a,b] [--rounds 2] [--runs 10] [--plain-packages] [--forms]
+    python3 -m bench zoo_report                      # the page section again from the results
 
 Runners, each a fresh process per measurement, in interleaved rounds (drift on a shared machine
 hits all alike), all on the same threads (the CPUs this process may use):
@@ -31,16 +31,13 @@ import datetime
 import json
 import os
 import subprocess
-import sys
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import runners  # noqa: E402
-import zoo_report  # noqa: E402
+from bench import runners, zoo_report
+from bench.child_processes import child_env, module_command
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "bench"))
 MODELS = ["resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "regnet_y_800mf",
           "vit_b_16", "swin_t", "ssdlite320", "lraspp", "efficientnet_lite0", "text_encoder",
           "densenet121", "mnasnet1_0", "shufflenet_v2_x1_0"]
@@ -85,10 +82,10 @@ def make_cases(paths: Dict[str, str], models: List[str], plain_packages: bool,
         case_file = os.path.join(paths["work"], name, "case.json")
         if not (reuse and os.path.exists(case_file)):
             runners.progress(f"zoo: exporting {name} ({number + 1}/{len(models)})")
-            command = [paths["python"], os.path.join(ROOT, "bench", "zoo_models.py"),
-                       paths["work"], name] + (["--plain-packages"] if plain_packages else [])
+            command = module_command(paths["python"], "zoo_models", paths["work"], name,
+                                     *(["--plain-packages"] if plain_packages else []))
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+                           stderr=subprocess.DEVNULL, env=child_env())
         with open(case_file) as f:
             cases.append(json.load(f))
     return cases
@@ -119,21 +116,18 @@ def forms_jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
 
 def jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
          threads: int) -> Dict[str, List[str]]:
-    worker = os.path.join(ROOT, "bench", "runners.py")
+    python = paths["python"]
     npy = case["inputs"][str(batch)]
     spec = {"eager": {"kind": "zoo", "model": case["id"]}, "input": npy,
             "onnx": case["files"].get("onnx")}
-    out = {"Python eager": [paths["python"], worker, "eager", json.dumps(spec), str(runs),
-                            str(threads)]}
+    out = {"Python eager": runners.worker_command(python, "eager", spec, runs, threads)}
     if spec["onnx"]:
-        out["ONNX Runtime"] = [paths["python"], worker, "onnxruntime", json.dumps(spec),
-                               str(runs), str(threads)]
-        out["OpenVINO fp32"] = [paths["python"], worker, "openvino",
-                                json.dumps({**spec, "precision": "f32"}), str(runs),
-                                str(threads)]
+        out["ONNX Runtime"] = runners.worker_command(python, "onnxruntime", spec, runs, threads)
+        out["OpenVINO fp32"] = runners.worker_command(python, "openvino",
+                                                      {**spec, "precision": "f32"}, runs, threads)
         if has_bf16():
-            out["OpenVINO default (bf16)"] = [paths["python"], worker, "openvino",
-                                              json.dumps(spec), str(runs), str(threads)]
+            out["OpenVINO default (bf16)"] = runners.worker_command(python, "openvino", spec,
+                                                                    runs, threads)
     for runner, (key, flags) in TORCHSHIP_FILES.items():
         if runner in (BF16_RUNNER, AUTO_BF16_RUNNER) and not has_bf16():
             continue
@@ -152,8 +146,8 @@ def add_every_form_archives(paths: Dict[str, str], cases: List[dict],
             updated.append(case)
             continue
         runners.progress(f"zoo: exporting every form of {case['id']} ({number + 1}/{len(cases)})")
-        subprocess.run([paths["python"], os.path.join(ROOT, "bench", "zoo_models.py"),
-                        paths["work"], case["id"], "--auto"], check=True,
+        subprocess.run(module_command(paths["python"], "zoo_models", paths["work"], case["id"],
+                                      "--auto"), check=True, env=child_env(),
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with open(os.path.join(paths["work"], case["id"], "case.json")) as f:
             updated.append(json.load(f))
@@ -205,14 +199,15 @@ def measure(cases: List[dict], paths: Dict[str, str], rounds: int, runs: int, th
     return found
 
 
-def zoo_arguments(description: str, models: List[str]) -> argparse.Namespace:
+def zoo_arguments(description: str, models: List[str],
+                  argv: Optional[List[str]] = None) -> argparse.Namespace:
     """--models (checked against the zoo; `args.model_list` holds them), --rounds, --runs: what
-    the zoo's scripts on a subset of its models take."""
+    the zoo's scripts on a subset of its models take (from `argv`, else the command line)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--models", default=",".join(models))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--runs", type=int, default=10)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.model_list = args.models.split(",")
     unknown = [name for name in args.model_list if name not in MODELS]
     if unknown:
@@ -220,11 +215,12 @@ def zoo_arguments(description: str, models: List[str]) -> argparse.Namespace:
     return args
 
 
-def zoo_setup(doc: str, models: List[str]) -> Tuple[argparse.Namespace, Dict[str, str], int]:
-    """What a script on a subset of the zoo starts with: its arguments (zoo_arguments, described
-    by the first paragraph of its `doc`), the stack's paths with the work folder made, and the
-    threads every runner gets (the CPUs this process may use)."""
-    args = zoo_arguments(doc.split("\n\n")[0], models)
+def zoo_setup(doc: str, models: List[str], argv: Optional[List[str]] = None
+              ) -> Tuple[argparse.Namespace, Dict[str, str], int]:
+    """What a script on a subset of the zoo starts with: its arguments (zoo_arguments of `argv`,
+    described by the first paragraph of its `doc`), the stack's paths with the work folder made,
+    and the threads every runner gets (the CPUs this process may use)."""
+    args = zoo_arguments(doc.split("\n\n")[0], models, argv)
     paths = stack_paths()
     os.makedirs(paths["work"], exist_ok=True)
     return args, paths, len(os.sched_getaffinity(0))
@@ -243,7 +239,7 @@ def versions(paths: Dict[str, str]) -> Dict[str, str]:
             "torchship": cli}
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--rounds", type=int, default=2)
@@ -265,7 +261,7 @@ def main() -> None:
     parser.add_argument("--variant", default="",
                         help="what the exporter variant that wrote exported_variant.pt2 does "
                              "(bench/zoo_models.py --variant-packages), for the page")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     models = args.models.split(",")
     unknown = [name for name in models if name not in MODELS]
     if unknown:
@@ -288,7 +284,7 @@ def main() -> None:
         "rounds": args.rounds, "runs": args.runs, "versions": versions(paths),
         "variant": args.variant,
         "export_seconds": exported - started, "seconds": time.time() - started,
-        "command": f"python3 bench/zoo.py --models {args.models} --rounds {args.rounds} "
+        "command": f"python3 -m bench zoo --models {args.models} --rounds {args.rounds} "
                    f"--runs {args.runs}" + (" --plain-packages" if args.plain_packages else "") +
                    (" --forms" if args.forms else "") + (" --auto" if args.auto else ""),
         "cases": cases, "results": found}

@@ -2,7 +2,7 @@
 the engine it chose against the peer it missed, by kind of work, from each runtime's own
 per-node timing.
 
-    python bench/zoo_auto_profile.py [--runs 20] [--cells resnet50:1,...]
+    PYTHONPATH=python python -m bench zoo_auto_profile [--runs 20] [--cells resnet50:1,...]
 
 - OpenVINO (torchship's form, and the OpenVINO peers): the CPU plugin's profiling (PERF_COUNT),
   torchship's form compiled from the auto archive's IR as the C++ backend compiles it (one
@@ -21,21 +21,17 @@ Run with the PyPI stack's interpreter (scripts/env.sh's $PY).
 """
 
 import argparse
+import importlib
 import io
 import json
 import os
-import sys
 import tempfile
 import zipfile
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-import zoo  # noqa: E402
-import zoo_profile  # noqa: E402
-import zoo_report  # noqa: E402
+from bench import zoo, zoo_profile, zoo_report
 
 PROFILE_FILE = os.path.join(zoo_report.RESULTS, "zoo-auto-profile.json")
 THREADS = 2
@@ -201,11 +197,13 @@ def missed_cells(results: dict) -> List[dict]:
     return missed
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--cells", default="", help="model:batch,... (default: every missed)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    # torchship (python/ on PYTHONPATH) reads the archives' OpenVINO form: fail now, not minutes in.
+    importlib.import_module("torchship.openvino.ir_archive")
     with open(zoo_report.AUTO_FILE) as f:
         results = json.load(f)
     cases = {case["id"]: case for case in results["cases"]}
@@ -220,7 +218,7 @@ def main() -> None:
         cell["peer_profile_ms"] = peer_profile(case, cell["batch"], cell["peer"], args.runs)
         found.append(cell)
         print(json.dumps(cell), flush=True)
-    command = f"python bench/zoo_auto_profile.py --runs {args.runs}" + (
+    command = f"python -m bench zoo_auto_profile --runs {args.runs}" + (
         f" --cells {args.cells}" if args.cells else "")
     zoo_report.publish(PROFILE_FILE, {"runs": args.runs, "threads": THREADS,
                                       "cpu": results["cpu"], "command": command, "cells": found})

@@ -2,9 +2,9 @@
 same torch.export program and timed by `torchship bench` (a fresh process, interleaved rounds),
 beside the package torchship.export writes.
 
-    PY bench/zoo_levers.py [--models mobilenet_v3_large,efficientnet_b0] [--rounds 2]
+    PYTHONPATH=python PY -m bench zoo_levers [--models mobilenet_v3_large,efficientnet_b0]
 
-PY is the PyPI stack's interpreter (it compiles). Variants:
+PY is the PyPI stack's interpreter (it compiles; torchship from python/). Variants:
   torchship.export      freezing (weights as constants, oneDNN-prepacked), dynamic batch 1..4096
   static batch          the same options, the batch fixed at the benchmark's
   no freezing           AOTInductor's defaults (what a plain aoti_compile_and_package does)
@@ -17,21 +17,13 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
-from typing import Dict
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "python"))
-import zoo  # noqa: E402
-import zoo_models  # noqa: E402
-import zoo_report  # noqa: E402
-from torchship import aoti  # noqa: E402
-from torchship.dynamic_dims import BATCH_MAX  # noqa: E402
+from bench import zoo, zoo_models, zoo_report
 
 LEVERS_FILE = os.path.join(zoo_report.RESULTS, "zoo-levers.json")
 
@@ -39,6 +31,9 @@ LEVERS_FILE = os.path.join(zoo_report.RESULTS, "zoo-levers.json")
 def compile_variant(model: torch.nn.Module, x: torch.Tensor, path: str, dynamic: bool,
                     options: Dict[str, object]) -> float:
     from torch.export import Dim
+
+    from torchship import aoti
+    from torchship.dynamic_dims import BATCH_MAX
     shapes = ({0: Dim("batch", min=1, max=BATCH_MAX)},) if dynamic else None
     started = time.monotonic()
     with torch.no_grad():
@@ -49,7 +44,7 @@ def compile_variant(model: torch.nn.Module, x: torch.Tensor, path: str, dynamic:
     return time.monotonic() - started
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="mobilenet_v3_large,efficientnet_b0")
     parser.add_argument("--rounds", type=int, default=2)
@@ -57,7 +52,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep variants compiled before")
     parser.add_argument("--compile-only", action="store_true",
                         help="compile the variants, time nothing (then --reuse)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    # torchship from python/ (PYTHONPATH): imported here, after --help, before any work.
+    from torchship import aoti
     paths = zoo.stack_paths()
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     base = aoti.inductor_options("native")
@@ -104,7 +101,7 @@ def main() -> None:
     if args.compile_only:
         return
     with open(LEVERS_FILE, "w") as f:
-        json.dump({"command": "python bench/zoo_levers.py --models " + args.models,
+        json.dump({"command": "python -m bench zoo_levers --models " + args.models,
                    "rounds": args.rounds, "runs": args.runs, "levers": found}, f, indent=1)
 
 

@@ -1,11 +1,13 @@
 """The benchmark zoo's models and the files each runner needs, made by the PyPI stack's torch.
 
-    PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] [--plain-packages]
-    PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] --variant-packages   # a lever under trial
-    PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] --precisions  # bf16 and int8 archives
-    PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] --package-only  # what zoo_serve.py serves
-    PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] --static-batch  # zoo_static_batch.py's
-    PY bench/zoo_models.py OUT_DIR MODEL[,MODEL...] --auto  # the archive of every form, added
+    PY -m bench zoo_models OUT_DIR MODEL[,MODEL...] [--plain-packages]
+    PY -m bench zoo_models OUT_DIR MODEL[,MODEL...] --variant-packages   # a lever under trial
+    PY -m bench zoo_models OUT_DIR MODEL[,MODEL...] --precisions  # bf16 and int8 archives
+    PY -m bench zoo_models OUT_DIR MODEL[,MODEL...] --package-only  # what zoo_serve.py serves
+    PY -m bench zoo_models OUT_DIR MODEL[,MODEL...] --static-batch  # zoo_static_batch.py's
+    PY -m bench zoo_models OUT_DIR MODEL[,MODEL...] --auto  # the archive of every form, added
+
+PY with python/ on PYTHONPATH (torchship), as the zoo's scripts run it (child_processes.py).
 
 For each model writes, under OUT_DIR/MODEL/: the input of each batch size (.npy), the module's
 weights (so that every runner computes the same function), an ONNX file with dynamic batch (and
@@ -19,19 +21,17 @@ not depend on them. The held-out models are measured like the others but were ne
 while choosing torchship's optimizations.
 """
 
+import argparse
 import contextlib
 import json
 import os
 import sys
 import time
 import warnings
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "python"))
 
 BATCHES = (1, 8)
 
@@ -438,19 +438,35 @@ def static_batch_package(out: str, name: str) -> dict:
             "onnx": onnx, "inputs": inputs}
 
 
-def main() -> None:
-    out = os.path.abspath(sys.argv[1])
-    names = sys.argv[2].split(",")
-    plain_packages = "--plain-packages" in sys.argv[3:]
-    if "--variant-packages" in sys.argv[3:]:
+# What a run makes besides the plain one: each flag's job, tried in this order.
+MODES = {"--variant-packages": "the package an exporter variant writes (a lever under trial)",
+         "--precisions": "bf16 and int8 archives",
+         "--package-only": "only the recommended package and the inputs (zoo_serve's)",
+         "--static-batch": "the package with its static batch-1 model (zoo_static_batch's)",
+         "--auto": "the archive of every form, added to an earlier run's files"}
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir")
+    parser.add_argument("models", help="MODEL[,MODEL...]")
+    parser.add_argument("--plain-packages", action="store_true",
+                        help="also a plain aoti_compile_and_package package")
+    for flag, what in MODES.items():
+        parser.add_argument(flag, action="store_true", help=what)
+    args = parser.parse_args(argv)
+    out = os.path.abspath(args.out_dir)
+    names = args.models.split(",")
+    plain_packages = args.plain_packages
+    if args.variant_packages:
         for name in names:
             case = variant_package(out, name)
             print(json.dumps({"id": name, "failures": case["failures"]}), flush=True)
         return
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    for mode, job in (("--precisions", precision_archives), ("--package-only", serving_package),
-                      ("--static-batch", static_batch_package), ("--auto", every_form_archive)):
-        if mode in sys.argv[3:]:
+    for mode, job in (("precisions", precision_archives), ("package_only", serving_package),
+                      ("static_batch", static_batch_package), ("auto", every_form_archive)):
+        if getattr(args, mode):
             for name in names:
                 print(json.dumps(job(out, name)), flush=True)
             return

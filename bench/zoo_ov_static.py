@@ -3,7 +3,7 @@ torchship.export wrote it (free batch and image sizes), compiled by OpenVINO's C
 C++ backend compiles it, against the same IR reshaped to the request's exact shape (what a
 static form, or a static model beside the dynamic one, would run), batch 1 and 8, fp32.
 
-    python bench/zoo_ov_static.py [--models resnet50,...] [--rounds 5] [--runs 10]
+    python -m bench zoo_ov_static [--models resnet50,...] [--rounds 5] [--runs 10]
 
 Both compiles take the backend's properties (fp32, one stream, the CPUs' threads, no pinning);
 runs alternate between the two in one process, and the best round's median is kept. The
@@ -17,17 +17,13 @@ import datetime
 import json
 import os
 import statistics
-import sys
 import time
 import zipfile
-from typing import Dict
+from typing import Dict, List, Optional
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import runners  # noqa: E402
-import zoo  # noqa: E402
-import zoo_report  # noqa: E402
+from bench import runners, zoo, zoo_report
 
 GRAPH, WEIGHTS = "openvino/model.xml", "openvino/model.bin"
 
@@ -74,12 +70,12 @@ def measure(core, model, x: np.ndarray, threads: int, rounds: int,
     return best
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(zoo.MODELS))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=10)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     paths = zoo.stack_paths()
     threads = len(os.sched_getaffinity(0))
     import openvino as ov
@@ -108,7 +104,7 @@ def main() -> None:
     results = {"date": datetime.date.today().isoformat(), "cpu": runners.cpu_model(),
                "threads": threads, "rounds": args.rounds, "runs": args.runs,
                "versions": zoo.versions(paths), "elapsed_seconds": round(time.time() - started),
-               "command": f"python bench/zoo_ov_static.py --models {args.models} "
+               "command": f"python -m bench zoo_ov_static --models {args.models} "
                           f"--rounds {args.rounds} --runs {args.runs}",
                "models": found}
     runners.clear_progress()

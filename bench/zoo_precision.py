@@ -3,7 +3,7 @@
 and the pretrained EfficientNet-Lite0's top-1 agreement with fp32 on real photos, in one run.
 
     bash bench/setup.sh && scripts/build.sh
-    python3 bench/zoo_precision.py [--models a,b] [--rounds 2] [--runs 10]
+    python3 -m bench zoo_precision [--models a,b] [--rounds 2] [--runs 10]
 
 Accuracy: python3-skimage's photos (bench/zoo_models.py TEST_PHOTOS), 12 views each (crops and
 mirrors), run by the torchship CLI (`torchship run ARCHIVE --input VIEWS.npy --out DIR`) and by
@@ -17,19 +17,15 @@ import datetime
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import runners  # noqa: E402
-import zoo  # noqa: E402
-import zoo_report  # noqa: E402
+from bench import runners, zoo, zoo_report
+from bench.child_processes import child_env, module_command
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 # The image classifiers of the zoo (FX quantization needs a traceable module; the detector's
 # and the text encoder's int8 are not attempted) and the pretrained model for accuracy.
 MODELS = ["resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny",
@@ -50,15 +46,14 @@ print(compiled.get_property("INFERENCE_PRECISION_HINT"))
 
 def jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
          threads: int) -> Dict[str, List[str]]:
-    worker = os.path.join(ROOT, "bench", "runners.py")
     npy = case["inputs"][str(batch)]
     out = {}
     if "onnx" in case["files"]:
         spec = {"onnx": case["files"]["onnx"], "input": npy}
-        out["OpenVINO fp32"] = [paths["python"], worker, "openvino",
-                                json.dumps({**spec, "precision": "f32"}), str(runs), str(threads)]
-        out["OpenVINO default"] = [paths["python"], worker, "openvino", json.dumps(spec),
-                                   str(runs), str(threads)]
+        out["OpenVINO fp32"] = runners.worker_command(
+            paths["python"], "openvino", {**spec, "precision": "f32"}, runs, threads)
+        out["OpenVINO default"] = runners.worker_command(paths["python"], "openvino", spec,
+                                                         runs, threads)
     for runner, key in ARCHIVES.items():
         if key in case["files"]:
             out[runner] = runners.command(paths["cli"], case["files"][key], npy, runs)
@@ -96,15 +91,15 @@ def accuracy(case: dict, paths: Dict[str, str]) -> dict:
             "top1": {runner: p.tolist() for runner, p in predictions.items()}}
 
 
-def main() -> None:
-    args, paths, threads = zoo.zoo_setup(__doc__, MODELS)
+def main(argv: Optional[List[str]] = None) -> None:
+    args, paths, threads = zoo.zoo_setup(__doc__, MODELS, argv)
     models = args.model_list
     started = time.time()
     cases = []
     for number, name in enumerate(models):
         runners.progress(f"zoo precision: exporting {name} ({number + 1}/{len(models)})")
-        run = subprocess.run([paths["python"], os.path.join(ROOT, "bench", "zoo_models.py"),
-                              paths["work"], name, "--precisions"], check=True,
+        run = subprocess.run(module_command(paths["python"], "zoo_models", paths["work"], name,
+                                            "--precisions"), check=True, env=child_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         cases.append(json.loads(run.stdout.strip().splitlines()[-1]))
     exported = time.time()
@@ -116,7 +111,7 @@ def main() -> None:
         "threads": threads, "bf16_cpu": zoo.has_bf16(), "rounds": args.rounds,
         "runs": args.runs, "versions": zoo.versions(paths),
         "export_seconds": exported - started, "seconds": time.time() - started,
-        "command": f"python3 bench/zoo_precision.py --models {args.models} --rounds "
+        "command": f"python3 -m bench zoo_precision --models {args.models} --rounds "
                    f"{args.rounds} --runs {args.runs}",
         "cases": cases, "results": found, "accuracy": accuracies}
     runners.clear_progress()

@@ -3,7 +3,7 @@
 the rest), against the forward's latency; what remains is the time outside oneDNN (AOTInductor's
 generated C++ kernels, or ATen's operators in TorchScript, and the glue between them).
 
-    python3 bench/zoo_profile.py [--cases mobilenet_v3_large:1,...] [--runs 10]
+    python3 -m bench zoo_profile [--cases mobilenet_v3_large:1,...] [--runs 10]
 
 Needs bench/zoo.py's files (build/bench/zoo) and results (bench/results/zoo.json, for the peers'
 latency); writes bench/results/zoo-profile.json, which bench/zoo_report.py renders.
@@ -16,12 +16,9 @@ import json
 import os
 import re
 import subprocess
-import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import zoo  # noqa: E402
-import zoo_report  # noqa: E402
+from bench import zoo, zoo_report
 
 PROFILE_FILE = os.path.join(zoo_report.RESULTS, "zoo-profile.json")
 SHAPE = re.compile(r"(?:mb\d+_)?(?:g(\d+))?ic(\d+)oc\d+.*?kh(\d+).*?kw(\d+)")
@@ -70,12 +67,12 @@ def profile(case: dict, batch: str, runner: str, cli: str, runs: int) -> Dict[st
     return {"runner": runner, "primitives_ms": per_forward}
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default="mobilenet_v3_large:1,efficientnet_b0:1,"
                         "convnext_tiny:1,vit_b_16:1,resnet50:1,mnasnet1_0:1")
     parser.add_argument("--runs", type=int, default=10)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     paths = zoo.stack_paths()
     with open(zoo_report.RESULTS_FILE) as f:
         results = json.load(f)
@@ -95,9 +92,9 @@ def main() -> None:
         found.append(measured)
         print(json.dumps(measured), flush=True)
     with open(PROFILE_FILE, "w") as f:
-        json.dump({"runs": args.runs, "command": "python3 bench/zoo_profile.py --cases " +
+        json.dump({"runs": args.runs, "command": "python3 -m bench zoo_profile --cases " +
                    args.cases, "profiles": found}, f, indent=1)
-    zoo_report.main()
+    zoo_report.write_section()
 
 
 if __name__ == "__main__":

@@ -2,19 +2,18 @@
 (bench/zoo.py writes it): latency per model and batch size, the ratios to the fastest peer, the
 goals with verdicts that follow from the data, and what torchship's load-time optimizer chose.
 
-    python3 bench/zoo_report.py
+    python3 -m bench zoo_report
 """
 
+import argparse
 import json
 import math
 import os
 import statistics
-import sys
 from collections import Counter
 from typing import Dict, List, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import report  # noqa: E402
+from bench import report
 
 RESULTS = report.RESULTS
 RESULTS_FILE = os.path.join(RESULTS, "zoo.json")
@@ -826,15 +825,21 @@ def publish(path: str, results: dict) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
-    main()
+    write_section()
 
 
-def main() -> None:
+def write_section() -> None:
+    """The zoo section of docs/benchmarks.md, from every zoo results file there is."""
     if not os.path.exists(RESULTS_FILE):
-        raise SystemExit(f"no {RESULTS_FILE}: run bench/zoo.py first")
+        raise SystemExit(f"no {RESULTS_FILE}: run python -m bench zoo first")
     with open(RESULTS_FILE) as f:
         results = json.load(f)
     report.replace_section(report.REPORT, SECTION, section(results))
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
+    write_section()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ one image per request over HTTP (binary tensors) and gRPC, against the best thro
 in one run with interleaved rounds.
 
     bash bench/setup.sh && scripts/build.sh
-    python bench/zoo_serve.py [--models resnet50,mobilenet_v3_large] [--seconds 10] [--rounds 2]
+    python -m bench zoo_serve [--models resnet50,mobilenet_v3_large] [--seconds 10] [--rounds 2]
 
 The package is the recommended path, torchship.export's .pt2 with a dynamic batch dimension
 (bench/zoo_models.py --package-only; a zoo run's is reused). The server batches requests
@@ -25,21 +25,15 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from typing import Dict
+from typing import Dict, List, Optional
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
-import protocols  # noqa: E402
-import runners  # noqa: E402
-import zoo  # noqa: E402
-import zoo_report  # noqa: E402
-from serving import Server  # noqa: E402
+from bench import protocols, runners, zoo, zoo_report
+from bench.child_processes import child_env, module_command
+from harness.server_process import Server
 
 MODELS = ["resnet50", "mobilenet_v3_large"]
 PROTOCOLS = ("http-binary", "grpc")
@@ -99,14 +93,14 @@ def serve_round(cases: Dict[str, dict], paths: Dict[str, str], configuration: di
     return out
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--clients", type=int, default=32)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     paths = zoo.stack_paths()
     os.makedirs(paths["work"], exist_ok=True)
     cpus = len(os.sched_getaffinity(0))
@@ -114,8 +108,8 @@ def main() -> None:
     cases = {}
     for name in args.models.split(","):
         runners.progress(f"zoo serve: exporting {name}")
-        run = subprocess.run([paths["python"], os.path.join(ROOT, "bench", "zoo_models.py"),
-                              paths["work"], name, "--package-only"], check=True,
+        run = subprocess.run(module_command(paths["python"], "zoo_models", paths["work"], name,
+                                            "--package-only"), check=True, env=child_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         cases[name] = json.loads(run.stdout.strip().splitlines()[-1])
     exported = time.time()
@@ -138,7 +132,7 @@ def main() -> None:
         "rounds": args.rounds, "runs": args.runs, "max_batch_size": MAX_BATCH,
         "max_queue_delay_us": QUEUE_DELAY_US, "export_seconds": exported - started,
         "elapsed_seconds": time.time() - started,
-        "command": f"python bench/zoo_serve.py --models {args.models} --seconds {args.seconds:g} "
+        "command": f"python -m bench zoo_serve --models {args.models} --seconds {args.seconds:g} "
                    f"--rounds {args.rounds}",
         "models": {name: case["name"] for name, case in cases.items()}, "samples": rounds}
     runners.clear_progress()

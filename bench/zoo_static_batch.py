@@ -6,7 +6,7 @@ entry), at batch 1 and 8, beside ONNX Runtime and OpenVINO fp32 in the same inte
 each runner a fresh process.
 
     bash bench/setup.sh && scripts/build.sh
-    python3 bench/zoo_static_batch.py [--models a,b] [--rounds 2] [--runs 10]
+    python3 -m bench zoo_static_batch [--models a,b] [--rounds 2] [--runs 10]
 
 Results: bench/results/zoo-static-batch.json, rendered into the "Benchmark zoo" section by
 bench/zoo_report.py. This process imports no torch (children would inherit its peak RSS).
@@ -16,17 +16,13 @@ import datetime
 import json
 import os
 import subprocess
-import sys
 import time
 import zipfile
-from typing import Dict, List
+from typing import Dict, List, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import runners  # noqa: E402
-import zoo  # noqa: E402
-import zoo_report  # noqa: E402
+from bench import runners, zoo, zoo_report
+from bench.child_processes import child_env, module_command
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 MODELS = ["resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny",
           "regnet_y_800mf", "efficientnet_lite0", "vit_b_16", "densenet121", "mnasnet1_0",
           "shufflenet_v2_x1_0"]
@@ -53,29 +49,28 @@ def without_static_models(source: str, target: str) -> None:
 
 def jobs(case: dict, batch: int, paths: Dict[str, str], runs: int,
          threads: int) -> Dict[str, List[str]]:
-    worker = os.path.join(ROOT, "bench", "runners.py")
     npy = case["inputs"][str(batch)]
     spec = {"onnx": case["onnx"], "input": npy}
     return {
-        "ONNX Runtime": [paths["python"], worker, "onnxruntime", json.dumps(spec), str(runs),
-                         str(threads)],
-        "OpenVINO fp32": [paths["python"], worker, "openvino",
-                          json.dumps({**spec, "precision": "f32"}), str(runs), str(threads)],
+        "ONNX Runtime": runners.worker_command(paths["python"], "onnxruntime", spec, runs,
+                                               threads),
+        "OpenVINO fp32": runners.worker_command(paths["python"], "openvino",
+                                                {**spec, "precision": "f32"}, runs, threads),
         WITHOUT: runners.command(paths["cli"], case["without"], npy, runs),
         WITH: runners.command(paths["cli"], case["package"], npy, runs),
     }
 
 
-def main() -> None:
-    args, paths, threads = zoo.zoo_setup(__doc__, MODELS)
+def main(argv: Optional[List[str]] = None) -> None:
+    args, paths, threads = zoo.zoo_setup(__doc__, MODELS, argv)
     models = args.model_list
     started = time.time()
     cases, compile_seconds = [], {}
     for number, name in enumerate(models):
         runners.progress(f"zoo static batch: exporting {name} ({number + 1}/{len(models)})")
         begun = time.time()
-        run = subprocess.run([paths["python"], os.path.join(ROOT, "bench", "zoo_models.py"),
-                              paths["work"], name, "--static-batch"], check=True,
+        run = subprocess.run(module_command(paths["python"], "zoo_models", paths["work"], name,
+                                            "--static-batch"), check=True, env=child_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         case = json.loads(run.stdout.strip().splitlines()[-1])
         compile_seconds[name] = round(time.time() - begun, 1)
@@ -95,7 +90,7 @@ def main() -> None:
         "threads": threads, "rounds": args.rounds, "runs": args.runs,
         "versions": zoo.versions(paths), "export_seconds": exported - started,
         "compile_seconds": compile_seconds, "seconds": time.time() - started,
-        "command": f"python3 bench/zoo_static_batch.py --models {args.models} --rounds "
+        "command": f"python3 -m bench zoo_static_batch --models {args.models} --rounds "
                    f"{args.rounds} --runs {args.runs}",
         "cases": cases, "results": found}
     runners.clear_progress()

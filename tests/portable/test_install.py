@@ -36,12 +36,11 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("TORCHSHIP_BUILD", os.path.join(ROOT, "build-portable"))
 DIST = os.path.join(BUILD, "dist")
 PHOTOS = "/usr/lib/python3/dist-packages/skimage/data"
-sys.path.insert(0, os.path.join(ROOT, "python"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
+# torchship and the harness come from pyproject.toml's pytest pythonpath (python/ and the root).
 sys.path.insert(0, os.path.join(ROOT, "examples", "pretrained"))
 
 import torchship  # noqa: E402
-from serving import Server  # noqa: E402
+from harness.server_process import Server  # noqa: E402
 
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] from PyPI")
 httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] from PyPI")

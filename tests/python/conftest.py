@@ -6,19 +6,20 @@ import re
 import subprocess
 import sys
 import zipfile
-from typing import List
+from typing import List, Tuple
 
 import numpy as np
 import pytest
+import torch
+
+# torchship (python/) and the harness (the checkout's root) are on the path by pyproject.toml's
+# [tool.pytest.ini_options] pythonpath.
+from harness.fashion_data import fashion_images
+from torchship.archive import GOLDEN_INDEX
+from torchship.tolerance import scaled_atol
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("TORCHSHIP_BUILD", os.path.join(ROOT, "build"))
-sys.path.insert(0, os.path.join(ROOT, "python"))
-
-import torch  # noqa: E402
-
-from torchship.archive import GOLDEN_INDEX  # noqa: E402
-from torchship.tolerance import scaled_atol  # noqa: E402
 
 
 def pytest_configure(config):
@@ -146,6 +147,15 @@ def models() -> str:
     subprocess.run([sys.executable, os.path.join(ROOT, "examples", "fashion_mnist", "build.py"),
                     folder, "--testset"], check=True, stdout=subprocess.DEVNULL)
     return folder
+
+
+def fashion_reference(models: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Test images 0..63 and Python's logits for them, through torch.jit.load of the archive
+    the servers serve."""
+    module = torch.jit.load(os.path.join(models, "fashion_mnist.pt")).eval()
+    images = fashion_images(models, 0, 64)
+    with torch.no_grad():
+        return images, module(torch.from_numpy(images)).numpy()
 
 
 _MEASURED: List[str] = []

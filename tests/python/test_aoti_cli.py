@@ -23,7 +23,7 @@ import pytest
 
 from conftest import (assert_argmax_agrees, assert_close, golden_rtol, rule_atol, stderr_lines,
                       tensor_from_tree)
-from serving import Server
+from harness.server_process import Server
 
 ERROR = "torchship: error: "
 

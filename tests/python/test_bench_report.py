@@ -3,13 +3,10 @@ in it follows from the measured numbers, and the page is the one those files giv
 
 import json
 import os
-import sys
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path.insert(0, os.path.join(ROOT, "bench"))
-import report  # noqa: E402
+from bench import report
 
 
 def results():
@@ -48,7 +45,7 @@ def test_the_committed_page_is_what_the_results_render():
 
 
 def zoo_results():
-    import zoo_report
+    from bench import zoo_report
     if not os.path.exists(zoo_report.RESULTS_FILE):
         return None
     with open(zoo_report.RESULTS_FILE) as f:
@@ -56,7 +53,7 @@ def zoo_results():
 
 
 def test_the_zoo_section_is_what_its_results_render():
-    import zoo_report
+    from bench import zoo_report
     measured = zoo_results()
     if measured is None:
         pytest.skip("no bench/results/zoo.json")
@@ -69,7 +66,7 @@ def test_the_zoo_section_is_what_its_results_render():
 
 
 def test_every_zoo_verdict_follows_from_the_table():
-    import zoo_report
+    from bench import zoo_report
     measured = zoo_results()
     if measured is None:
         pytest.skip("no bench/results/zoo.json")
@@ -92,7 +89,7 @@ def test_every_zoo_verdict_follows_from_the_table():
 
 
 def test_a_missed_cells_profile_names_where_ours_spends_more_largest_first():
-    import zoo_report
+    from bench import zoo_report
     ours = {"convolution": 5.0, "layout": 2.5, "matmul": 1.0, "pooling": 0.1}
     peer = {"convolution": 4.0, "layout": 0.5, "matmul": 1.5, "other": 0.3}
     assert zoo_report.kinds_text(ours, peer) == "layout 2.50 vs 0.50, convolution 5.00 vs 4.00, " \
@@ -101,7 +98,7 @@ def test_a_missed_cells_profile_names_where_ours_spends_more_largest_first():
 
 
 def test_the_choice_summary_counts_engines_and_names_cells_where_another_form_was_faster():
-    import zoo_report
+    from bench import zoo_report
 
     def sample(p50, *notes):
         return [{"p50_ms": p50, "notes": list(notes)}]
@@ -124,7 +121,7 @@ def test_the_choice_summary_counts_engines_and_names_cells_where_another_form_wa
 
 
 def test_every_runtimes_node_kinds_land_in_the_same_bins():
-    import zoo_auto_profile
+    from bench import zoo_auto_profile
     bins = {kind: zoo_auto_profile.bin_of(kind) for kind in (
         "Convolution", "GroupConvolution", "FusedConv", "Conv", "convolution (1x1)",
         "FullyConnected", "MatMul", "Gemm", "inner_product", "Eltwise", "Subgraph", "Add",
@@ -142,7 +139,7 @@ def test_every_runtimes_node_kinds_land_in_the_same_bins():
 
 
 def test_the_serving_section_is_what_its_results_render():
-    import serve_bench
+    from bench import serve_bench
     if not os.path.exists(serve_bench.RESULTS):
         pytest.skip("no bench/results/serve.json")
     with open(serve_bench.RESULTS) as f:
@@ -156,7 +153,7 @@ def test_the_serving_section_is_what_its_results_render():
 
 
 def test_the_formats_page_is_what_its_results_render():
-    import formats
+    from bench import formats
     if not os.path.exists(formats.RESULTS):
         pytest.skip("no bench/results/formats.json")
     with open(formats.RESULTS) as f:
@@ -166,7 +163,7 @@ def test_the_formats_page_is_what_its_results_render():
 
 
 def test_the_readme_summary_is_what_its_results_render():
-    import readme_figures
+    from bench import readme_figures
     needed = ("compare-pypi.json", "compare-debian.json", "serve.json")
     if not all(os.path.exists(os.path.join(report.RESULTS, name)) for name in needed):
         pytest.skip("the README's results are not all in bench/results")

@@ -21,7 +21,9 @@ import zipfile
 import numpy as np
 import torch
 
-from serving import Client, Server, fashion_reference, make_repository, wait_for
+from conftest import fashion_reference
+from harness.kserve_client import Client
+from harness.server_process import Server, make_repository, wait_for
 
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-4}
 # The writer: copies SOURCE to TARGET in 40 pieces, 0.1 s apart, as a slow deploy would

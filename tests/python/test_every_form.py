@@ -18,7 +18,7 @@ import torch
 
 import torchship
 from conftest import assert_close, golden_rtol, stderr_lines, tensor_from_tree
-from serving import Server
+from harness.server_process import Server
 
 ERROR = "torchship: error: "
 needs_every_form = pytest.mark.skipif(

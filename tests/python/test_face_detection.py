@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from serving import Server, make_repository
+from harness.server_process import Server, make_repository
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 EXAMPLE = os.path.join(ROOT, "examples", "face_detection")

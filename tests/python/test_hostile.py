@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from serving import Server, infer_body, make_repository, wait_for
+from harness.kserve_client import infer_body
+from harness.server_process import Server, make_repository, wait_for
 
 LIMIT = "more than the limit of 120000000 (--max-image-pixels)"
 

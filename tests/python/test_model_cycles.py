@@ -26,7 +26,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from serving import Server, make_repository
+from harness.server_process import Server, make_repository
 
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] from PyPI")
 

@@ -2,11 +2,20 @@
 level and inside functions alike, so there is no import cycle, not even a deferred one. Above the
 shared modules sits one subpackage per format (FORMATS); no format imports from another, and no
 shared module imports a format (the dispatcher, export, names them all). Read with `ast`: no
-module is imported, and torch is not needed."""
+module is imported, and torch is not needed.
+
+The checkout's other Python folders have a direction too (the last tests below): harness/
+(`torchship serve` and a KServe v2 client) imports the standard library, numpy and cv2 only;
+bench/ imports harness, torchship, its own modules and third-party packages, never tests/;
+tests/ may import all of these. Neither bench nor harness edits sys.path."""
 
 import ast
 import os
-from typing import Dict, List, Optional, Set
+import shutil
+import sys
+from typing import Callable, Dict, List, Optional, Set
+
+import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PACKAGE = os.path.join(ROOT, "python", "torchship")
@@ -155,7 +164,6 @@ def test_no_import_cycle():
         visit(module, [])
 
 
-
 def test_no_format_imports_another():
     crossing = {module: sorted(name for name in _imports(module)
                                if _format_of(name) not in (None, _format_of(module)))
@@ -177,3 +185,105 @@ def test_imports_are_read_across_subpackages():
     assert "aoti.pt2_package" in _imports("aoti.writer")
     assert "archive" in _imports("openvino.writer")
     assert {"aoti.__init__", "openvino.__init__", "torchscript.__init__"} <= _imports("export")
+
+
+# ---- bench/ and harness/ --------------------------------------------------------------------
+
+# What each folder may import, beyond itself: harness the standard library and these; bench
+# anything but tests/ (harness, torchship, numpy, torch, the peers...).
+HARNESS_THIRD_PARTY = {"numpy", "cv2"}
+
+
+def _top_level_imports(path: str) -> Set[str]:
+    """The top-level names a file imports, anywhere in its code (a relative import is its own
+    package's)."""
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    found: Set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def _python_files(folder: str) -> List[str]:
+    return sorted(os.path.join(where, name) for where, _, files in os.walk(folder)
+                  for name in files if name.endswith(".py"))
+
+
+def _test_module_names(root: str) -> Set[str]:
+    """tests/ as a package, and every module under it by its plain name: what a sys.path entry
+    into tests/ makes importable (conftest, pitfall_cases, ...)."""
+    return {"tests"} | {os.path.basename(path)[:-3]
+                        for path in _python_files(os.path.join(root, "tests"))}
+
+
+def _forbidden_imports(root: str, folder: str,
+                       forbidden: Callable[[str], bool]) -> Dict[str, List[str]]:
+    """{file: the names it imports that `forbidden` refuses}, for every file under root/folder."""
+    found = {}
+    for path in _python_files(os.path.join(root, folder)):
+        names = sorted(name for name in _top_level_imports(path) if forbidden(name))
+        if names:
+            found[os.path.relpath(path, root)] = names
+    return found
+
+
+def _path_edits(root: str) -> List[str]:
+    """file:line of every use of sys.path in bench/ and harness/."""
+    found = []
+    for folder in ("bench", "harness"):
+        for path in _python_files(os.path.join(root, folder)):
+            with open(path) as f:
+                tree = ast.parse(f.read(), path)
+            found += [f"{os.path.relpath(path, root)}:{node.lineno}" for node in ast.walk(tree)
+                      if isinstance(node, ast.Attribute) and node.attr == "path"
+                      and isinstance(node.value, ast.Name) and node.value.id == "sys"]
+    return found
+
+
+def _harness_refuses(name: str) -> bool:
+    return name not in sys.stdlib_module_names and name not in HARNESS_THIRD_PARTY \
+        and name != "harness"
+
+
+def _layering_of_bench_and_harness(root: str) -> Dict[str, object]:
+    """Everything the rules above find wrong in the checkout at `root` (empty: none)."""
+    tests = _test_module_names(root)
+    found = {"harness": _forbidden_imports(root, "harness", _harness_refuses),
+             "bench": _forbidden_imports(root, "bench", lambda name: name in tests),
+             "sys.path": _path_edits(root)}
+    return {rule: what for rule, what in found.items() if what}
+
+
+needs_stdlib_names = pytest.mark.skipif(not hasattr(sys, "stdlib_module_names"),
+                                        reason="sys.stdlib_module_names: Python >= 3.10")
+
+
+@needs_stdlib_names
+def test_bench_and_harness_import_only_what_their_layer_allows():
+    assert _layering_of_bench_and_harness(ROOT) == {}
+
+
+@needs_stdlib_names
+def test_a_bench_or_harness_import_out_of_its_layer_is_named(tmp_path):
+    """The check above on a copy with one violation of each rule, so that it cannot pass by
+    seeing nothing."""
+    def only_python(folder, names):
+        return [n for n in names if not n.endswith(".py")
+                and not os.path.isdir(os.path.join(folder, n))]
+    for folder in ("bench", "harness", "tests"):
+        shutil.copytree(os.path.join(ROOT, folder), tmp_path / folder, ignore=only_python)
+    with open(tmp_path / "harness" / "kserve_client.py", "a") as f:
+        f.write("\n\ndef late():\n    import torch\n    from bench import zoo\n")
+    soak = tmp_path / "bench" / "soak.py"
+    edit_line = len(soak.read_text().splitlines()) + 1
+    with open(soak, "a") as f:
+        f.write("sys.path.insert(0, 'tests/python')\nfrom conftest import BUILD\n"
+                "from tests.python import pitfall_cases\n")
+    assert _layering_of_bench_and_harness(str(tmp_path)) == {
+        "harness": {"harness/kserve_client.py": ["bench", "torch"]},
+        "bench": {"bench/soak.py": ["conftest", "tests"]},
+        "sys.path": [f"bench/soak.py:{edit_line}"]}

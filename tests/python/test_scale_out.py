@@ -10,7 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from serving import Client, Server, free_port, make_repository, wait_until_answering
+from harness.kserve_client import Client
+from harness.server_process import Server, free_port, make_repository, wait_until_answering
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 

@@ -12,8 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from serving import (Client, Server, fashion_reference, infer_body, make_repository, metric,
-                     wait_for)
+from conftest import fashion_reference
+from harness.kserve_client import Client, infer_body
+from harness.server_process import Server, make_repository, metric, wait_for
 
 FASHION_CONFIG = {"max_batch_size": 64, "max_queue_delay_us": 5000}
 

@@ -14,8 +14,9 @@ import time
 import numpy as np
 import pytest
 
-from serving import (Client, Server, fashion_reference, free_port, make_repository, metric,
-                     wait_for)
+from conftest import fashion_reference
+from harness.kserve_client import Client
+from harness.server_process import Server, free_port, make_repository, metric, wait_for
 
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] from PyPI")
 httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] from PyPI")

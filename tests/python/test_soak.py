@@ -3,19 +3,17 @@ HTTP binary and gRPC from 32 clients to three models with dynamic batching, 5% m
 reloaded every minute (two reloads). Nothing is lost, nothing gets a 5xx, every answer is the
 expected one, and the resident memory after the warm-up minute stays within 5%. Latencies are
 reported, not asserted (this machine is shared); the 30-minute form is
-`python bench/soak.py --minutes 30` (docs/serving.md, "Soak", has its figures: there the memory
+`python -m bench soak --minutes 30` (docs/serving.md, "Soak", has its figures: there the memory
 grows past 5% before it settles). TORCHSHIP_SOAK_MINUTES sets the length here."""
 
 import os
-import sys
 
 import pytest
 
-from conftest import BUILD, ROOT
+from conftest import BUILD
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] from PyPI")
-sys.path.insert(0, os.path.join(ROOT, "bench"))
-import soak  # noqa: E402
+from bench import soak  # noqa: E402
 
 RSS_GROWTH = 0.05  # the bound the issue sets; glibc keeps some freed memory
 
