@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "torchship/manifest.h"
@@ -45,9 +46,14 @@ class Archive {
   // Throws Error(BadModel) for a missing or empty file, a file that is not a zip, a truncated
   // zip, a zip that is none of the three forms, or an invalid manifest.
   static Archive open(const std::filesystem::path& path);
+  // An archive held in memory (embedded in the application, decrypted, downloaded), checked as
+  // open() checks a file; `name` names it in messages. Nothing is written to disk where the
+  // system has anonymous files (Linux): the loaders read an in-memory copy of the bytes, and an
+  // AOTInductor package's compiled library is loaded from one too (docs/cpp-api.md).
+  static Archive from_bytes(std::string_view bytes, const std::string& name);
 
   // The name messages give it; file() is where its bytes are read from: the same file, or, for
-  // a form of an archive of every form, an in-memory copy of that form.
+  // an archive from bytes and a form of an archive of every form, an in-memory copy.
   const std::filesystem::path& path() const { return path_; }
   const std::filesystem::path& file() const { return file_; }
   ModelFormat format() const { return format_; }

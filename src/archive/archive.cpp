@@ -174,6 +174,14 @@ Archive Archive::open(const fs::path& path) {
   return open_file(path, path);
 }
 
+Archive Archive::from_bytes(std::string_view bytes, const std::string& name) {
+  if (bytes.empty()) reject(name, "the archive is empty (0 bytes), expected a zip");
+  MemoryFile held = MemoryFile::hold(bytes, "torchship-archive");
+  Archive archive = open_file(held.path(), name);
+  archive.held_ = std::make_shared<MemoryFile>(held);
+  return archive;
+}
+
 Archive Archive::open_form(const ArchiveForm& form) const {
   auto bytes = read_record(form.record);
   if (!bytes) throw bad_model("cannot load " + path_.string() + ": it has no " + form.record);

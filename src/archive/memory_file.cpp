@@ -26,7 +26,7 @@ namespace {
 
 #ifdef __linux__
 // An anonymous file holding the bytes; -1 where the kernel has no memfd.
-int memory_fd(const std::string& bytes, const std::string& name) {
+int memory_fd(std::string_view bytes, const std::string& name) {
   int fd = memfd_create(name.c_str(), MFD_CLOEXEC);
   if (fd < 0) return -1;
   size_t done = 0;
@@ -44,7 +44,7 @@ int memory_fd(const std::string& bytes, const std::string& name) {
 
 }  // namespace
 
-MemoryFile MemoryFile::hold(const std::string& bytes, const std::string& name) {
+MemoryFile MemoryFile::hold(std::string_view bytes, const std::string& name) {
   MemoryFile file;
   file.state_ = std::make_shared<State>();
 #ifdef __linux__

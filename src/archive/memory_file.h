@@ -7,13 +7,14 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace torchship {
 
 class MemoryFile {
  public:
   // Throws Error(Internal) when neither an in-memory nor a temporary file can hold the bytes.
-  static MemoryFile hold(const std::string& bytes, const std::string& name);
+  static MemoryFile hold(std::string_view bytes, const std::string& name);
 
   const std::filesystem::path& path() const { return state_->path; }
 

@@ -16,10 +16,13 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <stdexcept>
 #include <string_view>
 
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#include <torch/csrc/inductor/aoti_runner/model_container_runner_cpu.h>
 
+#include "archive/memory_file.h"
 #include "backends/exported_call.h"
 #include "platform/cpu_features.h"
 #include "platform/runtime_defaults.h"
@@ -171,30 +174,117 @@ void remove_unpacked_since(std::filesystem::file_time_type started, const Archiv
 }
 
 using Loader = torch::inductor::AOTIModelPackageLoader;
+using Runner = torch::inductor::AOTIModelContainerRunner;
+
+// One compiled model of a package, and the runner that runs it.
+struct CompiledModel {
+  std::unique_ptr<Loader> loader;         // set when AOTInductor's package loader opened it
+  std::unique_ptr<Runner> memory_runner;  // set when it was loaded from memory
+  Runner& runner() const { return loader ? *loader->get_runner() : *memory_runner; }
+};
 
 // A package's compiled models, loaded: the one for any batch size and those compiled for a
 // static batch size (export.static_batches).
 struct LoadedPackage {
   struct StaticModel {
     StaticBatchModel batch;
-    std::unique_ptr<Loader> loader;
+    CompiledModel compiled;
   };
-  std::unique_ptr<Loader> model;
+  CompiledModel model;
   std::vector<StaticModel> static_models;
 };
 
-std::unique_ptr<Loader> open_model(const std::string& path, const std::string& name,
-                                   const c10::Device& device, int concurrent_forwards) {
+// The compiled library of model `name`, when it is all a CPU runner needs: the package's one
+// library (weights inside, the default), no weights blob, no extern-kernel description and no
+// constants folder beside it. "" otherwise: AOTInductor's package loader then opens it.
+std::string self_contained_library(const Archive& archive, const std::string& name) {
+  const std::string folder = "data/aotinductor/" + name + "/";
+  std::vector<std::string> libraries;
+  for (const auto& record : archive.records()) {
+    auto ends_with = [&](std::string_view end) {
+      return record.size() >= end.size() &&
+             record.compare(record.size() - end.size(), end.size(), end) == 0;
+    };
+    if (record.rfind("data/constants/", 0) == 0) return "";
+    if (record.rfind(folder, 0) != 0) continue;
+    if (ends_with(".blob") || ends_with(".wrapper.json")) return "";
+    if (ends_with(".so")) libraries.push_back(record);
+  }
+  return libraries.size() == 1 ? libraries[0] : "";
+}
+
+// Whether the file at `path` holds exactly `bytes`.
+bool holds_bytes(const std::filesystem::path& path, std::string_view bytes) {
+  std::ifstream in(path, std::ios::binary);
+  std::string chunk(1 << 20, '\0');
+  size_t offset = 0;
+  while (in) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    auto count = static_cast<size_t>(in.gcount());
+    if (count == 0) break;
+    if (bytes.compare(offset, count, chunk.data(), count) != 0) return false;
+    offset += count;
+  }
+  return offset == bytes.size();
+}
+
+// The anonymous in-memory file that holds a library of these bytes: one per distinct library,
+// open for the process's life. dlopen knows a library by its path and never unloads a loaded
+// one (see kept_or_opened): a closed file would hand its descriptor's number, so its path, to the
+// next library, which dlopen would take for the old one. The same bytes loaded again get the same
+// file, and dlopen the library already mapped: reloading a package costs no memory.
+const MemoryFile& library_file(const std::string& bytes) {
+  static std::mutex mutex;
+  static std::multimap<size_t, MemoryFile> files;  // by a hash of their bytes
+  size_t key = std::hash<std::string_view>()(bytes);
+  std::lock_guard<std::mutex> lock(mutex);
+  auto [first, last] = files.equal_range(key);
+  for (auto it = first; it != last; ++it) {
+    if (holds_bytes(it->second.path(), bytes)) return it->second;
+  }
+  return files.emplace(key, MemoryFile::hold(bytes, "torchship-aoti-library"))->second;
+}
+
+// A runner of the library loaded from memory: nothing is unpacked to the temporary folder.
+std::unique_ptr<Runner> runner_from_memory(const Archive& archive, const std::string& library,
+                                           int concurrent_forwards) {
+  auto bytes = archive.read_record(library);
+  if (!bytes) throw bad_model("cannot load " + archive.path().string() + ": no " + library);
+  const MemoryFile& file = library_file(*bytes);
+  bytes.reset();
+  try {
+    return std::make_unique<torch::inductor::AOTIModelContainerRunnerCpu>(
+        file.path().string(), static_cast<size_t>(std::max(1, concurrent_forwards)),
+        /*run_single_threaded=*/false);
+  } catch (const std::exception& e) {
+    // dlopen names the anonymous file; the package's record says which library it is.
+    std::string why = first_line(e);
+    for (size_t at; (at = why.find(file.path().string())) != std::string::npos;) {
+      why.replace(at, file.path().string().size(), library);
+    }
+    throw std::runtime_error(why);
+  }
+}
+
+CompiledModel open_model(const Archive& archive, const std::string& name, const c10::Device& device,
+                         int concurrent_forwards) {
+  CompiledModel model;
+  std::string library = device.is_cpu() ? self_contained_library(archive, name) : "";
+  if (!library.empty()) {
+    model.memory_runner = runner_from_memory(archive, library, concurrent_forwards);
+    return model;
+  }
+  const std::string path = archive.file().string();
 #if TORCHSHIP_TORCH_AT_LEAST(2, 7)
-  return std::make_unique<Loader>(
+  model.loader = std::make_unique<Loader>(
       path, name, /*run_single_threaded=*/false,
       static_cast<size_t>(std::max(1, concurrent_forwards)),
       static_cast<c10::DeviceIndex>(device.is_cuda() ? std::max<int>(0, device.index()) : -1));
 #else  // 2.6: one runner, the current device
-  (void)device;
   (void)concurrent_forwards;
-  return std::make_unique<Loader>(path, name);
+  model.loader = std::make_unique<Loader>(path, name);
 #endif
+  return model;
 }
 
 std::shared_ptr<const LoadedPackage> open_package(const Archive& archive, const c10::Device& device,
@@ -207,11 +297,11 @@ std::shared_ptr<const LoadedPackage> open_package(const Archive& archive, const 
   try {
     compat::DiscardWarnings discard;
     compat::WarningHandlerGuard quiet(&discard);
-    package->model = open_model(archive.file().string(), "model", device, concurrent_forwards);
+    package->model = open_model(archive, "model", device, concurrent_forwards);
     if (archive.manifest()) {
       for (const auto& fixed : archive.manifest()->exported.static_batches) {
         package->static_models.push_back(
-            {fixed, open_model(archive.file().string(), fixed.model, device, concurrent_forwards)});
+            {fixed, open_model(archive, fixed.model, device, concurrent_forwards)});
       }
     }
   } catch (const std::exception& e) {
@@ -267,13 +357,13 @@ class AotiBackend final : public Backend {
     check_runnable(archive, compiled_metadata(archive), device);
     package_ = keep_compiled_packages() ? kept_or_opened(archive, device, concurrent_forwards)
                                         : open_package(archive, device, concurrent_forwards);
-    Loader& loader = *package_->model;
-    auto spec = loader.get_call_spec();
+    Runner& runner = package_->model.runner();
+    auto spec = runner.get_call_spec();
     if (spec.size() != 2) throw bad_model("cannot load " + path + ": it has no call spec");
     call_.emplace(spec[0], spec[1], archive.manifest(), path);
     summary_.methods = {"forward"};
     try {
-      for (const auto& [name, tensor] : loader.get_runner()->extract_constants_map(false)) {
+      for (const auto& [name, tensor] : runner.extract_constants_map(false)) {
         summary_.parameter_count += tensor.numel();
         summary_.parameter_bytes += static_cast<int64_t>(tensor.nbytes());
       }
@@ -287,7 +377,7 @@ class AotiBackend final : public Backend {
   ModelSummary summary() const override { return summary_; }
 
   c10::IValue run(std::vector<c10::IValue> inputs) const override {
-    return call_->unflatten(loader_for(inputs).run(call_->flatten(inputs)));
+    return call_->unflatten(runner_for(inputs).run(call_->flatten(inputs)));
   }
 
   RunFailure explain(const std::exception& error) const override {
@@ -306,11 +396,11 @@ class AotiBackend final : public Backend {
  private:
   // The model compiled for these inputs' batch size, if the package has one, else the dynamic
   // one. Other sizes of a static model's inputs are checked by its own compiled checks.
-  Loader& loader_for(const std::vector<c10::IValue>& inputs) const {
+  Runner& runner_for(const std::vector<c10::IValue>& inputs) const {
     for (const auto& fixed : package_->static_models) {
-      if (takes_static_batch(fixed.batch, inputs)) return *fixed.loader;
+      if (takes_static_batch(fixed.batch, inputs)) return fixed.compiled.runner();
     }
-    return *package_->model;
+    return package_->model.runner();
   }
 
   std::shared_ptr<const LoadedPackage> package_;
