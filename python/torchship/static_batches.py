@@ -68,6 +68,11 @@ def _best_ms(model: Callable[..., Any], args: Tuple[Any, ...], runs: int) -> flo
     return best
 
 
+def _ms(value: float) -> str:
+    """Three significant digits, never an exponent: 0.0712, 4.31, 812."""
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
 def keep_static(form: str, size: int, static: Callable[..., Any], dynamic: Callable[..., Any],
                 args: Tuple[Any, ...], timed: bool, notes: List[str]) -> bool:
     """Whether the static model stays, timed against the dynamic one on `args` (alternating
@@ -80,6 +85,6 @@ def keep_static(form: str, size: int, static: Callable[..., Any], dynamic: Calla
         static_ms = min(static_ms, _best_ms(static, args, 3))
     keep = not timed or static_ms < KEEP_BELOW * dynamic_ms
     notes.append(f"{form}: static batch {size} {'kept' if keep else 'left out'}: "
-                 f"{static_ms:.2f} ms against the dynamic model's {dynamic_ms:.2f} ms" +
+                 f"{_ms(static_ms)} ms against the dynamic model's {_ms(dynamic_ms)} ms" +
                  ("" if timed else " (asked for by static_batches)"))
     return keep

@@ -1,5 +1,6 @@
 #include "archive/memory_file.h"
 
+#include <cerrno>
 #include <fstream>
 #include <random>
 #include <system_error>
@@ -25,9 +26,16 @@ MemoryFile::State::~State() {
 namespace {
 
 #ifdef __linux__
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U  // Linux 6.3; glibc's headers may not name it yet
+#endif
+
 // An anonymous file holding the bytes; -1 where the kernel has no memfd.
-int memory_fd(std::string_view bytes, const std::string& name) {
-  int fd = memfd_create(name.c_str(), MFD_CLOEXEC);
+int memory_fd(std::string_view bytes, const std::string& name, bool executable) {
+  int fd = memfd_create(name.c_str(), MFD_CLOEXEC | (executable ? MFD_EXEC : 0U));
+  if (fd < 0 && executable && errno == EINVAL) {
+    fd = memfd_create(name.c_str(), MFD_CLOEXEC);  // a kernel before MFD_EXEC: all executable
+  }
   if (fd < 0) return -1;
   size_t done = 0;
   while (done < bytes.size()) {
@@ -44,11 +52,11 @@ int memory_fd(std::string_view bytes, const std::string& name) {
 
 }  // namespace
 
-MemoryFile MemoryFile::hold(std::string_view bytes, const std::string& name) {
+MemoryFile MemoryFile::hold(std::string_view bytes, const std::string& name, bool executable) {
   MemoryFile file;
   file.state_ = std::make_shared<State>();
 #ifdef __linux__
-  int fd = memory_fd(bytes, name);
+  int fd = memory_fd(bytes, name, executable);
   if (fd >= 0) {
     file.state_->fd = fd;
     file.state_->path = "/proc/self/fd/" + std::to_string(fd);

@@ -14,7 +14,9 @@ namespace torchship {
 class MemoryFile {
  public:
   // Throws Error(Internal) when neither an in-memory nor a temporary file can hold the bytes.
-  static MemoryFile hold(std::string_view bytes, const std::string& name);
+  // `executable`: code will be mapped from it (a compiled library given to dlopen), which a
+  // kernel with vm.memfd_noexec refuses unless the file was made executable.
+  static MemoryFile hold(std::string_view bytes, const std::string& name, bool executable = false);
 
   const std::filesystem::path& path() const { return state_->path; }
 

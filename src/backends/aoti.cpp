@@ -13,10 +13,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <sstream>
-#include <stdexcept>
 #include <string_view>
 
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
@@ -213,56 +213,89 @@ std::string self_contained_library(const Archive& archive, const std::string& na
   return libraries.size() == 1 ? libraries[0] : "";
 }
 
+// Calls `chunk` with the file's bytes, 1 MB at a time, until it returns false.
+void read_in_chunks(const std::filesystem::path& path,
+                    const std::function<bool(std::string_view)>& chunk) {
+  std::ifstream in(path, std::ios::binary);
+  std::string buffer(1 << 20, '\0');
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    auto count = static_cast<size_t>(in.gcount());
+    if (count == 0 || !chunk({buffer.data(), count})) break;
+  }
+}
+
 // Whether the file at `path` holds exactly `bytes`.
 bool holds_bytes(const std::filesystem::path& path, std::string_view bytes) {
-  std::ifstream in(path, std::ios::binary);
-  std::string chunk(1 << 20, '\0');
   size_t offset = 0;
-  while (in) {
-    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-    auto count = static_cast<size_t>(in.gcount());
-    if (count == 0) break;
-    if (bytes.compare(offset, count, chunk.data(), count) != 0) return false;
-    offset += count;
-  }
-  return offset == bytes.size();
+  bool same = true;
+  read_in_chunks(path, [&](std::string_view chunk) {
+    same = bytes.compare(offset, chunk.size(), chunk) == 0;
+    offset += chunk.size();
+    return same;
+  });
+  return same && offset == bytes.size();
 }
 
-// The anonymous in-memory file that holds a library of these bytes: one per distinct library,
-// open for the process's life. dlopen knows a library by its path and never unloads a loaded
-// one (see kept_or_opened): a closed file would hand its descriptor's number, so its path, to the
-// next library, which dlopen would take for the old one. The same bytes loaded again get the same
-// file, and dlopen the library already mapped: reloading a package costs no memory.
-const MemoryFile& library_file(const std::string& bytes) {
-  static std::mutex mutex;
-  static std::multimap<size_t, MemoryFile> files;  // by a hash of their bytes
-  size_t key = std::hash<std::string_view>()(bytes);
-  std::lock_guard<std::mutex> lock(mutex);
-  auto [first, last] = files.equal_range(key);
-  for (auto it = first; it != last; ++it) {
-    if (holds_bytes(it->second.path(), bytes)) return it->second;
+// The anonymous in-memory files that hold compiled libraries, one per distinct library. A file
+// a library was loaded from stays open for the process's life: dlopen knows a library by its
+// path, and a library's thread-local destructors keep it mapped (see kept_or_opened), so a closed
+// file would hand its descriptor's number, its path, to the next library, which dlopen would
+// take for the old one. The same bytes loaded again get the same file, and dlopen the library
+// already mapped: reloading a package maps nothing new.
+class LibraryFiles {
+ public:
+  static LibraryFiles& instance() {
+    static LibraryFiles files;
+    return files;
   }
-  return files.emplace(key, MemoryFile::hold(bytes, "torchship-aoti-library"))->second;
-}
 
-// A runner of the library loaded from memory: nothing is unpacked to the temporary folder.
+  MemoryFile find_or_hold(const std::string& bytes) {
+    size_t key = std::hash<std::string_view>()(bytes);
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto [first, last] = files_.equal_range(key);
+    for (auto it = first; it != last; ++it) {
+      if (holds_bytes(it->second.path(), bytes)) return it->second;
+    }
+    return files_.emplace(key, MemoryFile::hold(bytes, "torchship-aoti-library", true))->second;
+  }
+
+  // A file no library could be loaded from: nothing maps it, it may go.
+  void forget(const MemoryFile& file) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = files_.begin(); it != files_.end(); ++it) {
+      if (it->second.path() == file.path()) {
+        files_.erase(it);
+        return;
+      }
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  std::multimap<size_t, MemoryFile> files_;  // by a hash of their bytes
+};
+
+// A runner of the library loaded from an in-memory file: nothing is unpacked to the temporary
+// folder. Throws when the library does not load from there.
 std::unique_ptr<Runner> runner_from_memory(const Archive& archive, const std::string& library,
                                            int concurrent_forwards) {
   auto bytes = archive.read_record(library);
   if (!bytes) throw bad_model("cannot load " + archive.path().string() + ": no " + library);
-  const MemoryFile& file = library_file(*bytes);
+  MemoryFile file = LibraryFiles::instance().find_or_hold(*bytes);
   bytes.reset();
+  size_t runners = static_cast<size_t>(std::max(1, concurrent_forwards));
   try {
+#if TORCHSHIP_TORCH_AT_LEAST(2, 7)
     return std::make_unique<torch::inductor::AOTIModelContainerRunnerCpu>(
-        file.path().string(), static_cast<size_t>(std::max(1, concurrent_forwards)),
-        /*run_single_threaded=*/false);
-  } catch (const std::exception& e) {
-    // dlopen names the anonymous file; the package's record says which library it is.
-    std::string why = first_line(e);
-    for (size_t at; (at = why.find(file.path().string())) != std::string::npos;) {
-      why.replace(at, file.path().string().size(), library);
-    }
-    throw std::runtime_error(why);
+        file.path().string(), runners, /*run_single_threaded=*/false);
+#else  // 2.6's runner has no single-threaded mode
+    return std::make_unique<torch::inductor::AOTIModelContainerRunnerCpu>(file.path().string(),
+                                                                          runners);
+#endif
+  } catch (const std::exception&) {
+    LibraryFiles::instance().forget(file);
+    throw;
   }
 }
 
@@ -271,8 +304,13 @@ CompiledModel open_model(const Archive& archive, const std::string& name, const 
   CompiledModel model;
   std::string library = device.is_cpu() ? self_contained_library(archive, name) : "";
   if (!library.empty()) {
-    model.memory_runner = runner_from_memory(archive, library, concurrent_forwards);
-    return model;
+    // Where the library does not load from memory (a kernel that refuses to run code from an
+    // in-memory file, a broken library), the package loader tries, and says why it fails.
+    try {
+      model.memory_runner = runner_from_memory(archive, library, concurrent_forwards);
+      return model;
+    } catch (const std::exception&) {
+    }
   }
   const std::string path = archive.file().string();
 #if TORCHSHIP_TORCH_AT_LEAST(2, 7)
@@ -314,16 +352,12 @@ std::shared_ptr<const LoadedPackage> open_package(const Archive& archive, const 
 // What a package holds, for recognizing it when it is loaded again: its size and a hash of all
 // its bytes (the same file replaced by another, or renamed, is another package).
 std::string content_key(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::string chunk(1 << 20, '\0');
   size_t hash = 0, size = 0;
-  while (in) {
-    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-    auto count = static_cast<size_t>(in.gcount());
-    if (count == 0) break;
-    size += count;
-    hash = hash * 1099511628211ULL ^ std::hash<std::string_view>()({chunk.data(), count});
-  }
+  read_in_chunks(path, [&](std::string_view chunk) {
+    size += chunk.size();
+    hash = hash * 1099511628211ULL ^ std::hash<std::string_view>()(chunk);
+    return true;
+  });
   return std::to_string(size) + ":" + std::to_string(hash);
 }
 

@@ -193,7 +193,11 @@ def test_by_default_a_static_model_stays_only_if_it_ran_faster(tmp_path):
                          r"dynamic model's ([0-9.]+) ms", result.notes[1])
     assert found, result.notes
     kept = found.group(1) == "kept"
-    assert kept is (float(found.group(2)) < 0.97 * float(found.group(3)))
+    static_ms, dynamic_ms = float(found.group(2)), float(found.group(3))
+    # The note rounds to 3 significant digits: where that blurs which side of the 97% line the
+    # times lie, either verdict is right.
+    if abs(static_ms - 0.97 * dynamic_ms) > 0.01 * dynamic_ms:
+        assert kept is (static_ms < 0.97 * dynamic_ms), result.notes
     _, files = read_package(result.path)
     folders = {n.split("/")[2] for n in files if n.startswith("data/aotinductor/")}
     assert folders == ({"model", "batch_1"} if kept else {"model"})

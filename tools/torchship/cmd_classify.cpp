@@ -100,7 +100,9 @@ int run_classify(const ClassifyOptions& options) {
     for (size_t i = 0; i < batch->inputs.size(); ++i) {
       const fs::path& path = batch->paths[i];
       ++summary.images;
-      if (auto label = truth.of(path)) summary.evaluation.count(*label, predictions[i][0].index);
+      if (auto label = truth.empty() ? std::nullopt : truth.of(path)) {
+        summary.evaluation.count(*label, predictions[i][0].index);
+      }
       if (options.jsonl) {
         print_json(result_json(path, predictions[i]));
       } else if (options.json) {

@@ -87,11 +87,12 @@ void check_detect_options(const DetectOptions& options, const Model& model, size
   }
 }
 
-// One image's objects: printed (or kept for --json), drawn when asked; their count.
-size_t detect_one(const DetectOptions& options, const Model& model, const fs::path& path,
-                  size_t images, json& results) {
+// One image's objects: counted, printed (or kept for --json), drawn when asked.
+void detect_one(const DetectOptions& options, const Model& model, const fs::path& path,
+                size_t images, json& results, size_t& objects) {
   at::Tensor image = decode_image(path, ImageSpec{}, Decode::Exact, options.model.max_image_pixels);
   std::vector<Detection> detections = model.detect(image, options.min_score);
+  objects += detections.size();  // found, whether or not the overlay can be written
   std::string overlay = overlay_path(options, path, images);
   if (!overlay.empty()) write_image(overlay, draw_detections(image, detections));
   if (options.jsonl) {
@@ -102,7 +103,6 @@ size_t detect_one(const DetectOptions& options, const Model& model, const fs::pa
     print_human(path, detections);
     if (!overlay.empty()) std::cout << "  overlay written to " << overlay << '\n';
   }
-  return detections.size();
 }
 
 int run_detect(const DetectOptions& options) {
@@ -121,7 +121,7 @@ int run_detect(const DetectOptions& options) {
   auto started = std::chrono::steady_clock::now();
   for (size_t i = 0; i < images.size(); ++i) {
     try {
-      objects += detect_one(options, model, images[i], images.size(), results);
+      detect_one(options, model, images[i], images.size(), results, objects);
     } catch (const Error& e) {
       // A model that cannot run is no single image's fault: stop.
       if (e.kind() != ErrorKind::BadInput) throw;
