@@ -146,7 +146,7 @@ std::map<std::string, Target> targets() {
          std::vector<std::pair<serving::NamedTensor, bool>> outputs;
          for (auto& input : request.inputs) outputs.push_back({{input.name, input.tensor}, true});
          inference::ModelInferResponse response;
-         serving::response_from_outputs({"m", "1"}, request, outputs, response);
+         serving::response_from_outputs({"m", "1"}, message, outputs, response);
        }},
 #endif
   };
