@@ -88,8 +88,10 @@ std::optional<int64_t> TruthLabels::of(const fs::path& image) const {
 
 void LabelledEvaluation::count(int64_t truth, int64_t predicted) {
   size_t needed = static_cast<size_t>(std::max(truth, predicted)) + 1;
-  if (confusion_.size() < needed) confusion_.resize(needed);
-  for (auto& row : confusion_) row.resize(confusion_.size(), 0);
+  if (confusion_.size() < needed) {  // a class not seen before: the matrix grows square
+    confusion_.resize(needed);
+    for (auto& row : confusion_) row.resize(needed, 0);
+  }
   ++confusion_[truth][predicted];
   ++labelled_;
   if (truth == predicted) ++correct_;
