@@ -5,6 +5,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -72,10 +73,18 @@ class Archive {
   // Every record in the zip, named relative to its top folder ("data/aotinductor/model/...").
   const std::vector<std::string>& records() const { return records_; }
   std::optional<std::string> read_record(const std::string& name) const;
+  // The record an extra file is kept in ("extra/torchship.json" in a TorchScript archive).
+  std::string extra_record(const std::string& name) const;
+  // A copy that reads `records` (named as records() names them) in place of its own or beside
+  // them: how a weights update is laid over the archive it updates (weights_update.h).
+  Archive with_records(std::map<std::string, std::string> records) const;
 
  private:
+  friend class WeightsUpdate;
   struct Reader;
-  static Archive open_file(const std::filesystem::path& file, const std::filesystem::path& name);
+  enum class Expect { Model, WeightsUpdate };
+  static Archive open_file(const std::filesystem::path& file, const std::filesystem::path& name,
+                           Expect expect = Expect::Model);
   std::filesystem::path path_, file_;
   std::shared_ptr<const void> held_;  // keeps file_ alive where it is an in-memory copy
   std::vector<ArchiveForm> forms_;
@@ -84,6 +93,8 @@ class Archive {
   std::optional<Manifest> manifest_;
   std::vector<std::string> records_;
   std::vector<std::string> extra_files_;
+  bool weights_update_ = false;
+  std::shared_ptr<const std::map<std::string, std::string>> laid_over_;  // with_records()
 };
 
 }  // namespace torchship

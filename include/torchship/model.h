@@ -15,6 +15,7 @@
 #include "torchship/manifest.h"
 #include "torchship/optimization.h"
 #include "torchship/signature.h"
+#include "torchship/weights_update.h"
 
 namespace torchship {
 
@@ -152,6 +153,15 @@ class Model {
   // The same, from an archive already opened.
   static Model load(const Archive& archive, const LoadOptions& options = {});
 
+  // This model with the weights of `update` (torchship.export_weights): the same form, loaded
+  // as this one was (its optimization, precision, device, runners) from the same archive, the
+  // compiled code reused (an AOTInductor package's library is not compiled or mapped again),
+  // and the update's golden vectors checked before it is returned. This model is unchanged and
+  // goes on serving; a server swaps the two once the new one is returned. Throws
+  // Error(BadInput) for an update of another model or form (the first difference named),
+  // Error(BadModel) when the new weights do not reproduce the update's golden vectors.
+  Model with_weights(const WeightsUpdate& update) const;
+
   // TorchScript, AOTInductor or OpenVINO: which backend runs it (for an archive of every form,
   // the form chosen at load; archive() is then that form's).
   ModelFormat format() const;
@@ -161,6 +171,8 @@ class Model {
   const Archive& archive() const;
   const std::optional<Manifest>& manifest() const;
   c10::Device device() const;
+  // The update whose weights it runs with; null when it runs with its archive's own.
+  const WeightsUpdate* weights_update() const;
   // forward's arguments, `self` excluded.
   const std::vector<Argument>& inputs() const;
   const c10::TypePtr& output_type() const;

@@ -25,3 +25,4 @@
 #include "torchship/tensor_json.h"
 #include "torchship/value_tree.h"
 #include "torchship/version.h"
+#include "torchship/weights_update.h"

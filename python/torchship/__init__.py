@@ -8,7 +8,8 @@ from .native import cmake_prefix_path
 from .result import ExportResult
 from .torchscript import load
 from .version import __version__
+from .weights import WeightsUpdateResult, export_weights
 
-__all__ = ["export", "load", "ExportError", "ExportResult", "ExportWarning", "Finding",
+__all__ = ["export", "export_weights", "WeightsUpdateResult", "load", "ExportError", "ExportResult", "ExportWarning", "Finding",
            "Detection", "Manifest", "TensorSpec",
            "image_input", "tensor_spec", "cmake_prefix_path", "__version__"]

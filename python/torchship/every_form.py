@@ -28,9 +28,10 @@ from .result import ExportResult
 
 # Each form: its file in the archive, and the options that apply to it alone.
 FORMS = {
-    "torchscript": ("forms/torchscript.pt", ("cpu_target", "static_batches")),
+    "torchscript": ("forms/torchscript.pt", ("cpu_target", "static_batches",
+                                             "swappable_weights")),
     "aoti": ("forms/aoti.pt2", ("method", "trace")),
-    "openvino": ("forms/openvino.ov", ("method", "trace", "cpu_target")),
+    "openvino": ("forms/openvino.ov", ("method", "trace", "cpu_target", "swappable_weights")),
 }
 Writer = Tuple[Callable[[ExportOptions], None], Callable[..., ExportResult]]
 PRECISIONS = ("fp32", "auto")

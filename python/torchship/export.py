@@ -31,8 +31,8 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
            allow: Sequence[str] = (), rtol: Optional[float] = None,
            atol: Optional[float] = None, precision: str = "fp32",
            calibration: Sequence[Any] = (), quantize: str = "", format: str = "torchscript",
-           cpu_target: str = "native", static_batches: Optional[Sequence[int]] = None
-           ) -> ExportResult:
+           cpu_target: str = "native", static_batches: Optional[Sequence[int]] = None,
+           swappable_weights: bool = False) -> ExportResult:
     """Exports `module` to the archive `path`.
 
     example_inputs: forward's arguments (a tuple, or one value); they drive tracing and become
@@ -83,11 +83,17 @@ def export(module: torch.nn.Module, example_inputs: Any, path: str, *,
       sizes given here are kept. aoti compiles each into the package (its compile time and a
       copy of the weights); openvino records the size, and C++ compiles the IR reshaped to it
       at load.
+    swappable_weights (aoti, and the aoti form of "auto"): compile without freezing, every
+      parameter and buffer kept as a constant under its own name, so that a weights update
+      (torchship.export_weights) can replace them in C++; frozen weights (the default) are
+      folded and prepacked for speed and cannot be replaced. Every archive records its weights
+      index (torchship/weights_index.json); TorchScript and OpenVINO forms always take updates.
     """
     options = ExportOptions(
         method=method, manifest=manifest, trace=trace, golden_inputs=golden_inputs, allow=allow,
         rtol=rtol, atol=atol, precision=precision, calibration=calibration, quantize=quantize,
-        format=format, cpu_target=cpu_target, static_batches=static_batches)
+        format=format, cpu_target=cpu_target, static_batches=static_batches,
+        swappable_weights=swappable_weights)
     if options.format not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {options.format!r}")
     cases_inputs = [as_args(example_inputs)] + [as_args(extra) for extra in golden_inputs]

@@ -27,6 +27,7 @@ class ExportOptions:
     format: str = "torchscript"
     cpu_target: str = "native"
     static_batches: Optional[Sequence[int]] = None
+    swappable_weights: bool = False
 
 
 def as_args(inputs: Any) -> Tuple[Any, ...]:

@@ -1,5 +1,6 @@
 #include "torchship/archive.h"
 
+#include <algorithm>
 #include <array>
 #include <fstream>
 #include <mutex>
@@ -11,6 +12,7 @@
 #include "archive/zip_directory.h"
 #include "core/torch_compat.h"
 #include "torchship/error.h"
+#include "torchship/weights_update.h"
 
 namespace torchship {
 namespace fs = std::filesystem;
@@ -196,8 +198,9 @@ Archive Archive::open_form(const ArchiveForm& form) const {
   return archive;
 }
 
-// `file` read, `name` in messages. Messages about the file itself name `name`.
-Archive Archive::open_file(const fs::path& file, const fs::path& name) {
+// `file` read, `name` in messages. Messages about the file itself name `name`. A weights update
+// opens only where one is expected (every record of it is an extra file).
+Archive Archive::open_file(const fs::path& file, const fs::path& name, Expect expect) {
   const fs::path& path = name;
   check_file(file, name);
 
@@ -217,6 +220,20 @@ Archive Archive::open_file(const fs::path& file, const fs::path& name) {
   }
 
   archive.records_ = all_records(archive.reader_->zip, path);
+  bool is_update = std::find(archive.records_.begin(), archive.records_.end(),
+                             kWeightsUpdateFile) != archive.records_.end();
+  if (is_update != (expect == Expect::WeightsUpdate)) {
+    reject(path, is_update ? "this is a weights update (torchship.export_weights), not a model: "
+                             "load the archive it updates and apply it (Model::with_weights, "
+                             "torchship check --weights, or a server's new version)"
+                           : "not a weights update (it has no " + std::string(kWeightsUpdateFile) +
+                                 "; write one with torchship.export_weights)");
+  }
+  if (is_update) {
+    archive.weights_update_ = true;
+    archive.extra_files_ = archive.records_;
+    return archive;
+  }
   RecordKinds kinds = record_kinds(archive.records_);
   archive.forms_ = forms_of(archive.records_, path);
   archive.format_ = format_of(kinds, archive.forms_);
@@ -261,11 +278,38 @@ const char* format_id(ModelFormat format) {
   }
 }
 
+std::string Archive::extra_record(const std::string& name) const {
+  return weights_update_ || in_package_folder(format_, name) ? name : kExtraPrefix + name;
+}
+
 std::optional<std::string> Archive::read_extra(const std::string& name) const {
-  return read_record(in_package_folder(format_, name) ? name : kExtraPrefix + name);
+  return read_record(extra_record(name));
+}
+
+Archive Archive::with_records(std::map<std::string, std::string> records) const {
+  Archive copy = *this;
+  for (const auto& [record, bytes] : records) {
+    if (std::find(copy.records_.begin(), copy.records_.end(), record) != copy.records_.end()) {
+      continue;
+    }
+    copy.records_.push_back(record);
+    const std::string extra = kExtraPrefix;
+    if (record.rfind(extra, 0) == 0) {
+      copy.extra_files_.push_back(record.substr(extra.size()));
+    } else if (in_package_folder(format_, record)) {
+      copy.extra_files_.push_back(record);
+    }
+  }
+  if (laid_over_) records.insert(laid_over_->begin(), laid_over_->end());  // the new ones win
+  copy.laid_over_ = std::make_shared<const std::map<std::string, std::string>>(std::move(records));
+  return copy;
 }
 
 std::optional<std::string> Archive::read_record(const std::string& record) const {
+  if (laid_over_) {
+    auto found = laid_over_->find(record);
+    if (found != laid_over_->end()) return found->second;
+  }
   // Messages name an extra file as torchship writes it ("torchship.json").
   std::string name = record.rfind(kExtraPrefix, 0) == 0
                          ? record.substr(std::char_traits<char>::length(kExtraPrefix))

@@ -30,6 +30,7 @@
 #include "torchship/limits.h"
 #include "torchship/tensor_json.h"
 #include "torchship/value_tree.h"
+#include "backends/updated_weights.h"
 #endif
 
 namespace torchship::backends {
@@ -384,13 +385,70 @@ std::shared_ptr<const LoadedPackage> kept_or_opened(const Archive& archive,
   return package;
 }
 
+// A weights update laid over the archive (WeightsUpdate::over) becomes the runner's constants,
+// each found by the name the module gave it (a package compiled with swappable_weights keeps
+// them all). A tensor the compiled code does not read (torch.export drops unused buffers, such
+// as batch norm's num_batches_tracked) is passed over; constants the update does not name
+// (tensors the code itself made) stay.
+void take_updated_weights(Runner& runner, const Archive& archive,
+                          const std::vector<NamedWeight>& weights, const c10::Device& device) {
+#if TORCHSHIP_TORCH_AT_LEAST(2, 7)
+  std::map<std::string, std::string> name_of;  // qualified name -> the compiled constant's
+  for (const auto& [name, qualified] : runner.getConstantNamesToOriginalFQNs()) {
+    name_of[qualified] = name;
+  }
+  auto current = runner.extract_constants_map(false);  // by qualified name
+  std::unordered_map<std::string, at::Tensor> constants;
+  for (const auto& weight : weights) {
+    auto name = name_of.find(weight.name);
+    if (name == name_of.end()) continue;
+    auto own = current.find(weight.name);
+    if (own != current.end()) check_same_kind(archive, weight, own->second);
+    constants[name->second] = weight.tensor.to(device).contiguous();
+  }
+  if (constants.empty()) {
+    throw weights_refused(archive,
+                          "its compiled model has none of the update's tensors as "
+                          "constants (compiled with frozen weights? export with "
+                          "swappable_weights=True)");
+  }
+  for (const auto& [qualified, tensor] : current) {
+    constants.try_emplace(name_of.count(qualified) ? name_of[qualified] : qualified,
+                          tensor.clone());
+  }
+  runner.update_constant_buffer(constants, /*use_inactive=*/false, /*validate_full_updates=*/true);
+#else
+  (void)runner, (void)weights, (void)device;
+  throw weights_refused(archive,
+                        "AOTInductor's runtime before libtorch 2.7 cannot replace "
+                        "a package's constants");
+#endif
+}
+
+// A package whose constants a weights update replaces is opened afresh: kept packages are
+// shared with every model loaded from the same bytes. Its compiled library is the one already
+// mapped where it loads from memory (LibraryFiles): nothing is compiled or mapped again.
+std::shared_ptr<const LoadedPackage> open_updated(const Archive& archive,
+                                                  const std::vector<NamedWeight>& weights,
+                                                  const c10::Device& device,
+                                                  int concurrent_forwards) {
+  auto package = open_package(archive, device, concurrent_forwards);
+  take_updated_weights(package->model.runner(), archive, weights, device);
+  for (const auto& fixed : package->static_models) {
+    take_updated_weights(fixed.compiled.runner(), archive, weights, device);
+  }
+  return package;
+}
+
 class AotiBackend final : public Backend {
  public:
   AotiBackend(const Archive& archive, const c10::Device& device, int concurrent_forwards) {
     const std::string path = archive.path().string();
     check_runnable(archive, compiled_metadata(archive), device);
-    package_ = keep_compiled_packages() ? kept_or_opened(archive, device, concurrent_forwards)
-                                        : open_package(archive, device, concurrent_forwards);
+    auto weights = updated_weights(archive);
+    package_ = !weights.empty() ? open_updated(archive, weights, device, concurrent_forwards)
+               : keep_compiled_packages() ? kept_or_opened(archive, device, concurrent_forwards)
+                                          : open_package(archive, device, concurrent_forwards);
     Runner& runner = package_->model.runner();
     auto spec = runner.get_call_spec();
     if (spec.size() != 2) throw bad_model("cannot load " + path + ": it has no call spec");

@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <optional>
+#include <set>
 #include <tuple>
 
 #include <torch/csrc/jit/runtime/operator.h>
@@ -17,6 +19,7 @@
 #include "torchship/error.h"
 #include "torchship/extensions.h"
 #include "torchship/value_tree.h"
+#include "backends/updated_weights.h"
 
 namespace torchship::backends {
 namespace {
@@ -323,10 +326,37 @@ bool time_stored(const CandidateProbe& probe, OptimizationReport& report,
   return true;
 }
 
+// A weights update laid over the archive (WeightsUpdate::over) replaces the module's parameters
+// and buffers by name, before anything runs: each one the module has, of its dtype and shape.
+void take_updated_weights(torch::jit::Module& module, const Archive& archive) {
+  auto weights = updated_weights(archive);
+  if (weights.empty()) return;
+  std::map<std::string, at::Tensor> own;
+  for (const auto& parameter : module.named_parameters(true)) {
+    own.emplace(parameter.name, parameter.value);
+  }
+  for (const auto& buffer : module.named_buffers(true)) own.emplace(buffer.name, buffer.value);
+  std::set<std::string> given;
+  for (const auto& weight : weights) {
+    auto found = own.find(weight.name);
+    if (found == own.end()) {
+      throw weights_refused(archive, "the model has no tensor '" + weight.name + "'");
+    }
+    check_same_kind(archive, weight, found->second);
+    given.insert(weight.name);
+  }
+  for (const auto& [name, tensor] : own) {
+    if (!given.count(name)) throw weights_refused(archive, "it has no tensor '" + name + "'");
+  }
+  torch::NoGradGuard no_grad;
+  for (const auto& weight : weights) own[weight.name].copy_(weight.tensor);
+}
+
 class TorchScriptBackend final : public Backend {
  public:
   TorchScriptBackend(const Archive& archive, const c10::Device& device)
       : module_(load_module(archive, device)), device_(device) {
+    take_updated_weights(module_, archive);
     module_.eval();
     signature_ = signature_of(module_, archive.path().string());
     summary_ = summarize(module_);

@@ -238,6 +238,8 @@ Model Model::load(const Archive& archive, const LoadOptions& options) {
   impl->wanted_optimization = options.optimization;
   impl->load_precision = resolved.precision;
   impl->archive = archive;
+  impl->base_form = archive;
+  impl->options = options;
   impl->device = device;
   impl->max_image_pixels = options.max_image_pixels;
   impl->backend = open_backend(impl->archive, device, resolved);
@@ -267,6 +269,25 @@ Model Model::load(const Archive& archive, const LoadOptions& options) {
     }
   }
   return model;
+}
+
+Model Model::with_weights(const WeightsUpdate& update) const {
+  const Impl& state = *impl_;
+  LoadOptions options = state.options;
+  options.engine = "auto";  // the base is one form's archive
+  options.precision = state.load_precision;
+  options.optimization =
+      state.optimization.chosen.empty() ? state.wanted_optimization : state.optimization.chosen;
+  options.check_golden = true;  // before it takes any traffic
+  Model model = load(update.over(state.base_form), options);
+  model.impl_->base_form = state.base_form;
+  model.impl_->weights_update = update;
+  model.impl_->notes.push_back("weights from " + update.path().string());
+  return model;
+}
+
+const WeightsUpdate* Model::weights_update() const {
+  return impl_->weights_update ? &*impl_->weights_update : nullptr;
 }
 
 ModelFormat Model::format() const {

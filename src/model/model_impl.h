@@ -5,6 +5,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,7 +15,10 @@
 namespace torchship {
 
 struct Model::Impl {
-  Archive archive;
+  Archive archive;      // the form that runs, with a weights update laid over it
+  Archive base_form;    // the same without the update: what with_weights() applies one to
+  LoadOptions options;  // as given to load(), for with_weights()
+  std::optional<WeightsUpdate> weights_update;
   c10::Device device{c10::kCPU};
   std::unique_ptr<backends::Backend> backend;
   std::atomic<bool> optimized{false};

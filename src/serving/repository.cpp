@@ -127,10 +127,13 @@ std::string fingerprint(const fs::path& model_file, const std::string& config_te
          "\n" + config_text;
 }
 
+// A version folder's weights update: the archive of a lower version run with new weights.
+constexpr const char* kWeightsFile = "model.weights";
+
 // A version's model file, by the format it holds: TorchScript, AOTInductor, OpenVINO, or every
 // form (the engine chosen at load).
 const std::vector<std::string> kModelFiles = {"model.pt", "model.pt2", "model.ov",
-                                              "model.torchship"};
+                                              "model.torchship", kWeightsFile};
 
 // The model file of a version folder; empty when it has none yet (a folder being filled).
 fs::path model_file_of(const fs::path& version_dir) {
@@ -344,7 +347,8 @@ std::string Repository::synchronize_version(const std::string& name, int64_t num
   if (reason.empty()) reason = folder.config_error;
   if (reason.empty()) {
     try {
-      auto loaded = load_version(name, version, model_file, print, folder.config);
+      auto loaded = load_version(name, version, model_file, print, folder.config,
+                                 update_bases(number, folder, current, next));
       check_settled(model_file, folder.config_text, print);  // else what loaded is dropped
       next.ready[number] = std::move(loaded);
       metrics_.model_ready(name, version, true);
@@ -366,11 +370,52 @@ std::string Repository::synchronize_version(const std::string& name, int64_t num
   return where + ": " + reason;
 }
 
-std::shared_ptr<ModelVersion> Repository::load_version(const std::string& name,
-                                                       const std::string& version,
-                                                       const fs::path& model_file,
-                                                       const std::string& fingerprint,
-                                                       const ModelConfig& config) {
+Repository::UpdateBases Repository::update_bases(int64_t number, const ModelFolder& folder,
+                                                 const ModelState& current,
+                                                 const ModelState& next) {
+  UpdateBases bases;
+  for (const auto* state : {&next, &current}) {
+    for (auto it = state->ready.rbegin(); it != state->ready.rend(); ++it) {
+      if (it->first != number) bases.loaded.push_back(it->second);
+    }
+  }
+  for (auto it = folder.versions.rbegin(); it != folder.versions.rend(); ++it) {
+    if (it->first < number) bases.lower_folders.push_back(it->second);
+  }
+  return bases;
+}
+
+namespace {
+
+// The model a weights update runs: the form of a version loaded before that it fits, reused
+// (Model::with_weights: nothing compiled, an AOTInductor library not mapped again); failing
+// that, the highest lower version folder holding an archive it fits, loaded for it.
+Model with_update(const fs::path& update_file, const LoadOptions& load,
+                  const std::vector<std::shared_ptr<ModelVersion>>& loaded,
+                  const std::vector<fs::path>& lower_folders) {
+  WeightsUpdate update = WeightsUpdate::open(update_file);
+  for (const auto& version : loaded) {
+    if (update.mismatch(version->model->archive()).empty()) {
+      return version->model->with_weights(update);
+    }
+  }
+  std::string why = "no lower version holds the archive it updates (" + update.base_name() + ")";
+  for (const auto& folder : lower_folders) {
+    fs::path archive_file = model_file_of(folder);
+    if (archive_file.empty() || archive_file.filename() == kWeightsFile) continue;
+    Model base = Model::load(archive_file, load);
+    why = update.mismatch(base.archive());
+    if (why.empty()) return base.with_weights(update);
+    why = archive_file.string() + ": " + why;
+  }
+  throw bad_input("cannot apply " + update_file.string() + ": " + why);
+}
+
+}  // namespace
+
+std::shared_ptr<ModelVersion> Repository::load_version(
+    const std::string& name, const std::string& version, const fs::path& model_file,
+    const std::string& fingerprint, const ModelConfig& config, const UpdateBases& bases) {
   auto entry = std::make_shared<ModelVersion>();
   entry->name = name;
   entry->version = version;
@@ -389,7 +434,10 @@ std::shared_ptr<ModelVersion> Repository::load_version(const std::string& name,
   if (!config.optimization.empty()) load.optimization = config.optimization;
   if (!config.engine.empty()) load.engine = config.engine;  // the form an earlier load chose
   if (!config.precision.empty()) load.precision = config.precision;
-  entry->model = std::make_unique<Model>(Model::load(model_file, load));
+  entry->model =
+      std::make_unique<Model>(model_file.filename() == kWeightsFile
+                                  ? with_update(model_file, load, bases.loaded, bases.lower_folders)
+                                  : Model::load(model_file, load));
   BatchPolicy policy;
   bool batches = can_batch(*entry->model);
   policy.max_batch_size = !batches ? 0 : (config.max_batch_size < 0 ? 32 : config.max_batch_size);

@@ -135,11 +135,20 @@ class Repository {
                                   const std::filesystem::path& version_dir,
                                   const ModelFolder& folder, const ModelState& current,
                                   bool on_request, ModelState& next);
+  // What a weights update (model.weights) in a version folder may apply to: the versions
+  // loaded before it (lower ones of this pass first, then those serving), and the folders of
+  // the lower versions, highest first.
+  struct UpdateBases {
+    std::vector<std::shared_ptr<ModelVersion>> loaded;
+    std::vector<std::filesystem::path> lower_folders;
+  };
+  static UpdateBases update_bases(int64_t number, const ModelFolder& folder,
+                                  const ModelState& current, const ModelState& next);
   // One version loaded, warmed up and given its batcher; throws what Model::load throws.
   std::shared_ptr<ModelVersion> load_version(const std::string& name, const std::string& version,
                                              const std::filesystem::path& model_file,
                                              const std::string& fingerprint,
-                                             const ModelConfig& config);
+                                             const ModelConfig& config, const UpdateBases& bases);
   // ControlRefused unless the mode is Explicit.
   void require_explicit(const char* action) const;
   std::vector<std::string> model_names_on_disk() const;

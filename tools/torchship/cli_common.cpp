@@ -55,6 +55,9 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
   command.add_option("--precision", options.precision, kPrecisionHelp)
       ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
   command.add_option("--engine", options.engine, kEngineHelp)->capture_default_str();
+  command.add_option("--weights", options.weights,
+                     "a weights update (torchship.export_weights) to run the model with; its "
+                     "golden vectors are checked first");
 }
 
 Model load_model(const ModelOptions& options, size_t expected_forwards) {
@@ -74,7 +77,9 @@ Model load_model(const ModelOptions& options, size_t expected_forwards) {
       .with_precision(options.precision)
       .with_engine(options.engine);
   for (const auto& library : options.extensions) load.with_extension(library);
-  return Model::load(options.path, load);
+  Model model = Model::load(options.path, load);
+  if (options.weights.empty()) return model;
+  return model.with_weights(WeightsUpdate::open(options.weights));
 }
 
 std::vector<std::filesystem::path> collect_images(const std::vector<std::string>& inputs,

@@ -47,10 +47,11 @@ struct ModelOptions {
   int64_t max_image_pixels = kDefaultMaxImagePixels;
   std::string precision;        // --precision: chosen at load ("": the archive's)
   std::string engine = "auto";  // --engine: which form of an archive of every form
+  std::string weights;          // --weights: a weights update applied after loading
 };
 
 // MODEL (positional) and --device, --threads, --interop-threads, --extension, --optimize,
-// --no-optimize, --optimization, --warmup, --max-image-pixels, --precision, --engine.
+// --no-optimize, --optimization, --warmup, --max-image-pixels, --precision, --engine, --weights.
 void add_model_options(CLI::App& command, ModelOptions& options);
 // Load-time optimization (freeze, optimize_for_inference, golden verification) costs about one
 // forward pass and a second copy of the weights; it pays off only over repeated runs. Without

@@ -26,11 +26,15 @@ def available() -> bool:
         and hasattr(torch._inductor, "aoti_compile_and_package")
 
 
-def inductor_options(target: str) -> Dict[str, Any]:
-    """AOTInductor's options: freezing (weights become constants of the compiled code) and, for
-    a baseline, its -march and vector width. A baseline keeps weights in plain layout: oneDNN's
-    prepacked weights are blocked for the exporting CPU's vector width."""
-    options: Dict[str, Any] = {"freezing": True}
+def inductor_options(target: str, swappable_weights: bool = False) -> Dict[str, Any]:
+    """AOTInductor's options: freezing (weights become constants of the compiled code, folded
+    and prepacked) unless `swappable_weights` (then every parameter and buffer stays a constant
+    under its own name, small ones included, for C++ to replace) and, for a baseline, its -march
+    and vector width. A baseline keeps weights in plain layout: oneDNN's prepacked weights are
+    blocked for the exporting CPU's vector width."""
+    options: Dict[str, Any] = {"freezing": not swappable_weights}
+    if swappable_weights:
+        options["always_keep_tensor_constants"] = True
     # A dynamic size of 1 is what the exported program allows (Dim min=1), but the compiled
     # code's input checks refuse sizes below 2 unless told not to (torch.export's 0/1
     # specialization); batch 1 is the commonest request. The golden cases run through the

@@ -24,6 +24,7 @@ from ..result import ExportResult
 from ..size_checks import check_sizes, note_sizes, package_dims
 from ..static_batches import model_name, static_entry, static_sizes
 from ..verification import compare_cases
+from ..weights.index import index_file
 from .cpu_targets import cpu_features
 from .inductor_setup import (check_vectorized, compiler_environment, inductor_options,
                              runtime_input_checks, size_oblivious)
@@ -96,6 +97,7 @@ def _compile_and_check(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ..
     files.update(golden_files(list(zip(cases_inputs, actual)) +
                               [(case.args, case.actual) for case in sized], rtol, atol,
                               [case.label for case in sized]))
+    files.update(index_file(module, frozen=not options.swappable_weights))
     add_files(path, files)
     return ExportResult(path, compiled, manifest_dict, max_errors, findings.items, notes)
 
@@ -115,7 +117,7 @@ def _compile(module: torch.nn.Module, example: Tuple[Any, ...], path: str,
         # The exported program itself is compiled, with its ranges as exported.
         compile_package(path, {"model": program, **{
             model_name(size): static for size, static in specialized.items()}},
-                        inductor_options(cpu_target))
+                        inductor_options(cpu_target, options.swappable_weights))
     compile_seconds = time.monotonic() - started
     isa = vec_isa(path)
     check_vectorized(isa, cpu_target)

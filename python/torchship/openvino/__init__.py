@@ -28,7 +28,8 @@ def validate(options: ExportOptions) -> None:
                                         ("precision", options.precision != "fp32"),
                                         ("calibration", options.calibration),
                                         ("quantize", options.quantize),
-                                        ("cpu_target", options.cpu_target != "native"))
+                                        ("cpu_target", options.cpu_target != "native"),
+                                        ("swappable_weights", options.swappable_weights))
                if given]
     if refused:
         raise ExportError(

@@ -25,6 +25,7 @@ from ..result import ExportResult
 from ..size_checks import check_sizes, note_sizes, package_dims
 from ..static_batches import example_rows, keep_static, static_entry, static_sizes
 from ..verification import compare_cases
+from ..weights.index import index_file
 from .conversion import convert
 from .ir_archive import CALL_SPEC, GRAPH, WEIGHTS, call_spec_file, write_ir_archive
 from .runner import CompiledIR
@@ -46,7 +47,7 @@ def write_openvino(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]],
         expected = [module(*args) for args in cases_inputs]
         program = export_program(module, example, inputs)
         started = time.monotonic()
-        graph, weights = _ir_bytes(convert(program))
+        graph, weights = ir_bytes(convert(program))
         in_spec, out_spec = program.call_spec.in_spec, program.call_spec.out_spec
         compiled = CompiledIR(graph, weights, out_spec)
         notes.append(f"openvino: converted to IR in {time.monotonic() - started:.1f} s "
@@ -84,11 +85,12 @@ def write_openvino(module: torch.nn.Module, cases_inputs: List[Tuple[Any, ...]],
     files.update(golden_files(list(zip(cases_inputs, actual)) +
                               [(case.args, case.actual) for case in sized],
                               options.rtol, options.atol, [case.label for case in sized]))
+    files.update(index_file(module))
     write_ir_archive(path, files)
     return ExportResult(path, compiled, manifest_dict, max_errors, findings.items, notes)
 
 
-def _ir_bytes(model: Any) -> Tuple[bytes, bytes]:
+def ir_bytes(model: Any) -> Tuple[bytes, bytes]:
     """The IR's graph and weights as ov.save_model writes them, in full precision."""
     import openvino as ov
     with tempfile.TemporaryDirectory(prefix="torchship-ir-") as folder:

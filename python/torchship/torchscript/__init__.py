@@ -21,6 +21,9 @@ def validate(options: ExportOptions) -> None:
     if options.cpu_target != "native":
         raise ExportError("cpu_target applies to format='aoti' (compiled code); a TorchScript "
                           "archive runs on any CPU libtorch runs on")
+    if options.swappable_weights:
+        raise ExportError("swappable_weights applies to format='aoti' (compiled code); a "
+                          "TorchScript archive's weights can always be updated")
     method = "trace" if options.method is None else options.method
     if method not in METHODS:
         raise ExportError(f"method must be one of {', '.join(METHODS)}, got {method!r}")

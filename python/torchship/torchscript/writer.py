@@ -19,6 +19,7 @@ from ..options import ExportOptions, as_args
 from ..result import ExportResult
 from ..size_checks import check_sizes, manifest_dims, note_sizes
 from ..verification import compare_cases
+from ..weights.index import index_file
 from .compat import deprecation_note, torchscript_deprecations_silenced, torchscript_support
 from .conversion import convert
 from .precision import (Bfloat16, bf16_convolution_problem, quantize_int8,
@@ -153,6 +154,7 @@ def _save(exported, path: str, fp32_module, cases_inputs: List[Tuple[Any, ...]],
     extra_files.update(golden_files(list(zip(cases_inputs, actual)) +
                                     [(case.args, case.actual) for case in sized],
                                     options.rtol, options.atol, [case.label for case in sized]))
+    extra_files.update(index_file(fp32_module, precision))
     torch.jit.save(exported, path, _extra_files=extra_files)
     return manifest_dict, precision_report
 
