@@ -31,6 +31,7 @@
 #include "torchship/tensor_json.h"
 #include "torchship/value_tree.h"
 #include "backends/updated_weights.h"
+#include "torchship/weights_update.h"
 #endif
 
 namespace torchship::backends {
@@ -181,6 +182,8 @@ using Runner = torch::inductor::AOTIModelContainerRunner;
 struct CompiledModel {
   std::unique_ptr<Loader> loader;         // set when AOTInductor's package loader opened it
   std::unique_ptr<Runner> memory_runner;  // set when it was loaded from memory
+  // Another model's constants this one runs with (share_constants), kept alive as long as it.
+  std::unordered_map<std::string, at::Tensor> shared_constants;
   Runner& runner() const { return loader ? *loader->get_runner() : *memory_runner; }
 };
 
@@ -195,23 +198,41 @@ struct LoadedPackage {
   std::vector<StaticModel> static_models;
 };
 
-// The compiled library of model `name`, when it is all a CPU runner needs: the package's one
-// library (weights inside, the default), no weights blob, no extern-kernel description and no
-// constants folder beside it. "" otherwise: AOTInductor's package loader then opens it.
-std::string self_contained_library(const Archive& archive, const std::string& name) {
+// The records of model `name` when they are all a CPU runner needs: the package's one compiled
+// library, with the weights inside (the default) or in one weights blob beside it
+// (swappable_weights), and no extern-kernel description or constants folder. An empty library
+// otherwise: AOTInductor's package loader then opens it.
+struct MemoryModel {
+  std::string library;
+  std::string weights;  // "" when the library holds them
+};
+
+MemoryModel memory_model(const Archive& archive, const std::string& name) {
   const std::string folder = "data/aotinductor/" + name + "/";
-  std::vector<std::string> libraries;
+  std::vector<std::string> libraries, blobs;
   for (const auto& record : archive.records()) {
     auto ends_with = [&](std::string_view end) {
       return record.size() >= end.size() &&
              record.compare(record.size() - end.size(), end.size(), end) == 0;
     };
-    if (record.rfind("data/constants/", 0) == 0) return "";
+    if (record.rfind("data/constants/", 0) == 0) return {};
     if (record.rfind(folder, 0) != 0) continue;
-    if (ends_with(".blob") || ends_with(".wrapper.json")) return "";
+    if (ends_with(".wrapper.json")) return {};
+    if (ends_with(".blob")) blobs.push_back(record);
     if (ends_with(".so")) libraries.push_back(record);
   }
-  return libraries.size() == 1 ? libraries[0] : "";
+  if (libraries.size() != 1 || blobs.size() > 1) return {};
+  return {libraries[0], blobs.empty() ? "" : blobs[0]};
+}
+
+// A weights blob's bytes go into the runner's constants from an in-memory file closed right
+// after: the runner's copy is the only one that stays.
+void load_weights_blob(Runner& runner, const Archive& archive, const std::string& record) {
+  auto bytes = archive.read_record(record);
+  if (!bytes) throw bad_model("cannot load " + archive.path().string() + ": no " + record);
+  MemoryFile file = MemoryFile::hold(*bytes, "torchship-aoti-weights");
+  bytes.reset();
+  runner.update_constant_buffer_from_blob(file.path().string());
 }
 
 // Calls `chunk` with the file's bytes, 1 MB at a time, until it returns false.
@@ -300,17 +321,23 @@ std::unique_ptr<Runner> runner_from_memory(const Archive& archive, const std::st
   }
 }
 
+// `with_weights`: false for a model that will run with another's constants (share_constants):
+// its own are then never read into memory.
 CompiledModel open_model(const Archive& archive, const std::string& name, const c10::Device& device,
-                         int concurrent_forwards) {
+                         int concurrent_forwards, bool with_weights = true) {
   CompiledModel model;
-  std::string library = device.is_cpu() ? self_contained_library(archive, name) : "";
-  if (!library.empty()) {
+  MemoryModel in_memory = device.is_cpu() ? memory_model(archive, name) : MemoryModel{};
+  if (!in_memory.library.empty()) {
     // Where the library does not load from memory (a kernel that refuses to run code from an
     // in-memory file, a broken library), the package loader tries, and says why it fails.
     try {
-      model.memory_runner = runner_from_memory(archive, library, concurrent_forwards);
+      model.memory_runner = runner_from_memory(archive, in_memory.library, concurrent_forwards);
+      if (!in_memory.weights.empty() && with_weights) {
+        load_weights_blob(*model.memory_runner, archive, in_memory.weights);
+      }
       return model;
     } catch (const std::exception&) {
+      model.memory_runner.reset();
     }
   }
   const std::string path = archive.file().string();
@@ -326,8 +353,38 @@ CompiledModel open_model(const Archive& archive, const std::string& name, const 
   return model;
 }
 
-std::shared_ptr<const LoadedPackage> open_package(const Archive& archive, const c10::Device& device,
-                                                  int concurrent_forwards) {
+// Whether the package's models hold the module's weights as they are (swappable_weights: not
+// frozen, so neither folded nor prepacked for each model's sizes): its static-batch models can
+// then run with the dynamic model's constants.
+bool weights_as_exported(const Archive& archive) {
+  auto text = archive.read_extra(kWeightsIndexFile);
+  if (!text) return false;
+  auto index = nlohmann::json::parse(*text, nullptr, false);
+  return index.is_object() && !index.value("frozen", true);
+}
+
+// A static model runs with the dynamic model's constants, not a copy of its own: one copy of
+// the weights in memory, whatever the number of static batch sizes.
+void share_constants(CompiledModel& fixed, const CompiledModel& dynamic, const Archive& archive) {
+#if TORCHSHIP_TORCH_AT_LEAST(2, 7)
+  auto source = dynamic.runner().extract_constants_map(false);  // by qualified name
+  for (const auto& [name, qualified] : fixed.runner().getConstantNamesToOriginalFQNs()) {
+    auto found = source.find(qualified);
+    if (found == source.end()) {
+      throw bad_model("cannot load " + archive.path().string() + ": its static model's constant '" +
+                      qualified + "' is not one of the dynamic model's");
+    }
+    fixed.shared_constants[name] = found->second;
+  }
+  fixed.runner().update_constant_buffer(fixed.shared_constants, /*use_inactive=*/false,
+                                        /*validate_full_updates=*/true, /*user_managed=*/true);
+#else
+  (void)fixed, (void)dynamic, (void)archive;
+#endif
+}
+
+std::shared_ptr<LoadedPackage> open_package(const Archive& archive, const c10::Device& device,
+                                            int concurrent_forwards) {
   const std::string path = archive.path().string();
   // (a second early: the folder's time may be rounded down)
   auto started = std::filesystem::file_time_type::clock::now() - std::chrono::seconds(1);
@@ -337,10 +394,13 @@ std::shared_ptr<const LoadedPackage> open_package(const Archive& archive, const 
     compat::DiscardWarnings discard;
     compat::WarningHandlerGuard quiet(&discard);
     package->model = open_model(archive, "model", device, concurrent_forwards);
+    bool share = TORCHSHIP_TORCH_AT_LEAST(2, 7) && weights_as_exported(archive);
     if (archive.manifest()) {
       for (const auto& fixed : archive.manifest()->exported.static_batches) {
-        package->static_models.push_back(
-            {fixed, open_model(archive, fixed.model, device, concurrent_forwards)});
+        CompiledModel compiled =
+            open_model(archive, fixed.model, device, concurrent_forwards, /*with_weights=*/!share);
+        if (share) share_constants(compiled, package->model, archive);
+        package->static_models.push_back({fixed, std::move(compiled)});
       }
     }
   } catch (const std::exception& e) {
@@ -434,8 +494,13 @@ std::shared_ptr<const LoadedPackage> open_updated(const Archive& archive,
                                                   int concurrent_forwards) {
   auto package = open_package(archive, device, concurrent_forwards);
   take_updated_weights(package->model.runner(), archive, weights, device);
-  for (const auto& fixed : package->static_models) {
-    take_updated_weights(fixed.compiled.runner(), archive, weights, device);
+  for (auto& fixed : package->static_models) {
+    if (fixed.compiled.shared_constants.empty()) {
+      take_updated_weights(fixed.compiled.runner(), archive, weights, device);
+    } else {  // the dynamic model's new constants are in new tensors
+      fixed.compiled.shared_constants.clear();
+      share_constants(fixed.compiled, package->model, archive);
+    }
   }
   return package;
 }

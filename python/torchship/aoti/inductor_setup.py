@@ -33,13 +33,19 @@ def inductor_options(target: str, swappable_weights: bool = False) -> Dict[str, 
     and vector width. A baseline keeps weights in plain layout: oneDNN's prepacked weights are
     blocked for the exporting CPU's vector width."""
     options: Dict[str, Any] = {"freezing": not swappable_weights}
+    from torch._inductor import config as inductor_config
     if swappable_weights:
         options["always_keep_tensor_constants"] = True
+        # The weights in a blob beside the code rather than inside the library: C++ reads them
+        # into one copy that the package's static-batch models share, and the library it keeps
+        # mapped (never unloaded) holds code only.
+        if hasattr(inductor_config.aot_inductor, "package_constants_on_disk_format"):
+            options["aot_inductor.package_constants_in_so"] = False
+            options["aot_inductor.package_constants_on_disk_format"] = "binary_blob"
     # A dynamic size of 1 is what the exported program allows (Dim min=1), but the compiled
     # code's input checks refuse sizes below 2 unless told not to (torch.export's 0/1
     # specialization); batch 1 is the commonest request. The golden cases run through the
     # compiled code at the sizes they have.
-    from torch._inductor import config as inductor_config
     if hasattr(inductor_config.aot_inductor, "check_lowerbound"):
         options["aot_inductor.check_lowerbound"] = False
     if target != "native":
