@@ -21,6 +21,7 @@ BENCHMARKS = {
     "serve_engines": "a TorchScript and an OpenVINO model in one server",
     "protocols": "KServe v2 over gRPC against HTTP binary and HTTP JSON",
     "soak": "one server under mixed traffic and reloads, for minutes or hours",
+    "weights_swap": "weights updates against re-export + reload, and RSS per form",
 }
 # The pages again from the committed results, measuring nothing.
 RENDERERS = {

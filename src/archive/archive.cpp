@@ -8,6 +8,11 @@
 
 #include <caffe2/serialize/inline_container.h>
 
+#ifdef __linux__
+#include <fcntl.h>
+#include <unistd.h>
+#endif
+
 #include "archive/memory_file.h"
 #include "archive/zip_directory.h"
 #include "core/torch_compat.h"
@@ -172,7 +177,33 @@ std::vector<std::string> all_records(caffe2::serialize::PyTorchStreamReader& zip
 
 }  // namespace
 
+namespace {
+
+// An archive's file held open for as long as the archive: read through /proc/self/fd/N, it stays
+// the file that was checked when the file at its path is replaced or removed meanwhile (a
+// server's repository being updated, a weights update applied to a model loaded long before).
+struct HeldFile {
+  explicit HeldFile(int descriptor) : fd(descriptor) {}
+  ~HeldFile() {
+#ifdef __linux__
+    ::close(fd);
+#endif
+  }
+  int fd;
+};
+
+}  // namespace
+
 Archive Archive::open(const fs::path& path) {
+#ifdef __linux__
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    auto held = std::make_shared<HeldFile>(fd);
+    Archive archive = open_file("/proc/self/fd/" + std::to_string(fd), path);
+    archive.held_ = held;
+    return archive;
+  }
+#endif
   return open_file(path, path);
 }
 

@@ -1,6 +1,8 @@
 // Model: loading, checked inputs, forward, tasks, load-time optimization, the trained model.
 
+#include <fstream>
 #include <iostream>
+#include <iterator>
 
 #include <ATen/ATen.h>
 
@@ -502,6 +504,55 @@ TEST(PlainArchives, OutputsAreComparedLeafByLeafByTheRule) {
   EXPECT_EQ(first_difference(tuple(ones, 3), tuple(ones, 4), 1e-4), "output[1]: 4, expected 3");
   EXPECT_EQ(first_difference(tuple(ones, 3), c10::IValue(ones), 1e-4),
             "output: 1 leaves, expected 2");
+}
+
+// Weights updates (torchship.export_weights): the new weights run, the model they were applied
+// to is untouched, and an update of another model changes nothing.
+TEST(WeightsUpdate, TheUpdatedModelComputesWithTheNewWeightsAndTheBaseKeepsItsOwn) {
+  Model base = Model::load(fixture("classifier.pt"));
+  WeightsUpdate update = WeightsUpdate::open(fixture("classifier.weights"));
+  EXPECT_EQ(update.base_name(), "classifier.pt");
+  EXPECT_EQ(update.forms(), std::vector<std::string>{"torchscript"});
+  Model updated = base.with_weights(update);
+  ASSERT_NE(updated.weights_update(), nullptr);
+  EXPECT_EQ(base.weights_update(), nullptr);
+  EXPECT_TRUE(check_golden(updated).ok());  // the update's own golden vectors
+
+  auto logits = [](const Model& model) {
+    return model.forward({model.image_input(fixture("chelsea.png"))}).toTensor();
+  };
+  at::Tensor retrained = read_npy(fixture("classifier_retrained_chelsea.npy"));
+  at::Tensor original = read_npy(fixture("classifier_chelsea.npy"));
+  ASSERT_GT(max_abs_diff(retrained, original), 1e-2);  // the two sets of weights differ
+  EXPECT_TRUE(close_by_rule(retrained, logits(updated), base.archive()));
+  EXPECT_TRUE(close_by_rule(original, logits(base), base.archive()));
+  // An updated model takes the next update on the archive's own form.
+  std::ifstream file(fixture("classifier.weights"), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  Model again = updated.with_weights(WeightsUpdate::from_bytes(bytes, "classifier.weights"));
+  EXPECT_TRUE(close_by_rule(retrained, logits(again), base.archive()));
+}
+
+TEST(WeightsUpdate, AnUpdateOfAnotherModelOrFileIsRefusedInOneLine) {
+  WeightsUpdate update = WeightsUpdate::open(fixture("classifier.weights"));
+  std::string message = error_message([&] { segmenter().with_weights(update); });
+  EXPECT_EQ(message.rfind("cannot apply " + fixture("classifier.weights").string() + " to " +
+                              fixture("segmentation.pt").string() +
+                              ": the update is for another model (classifier.pt, weights index ",
+                          0),
+            0u)
+      << message;
+  EXPECT_EQ(error_message([&] { Archive::open(fixture("classifier.weights")); }),
+            "cannot load " + fixture("classifier.weights").string() +
+                ": this is a weights update (torchship.export_weights), not a model: load the "
+                "archive it updates and apply it (Model::with_weights, torchship check "
+                "--weights, or a server's new version)");
+  EXPECT_EQ(error_message([&] { WeightsUpdate::open(fixture("classifier.pt")); }),
+            "cannot load " + fixture("classifier.pt").string() +
+                ": not a weights update (it has no torchship/weights.json; write one with "
+                "torchship.export_weights)");
+  EXPECT_EQ(error_message([&] { WeightsUpdate::from_bytes("", "nothing"); }),
+            "cannot read the weights update nothing: it is empty");
 }
 
 }  // namespace

@@ -325,3 +325,46 @@ def test_a_server_takes_an_update_as_a_new_version_under_load(cli, exported, tmp
     assert switched > 0
     log = "\n".join(server.log)
     assert "loaded net v2 from " in log and "model.weights" in log, log
+
+
+def retrained_update(base: str, seed: int, folder: str) -> str:
+    path = os.path.join(folder, f"{os.path.basename(base)}.{seed}.weights")
+    torchship.export_weights(retrained(seed), base, path)
+    return path
+
+
+@pytest.mark.parametrize("form", ["pt", "pt2"])
+def test_new_versions_as_weights_updates_leave_nothing_behind(cli, exported, tmp_path, form):
+    """Model versions that arrive as weights updates, each replacing the last (explicit control:
+    the new folder added, the old removed, one load request): every answer is the new weights',
+    and RSS after 60 versions is within 5% of RSS after 10 (a .pt2's library is mapped once)."""
+    base = str(tmp_path / f"net.{form}")
+    torchship.export(retrained(0), torch.rand(2, 3, 16, 16), base, manifest=manifest(),
+                     format="aoti" if form == "pt2" else "torchscript",
+                     **({"swappable_weights": True, "static_batches": ()} if form == "pt2"
+                        else {}))
+    repository = str(tmp_path / "repository")
+    add_version(repository, 1, base, f"model.{form}")
+    server = Server(cli, repository, "--model-control-mode", "explicit", "--load-model", "net")
+    x = np.load(exported["x.npy"])
+    rss = {}
+    try:
+        client = server.connect()
+        for version in range(2, 62):
+            update = retrained_update(base, version, str(tmp_path))
+            add_version(repository, version, update, "model.weights")
+            shutil.rmtree(os.path.join(repository, "net", str(version - 1)))
+            loaded = client.request("POST", "/v2/repository/models/net/load")
+            assert loaded.status == 200, loaded.body
+            os.remove(update)
+            answer = client.infer("net", {"x": x})
+            with torch.no_grad():
+                expected = retrained(version)(torch.from_numpy(x)).numpy()
+            assert_close(expected, answer.outputs()["output"], RTOL)
+            if version in (11, 61):
+                rss[version] = server.rss_kb()
+        client.close()
+    finally:
+        server.terminate()
+    print(f"{form}: RSS after 10 versions {rss[11] // 1024} MB, after 60 {rss[61] // 1024} MB")
+    assert rss[61] <= rss[11] * 1.05, f"RSS {rss[11] // 1024} MB -> {rss[61] // 1024} MB"

@@ -5,8 +5,13 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <iostream>
+
+#ifdef __linux__
+#include <unistd.h>
+#endif
 #include <utility>
 
 #include "cli_common.h"
@@ -236,6 +241,19 @@ BenchRun bench_engine(const BenchOptions& options, const std::string& engine, Pr
   return run;
 }
 
+// The process's resident memory now, in MB (Linux; 0 elsewhere): after the timed runs, what a
+// server holding the model keeps.
+double resident_mb() {
+#ifdef __linux__
+  std::ifstream statm("/proc/self/statm");
+  long pages = 0, resident = 0;
+  if (!(statm >> pages >> resident)) return 0;
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / 1e6;
+#else
+  return 0;
+#endif
+}
+
 // The first run's object as without a sweep (its notes, load and first forward), the other
 // rows in "sweep", and with engines swept each engine's load in "engines".
 void print_bench_json(const BenchOptions& options, const std::vector<BenchRun>& runs) {
@@ -252,6 +270,7 @@ void print_bench_json(const BenchOptions& options, const std::vector<BenchRun>& 
   out["load_ms"] = run.load_ms;
   if (!options.model.weights.empty()) out["weights_ms"] = run.weights_ms;
   out["available_cpus"] = available_cpus();
+  out["rss_mb"] = resident_mb();
   out["format"] = format_id(run.model.format());
   json sweep = json::array(), engines = json::array();
   for (const auto& each : runs) {
