@@ -53,8 +53,10 @@ class Archive {
   // AOTInductor package's compiled library is loaded from one too (docs/cpp-api.md).
   static Archive from_bytes(std::string_view bytes, const std::string& name);
 
-  // The name messages give it; file() is where its bytes are read from: the same file, or, for
-  // an archive from bytes and a form of an archive of every form, an in-memory copy.
+  // The name messages give it; file() is where its bytes are read from, valid while a copy of
+  // the archive lives: on Linux the file as opened (/proc/self/fd/N, even if the path is then
+  // replaced or removed), elsewhere the path, and for an archive from bytes and a form of an
+  // archive of every form, an in-memory copy.
   const std::filesystem::path& path() const { return path_; }
   const std::filesystem::path& file() const { return file_; }
   ModelFormat format() const { return format_; }

@@ -34,8 +34,9 @@ class WeightsUpdate {
   // Whether it fits `form` (one form's archive): "" when it does, else why not, in words.
   std::string mismatch(const Archive& form) const;
   // `form` with this update laid over it: its golden vectors and the weights its backend
-  // takes (Archive::with_records). Throws Error(BadInput) naming mismatch().
-  Archive over(const Archive& form) const;
+  // takes (Archive::with_records); without the weights, what a model that runs them keeps.
+  // Throws Error(BadInput) naming mismatch().
+  Archive over(const Archive& form, bool with_weights = true) const;
 
  private:
   static WeightsUpdate read(Archive records);

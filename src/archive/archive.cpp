@@ -10,6 +10,7 @@
 
 #ifdef __linux__
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #endif
 
@@ -196,12 +197,23 @@ struct HeldFile {
 
 Archive Archive::open(const fs::path& path) {
 #ifdef __linux__
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // (a regular file only, opened without blocking on a FIFO; anything else, or a system
+  // without /proc, is refused or read by its path as before)
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  struct stat status {};
+  if (fd >= 0 && (::fstat(fd, &status) != 0 || !S_ISREG(status.st_mode))) {
+    ::close(fd);
+    fd = -1;
+  }
   if (fd >= 0) {
     auto held = std::make_shared<HeldFile>(fd);
-    Archive archive = open_file("/proc/self/fd/" + std::to_string(fd), path);
-    archive.held_ = held;
-    return archive;
+    fs::path through = "/proc/self/fd/" + std::to_string(fd);
+    std::error_code ec;
+    if (fs::exists(through, ec)) {
+      Archive archive = open_file(through, path);
+      archive.held_ = held;
+      return archive;
+    }
   }
 #endif
   return open_file(path, path);

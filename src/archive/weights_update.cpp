@@ -21,10 +21,11 @@ json description_of(const Archive& records) {
   auto bad = [&](const std::string& why) {
     return bad_model("cannot read the weights update " + origin + ": " + why);
   };
-  if (!description.is_object() || description.value("kind", "") != "torchship weights update") {
+  if (!description.is_object() || !description.contains("kind") ||
+      description["kind"] != "torchship weights update") {
     throw bad(std::string(kWeightsUpdateFile) + " is not a weights update's description");
   }
-  if (description.value("version", 0) != 1) {
+  if (!description.contains("version") || description["version"] != 1) {
     throw bad("version " + description.value("version", json()).dump() +
               ", this torchship reads version 1 (update torchship)");
   }
@@ -38,22 +39,41 @@ json description_of(const Archive& records) {
       throw bad(std::string("no \"") + key + "\" list");
     }
   }
+  for (const auto& entry : description["tensors"]) {
+    bool whole = entry.is_object() && entry.contains("name") && entry["name"].is_string() &&
+                 entry.contains("record") && entry["record"].is_string() &&
+                 entry.contains("shape") && entry["shape"].is_array();
+    for (const auto& size : whole ? entry["shape"] : json::array()) {
+      whole = whole && size.is_number_unsigned();
+    }
+    if (!whole) {
+      throw bad("a tensor's entry is not {\"name\", \"record\", \"shape\": [sizes]}: " +
+                entry.dump().substr(0, 120));
+    }
+  }
   return description;
 }
 
-// The signature of the weights index `form` was exported with; "" for an archive exported
-// before weights indexes.
-std::string index_signature(const Archive& form) {
+// `form`'s weights index; null for an archive exported before weights indexes.
+json index_of(const Archive& form) {
   auto text = form.read_extra(kWeightsIndexFile);
-  if (!text) return "";
+  if (!text) return json();
   json index = parse_json(*text, form.path().string() + ": " + kWeightsIndexFile);
-  return index.is_object() ? index.value("signature", "") : "";
+  if (!index.is_object() || !index.contains("signature") || !index["signature"].is_string()) {
+    throw bad_model("cannot load " + form.path().string() + ": its " + kWeightsIndexFile +
+                    " has no \"signature\" string");
+  }
+  return index;
+}
+
+std::string index_signature(const Archive& form) {
+  json index = index_of(form);
+  return index.is_null() ? "" : index["signature"].get<std::string>();
 }
 
 bool frozen(const Archive& form) {
-  auto text = form.read_extra(kWeightsIndexFile);
-  json index = text ? parse_json(*text, form.path().string()) : json();
-  return index.is_object() && index.value("frozen", false);
+  json index = index_of(form);
+  return !index.is_null() && index.contains("frozen") && index["frozen"] == true;
 }
 
 }  // namespace
@@ -84,6 +104,10 @@ WeightsUpdate WeightsUpdate::read(Archive records) {
 }
 
 std::string WeightsUpdate::mismatch(const Archive& form) const {
+  if (form.format() == ModelFormat::AOTInductor && frozen(form)) {
+    return "its AOTInductor model was compiled with frozen weights, which cannot be replaced "
+           "(export it with swappable_weights=True)";
+  }
   std::string signature = index_signature(form);
   if (signature.empty()) {
     return "it was exported before weight updates (it has no " + std::string(kWeightsIndexFile) +
@@ -96,15 +120,12 @@ std::string WeightsUpdate::mismatch(const Archive& form) const {
   }
   std::string form_id = format_id(form.format());
   if (std::find(forms_.begin(), forms_.end(), form_id) == forms_.end()) {
-    return std::string("the update has no weights for its ") + format_name(form.format()) +
-           " form" +
-           (frozen(form) ? " (compiled with frozen weights: export with swappable_weights=True)"
-                         : "");
+    return std::string("the update has no weights for its ") + format_name(form.format()) + " form";
   }
   return "";
 }
 
-Archive WeightsUpdate::over(const Archive& form) const {
+Archive WeightsUpdate::over(const Archive& form, bool with_weights) const {
   std::string why = mismatch(form);
   if (!why.empty()) {
     throw bad_input("cannot apply " + path().string() + " to " + form.path().string() + ": " + why);
@@ -115,11 +136,13 @@ Archive WeightsUpdate::over(const Archive& form) const {
   for (const auto& record : records_.records()) {
     bool golden_of_a_form = record.find("/torchship/golden/") != std::string::npos;
     if (golden_of_a_form && record.rfind(own, 0) != 0) continue;
-    bool openvino = record.rfind("openvino/", 0) == 0;
+    bool openvino = !golden_of_a_form && record.rfind("openvino/", 0) == 0;  // the IR
     if (openvino && form.format() != ModelFormat::OpenVINO) continue;
     std::string name = golden_of_a_form ? record.substr(own.size()) : record;
     bool torchship_file = name.rfind("torchship/", 0) == 0;
     if (!torchship_file && !openvino) continue;  // the zip's own version record
+    bool weights = openvino || name.rfind("torchship/weights/", 0) == 0;
+    if (weights && !with_weights) continue;
     laid[torchship_file ? form.extra_record(name) : name] = *records_.read_record(record);
   }
   // The description names the update's file, for the backends' messages.

@@ -24,13 +24,13 @@
 
 #include "archive/memory_file.h"
 #include "backends/exported_call.h"
+#include "backends/updated_weights.h"
 #include "platform/cpu_features.h"
 #include "platform/runtime_defaults.h"
 #include "torchship/json_input.h"
 #include "torchship/limits.h"
 #include "torchship/tensor_json.h"
 #include "torchship/value_tree.h"
-#include "backends/updated_weights.h"
 #include "torchship/weights_update.h"
 #endif
 
@@ -180,10 +180,10 @@ using Runner = torch::inductor::AOTIModelContainerRunner;
 
 // One compiled model of a package, and the runner that runs it.
 struct CompiledModel {
+  // Another model's constants this one runs with (share_constants), alive as long as its runner.
+  std::unordered_map<std::string, at::Tensor> shared_constants;
   std::unique_ptr<Loader> loader;         // set when AOTInductor's package loader opened it
   std::unique_ptr<Runner> memory_runner;  // set when it was loaded from memory
-  // Another model's constants this one runs with (share_constants), kept alive as long as it.
-  std::unordered_map<std::string, at::Tensor> shared_constants;
   Runner& runner() const { return loader ? *loader->get_runner() : *memory_runner; }
 };
 
@@ -194,7 +194,7 @@ struct LoadedPackage {
     StaticBatchModel batch;
     CompiledModel compiled;
   };
-  CompiledModel model;
+  CompiledModel model;  // before the static models: they may run on its constants
   std::vector<StaticModel> static_models;
 };
 
@@ -222,6 +222,8 @@ MemoryModel memory_model(const Archive& archive, const std::string& name) {
     if (ends_with(".so")) libraries.push_back(record);
   }
   if (libraries.size() != 1 || blobs.size() > 1) return {};
+  // (a blob is read into a runner by update_constant_buffer_from_blob, since libtorch 2.10)
+  if (!blobs.empty() && !TORCHSHIP_TORCH_AT_LEAST(2, 10)) return {};
   return {libraries[0], blobs.empty() ? "" : blobs[0]};
 }
 
@@ -232,7 +234,11 @@ void load_weights_blob(Runner& runner, const Archive& archive, const std::string
   if (!bytes) throw bad_model("cannot load " + archive.path().string() + ": no " + record);
   MemoryFile file = MemoryFile::hold(*bytes, "torchship-aoti-weights");
   bytes.reset();
+#if TORCHSHIP_TORCH_AT_LEAST(2, 10)
   runner.update_constant_buffer_from_blob(file.path().string());
+#else  // memory_model() leaves such a package to the package loader
+  (void)runner;
+#endif
 }
 
 // Calls `chunk` with the file's bytes, 1 MB at a time, until it returns false.
@@ -445,40 +451,33 @@ std::shared_ptr<const LoadedPackage> kept_or_opened(const Archive& archive,
   return package;
 }
 
-// A weights update laid over the archive (WeightsUpdate::over) becomes the runner's constants,
-// each found by the name the module gave it (a package compiled with swappable_weights keeps
-// them all). A tensor the compiled code does not read (torch.export drops unused buffers, such
-// as batch norm's num_batches_tracked) is passed over; constants the update does not name
+// A weights update laid over the archive (WeightsUpdate::over) is copied into the runner's
+// constants in place, each found by the name the module gave it (a package compiled with
+// swappable_weights keeps them all): no second buffer, and the static-batch models that share
+// them see them too. A tensor the compiled code does not read (torch.export drops unused buffers,
+// such as batch norm's num_batches_tracked) is passed over; constants the update does not name
 // (tensors the code itself made) stay.
 void take_updated_weights(Runner& runner, const Archive& archive,
-                          const std::vector<NamedWeight>& weights, const c10::Device& device) {
+                          const std::vector<NamedWeight>& weights) {
 #if TORCHSHIP_TORCH_AT_LEAST(2, 7)
-  std::map<std::string, std::string> name_of;  // qualified name -> the compiled constant's
-  for (const auto& [name, qualified] : runner.getConstantNamesToOriginalFQNs()) {
-    name_of[qualified] = name;
-  }
-  auto current = runner.extract_constants_map(false);  // by qualified name
-  std::unordered_map<std::string, at::Tensor> constants;
+  auto current = runner.extract_constants_map(false);  // by qualified name, views of the buffer
+  std::vector<std::pair<at::Tensor, at::Tensor> > copies;
   for (const auto& weight : weights) {
-    auto name = name_of.find(weight.name);
-    if (name == name_of.end()) continue;
     auto own = current.find(weight.name);
-    if (own != current.end()) check_same_kind(archive, weight, own->second);
-    constants[name->second] = weight.tensor.to(device).contiguous();
+    if (own == current.end()) continue;
+    check_same_kind(archive, weight, own->second);
+    copies.emplace_back(own->second, weight.tensor);
   }
-  if (constants.empty()) {
+  if (copies.empty()) {
     throw weights_refused(archive,
                           "its compiled model has none of the update's tensors as "
                           "constants (compiled with frozen weights? export with "
                           "swappable_weights=True)");
   }
-  for (const auto& [qualified, tensor] : current) {
-    constants.try_emplace(name_of.count(qualified) ? name_of[qualified] : qualified,
-                          tensor.clone());
-  }
-  runner.update_constant_buffer(constants, /*use_inactive=*/false, /*validate_full_updates=*/true);
+  at::NoGradGuard no_grad;
+  for (auto& [constant, weight] : copies) constant.copy_(weight);
 #else
-  (void)runner, (void)weights, (void)device;
+  (void)runner, (void)weights;
   throw weights_refused(archive,
                         "AOTInductor's runtime before libtorch 2.7 cannot replace "
                         "a package's constants");
@@ -493,14 +492,17 @@ std::shared_ptr<const LoadedPackage> open_updated(const Archive& archive,
                                                   const c10::Device& device,
                                                   int concurrent_forwards) {
   auto package = open_package(archive, device, concurrent_forwards);
-  take_updated_weights(package->model.runner(), archive, weights, device);
-  for (auto& fixed : package->static_models) {
-    if (fixed.compiled.shared_constants.empty()) {
-      take_updated_weights(fixed.compiled.runner(), archive, weights, device);
-    } else {  // the dynamic model's new constants are in new tensors
-      fixed.compiled.shared_constants.clear();
-      share_constants(fixed.compiled, package->model, archive);
+  try {
+    take_updated_weights(package->model.runner(), archive, weights);
+    for (auto& fixed : package->static_models) {
+      if (fixed.compiled.shared_constants.empty()) {  // else it has the new ones already
+        take_updated_weights(fixed.compiled.runner(), archive, weights);
+      }
     }
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw weights_refused(archive, first_line(e));
   }
   return package;
 }

@@ -14,12 +14,12 @@
 #include "backends/backend.h"
 #include "backends/forward_timing.h"
 #include "backends/prepacked_convolutions.h"
+#include "backends/updated_weights.h"
 #include "core/text.h"
 #include "core/torch_compat.h"
 #include "torchship/error.h"
 #include "torchship/extensions.h"
 #include "torchship/value_tree.h"
-#include "backends/updated_weights.h"
 
 namespace torchship::backends {
 namespace {
@@ -336,17 +336,19 @@ void take_updated_weights(torch::jit::Module& module, const Archive& archive) {
     own.emplace(parameter.name, parameter.value);
   }
   for (const auto& buffer : module.named_buffers(true)) own.emplace(buffer.name, buffer.value);
-  std::set<std::string> given;
+  std::set<const c10::TensorImpl*> given;  // a tensor tied under two names is given once
   for (const auto& weight : weights) {
     auto found = own.find(weight.name);
     if (found == own.end()) {
       throw weights_refused(archive, "the model has no tensor '" + weight.name + "'");
     }
     check_same_kind(archive, weight, found->second);
-    given.insert(weight.name);
+    given.insert(found->second.unsafeGetTensorImpl());
   }
   for (const auto& [name, tensor] : own) {
-    if (!given.count(name)) throw weights_refused(archive, "it has no tensor '" + name + "'");
+    if (!given.count(tensor.unsafeGetTensorImpl())) {
+      throw weights_refused(archive, "it has no tensor '" + name + "'");
+    }
   }
   torch::NoGradGuard no_grad;
   for (const auto& weight : weights) own[weight.name].copy_(weight.tensor);

@@ -45,7 +45,12 @@ std::vector<NamedWeight> updated_weights(const Archive& archive) {
     if (name.empty() || !bytes) {
       throw bad_model(origin + ": tensor '" + name + "' has no record " + record);
     }
-    at::Tensor tensor = parse_npy(*bytes, record);
+    at::Tensor tensor;
+    try {
+      tensor = parse_npy(*bytes, record);
+    } catch (const Error& e) {
+      throw bad_model(origin + ": " + e.what());
+    }
     std::vector<int64_t> shape = entry.value("shape", std::vector<int64_t>());
     if (!tensor.sizes().equals(shape)) {
       throw bad_model(origin + ": " + record + " holds " + kind_of(tensor) + ", its description " +

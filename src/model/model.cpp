@@ -276,10 +276,12 @@ Model Model::with_weights(const WeightsUpdate& update) const {
   LoadOptions options = state.options;
   options.engine = "auto";  // the base is one form's archive
   options.precision = state.load_precision;
-  options.optimization =
-      state.optimization.chosen.empty() ? state.wanted_optimization : state.optimization.chosen;
+  std::string chosen = optimization().chosen;  // (a copy, taken under its lock)
+  options.optimization = chosen.empty() ? state.wanted_optimization : chosen;
   options.check_golden = true;  // before it takes any traffic
   Model model = load(update.over(state.base_form), options);
+  // What it keeps: the update's golden vectors, not a second copy of its weights.
+  model.impl_->archive = update.over(state.base_form, /*with_weights=*/false);
   model.impl_->base_form = state.base_form;
   model.impl_->weights_update = update;
   model.impl_->notes.push_back("weights from " + update.path().string());

@@ -403,9 +403,13 @@ Model with_update(const fs::path& update_file, const LoadOptions& load,
   for (const auto& folder : lower_folders) {
     fs::path archive_file = model_file_of(folder);
     if (archive_file.empty() || archive_file.filename() == kWeightsFile) continue;
-    Model base = Model::load(archive_file, load);
-    why = update.mismatch(base.archive());
-    if (why.empty()) return base.with_weights(update);
+    try {
+      Model base = Model::load(archive_file, load);
+      why = update.mismatch(base.archive());
+      if (why.empty()) return base.with_weights(update);
+    } catch (const Error& e) {
+      why = e.what();
+    }
     why = archive_file.string() + ": " + why;
   }
   throw bad_input("cannot apply " + update_file.string() + ": " + why);

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import threading
+import time
 import zipfile
 
 import numpy as np
@@ -103,8 +104,9 @@ def test_every_form_runs_the_update_and_keeps_its_own_without(run, exported, eng
     assert check.returncode == 0 and "PASS: " in check.stdout, check.stderr
 
 
-def test_the_static_batch_model_takes_the_update_too(run, exported):
-    # Batch 1 runs on the package's static batch-1 model, batch 2 on the dynamic one.
+def test_the_dynamic_model_beside_the_static_one_takes_the_update_too(run, exported):
+    # Batch 1 runs on the package's static batch-1 model (the test above), batch 2 on the
+    # dynamic one, whose constants the static one shares.
     two = np.concatenate([np.load(exported["x.npy"])] * 2)
     np.save(os.path.join(exported["folder"], "x2.npy"), two)
     out = os.path.join(exported["folder"], "out2")
@@ -194,8 +196,8 @@ def test_a_frozen_package_refuses_an_update_in_cpp_too(run, exported):
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"torchship: error: cannot apply {exported['v2.weights']} to {exported['frozen.pt2']}: "
-        "its compiled model has none of the update's tensors as constants (compiled with frozen "
-        "weights? export with swappable_weights=True)")
+        "its AOTInductor model was compiled with frozen weights, which cannot be replaced "
+        "(export it with swappable_weights=True)")
 
 
 def test_a_damaged_update_is_refused_in_one_line(run, exported):
@@ -271,9 +273,20 @@ def add_version(repository: str, number: int, file: str, name: str) -> None:
     os.rename(staging, os.path.join(repository, "net", str(number)))
 
 
-def test_a_server_takes_an_update_as_a_new_version_under_load(cli, exported, tmp_path):
+def wait_for_answers(answered, count: int, timeout: float = 120) -> None:
+    """Until `count` more answers came, or fails after `timeout` seconds."""
+    goal, deadline = answered() + count, time.monotonic() + timeout
+    while answered() < goal:
+        assert time.monotonic() < deadline, f"{goal - answered()} answers missing"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_server_takes_an_update_as_a_new_version_under_load(cli, exported, tmp_path, engine):
     repository = str(tmp_path / "repository")
     add_version(repository, 1, exported["net.torchship"], "model.torchship")
+    with open(os.path.join(repository, "net", "config.json"), "w") as f:
+        json.dump({"engine": engine}, f)
     server = Server(cli, repository, "--model-control-mode", "explicit", "--load-model", "net")
     x = np.load(exported["x.npy"])
     stop, per_client = threading.Event(), [[] for _ in range(32)]
@@ -290,17 +303,16 @@ def test_a_server_takes_an_update_as_a_new_version_under_load(cli, exported, tmp
         add_version(repository, 2, exported["v2.weights"], "model.weights")
         loaded = control.request("POST", "/v2/repository/models/net/load")
         assert loaded.status == 200, loaded.body
-        served = answered()
-        while answered() < served + 200:  # answers after the swap
-            threading.Event().wait(0.01)
+        wait_for_answers(answered, 200)  # after the swap
         add_version(repository, 3, mixed_update(exported, str(tmp_path / "mixed.weights")),
                     "model.weights")
         failed = control.request("POST", "/v2/repository/models/net/load")
         assert failed.status == 400
         assert "model 'net' version 3: golden check failed for " in failed.json()["error"]
-        served = answered()
-        while answered() < served + 200:  # the version before goes on serving
-            threading.Event().wait(0.01)
+        wait_for_answers(answered, 200)  # the version before goes on serving
+        version_1 = control.infer("net/versions/1", {"x": x})  # unchanged by the update
+        assert np.allclose(version_1.outputs()["output"], exported["outputs"][0], rtol=RTOL,
+                           atol=1e-5)
         control.close()
     finally:
         stop.set()

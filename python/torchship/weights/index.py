@@ -4,11 +4,12 @@ forward code), so that a weights update can be checked against the archive it is
 the archive's compiled code. Its signature (a hash of both) is what the update carries and C++
 compares."""
 
-import ast
 import hashlib
 import inspect
+import io
 import json
 import textwrap
+import tokenize
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -24,13 +25,18 @@ def named_tensors(module: torch.nn.Module) -> List[Tuple[str, torch.Tensor]]:
 
 
 def _forward_code(cls: type) -> Optional[str]:
-    """A hash of the class's forward as parsed (comments and layout do not count), or None where
-    its source is not available (a class defined in C++ or at the prompt)."""
+    """A hash of the class's forward as tokens (comments and layout do not count; the same on
+    every Python version), or None where its source is not available (a class defined in C++ or
+    at the prompt)."""
     forward = getattr(cls, "forward", None)
     try:
         source = textwrap.dedent(inspect.getsource(forward))
-        return hashlib.sha256(ast.dump(ast.parse(source)).encode()).hexdigest()[:16]
-    except (OSError, TypeError, SyntaxError):
+        skipped = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
+                   tokenize.DEDENT, tokenize.ENCODING, tokenize.ENDMARKER)
+        tokens = [token.string for token in tokenize.generate_tokens(io.StringIO(source).readline)
+                  if token.type not in skipped]
+        return hashlib.sha256("\x00".join(tokens).encode()).hexdigest()[:16]
+    except (OSError, TypeError, SyntaxError, tokenize.TokenError):
         return None
 
 

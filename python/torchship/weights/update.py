@@ -56,9 +56,10 @@ def export_weights(module: torch.nn.Module, base_archive: str, path: str) -> Wei
     module.eval()
     forms = read_forms(base_archive)
     base_index = index_of(forms[0])
-    if base_index["precision"] != "fp32":
-        raise ExportError(f"{base_archive} is a {base_index['precision']} archive; weight "
-                          "updates apply to fp32 archives")
+    for form in forms:
+        if index_of(form)["precision"] != "fp32":
+            raise ExportError(f"{form.origin} is a {index_of(form)['precision']} archive; "
+                              "weight updates apply to fp32 archives")
     difference = first_difference(base_index, weights_index(module))
     if difference:
         raise ExportError(f"the module is not the one {base_archive} was exported from: "
