@@ -15,6 +15,7 @@
 #include "torchship/example_inputs.h"
 #include "torchship/extensions.h"
 #include "torchship/golden.h"
+#include "torchship/memory.h"
 #include "torchship/value_tree.h"
 
 namespace torchship {
@@ -231,6 +232,7 @@ Model Model::load(const Archive& archive, const LoadOptions& options) {
     EngineChoice choice = choose_engine(archive, resolved);
     auto& notes = choice.model.impl_->notes;
     notes.insert(notes.begin(), choice.notes.begin(), choice.notes.end());
+    release_free_memory();  // the forms not chosen
     return choice.model;
   }
 
@@ -268,6 +270,10 @@ Model Model::load(const Archive& archive, const LoadOptions& options) {
                       " (max abs error " + c10::str(leaf.max_abs) + ")");
     }
   }
+  // What loading freed (optimization candidates, the warm-up's activations, a package's
+  // unpacked weights) goes back to the system rather than staying with the process
+  // (tune_memory_for_inference keeps freed memory for the forwards to come).
+  release_free_memory();
   return model;
 }
 
