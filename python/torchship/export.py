@@ -9,6 +9,9 @@ from typing import Any, Optional, Sequence
 import torch
 
 from . import aoti, every_form, openvino, torchscript
+from .openvino import weights as openvino_weights
+from .torchscript import weights as torchscript_weights
+from .weights import WeightsUpdateResult, write_update
 from .checks import check_allow
 from .errors import ExportError
 from .manifest import Manifest
@@ -117,3 +120,21 @@ def _with_defaults(options: ExportOptions) -> ExportOptions:
     return dataclasses.replace(
         options, manifest=options.manifest or Manifest(),
         rtol=DEFAULT_RTOL[exported] if options.rtol is None else options.rtol)
+
+
+# Each format's proof of a weights update: the form run with the new weights (None: the
+# module's own outputs stand, as for AOTInductor, whose package runs only in C++ here).
+PROVERS = {"torchscript": torchscript_weights.outputs_with_weights,
+           "openvino": openvino_weights.outputs_with_weights}
+
+
+def export_weights(module: torch.nn.Module, base_archive: str, path: str) -> WeightsUpdateResult:
+    """Writes to `path` the weights of `module` as an update of `base_archive`, an fp32 archive
+    that torchship.export wrote from a module of the same code and shapes: C++ applies it to the
+    loaded model without compiling (Model::with_weights, --weights, a model.weights version).
+    Raises ExportError naming the first difference (a tensor's name, dtype or shape; a
+    submodule's class or settings; a forward's code) or where a form with the new weights
+    computes something else than the module. An AOTInductor form compiled with frozen weights
+    (the default) takes no update: export it with swappable_weights=True; the other forms of
+    an archive of every form are updated (result.notes says so)."""
+    return write_update(module, base_archive, path, PROVERS)

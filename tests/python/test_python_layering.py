@@ -42,12 +42,14 @@ LAYERS = [
     "dynamic_dims",     # dynamic sizes: asked and proved
     "program",          # torch.export of the pipeline, for the formats that start from it
     "static_batches",   # models for fixed batch sizes: which sizes, and the rule that keeps one
+    "weights_index",    # the weights index every archive records, and its differences
     # TorchScript: trace, script, hybrid; bf16 and int8
     "torchscript.compat",       # what differs between torch versions (the deprecation)
     "torchscript.submodules",   # submodules by dotted name, and the inputs they see
     "torchscript.precision",    # bf16 and int8
     "torchscript.conversion",   # trace, script, hybrid
     "torchscript.writer",       # the TorchScript writer, and load
+    "torchscript.weights",      # a weights update's proof on the archive's own module
     "torchscript.__init__",     # its validation and public names
     # AOTInductor: compiled .pt2 packages
     "aoti.cpu_targets",         # CPU targets and their features
@@ -61,8 +63,12 @@ LAYERS = [
     "openvino.conversion",      # openvino.convert_model and its refusals
     "openvino.runner",          # the IR compiled and called like the module
     "openvino.writer",          # the OpenVINO writer
+    "openvino.weights",         # a weights update's IR, the module converted again
     "openvino.__init__",        # its validation and public names
     "every_form",       # format="auto": every form in one archive
+    "weights.base_archive",     # an archive exported before, read back for an update
+    "weights.update",           # the weights update's writer, given each format's prover
+    "weights.__init__",         # its public names
     "export",           # torchship.export: validation and dispatch
     "__init__",         # the package's public names
     "__main__",         # python3 -m torchship

@@ -17,7 +17,7 @@ import torch
 
 import torchship
 from harness.server_process import Server
-from torchship.weights.index import INDEX_FILE
+from torchship.weights_index import INDEX_FILE
 
 from conftest import assert_close
 

@@ -24,7 +24,7 @@ from ..result import ExportResult
 from ..size_checks import check_sizes, note_sizes, package_dims
 from ..static_batches import model_name, static_entry, static_sizes
 from ..verification import compare_cases
-from ..weights.index import index_file
+from ..weights_index import index_file
 from .cpu_targets import cpu_features
 from .inductor_setup import (check_vectorized, compiler_environment, inductor_options,
                              runtime_input_checks, size_oblivious)

@@ -25,7 +25,7 @@ from ..result import ExportResult
 from ..size_checks import check_sizes, note_sizes, package_dims
 from ..static_batches import example_rows, keep_static, static_entry, static_sizes
 from ..verification import compare_cases
-from ..weights.index import index_file
+from ..weights_index import index_file
 from .conversion import convert
 from .ir_archive import CALL_SPEC, GRAPH, WEIGHTS, call_spec_file, write_ir_archive
 from .runner import CompiledIR

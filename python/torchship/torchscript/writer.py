@@ -19,7 +19,7 @@ from ..options import ExportOptions, as_args
 from ..result import ExportResult
 from ..size_checks import check_sizes, manifest_dims, note_sizes
 from ..verification import compare_cases
-from ..weights.index import index_file
+from ..weights_index import index_file
 from .compat import deprecation_note, torchscript_deprecations_silenced, torchscript_support
 from .conversion import convert
 from .precision import (Bfloat16, bf16_convolution_problem, quantize_int8,

@@ -1,7 +1,7 @@
-"""Weights updates: every archive records its weights index (.index), and
-torchship.export_weights (.update) writes the weights of a retrained module as an update of an
-archive exported before, which C++ applies to a loaded model without compiling anything."""
+"""Weights updates above the formats: the archive exported before, read back (.base_archive),
+and the update's writer (.update); torchship.export_weights (torchship.export) gives it each
+format's prover. The weights index every archive records is torchship.weights_index."""
 
-from .update import UPDATE_FILE, WeightsUpdateResult, export_weights
+from .update import UPDATE_FILE, WeightsUpdateResult, write_update
 
-__all__ = ["export_weights", "WeightsUpdateResult", "UPDATE_FILE"]
+__all__ = ["write_update", "WeightsUpdateResult", "UPDATE_FILE"]

@@ -12,7 +12,7 @@ import torch
 from ..archive import GOLDEN_INDEX, MANIFEST_FILE
 from ..errors import ExportError
 from ..tree import from_tree, tensor_from_npy
-from .index import INDEX_FILE
+from ..weights_index import INDEX_FILE
 
 FORM_RECORDS = {"forms/torchscript.pt": "torchscript", "forms/aoti.pt2": "aoti",
                 "forms/openvino.ov": "openvino"}

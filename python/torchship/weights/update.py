@@ -1,4 +1,5 @@
-"""torchship.export_weights: a weights-only update of an archive exported before. It refuses a
+"""The writer of torchship.export_weights (torchship.export passes each format's prover): a
+weights-only update of an archive exported before. It refuses a
 module that is not the archive's (tensors, structure), computes each form's golden vectors with
 the new weights, proves on the TorchScript form (the archive's own graph, given the new weights)
 and the OpenVINO form (its IR converted again) that they compute what the module computes, and
@@ -14,21 +15,19 @@ writes one file C++ applies to a loaded model without compiling anything:
 """
 
 import datetime
-import io
 import json
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
 from ..archive import golden_files, write_zip_archive
 from ..errors import ExportError
-from ..manifest import Manifest, TensorSpec
 from ..tree import npy_bytes
 from ..verification import compare_cases
 from ..version import __version__
+from ..weights_index import first_difference, named_tensors, weights_index
 from .base_archive import ArchiveForm, index_of, manifest_of, read_forms
-from .index import first_difference, named_tensors, weights_index
 
 UPDATE_FILE = "torchship/weights.json"
 TENSOR_PREFIX = "torchship/weights/"
@@ -46,13 +45,16 @@ class WeightsUpdateResult:
         return f"WeightsUpdateResult({self.path!r}, forms={self.forms})"
 
 
-def export_weights(module: torch.nn.Module, base_archive: str, path: str) -> WeightsUpdateResult:
+def write_update(module: torch.nn.Module, base_archive: str, path: str,
+                 provers: Dict[str, Callable[..., Any]]) -> WeightsUpdateResult:
     """Writes to `path` the weights of `module` as an update of `base_archive`, an fp32 archive
     that torchship.export wrote from a module of the same code and shapes. Raises ExportError
     naming the first difference (a tensor's name, dtype or shape; a submodule's class or
     settings; a forward's code) or where a form with the new weights computes something else
     than the module. An AOTInductor form compiled with frozen weights (the default) takes no
-    update: export it with swappable_weights=True; the other forms are updated."""
+    update: export it with swappable_weights=True; the other forms are updated. `provers`: each
+    format's outputs_with_weights (torchship.export passes them), which runs the form with the
+    new weights and gives the records it needs."""
     module.eval()
     forms = read_forms(base_archive)
     base_index = index_of(forms[0])
@@ -76,7 +78,7 @@ def export_weights(module: torch.nn.Module, base_archive: str, path: str) -> Wei
     max_errors: Dict[str, float] = {}
     with torch.no_grad():
         for form in updated:
-            records.update(_form_records(module, form, tensors, max_errors))
+            records.update(_form_records(module, form, tensors, max_errors, provers))
     records[UPDATE_FILE] = json.dumps(_description(base_archive, base_index, updated,
                                                    tensors), indent=1).encode()
     write_zip_archive(path, records)
@@ -109,20 +111,18 @@ def _description(base_archive: str, base_index: Dict[str, Any], forms: List[Arch
 
 
 def _form_records(module: torch.nn.Module, form: ArchiveForm,
-                  tensors: List[Tuple[str, torch.Tensor]],
-                  max_errors: Dict[str, float]) -> Dict[str, bytes]:
-    """The form's golden vectors with the new weights (what the form computes where it can run
-    here, else the module's outputs) and, for OpenVINO, its IR converted again."""
+                  tensors: List[Tuple[str, torch.Tensor]], max_errors: Dict[str, float],
+                  provers: Dict[str, Callable[..., Any]]) -> Dict[str, bytes]:
+    """The form's golden vectors with the new weights (what the form computes where its prover
+    runs it here, else the module's outputs) and the records its prover adds (OpenVINO's IR)."""
     rtol, cases = form.golden()
     arguments = [args for args, _ in cases]
     expected = [module(*args) for args in arguments]
     records: Dict[str, bytes] = {}
     actual = expected
-    if form.format == "torchscript":
-        actual = _torchscript_outputs(form, tensors, arguments)
-    elif form.format == "openvino":
-        ir, actual = _openvino_outputs(module, form, cases)
-        records.update(ir)
+    if form.format in provers:
+        records, actual = provers[form.format](module, tensors, cases, form.data, form.origin,
+                                               manifest_of(form))
     errors, mismatches = compare_cases(expected, actual, rtol, None, f"{form.format} form")
     for number, mismatch in mismatches:
         if mismatch:
@@ -135,39 +135,3 @@ def _form_records(module: torch.nn.Module, form: ArchiveForm,
     golden = golden_files(list(zip(arguments, actual)), rtol, None, labels)
     records.update({f"{form.format}/{name}": data for name, data in golden.items()})
     return records
-
-
-def _torchscript_outputs(form: ArchiveForm, tensors: List[Tuple[str, torch.Tensor]],
-                         arguments: List[Tuple[Any, ...]]) -> List[Any]:
-    """The archive's TorchScript module, its tensors replaced, on the golden inputs."""
-    from ..torchscript.compat import torchscript_deprecations_silenced
-    with torchscript_deprecations_silenced():
-        scripted = torch.jit.load(io.BytesIO(form.data), map_location="cpu")
-        stored = dict(named_tensors(scripted))
-        missing = [name for name, _ in tensors if name not in stored]
-        if missing or len(stored) != len(tensors):
-            raise ExportError(f"{form.origin} holds other tensors than the module "
-                              f"({'no ' + repr(missing[0]) if missing else 'more of them'})")
-        for name, tensor in tensors:
-            stored[name].copy_(tensor)
-        return [scripted(*args) for args in arguments]
-
-
-def _openvino_outputs(module: torch.nn.Module, form: ArchiveForm,
-                      cases: List[Tuple[Tuple[Any, ...], str]]) -> Tuple[Dict[str, bytes], list]:
-    """The module converted to OpenVINO IR again, as the form was (the same dynamic sizes), and
-    what it computes on the golden inputs."""
-    from ..openvino.conversion import convert
-    from ..openvino.ir_archive import GRAPH, WEIGHTS
-    from ..openvino.runner import CompiledIR
-    from ..openvino.writer import ir_bytes
-    from ..program import export_program, program_inputs
-    manifest = manifest_of(form)
-    specs = Manifest(inputs=[TensorSpec(spec["name"], spec.get("datatype"), spec.get("shape"))
-                             for spec in manifest["inputs"]],
-                     batch_dim=manifest.get("batch_dim", False))
-    examples = [args for args, label in cases if not label]
-    program = export_program(module, examples[0], program_inputs(module, examples, specs))
-    graph, weights = ir_bytes(convert(program))
-    compiled = CompiledIR(graph, weights, program.call_spec.out_spec)
-    return {GRAPH: graph, WEIGHTS: weights}, [compiled(*args) for args, _ in cases]
