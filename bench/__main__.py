@@ -22,6 +22,7 @@ BENCHMARKS = {
     "protocols": "KServe v2 over gRPC against HTTP binary and HTTP JSON",
     "soak": "one server under mixed traffic and reloads, for minutes or hours",
     "weights_swap": "weights updates against re-export + reload, and RSS per form",
+    "new_versions": "a server's memory over 100 re-exported versions and 200 reloads, per form",
 }
 # The pages again from the committed results, measuring nothing.
 RENDERERS = {

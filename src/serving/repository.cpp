@@ -218,7 +218,7 @@ Repository::Repository(const fs::path& root, RepositoryOptions options, Metrics&
       throw bad_input("--load-model " + name + ": the repository " + root_.string() +
                       " has no model folder of that name");
     }
-    synchronize(name, /*on_request=*/!polling);
+    loader_.run([&] { synchronize(name, /*on_request=*/!polling); });
   }
   if (options_.control == ModelControl::None && loaded().empty()) {
     throw bad_input("--model-repository " + root_.string() +
@@ -551,7 +551,7 @@ void Repository::load(const std::string& name) {
                        "' (it has: " + join(model_names_on_disk()) + ")");
   }
   std::lock_guard<std::mutex> control(control_mutex_);
-  synchronize(name, /*on_request=*/true);
+  loader_.run([&] { synchronize(name, /*on_request=*/true); });
 }
 
 void Repository::unload(const std::string& name) {
@@ -583,7 +583,9 @@ void Repository::poll() {
       if (!std::binary_search(names.begin(), names.end(), name)) names.push_back(name);
     }
   }
-  for (const auto& name : names) synchronize(name, /*on_request=*/false);
+  loader_.run([&] {
+    for (const auto& name : names) synchronize(name, /*on_request=*/false);
+  });
 }
 
 void Repository::stop() {

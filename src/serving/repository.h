@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "serving/batcher.h"
+#include "serving/load_thread.h"
 #include "serving/status.h"
 #include "torchship/model.h"
 
@@ -160,6 +161,7 @@ class Repository {
   std::mutex control_mutex_;  // one load / unload / poll at a time (loads are slow)
   mutable std::mutex mutex_;  // guards models_, held only to read or swap entries
   std::map<std::string, ModelState> models_;
+  LoadThread loader_;  // every load runs on it: whoever asks, one thread's state stays
 };
 
 }  // namespace torchship::serving

@@ -6,12 +6,14 @@
 
 #include <fstream>
 #include <future>
+#include <thread>
 
 #include <ATen/ATen.h>
 
 #include "fixtures.h"
 #include "serving/batcher.h"
 #include "serving/http/kserve_json.h"
+#include "serving/load_thread.h"
 #include "serving/repository.h"
 #include "torchship/torchship.h"
 
@@ -206,6 +208,22 @@ std::vector<std::string> index_lines(const Repository& repository) {
                     (entry.reason.empty() ? "" : " (" + entry.reason.substr(0, 24) + ")"));
   }
   return lines;
+}
+
+TEST(LoadThread, RunsWhatEveryCallerAsksOnItsOneThreadAndRethrows) {
+  LoadThread loader;
+  std::vector<std::thread::id> ran_on(3);
+  std::vector<std::thread> callers;
+  for (auto& id : ran_on) {
+    callers.emplace_back(
+        [&loader, &id] { loader.run([&id] { id = std::this_thread::get_id(); }); });
+  }
+  for (auto& caller : callers) caller.join();
+  EXPECT_EQ(ran_on[0], ran_on[1]);
+  EXPECT_EQ(ran_on[1], ran_on[2]);
+  EXPECT_NE(ran_on[0], std::this_thread::get_id());
+  EXPECT_EQ(error_message([&] { loader.run([] { throw bad_input("no such model"); }); }),
+            "no such model");
 }
 
 TEST(Repository, AModelConfigRecordsItsOptimization) {
