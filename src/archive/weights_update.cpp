@@ -66,16 +66,6 @@ json index_of(const Archive& form) {
   return index;
 }
 
-std::string index_signature(const Archive& form) {
-  json index = index_of(form);
-  return index.is_null() ? "" : index["signature"].get<std::string>();
-}
-
-bool frozen(const Archive& form) {
-  json index = index_of(form);
-  return !index.is_null() && index.contains("frozen") && index["frozen"] == true;
-}
-
 }  // namespace
 
 WeightsUpdate WeightsUpdate::open(const std::filesystem::path& path) {
@@ -104,15 +94,17 @@ WeightsUpdate WeightsUpdate::read(Archive records) {
 }
 
 std::string WeightsUpdate::mismatch(const Archive& form) const {
-  if (form.format() == ModelFormat::AOTInductor && frozen(form)) {
+  json index = index_of(form);
+  bool frozen = !index.is_null() && index.contains("frozen") && index["frozen"] == true;
+  if (form.format() == ModelFormat::AOTInductor && frozen) {
     return "its AOTInductor model was compiled with frozen weights, which cannot be replaced "
            "(export it with swappable_weights=True)";
   }
-  std::string signature = index_signature(form);
-  if (signature.empty()) {
+  if (index.is_null()) {
     return "it was exported before weight updates (it has no " + std::string(kWeightsIndexFile) +
            "): export it again";
   }
+  std::string signature = index["signature"].get<std::string>();
   if (signature != signature_) {
     return "the update is for another model (" + base_name_ + ", weights index " +
            signature_.substr(0, 12) + "; this one's is " + signature.substr(0, 12) +
