@@ -22,10 +22,12 @@ struct RuntimeOptions {
   std::optional<bool> graph_optimizations;
   // An AOTInductor package's compiled library stays mapped after the model is freed (it
   // registers thread-local destructors in every thread that ran it, and the C library does not
-  // unload it while those threads live), so each load of a package maps another copy, its
-  // weights included. True keeps loaded packages and gives a package loaded again, with the
-  // same content, the copy already in memory: what a server that unloads and reloads models
-  // needs (torchship serve sets it). Unset: as is (off at start).
+  // unload it while those threads live). Loaded from memory (CPU) a library maps once per
+  // distinct library; through AOTInductor's package loader (CUDA, custom operators) each load
+  // maps another copy, its weights included. True gives a package loaded again, with the same
+  // content, the one loaded while it is (no second load), and keeps those the package loader
+  // opened for the process's life: what a server that unloads and reloads models needs
+  // (torchship serve sets it). Unset: as is (off at start).
   std::optional<bool> keep_compiled_packages;
 
   RuntimeOptions& with_threads(int value) {
