@@ -64,21 +64,9 @@ def export_version(form: str, seed: int, path: str) -> np.ndarray:
         return module(torch.from_numpy(IMAGES)).numpy()
 
 
-def library_files(pid: int) -> int:
-    folder = f"/proc/{pid}/fd"
-    count = 0
-    for fd in os.listdir(folder):
-        try:
-            count += "torchship-aoti-library" in os.readlink(os.path.join(folder, fd))
-        except OSError:
-            pass
-    return count
-
-
 def sample(server: Server) -> Dict[str, int]:
-    pid = server.process.pid
-    return {"rss_mb": server.rss_kb() // 1024, "threads": len(os.listdir(f"/proc/{pid}/task")),
-            "library_files": library_files(pid)}
+    return {"rss_mb": server.rss_kb() // 1024, "threads": server.threads(),
+            "library_files": server.library_files()}
 
 
 def serve_cycles(repository: str, cycles: int, step: Callable[[object, int], None]) -> dict:

@@ -108,6 +108,21 @@ class Server:
                     return int(line.split()[1])
         return 0
 
+    def threads(self) -> int:
+        return len(os.listdir(f"/proc/{self.process.pid}/task"))
+
+    def library_files(self) -> int:
+        """The in-memory files its compiled libraries were loaded from: one per distinct
+        library, each mapped for the server's life."""
+        folder = f"/proc/{self.process.pid}/fd"
+        count = 0
+        for fd in os.listdir(folder):
+            try:
+                count += "torchship-aoti-library" in os.readlink(os.path.join(folder, fd))
+            except OSError:
+                pass  # closed meanwhile
+        return count
+
     def terminate(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

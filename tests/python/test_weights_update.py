@@ -355,23 +355,6 @@ def exported_net(path: str, seed: int = 0) -> str:
     return path
 
 
-def library_files(server) -> int:
-    """The in-memory files a server's compiled libraries were loaded from: one per distinct
-    library, each mapped for the server's life."""
-    folder = f"/proc/{server.process.pid}/fd"
-    targets = []
-    for fd in os.listdir(folder):
-        try:
-            targets.append(os.readlink(os.path.join(folder, fd)))
-        except OSError:
-            continue  # closed meanwhile
-    return sum("torchship-aoti-library" in target for target in targets)
-
-
-def thread_count(server) -> int:
-    return len(os.listdir(f"/proc/{server.process.pid}/task"))
-
-
 def replace_versions(cli, tmp_path, base: str, versions: range, settled: int,
                      new_version) -> dict:
     """Serves `base` as version 1 of 'net', then each of `versions` in turn, made by
@@ -399,9 +382,9 @@ def replace_versions(cli, tmp_path, base: str, versions: range, settled: int,
             assert_close(expected, answer.outputs()["output"], RTOL)
             if version in (settled, versions[-1]):
                 rss[version] = server.rss_kb()
-                rss[f"threads {version}"] = thread_count(server)
+                rss[f"threads {version}"] = server.threads()
             client.close()
-        rss["library files"] = library_files(server)
+        rss["library files"] = server.library_files()
     finally:
         server.terminate()
     return rss
