@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <tuple>
 
 #include <torch/csrc/jit/runtime/operator.h>
@@ -221,8 +222,25 @@ struct Candidate {
   std::string description;  // for notes: "frozen, 36 convolutions run on prepacked oneDNN weights"
 };
 
-// Candidate `name` built from `stored`, or nullopt (with `why`) when it would change nothing.
-std::optional<Candidate> build(const std::string& name, const torch::jit::Module& stored,
+// A module's bytes, from which each candidate gets a copy of its own (separate_copy).
+std::string saved_bytes(const torch::jit::Module& module) {
+  std::ostringstream bytes;
+  module.save(bytes);
+  return std::move(bytes).str();
+}
+
+// A copy of the module in a compilation unit of its own. Freezing clones the module's types and
+// methods into its compilation unit with the weights inlined as constants, and that unit lives
+// as long as any module in it: a candidate frozen from the stored module itself would keep its
+// copy of the weights for the life of the model, chosen or not.
+torch::jit::Module separate_copy(const std::string& saved, const c10::Device& device) {
+  std::istringstream bytes(saved);
+  return torch::jit::load(bytes, device);
+}
+
+// Candidate `name` built from (a separate copy of) `stored`, or nullopt (with `why`) when it
+// would change nothing.
+std::optional<Candidate> build(const std::string& name, const std::string& stored,
                                const c10::Device& device, std::string& why) {
   Candidate candidate;
   candidate.name = name;
@@ -230,7 +248,7 @@ std::optional<Candidate> build(const std::string& name, const torch::jit::Module
     why = "prepacked oneDNN convolutions run on the CPU only";
     return std::nullopt;
   }
-  candidate.module = torch::jit::freeze(stored);
+  candidate.module = torch::jit::freeze(separate_copy(stored, device));
   if (name == "prepacked") {
     if (!can_prepack_convolutions()) {
       why = "this libtorch has no prepacked oneDNN convolutions";
@@ -405,9 +423,11 @@ class TorchScriptBackend final : public Backend {
     if (timing && !time_stored(probe, report, notes)) return false;
 
     Choice choice;
+    const std::string saved = saved_bytes(stored);
     for (const auto& name : kOptimizationCandidates) {
       if (!timing && name != probe.wanted) continue;
-      report.trials.push_back(run_trial(name, stored, probe, timing, report.stored_ms, choice));
+      report.trials.push_back(
+          run_trial(name, stored, saved, probe, timing, report.stored_ms, choice));
     }
     const std::optional<Candidate>& kept = choice.kept;
     if (kept) {
@@ -428,12 +448,12 @@ class TorchScriptBackend final : public Backend {
   // Candidate `name` built from `stored` and checked against the probe: kept in `choice` when it
   // reproduces the reference outputs and (when timing) runs faster. module_ is `stored` after.
   OptimizationTrial run_trial(const std::string& name, const torch::jit::Module& stored,
-                              const CandidateProbe& probe, bool timing, double stored_ms,
-                              Choice& choice) {
+                              const std::string& saved, const CandidateProbe& probe, bool timing,
+                              double stored_ms, Choice& choice) {
     OptimizationTrial trial;
     trial.candidate = name;
     try {
-      std::optional<Candidate> candidate = build(name, stored, device_, trial.miss);
+      std::optional<Candidate> candidate = build(name, saved, device_, trial.miss);
       trial.applies = candidate.has_value();
       if (candidate) {
         module_ = candidate->module;
