@@ -7,11 +7,13 @@ For each model: the archive of every form with swappable AOTInductor weights
 Model::with_weights, golden check included). Against it: what a retrained model costs without
 updates, the form's export (as the auto export timed it: the same module shapes compile alike)
 plus a fresh load. Each form is also timed (p50 of a batch-1 forward) and its process's RSS
-after load and runs recorded, beside the weights' own size and the RSS of a tiny model of the
-same form (the fixed overhead of a process that runs one).
+recorded when loaded, after the runs, and after the runs' freed memory went back to the system,
+beside the weights' own size and the RSS of a tiny model of the same form (the fixed overhead
+of a process that runs one).
 
     bash bench/setup.sh && scripts/build.sh
     python -m bench weights_swap [--models resnet50,mobilenet_v3_large,efficientnet_b0]
+        [--folder DIR: exports kept there, and reused when there]
 
 Results: bench/results/weights-swap.json, and a table on stdout for docs/benchmarks.md.
 """
@@ -63,6 +65,17 @@ FORM_FILES = {"torchscript": "forms/torchscript.pt", "aoti": "forms/aoti.pt2",
 def export_archives(name: str, folder: str) -> Dict[str, float]:
     """The archive of every form (swappable), each form as an archive of its own, the frozen
     package, and the updates (of the whole archive and of each form); seconds."""
+    done = f"{folder}/{name}.seconds.json"
+    if os.path.exists(done):
+        with open(done) as f:
+            return json.load(f)
+    seconds = export_all(name, folder)
+    with open(done, "w") as f:
+        json.dump(seconds, f)
+    return seconds
+
+
+def export_all(name: str, folder: str) -> Dict[str, float]:
     _, make_input, batches, sequence, _, _ = zoo_models.ZOO[name]
     example = make_input(batches[-1])  # as the zoo exports: batch 1 a golden case beside it
     golden = [(make_input(1),)] if len(batches) > 1 else []
@@ -109,13 +122,22 @@ def measure_model(name: str, folder: str, runs: int) -> dict:
         loaded = bench_json(archive, "--runs", str(runs))
         swapped = bench_json(archive, "--runs", "3", "--weights", f"{archive}.weights")
         row["forms"][engine] = {"load_ms": loaded["load_ms"], "p50_ms": loaded["latency_ms"]["p50"],
-                                "rss_mb": loaded["rss_mb"], "weights_ms": swapped["weights_ms"],
-                                "rss_after_update_mb": swapped["rss_mb"]}
+                                **rss(loaded), "weights_ms": swapped["weights_ms"],
+                                "rss_after_update_mb": swapped["rss_loaded_mb"]}
     frozen = bench_json(f"{folder}/{name}.pt2", "--runs", str(runs))
     row["forms"]["aoti frozen"] = {"load_ms": frozen["load_ms"],
-                                   "p50_ms": frozen["latency_ms"]["p50"],
-                                   "rss_mb": frozen["rss_mb"]}
+                                   "p50_ms": frozen["latency_ms"]["p50"], **rss(frozen)}
     return row
+
+
+# `torchship bench`'s RSS fields: when loaded (golden check and warm-up done, their freed memory
+# given back), after the timed runs (the allocator keeps what forwards freed, for the next), and
+# after that went back to the system too.
+RSS_FIELDS = ("rss_loaded_mb", "rss_mb", "rss_released_mb")
+
+
+def rss(measured: dict) -> Dict[str, float]:
+    return {field: round(measured[field], 1) for field in RSS_FIELDS}
 
 
 class Tiny(torch.nn.Module):
@@ -136,23 +158,26 @@ def overhead(folder: str) -> Dict[str, float]:
         warnings.simplefilter("ignore")
         torchship.export(Tiny().eval(), torch.rand(2, 8), path, manifest=manifest,
                          format="auto", swappable_weights=True, static_batches=())
-    return {engine: bench_json(path, "--engine", engine, "--runs", "3")["rss_mb"]
-            for engine in ENGINES}
+    return {engine: rss(bench_json(path, "--engine", engine, "--runs", "3")) for engine in ENGINES}
 
 
 def table(results: dict) -> str:
     """Per model and form: a retrained model as a new export plus a fresh load, against an
     update of that form's archive plus Model::with_weights; speed and memory of the form."""
     lines = ["| model | weights MB | form | export + load s | export_weights + apply s | "
-             "update faster by | forward p50 ms (batch 1) | RSS MB | (RSS - overhead) / weights |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "update faster by | forward p50 ms (batch 1) | RSS MB: loaded, after runs, released "
+             "| (loaded - overhead) / weights | (released - overhead) / weights |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in results["models"]:
         seconds = row["seconds"]
         for form, measured in row["forms"].items():
             engine = form.split()[0]
             export_s = seconds[f"export {form}"]
             full = export_s + measured["load_ms"] / 1e3
-            extra = (measured["rss_mb"] - results["overhead_mb"][engine]) / row["weights_mb"]
+            overhead = results["overhead_mb"][engine]
+            loaded, released = ((measured[field] - overhead[field]) / row["weights_mb"]
+                                for field in ("rss_loaded_mb", "rss_released_mb"))
+            rss_cells = ", ".join(f"{measured[field]:.0f}" for field in RSS_FIELDS)
             if "weights_ms" in measured:
                 update_s = seconds[f"export_weights {engine}"]
                 swap = update_s + measured["weights_ms"] / 1e3
@@ -162,11 +187,14 @@ def table(results: dict) -> str:
                 swap_cells = "— (frozen weights) | —"
             lines.append(f"| {row['model']} | {row['weights_mb']:.1f} | {form} | "
                          f"{export_s:.1f} + {measured['load_ms'] / 1e3:.2f} | {swap_cells} | "
-                         f"{measured['p50_ms']:.2f} | {measured['rss_mb']:.0f} | {extra:.2f} |")
+                         f"{measured['p50_ms']:.2f} | {rss_cells} | {loaded:.2f} | "
+                         f"{released:.2f} |")
         lines.append(f"| {row['model']} | | every form | | "
-                     f"{seconds['export_weights torchship']:.1f} (one update for all) | | | | |")
-    overhead = ", ".join(f"{engine} {mb:.0f} MB" for engine, mb in results["overhead_mb"].items())
-    return "\n".join(lines) + f"\n\nOverhead (a process running a 72-byte model): {overhead}."
+                     f"{seconds['export_weights torchship']:.1f} (one update for all) | | | | | |")
+    overhead = "; ".join(f"{engine} " + ", ".join(f"{mb[field]:.0f}" for field in RSS_FIELDS)
+                         for engine, mb in results["overhead_mb"].items())
+    return "\n".join(lines) + f"\n\nOverhead (a process running a 72-byte model), RSS MB " \
+                              f"loaded, after runs, released: {overhead}."
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -174,8 +202,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--models", default=DEFAULT_MODELS)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--out", default=RESULTS)
+    parser.add_argument("--folder", help="keep the exports here (and reuse those found)")
     options = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="torchship-weights-swap-") as folder:
+    with tempfile.TemporaryDirectory(prefix="torchship-weights-swap-") as temporary:
+        folder = options.folder or temporary
+        os.makedirs(folder, exist_ok=True)
         results = {"machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}",
                    "date": time.strftime("%Y-%m-%d"), "overhead_mb": overhead(folder),
                    "models": [measure_model(name, folder, options.runs)

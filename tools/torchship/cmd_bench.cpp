@@ -18,6 +18,7 @@
 #include "core/text.h"
 #include "progress.h"
 #include "torchship/example_inputs.h"
+#include "torchship/memory.h"
 
 namespace torchship::cli {
 namespace {
@@ -179,6 +180,18 @@ json optimization_json(const OptimizationReport& report) {
           {"trials", trials}};
 }
 
+// The process's resident memory now, in MB (Linux; 0 elsewhere).
+double resident_mb() {
+#ifdef __linux__
+  std::ifstream statm("/proc/self/statm");
+  long pages = 0, resident = 0;
+  if (!(statm >> pages >> resident)) return 0;
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / 1e6;
+#else
+  return 0;
+#endif
+}
+
 // One model loaded (with `engine`, "" for the options' own) and timed in every configuration.
 struct BenchRun {
   Model model;
@@ -187,6 +200,7 @@ struct BenchRun {
   double weights_ms =
       0;                // --weights: applying the update to the loaded model, golden check included
   double first_ms = 0;  // the first request after load
+  double loaded_mb = 0;  // the process's RSS when the model is ready (loaded, updated, warm)
   std::vector<Measurement> rows;
 };
 
@@ -208,7 +222,7 @@ BenchRun bench_engine(const BenchOptions& options, const std::string& engine, Pr
   // costs when the model is loaded already).
   std::string weights = std::exchange(model_options.weights, "");
   auto load_started = Clock::now();
-  BenchRun run{load_model(model_options, static_cast<size_t>(options.runs)), {}, 0, 0, 0, {}};
+  BenchRun run{load_model(model_options, static_cast<size_t>(options.runs)), {}, 0, 0, 0, 0, {}};
   if (!weights.empty()) {
     auto started = Clock::now();
     run.model = run.model.with_weights(WeightsUpdate::open(weights));
@@ -220,7 +234,9 @@ BenchRun bench_engine(const BenchOptions& options, const std::string& engine, Pr
   // optimized module on): the benchmark's own inputs do both, as a server's first requests would.
   if (!model.archive().has_golden()) {
     for (int i = 0; i < options.model.warmup; ++i) model.forward(run.inputs);
+    release_free_memory();  // as Model::load does after its own warm-up
   }
+  run.loaded_mb = resident_mb();
   run.load_ms = std::chrono::duration<double, std::milli>(Clock::now() - load_started).count() -
                 run.weights_ms;
   run.first_ms = time_one_ms([&] { model.forward(run.inputs); });
@@ -241,19 +257,6 @@ BenchRun bench_engine(const BenchOptions& options, const std::string& engine, Pr
   return run;
 }
 
-// The process's resident memory now, in MB (Linux; 0 elsewhere): after the timed runs, what a
-// server holding the model keeps.
-double resident_mb() {
-#ifdef __linux__
-  std::ifstream statm("/proc/self/statm");
-  long pages = 0, resident = 0;
-  if (!(statm >> pages >> resident)) return 0;
-  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / 1e6;
-#else
-  return 0;
-#endif
-}
-
 // The first run's object as without a sweep (its notes, load and first forward), the other
 // rows in "sweep", and with engines swept each engine's load in "engines".
 void print_bench_json(const BenchOptions& options, const std::vector<BenchRun>& runs) {
@@ -270,7 +273,12 @@ void print_bench_json(const BenchOptions& options, const std::vector<BenchRun>& 
   out["load_ms"] = run.load_ms;
   if (!options.model.weights.empty()) out["weights_ms"] = run.weights_ms;
   out["available_cpus"] = available_cpus();
+  // RSS when loaded; after the timed runs (what the allocator keeps for forwards to come, as a
+  // server holding the model does); and after those runs' freed memory went back to the system.
+  out["rss_loaded_mb"] = run.loaded_mb;
   out["rss_mb"] = resident_mb();
+  release_free_memory();
+  out["rss_released_mb"] = resident_mb();
   out["format"] = format_id(run.model.format());
   json sweep = json::array(), engines = json::array();
   for (const auto& each : runs) {
