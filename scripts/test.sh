@@ -42,12 +42,13 @@ if [ "${1:-}" = all ]; then
   source scripts/env.sh  # the default stack's interpreter runs pytest
   TORCHSHIP_CROSS_BUILDS="build build-debian" "$PY" -m pytest tests/python/test_cross_version.py \
     -q -p no:cacheprovider
-  echo "== C++ tests on other CPUs' kernels, against fixtures made on this CPU's"
+  echo "== C++ tests on other CPUs' kernels, against fixtures made on this CPU's ($(( (SECONDS - started) / 60 )) min in)"
   for stack in pypi debian; do
     build=$(TORCHSHIP_TORCH=$stack bash -c 'source scripts/env.sh; echo "$BUILD"')
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 ctest --test-dir "$build" --output-on-failure --no-tests=error
     ATEN_CPU_CAPABILITY=default ctest --test-dir "$build" --output-on-failure --no-tests=error
   done
+  echo "== sanitizers and fuzzers ($(( (SECONDS - started) / 60 )) min in)"
   scripts/sanitize.sh
   report_disk
   scripts/test.sh portable
@@ -69,5 +70,6 @@ scripts/build.sh
 "$PY" tests/fixtures/make_fixtures.py "$BUILD/fixtures"
 "$PY" examples/fashion_mnist/build.py "$BUILD/models" --testset  # trains once, then cached
 ctest --test-dir "$BUILD" --output-on-failure --no-tests=error
-"$PY" -m pytest tests/python -q -p no:cacheprovider
+# The slowest tests, for keeping CI's time in bounds.
+"$PY" -m pytest tests/python -q -p no:cacheprovider --durations=15
 echo "== the $TORCHSHIP_TORCH stack passed in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"

@@ -416,10 +416,12 @@ def test_re_exported_versions_leave_nothing_behind(cli, tmp_path, form):
     """Versions that arrive as whole new exports of a retrained module (new bytes each): a
     .pt2 with swappable weights maps its library once, whatever the number of versions (the
     same graph compiles to the same library; each version's weights go into a new runner's own
-    buffer, freed with it), and RSS after 25 versions is within 5% of RSS after 5 (the longer
-    form, 100 versions: bench/new_versions.py)."""
+    buffer, freed with it), and RSS after the last version is within 5% of RSS after the fifth
+    (.pt: 25 versions; .pt2: 13, each an AOTInductor compile; the longer form, 100 versions:
+    bench/new_versions.py)."""
     base = exported_net(str(tmp_path / f"net.{form}"))
-    rss = replace_versions(cli, tmp_path, base, range(2, 27), 6, lambda version: (
+    last = 26 if form == "pt" else 14
+    rss = replace_versions(cli, tmp_path, base, range(2, last + 1), 6, lambda version: (
         exported_net(str(tmp_path / f"v{version}.{form}"), version), f"model.{form}"))
-    assert_flat(rss, 6, 26, f"{form} re-exported")
+    assert_flat(rss, 6, last, f"{form} re-exported")
     assert rss["library files"] == (1 if form == "pt2" else 0)
