@@ -6,7 +6,8 @@ For each model: the archive of every form with swappable AOTInductor weights
 (torchship.export_weights), applied in C++ to each loaded form (`torchship bench --weights`:
 Model::with_weights, golden check included). Against it: what a retrained model costs without
 updates, the form's export (as the auto export timed it: the same module shapes compile alike)
-plus a fresh load. Each form is also timed (p50 of a batch-1 forward) and its process's RSS
+plus a fresh load. TorchScript is also loaded as stored (without load-time optimization).
+Each form is also timed (p50 of a batch-1 forward) and its process's RSS
 recorded when loaded, after the runs, and after the runs' freed memory went back to the system,
 beside the weights' own size and the RSS of a tiny model of the same form (the fixed overhead
 of a process that runs one).
@@ -124,6 +125,10 @@ def measure_model(name: str, folder: str, runs: int) -> dict:
         row["forms"][engine] = {"load_ms": loaded["load_ms"], "p50_ms": loaded["latency_ms"]["p50"],
                                 **rss(loaded), "weights_ms": swapped["weights_ms"],
                                 "rss_after_update_mb": swapped["rss_loaded_mb"]}
+    stored = bench_json(f"{folder}/{name}.torchscript", "--runs", str(runs),
+                        "--optimization", "stored")
+    row["forms"]["torchscript stored"] = {"load_ms": stored["load_ms"],
+                                          "p50_ms": stored["latency_ms"]["p50"], **rss(stored)}
     frozen = bench_json(f"{folder}/{name}.pt2", "--runs", str(runs))
     row["forms"]["aoti frozen"] = {"load_ms": frozen["load_ms"],
                                    "p50_ms": frozen["latency_ms"]["p50"], **rss(frozen)}
@@ -172,7 +177,7 @@ def table(results: dict) -> str:
         seconds = row["seconds"]
         for form, measured in row["forms"].items():
             engine = form.split()[0]
-            export_s = seconds[f"export {form}"]
+            export_s = seconds.get(f"export {form}", seconds[f"export {engine}"])
             full = export_s + measured["load_ms"] / 1e3
             overhead = results["overhead_mb"][engine]
             loaded, released = ((measured[field] - overhead[field]) / row["weights_mb"]
@@ -183,8 +188,10 @@ def table(results: dict) -> str:
                 swap = update_s + measured["weights_ms"] / 1e3
                 swap_cells = f"{update_s:.1f} + {measured['weights_ms'] / 1e3:.2f} | " \
                              f"{full / swap:.0f}x"
-            else:
+            elif form == "aoti frozen":
                 swap_cells = "— (frozen weights) | —"
+            else:
+                swap_cells = "(as the optimized form) | —"
             lines.append(f"| {row['model']} | {row['weights_mb']:.1f} | {form} | "
                          f"{export_s:.1f} + {measured['load_ms'] / 1e3:.2f} | {swap_cells} | "
                          f"{measured['p50_ms']:.2f} | {rss_cells} | {loaded:.2f} | "
@@ -194,7 +201,20 @@ def table(results: dict) -> str:
     overhead = "; ".join(f"{engine} " + ", ".join(f"{mb[field]:.0f}" for field in RSS_FIELDS)
                          for engine, mb in results["overhead_mb"].items())
     return "\n".join(lines) + f"\n\nOverhead (a process running a 72-byte model), RSS MB " \
-                              f"loaded, after runs, released: {overhead}."
+                              f"loaded, after runs, released: {overhead}.\n\n" + bound(results)
+
+
+def bound(results: dict) -> str:
+    """Per form, the least per-model overhead F for which every model's RSS when loaded is
+    within the process's overhead + F + 1.2 x its weights."""
+    least: Dict[str, float] = {}
+    for row in results["models"]:
+        for form, measured in row["forms"].items():
+            base = results["overhead_mb"][form.split()[0]]["rss_loaded_mb"]
+            above = measured["rss_loaded_mb"] - base - 1.2 * row["weights_mb"]
+            least[form] = max(least.get(form, 0.0), above)
+    return "Loaded RSS within the overhead + F + 1.2 x weights for every model, least F: " + \
+        ", ".join(f"{form} {mb:.0f} MB" for form, mb in least.items()) + "."
 
 
 def main(argv: Optional[List[str]] = None) -> None:

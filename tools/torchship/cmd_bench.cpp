@@ -227,6 +227,7 @@ BenchRun bench_engine(const BenchOptions& options, const std::string& engine, Pr
     auto started = Clock::now();
     run.model = run.model.with_weights(WeightsUpdate::open(weights));
     run.weights_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+    release_free_memory();  // the old model's, as a server does after it takes a new version
   }
   Model& model = run.model;
   run.inputs = bench_inputs(model, options);
