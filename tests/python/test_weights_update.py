@@ -118,6 +118,41 @@ def test_the_dynamic_model_beside_the_static_one_takes_the_update_too(run, expor
     assert_close(np.concatenate([exported["outputs"][2]] * 2), batch, RTOL)
 
 
+class Wide(torch.nn.Module):
+    """50 MB of weights in three layers: large beside what a process holds anyway."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.Sequential(torch.nn.Linear(2048, 2048), torch.nn.ReLU(),
+                                          torch.nn.Linear(2048, 2048), torch.nn.ReLU(),
+                                          torch.nn.Linear(2048, 2048))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def test_a_swappable_package_holds_one_copy_of_its_weights(run, exported, tmp_path):
+    """Loaded, a package with swappable weights and a static batch-1 model is within 1.2x its
+    weights plus the fixed per-model F that docs/benchmarks.md states for the form (19 MB on the
+    zoo), above a process running the same form with a few hundred bytes of weights: the static
+    model runs on the dynamic one's constants, and the library holds code only."""
+    torch.manual_seed(0)
+    wide = Wide().eval()
+    weights_mb = sum(p.numel() * 4 for p in wide.parameters()) / 1e6
+    path = str(tmp_path / "wide.pt2")
+    manifest = torchship.Manifest(inputs=[torchship.tensor_spec("x", "FP32", [-1, 2048])],
+                                  batch_dim=True)
+    torchship.export(wide, torch.rand(2, 2048), path, manifest=manifest, format="aoti",
+                     swappable_weights=True, static_batches=[1])
+
+    def loaded_mb(*args: str) -> float:
+        out = run.json("bench", *args, "--runs", "2", "--json")
+        return out["rss_loaded_mb"]
+    overhead = loaded_mb(exported["net.torchship"], "--engine", "aoti")
+    loaded = loaded_mb(path)
+    assert loaded - overhead <= 1.2 * weights_mb + 19, (overhead, loaded, weights_mb)
+
+
 def refused(module, exported, base=None) -> str:
     with pytest.raises(torchship.ExportError) as error:
         torchship.export_weights(module, base or exported["net.torchship"],
