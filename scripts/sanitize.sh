@@ -2,7 +2,7 @@
 # torchship's C++ under AddressSanitizer + UndefinedBehaviorSanitizer (clang, Debian's libtorch):
 # builds build-sanitize/, runs the whole C++ test suite there and the CLI's error tests against
 # its CLI, then every fuzz target on its corpus (tests/fuzz/corpus/<target>) for
-# TORCHSHIP_FUZZ_SECONDS each (default 15: a smoke run in CI; longer runs by hand).
+# TORCHSHIP_FUZZ_SECONDS each (default 12: a smoke run in CI; longer runs by hand).
 # Needs the Debian stack's fixtures (TORCHSHIP_TORCH=debian scripts/test.sh makes them).
 #
 #   scripts/sanitize.sh           tests, then the short fuzz runs (what CI runs)
@@ -15,7 +15,7 @@ source scripts/env.sh
 fixtures="$PWD/$BUILD/fixtures"
 models="$PWD/$BUILD/models"
 build=build-sanitize
-seconds=${TORCHSHIP_FUZZ_SECONDS:-15}
+seconds=${TORCHSHIP_FUZZ_SECONDS:-12}
 
 if ! command -v clang++-14 >/dev/null || [ ! -f /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a ]; then
   echo "sanitize: clang-14 and libclang-rt-14-dev are needed (scripts/setup-deps.sh installs them)" >&2

@@ -7,7 +7,7 @@
 #   scripts/test.sh all    what CI runs: both stacks, then archives across versions (each
 #                          build checks the other's), then the C++ tests again on the CPU kernels
 #                          of other machines (AVX2, and no vector extensions at all), then the
-#                          C++ tests under ASan + UBSan and 30 s of each fuzz target
+#                          C++ tests under ASan + UBSan and a short run of each fuzz target
 #                          (scripts/sanitize.sh), then the install paths (portable, below)
 #   scripts/test.sh portable   the wheels (for torch 2.13.0 and 2.14.1), the tarball and the
 #                          container image (scripts/build-portable.sh), each installed on a clean
