@@ -344,6 +344,21 @@ bool time_stored(const CandidateProbe& probe, OptimizationReport& report,
   return true;
 }
 
+// The stored module's bytes, from which each candidate gets a copy of its own; nullopt, with a
+// note and "stored" chosen, when the module cannot be saved again.
+std::optional<std::string> bytes_for_candidates(const torch::jit::Module& stored,
+                                                OptimizationReport& report,
+                                                std::vector<std::string>& notes) {
+  try {
+    return saved_bytes(stored);
+  } catch (const std::exception& e) {
+    report.chosen = "stored";
+    notes.push_back("not optimized: the module cannot be copied for its candidates (" +
+                    first_line(e) + ")");
+    return std::nullopt;
+  }
+}
+
 // A weights update laid over the archive (WeightsUpdate::over) replaces the module's parameters
 // and buffers by name, before anything runs: each one the module has, of its dtype and shape.
 void take_updated_weights(torch::jit::Module& module, const Archive& archive) {
@@ -422,12 +437,13 @@ class TorchScriptBackend final : public Backend {
     report = OptimizationReport();
     if (timing && !time_stored(probe, report, notes)) return false;
 
+    std::optional<std::string> saved = bytes_for_candidates(stored, report, notes);
+    if (!saved) return false;
     Choice choice;
-    const std::string saved = saved_bytes(stored);
     for (const auto& name : kOptimizationCandidates) {
       if (!timing && name != probe.wanted) continue;
       report.trials.push_back(
-          run_trial(name, stored, saved, probe, timing, report.stored_ms, choice));
+          run_trial(name, stored, *saved, probe, timing, report.stored_ms, choice));
     }
     const std::optional<Candidate>& kept = choice.kept;
     if (kept) {
