@@ -67,6 +67,13 @@ class Cli:
         assert result.returncode == 0, result.stderr
         return self._one_object(result)
 
+    def loaded_mb(self, archive: str, *args: str) -> float:
+        """The RSS of `torchship bench` once the model is ready (loaded, warm, what that freed
+        given back): the memory tests' one reading."""
+        out = self.json("bench", archive, "--runs", "2", "--json", *args)
+        assert out["rss_released_mb"] > 0 and out["rss_mb"] > 0
+        return out["rss_loaded_mb"]
+
     def json_any_code(self, *args: str) -> dict:
         return self._one_object(self(*args))
 

@@ -264,11 +264,8 @@ def test_a_loaded_torchscript_model_holds_one_copy_of_its_weights(run, tmp_path)
     np.save(tmp_path / "tiny_x.npy", torch.rand(1, 8).numpy())
 
     def loaded_mb(name: str, optimization: str) -> float:
-        out = run.json("bench", str(tmp_path / f"{name}.pt"), "-i",
-                       str(tmp_path / f"{name}_x.npy"), "--runs", "2", "--optimization",
-                       optimization, "--json")
-        assert out["rss_released_mb"] > 0 and out["rss_mb"] > 0
-        return out["rss_loaded_mb"]
+        return run.loaded_mb(str(tmp_path / f"{name}.pt"), "-i", str(tmp_path / f"{name}_x.npy"),
+                             "--optimization", optimization)
     overhead = loaded_mb("tiny", "stored")
     stored, optimized = loaded_mb("convs", "stored"), loaded_mb("convs", "auto")
     assert stored - overhead <= 1.2 * weights_mb + 39, (overhead, stored, weights_mb)

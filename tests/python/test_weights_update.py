@@ -144,12 +144,8 @@ def test_a_swappable_package_holds_one_copy_of_its_weights(run, exported, tmp_pa
                                   batch_dim=True)
     torchship.export(wide, torch.rand(2, 2048), path, manifest=manifest, format="aoti",
                      swappable_weights=True, static_batches=[1])
-
-    def loaded_mb(*args: str) -> float:
-        out = run.json("bench", *args, "--runs", "2", "--json")
-        return out["rss_loaded_mb"]
-    overhead = loaded_mb(exported["net.torchship"], "--engine", "aoti")
-    loaded = loaded_mb(path)
+    overhead = run.loaded_mb(exported["net.torchship"], "--engine", "aoti")
+    loaded = run.loaded_mb(path)
     assert loaded - overhead <= 1.2 * weights_mb + 19, (overhead, loaded, weights_mb)
 
 
