@@ -8,6 +8,7 @@ source scripts/env.sh
 packages=(
   build-essential cmake ninja-build pkg-config curl
   ccache  # compiled objects kept across builds and clean clones (CI's time)
+  libjemalloc-dev  # the torchship program's heap (cmake/torchshipAllocator.cmake)
   libopencv-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libgtest-dev libgmock-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler  # serve --grpc-port
   python3-venv

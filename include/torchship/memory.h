@@ -4,8 +4,15 @@
 
 namespace torchship {
 
+// The process's C heap: glibc's, jemalloc (linked into the torchship program: a server that
+// reloads models under traffic fragments glibc's; docs/serving.md, "Soak"), or another.
+enum class Heap { glibc, jemalloc, other };
+Heap process_heap();
+const char* heap_name(Heap heap);
+
 // Tunes the process for repeated inference (Linux with glibc; elsewhere it does nothing):
-//  - freed tensor memory stays in the process (glibc otherwise maps every block above 32 MB
+//  - on glibc's heap, freed tensor memory stays in the process (glibc otherwise maps every block
+//  above 32 MB
 //    afresh and page-faults on each forward call: LR-ASPP at 320x480 took ~115 ms instead of
 //    ~30 ms on 2 cores);
 //  - tensors of 1 MiB and more are backed by transparent huge pages where the kernel offers
@@ -14,10 +21,10 @@ namespace torchship {
 // Installs a CPU allocator for libtorch; call it before any tensor is created. Idempotent.
 void tune_memory_for_inference();
 
-// Gives the C heap's free memory back to the system (glibc's malloc_trim; elsewhere nothing).
-// With the policy above, a thread's heap keeps what it once held: a server calls this after a
-// request that took memory beyond its size (a decoded upload), so that decodes spread over many
-// threads do not each keep their peak.
+// Gives the C heap's free memory back to the system (glibc's malloc_trim, jemalloc's purge of
+// every arena; elsewhere nothing). A thread's heap keeps what it once held: a server calls this
+// after a request that took memory beyond its size (a decoded upload), so that decodes spread over
+// many threads do not each keep their peak.
 void release_free_memory();
 
 }  // namespace torchship

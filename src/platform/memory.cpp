@@ -12,6 +12,7 @@
 #include "core/torch_compat.h"
 
 #if defined(__linux__) && defined(__GLIBC__)
+#include <dlfcn.h>
 #include <malloc.h>
 #include <sys/mman.h>
 #define TORCHSHIP_HUGE_PAGES 1
@@ -52,17 +53,54 @@ class HugePageAllocator final : public compat::CpuAllocator {
   // oneDNN allocates through raw_allocate()/raw_deallocate(), which need this.
   c10::DeleterFnPtr raw_deleter() const override { return &free_block; }
 };
+
+using JemallocControl = int (*)(const char*, void*, size_t*, void*, size_t);
+
+// jemalloc's mallctl where the process's heap is jemalloc (the torchship program exports it).
+JemallocControl jemalloc_control() {
+  static auto control = reinterpret_cast<JemallocControl>(dlsym(RTLD_DEFAULT, "mallctl"));
+  return control;
+}
+
+Heap find_process_heap() {
+  if (jemalloc_control() != nullptr) return Heap::jemalloc;
+  // glibc's malloc is also exported as __libc_malloc: the same address unless replaced.
+  void* malloc_in_use = dlsym(RTLD_DEFAULT, "malloc");
+  return malloc_in_use == dlsym(RTLD_DEFAULT, "__libc_malloc") ? Heap::glibc : Heap::other;
+}
 #endif
 
 }  // namespace
+
+Heap process_heap() {
+#if TORCHSHIP_HUGE_PAGES
+  static const Heap heap = find_process_heap();
+  return heap;
+#else
+  return Heap::other;
+#endif
+}
+
+const char* heap_name(Heap heap) {
+  switch (heap) {
+    case Heap::glibc:
+      return "glibc";
+    case Heap::jemalloc:
+      return "jemalloc";
+    default:
+      return "other";
+  }
+}
 
 void tune_memory_for_inference() {
 #if TORCHSHIP_HUGE_PAGES
   static bool done = false;
   if (done) return;
   done = true;
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  if (process_heap() == Heap::glibc) {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  }
   static HugePageAllocator allocator;
   c10::SetCPUAllocator(&allocator, /*priority=*/1);
 #endif
@@ -70,7 +108,10 @@ void tune_memory_for_inference() {
 
 void release_free_memory() {
 #if TORCHSHIP_HUGE_PAGES
-  malloc_trim(0);
+  if (process_heap() == Heap::glibc) malloc_trim(0);
+  // "arena.4096": every arena (MALLCTL_ARENAS_ALL); their unused pages otherwise go back only
+  // as they age (jemalloc's dirty_decay_ms, 10 s).
+  if (auto control = jemalloc_control()) control("arena.4096.purge", nullptr, nullptr, nullptr, 0);
 #endif
 }
 

@@ -280,6 +280,7 @@ void print_bench_json(const BenchOptions& options, const std::vector<BenchRun>& 
   out["rss_mb"] = resident_mb();
   release_free_memory();
   out["rss_released_mb"] = resident_mb();
+  out["heap"] = heap_name(process_heap());
   out["format"] = format_id(run.model.format());
   json sweep = json::array(), engines = json::array();
   for (const auto& each : runs) {
