@@ -15,10 +15,10 @@
 
 #include "backends/exported_call.h"
 #include "core/text.h"
+#include "platform/tbb_binding.h"
 #include "torchship/datatype.h"
 #include "torchship/json_input.h"
 #include "torchship/limits.h"
-#include "torchship/memory.h"
 #endif
 
 namespace torchship::backends {
@@ -42,19 +42,10 @@ namespace {
 constexpr const char* kWeights = "openvino/model.bin";
 constexpr const char* kCallSpec = "openvino/call_spec.json";
 
-// TBB opens its topology library (tbbbind, over hwloc) with RTLD_DEEPBIND, which binds hwloc to
-// glibc's malloc even where the process's heap is another (the torchship program's jemalloc):
-// hwloc then frees with glibc what jemalloc allocated, and the process aborts. OpenVINO's TBB
-// leaves RTLD_DEEPBIND out where TBB_ENABLE_SANITIZERS is set (made for AddressSanitizer, which
-// replaces malloc the same way). Before the first model compiles, which loads tbbbind.
-void tbb_without_deep_binding() {
-  if (process_heap() != Heap::glibc) setenv("TBB_ENABLE_SANITIZERS", "1", /*overwrite=*/0);
-}
-
 // One Core per process: it loads the CPU plugin once and shares it between models.
 ov::Core& core() {
   static ov::Core instance = [] {
-    tbb_without_deep_binding();
+    platform::keep_tbb_from_deep_binding();
     return ov::Core();
   }();
   return instance;

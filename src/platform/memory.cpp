@@ -10,6 +10,7 @@
 #include <c10/core/CPUAllocator.h>
 
 #include "core/torch_compat.h"
+#include "platform/tbb_binding.h"
 
 #if defined(__linux__) && defined(__GLIBC__)
 #include <dlfcn.h>
@@ -92,11 +93,20 @@ const char* heap_name(Heap heap) {
   }
 }
 
+void platform::keep_tbb_from_deep_binding() {
+#if TORCHSHIP_HUGE_PAGES
+  static const bool done =
+      process_heap() != Heap::glibc && setenv("TBB_ENABLE_SANITIZERS", "1", /*overwrite=*/0) == 0;
+  (void)done;
+#endif
+}
+
 void tune_memory_for_inference() {
 #if TORCHSHIP_HUGE_PAGES
   static bool done = false;
   if (done) return;
   done = true;
+  platform::keep_tbb_from_deep_binding();
   if (process_heap() == Heap::glibc) {
     mallopt(M_MMAP_THRESHOLD, 1 << 30);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
@@ -109,9 +119,15 @@ void tune_memory_for_inference() {
 void release_free_memory() {
 #if TORCHSHIP_HUGE_PAGES
   if (process_heap() == Heap::glibc) malloc_trim(0);
-  // "arena.4096": every arena (MALLCTL_ARENAS_ALL); their unused pages otherwise go back only
-  // as they age (jemalloc's dirty_decay_ms, 10 s).
-  if (auto control = jemalloc_control()) control("arena.4096.purge", nullptr, nullptr, nullptr, 0);
+  if (auto control = jemalloc_control()) {
+    // This thread's cache of freed small blocks first: it goes back to the arenas only as the
+    // thread allocates again, and the thread that freed a model may stay idle (without it, 100
+    // unload/load cycles of a .pt grew RSS 10%; with it, as with no caches, 1%).
+    control("thread.tcache.flush", nullptr, nullptr, nullptr, 0);
+    // "arena.4096": every arena (MALLCTL_ARENAS_ALL); their unused pages otherwise go back only
+    // as they age (jemalloc's dirty_decay_ms, 10 s).
+    control("arena.4096.purge", nullptr, nullptr, nullptr, 0);
+  }
 #endif
 }
 

@@ -5,6 +5,7 @@ show (tests/cpp); here one case per path is enough."""
 
 import json
 import os
+import re
 import subprocess
 
 import cv2
@@ -272,6 +273,29 @@ def test_a_loaded_torchscript_model_holds_one_copy_of_its_weights(run, tmp_path)
     # Three candidates left behind were three more copies; the one kept may hold its weights in
     # another layout (oneDNN's blocked one), within half a copy more.
     assert optimized - stored < 0.5 * weights_mb, (stored, optimized, weights_mb)
+
+
+def test_the_program_runs_on_the_heap_its_build_linked(run, tmp_path):
+    """Where the build found jemalloc (cmake/torchshipAllocator.cmake), the torchship program runs
+    on it, every library allocating and freeing through it; a build without it runs on glibc's
+    heap, and a sanitizer build on AddressSanitizer's."""
+    cache = os.path.join(os.path.dirname(os.path.dirname(run.binary)), "CMakeCache.txt")
+    if not os.path.exists(cache):
+        pytest.skip("an installed program: no build configuration to compare with")
+    settings = open(cache).read()
+    archive = re.search(r"^TORCHSHIP_JEMALLOC_ARCHIVE:FILEPATH=(.*)$", settings, re.M)
+    if re.search(r"^TORCHSHIP_SANITIZE:BOOL=ON$", settings, re.M):
+        expected = "other"
+    elif archive and not archive.group(1).endswith("NOTFOUND"):
+        expected = "jemalloc"
+    else:
+        expected = "glibc"
+    import torch
+    torch.jit.script(torch.nn.Linear(8, 2).eval()).save(str(tmp_path / "tiny.pt"))
+    np.save(tmp_path / "tiny_x.npy", np.ones((1, 8), np.float32))
+    out = run.json("bench", str(tmp_path / "tiny.pt"), "-i", str(tmp_path / "tiny_x.npy"),
+                   "--runs", "2", "--json")
+    assert out["heap"] == expected, settings.count("JEMALLOC")
 
 
 def test_run_summary_names_leaves_by_path(run):
