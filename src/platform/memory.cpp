@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <string>
 
 #include <c10/core/CPUAllocator.h>
 
@@ -63,6 +64,24 @@ JemallocControl jemalloc_control() {
   return control;
 }
 
+// jemalloc gives freed pages back as they age, which under steady forwards means faulting the
+// activations in again at every call (LR-ASPP at 320x480: 4,500 page faults a forward, none on
+// tuned glibc). Kept instead, as on glibc, until release_free_memory(): the default for arenas
+// to come and the setting of those there are (an index not in use refuses it).
+void keep_freed_pages(JemallocControl control) {
+  ssize_t never = -1;
+  unsigned arenas = 0;
+  size_t size = sizeof arenas;
+  control("arenas.narenas", &arenas, &size, nullptr, 0);
+  for (const char* decay : {"dirty_decay_ms", "muzzy_decay_ms"}) {
+    control((std::string("arenas.") + decay).c_str(), nullptr, nullptr, &never, sizeof never);
+    for (unsigned arena = 0; arena < arenas; ++arena) {
+      auto name = "arena." + std::to_string(arena) + "." + decay;
+      control(name.c_str(), nullptr, nullptr, &never, sizeof never);
+    }
+  }
+}
+
 Heap find_process_heap() {
   if (jemalloc_control() != nullptr) return Heap::jemalloc;
   // glibc's malloc is also exported as __libc_malloc: the same address unless replaced.
@@ -111,6 +130,7 @@ void tune_memory_for_inference() {
     mallopt(M_MMAP_THRESHOLD, 1 << 30);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
   }
+  if (auto control = jemalloc_control()) keep_freed_pages(control);
   static HugePageAllocator allocator;
   c10::SetCPUAllocator(&allocator, /*priority=*/1);
 #endif
