@@ -11,10 +11,9 @@ Heap process_heap();
 const char* heap_name(Heap heap);
 
 // Tunes the process for repeated inference (Linux with glibc; elsewhere it does nothing):
-//  - on glibc's heap, freed tensor memory stays in the process (glibc otherwise maps every block
-//  above 32 MB
-//    afresh and page-faults on each forward call: LR-ASPP at 320x480 took ~115 ms instead of
-//    ~30 ms on 2 cores);
+//  - freed tensor memory stays in the process until release_free_memory(), on glibc's heap and
+//    on jemalloc's: otherwise each forward faults its activations in afresh (LR-ASPP at 320x480:
+//    ~115 ms instead of ~30 ms on 2 cores with glibc, 4,500 page faults a forward with jemalloc);
 //  - tensors of 1 MiB and more are backed by transparent huge pages where the kernel offers
 //    them ("madvise" mode), so loading weights and touching fresh activations faults 512x fewer
 //    pages (a one-image ResNet34 classify: 1.5 s -> 1.0 s here, mostly in weight loading).
