@@ -34,6 +34,7 @@ function(torchship_link_jemalloc target)
   endif()
   message(STATUS "torchship: jemalloc in the torchship program (${TORCHSHIP_JEMALLOC_ARCHIVE})")
   find_package(Threads REQUIRED)
+  target_sources(${target} PRIVATE ${PROJECT_SOURCE_DIR}/src/platform/jemalloc_settings.cpp)
   target_link_libraries(${target} PRIVATE
     -Wl,--whole-archive ${TORCHSHIP_JEMALLOC_ARCHIVE} -Wl,--no-whole-archive
     -Wl,--dynamic-list=${PROJECT_SOURCE_DIR}/cmake/jemalloc.dynamic-list
