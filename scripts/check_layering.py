@@ -57,6 +57,7 @@ SHARED_HEADERS = {
     "src/backends/torchscript.cpp": "a backend: backends/backend.h declares every backend",
     "src/backends/aoti.cpp": "a backend: backends/backend.h declares every backend",
     "src/backends/openvino.cpp": "a backend: backends/backend.h declares every backend",
+    "src/platform/jemalloc_settings.cpp": "defines jemalloc's malloc_conf, which jemalloc declares and reads",
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
