@@ -8,9 +8,12 @@ its library holds code only) and, for contrast, as the default AOTInductor packa
 weights: compiled into the library). `torchship serve --model-control-mode explicit` takes each
 new version as an operator would (the new version folder in, the old one out, one load request),
 then answers one request, checked against the Python module of that version. RSS, threads and
-the in-memory library files are read after cycle 20 (once settled) and at the end.
+the in-memory library files are read after cycle 20 (once settled) and at the end. The frozen
+package is also served with `--package-workers frozen`: each version in a worker process of its
+own, ended with the version; its RSS is the server's and the workers' together.
 
     python -m bench new_versions [--versions 100] [--frozen-versions 20] [--cycles 200]
+                                 [--forms pt,pt2 swappable,pt2 frozen,pt2 frozen in workers]
 
 Results: bench/results/new-versions.json, and a table on stdout for docs/serving.md.
 """
@@ -34,14 +37,18 @@ from harness.server_process import Server
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BUILD = os.environ.get("TORCHSHIP_BUILD", os.path.join(ROOT, "build"))
 RESULTS = os.path.join(ROOT, "bench", "results", "new-versions.json")
+EXPORT_FOLDER = ""  # where EXPORTS are kept, for the run
 SETTLED = 20  # glibc's arenas appear over the first cycles (docs/serving.md)
 IMAGES = np.random.default_rng(0).integers(0, 256, (1, 28, 28, 1), dtype=np.uint8)
-FORMS = {  # name: (file suffix, export keywords)
-    "pt": (".pt", {"method": "trace"}),
+FORMS = {  # name: (file suffix, export keywords, server options)
+    "pt": (".pt", {"method": "trace"}, ()),
     "pt2 swappable": (".pt2", {"format": "aoti", "swappable_weights": True,
-                               "static_batches": ()}),
-    "pt2 frozen": (".pt2", {"format": "aoti", "static_batches": ()}),
+                               "static_batches": ()}, ()),
+    "pt2 frozen": (".pt2", {"format": "aoti", "static_batches": ()}, ()),
+    "pt2 frozen in workers": (".pt2", {"format": "aoti", "static_batches": ()},
+                              ("--package-workers", "frozen")),
 }
+EXPORTS: Dict[tuple, tuple] = {}  # (suffix, keywords, seed) -> (file, logits): forms share them
 
 
 def pipeline(seed: int) -> torch.nn.Module:
@@ -51,7 +58,19 @@ def pipeline(seed: int) -> torch.nn.Module:
 
 
 def export_version(form: str, seed: int, path: str) -> np.ndarray:
-    """Version `seed` of the pipeline exported to `path`; returns its Python logits."""
+    """Version `seed` of the pipeline exported to `path` (a copy of an export made before for
+    another form with the same keywords); returns its Python logits."""
+    key = (FORMS[form][0], json.dumps(FORMS[form][1], sort_keys=True), seed)
+    if key in EXPORTS:
+        shutil.copy(EXPORTS[key][0], path)
+        return EXPORTS[key][1]
+    EXPORTS[key] = (os.path.join(EXPORT_FOLDER, f"{len(EXPORTS)}{FORMS[form][0]}"),
+                    export_new_version(form, seed, path))
+    shutil.copy(path, EXPORTS[key][0])
+    return EXPORTS[key][1]
+
+
+def export_new_version(form: str, seed: int, path: str) -> np.ndarray:
     manifest = torchship.Manifest(inputs=[torchship.tensor_spec("images", "UINT8",
                                                                 [-1, 28, 28, 1])],
                                   batch_dim=True)
@@ -65,16 +84,18 @@ def export_version(form: str, seed: int, path: str) -> np.ndarray:
 
 
 def sample(server: Server) -> Dict[str, int]:
-    return {"rss_mb": server.rss_kb() // 1024, "threads": server.threads(),
-            "library_files": server.library_files()}
+    """RSS of the server and its package workers, the server's threads and library files."""
+    return {"rss_mb": server.total_rss_kb() // 1024, "threads": server.threads(),
+            "library_files": server.library_files(), "workers": len(server.workers())}
 
 
-def serve_cycles(repository: str, cycles: int, step: Callable[[object, int], None]) -> dict:
+def serve_cycles(form: str, repository: str, cycles: int,
+                 step: Callable[[object, int], None]) -> dict:
     """Runs `step(client, cycle)` for cycles 1..N against a server of `repository`; the samples
     after cycle 20 (or halfway, for fewer than 40) and the last."""
     settled = min(SETTLED, cycles // 2)
     server = Server(os.path.join(BUILD, "bin", "torchship"), repository,
-                    "--model-control-mode", "explicit", "--load-model", "net")
+                    "--model-control-mode", "explicit", "--load-model", "net", *FORMS[form][2])
     samples = {}
     try:
         for cycle in range(1, cycles + 1):
@@ -125,7 +146,7 @@ def new_versions(form: str, versions: int, folder: str) -> dict:
         assert loaded.status == 200, loaded.body
         check_answer(client, logits[version], f"version {version}")
 
-    return serve_cycles(repository, versions, step)
+    return serve_cycles(form, repository, versions, step)
 
 
 def unload_load(form: str, cycles: int, folder: str) -> dict:
@@ -141,7 +162,7 @@ def unload_load(form: str, cycles: int, folder: str) -> dict:
         assert loaded.status == 200, loaded.body
         check_answer(client, expected, f"cycle {cycle}")
 
-    return serve_cycles(repository, cycles, step)
+    return serve_cycles(form, repository, cycles, step)
 
 
 def row(form: str, what: str, result: dict) -> str:
@@ -149,7 +170,8 @@ def row(form: str, what: str, result: dict) -> str:
     return (f"| {result['cycles']} {what}, `{form}` | {result['settled_after']}: "
             f"{first['rss_mb']} -> {last['rss_mb']} MB "
             f"({result['rss_growth'] * 100:+.1f}%) | {first['threads']} -> {last['threads']} | "
-            f"{first['library_files']} -> {last['library_files']} |")
+            f"{first['library_files']} -> {last['library_files']} | "
+            f"{first.get('workers', 0)} -> {last.get('workers', 0)} |")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -157,13 +179,26 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--versions", type=int, default=100)
     parser.add_argument("--frozen-versions", type=int, default=20)
     parser.add_argument("--cycles", type=int, default=200)
+    parser.add_argument("--forms", default=",".join(FORMS),
+                        help="which to measure, of: " + ", ".join(FORMS))
     args = parser.parse_args(argv)
+    forms = args.forms.split(",")
+    for form in forms:
+        if form not in FORMS:
+            parser.error(f"--forms: '{form}' is none of {', '.join(FORMS)}")
     results, rows = {}, []
-    for form in FORMS:
-        count = args.frozen_versions if form == "pt2 frozen" else args.versions
+    if os.path.exists(RESULTS):  # the forms not measured now keep their figures
+        with open(RESULTS) as f:
+            results = json.load(f)
+    global EXPORT_FOLDER
+    exports = tempfile.TemporaryDirectory()
+    EXPORT_FOLDER = exports.name
+    for form in forms:
+        frozen = form.startswith("pt2 frozen")
+        count = args.frozen_versions if frozen else args.versions
         for what, run, n in (("new versions", new_versions, count),
                              ("unload/load cycles", unload_load, args.cycles)):
-            if form == "pt2 frozen" and run is unload_load:
+            if frozen and run is unload_load:
                 continue  # the same bytes: the swappable package's figures hold
             print(f"{form}: {n} {what}", file=sys.stderr)
             with tempfile.TemporaryDirectory() as folder:
@@ -173,8 +208,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
             with open(RESULTS, "w") as f:  # after each row: a long run keeps what it measured
                 json.dump(results, f, indent=2)
-    print("\n| what | cycle: RSS then -> at the end | threads | library files |\n"
-          "|---|---|---|---|\n" + "\n".join(rows))
+    print("\n| what | cycle: RSS then -> at the end | threads | library files | workers |\n"
+          "|---|---|---|---|---|\n" + "\n".join(rows))
 
 
 if __name__ == "__main__":

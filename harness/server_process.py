@@ -65,6 +65,18 @@ def make_repository(folder: str, models: Dict[str, Tuple[str, Optional[dict]]]) 
     return folder
 
 
+def rss_of(pid: int) -> int:
+    """A process's resident set in kB (0 once it ended)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 class Server:
     """`torchship serve` on a free loopback port; the log is kept for assertions."""
 
@@ -102,11 +114,22 @@ class Server:
             self.log.append(line.rstrip("\n"))
 
     def rss_kb(self) -> int:
-        with open(f"/proc/{self.process.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+        return rss_of(self.process.pid)
+
+    def workers(self) -> List[int]:
+        """Its child processes: the package workers (--package-workers)."""
+        children = []
+        for task in os.listdir(f"/proc/{self.process.pid}/task"):
+            try:
+                with open(f"/proc/{self.process.pid}/task/{task}/children") as f:
+                    children += [int(pid) for pid in f.read().split()]
+            except OSError:
+                pass  # the thread ended meanwhile
+        return children
+
+    def total_rss_kb(self) -> int:
+        """RSS of the server and its package workers together."""
+        return self.rss_kb() + sum(rss_of(pid) for pid in self.workers())
 
     def threads(self) -> int:
         return len(os.listdir(f"/proc/{self.process.pid}/task"))

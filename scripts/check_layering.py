@@ -57,7 +57,10 @@ SHARED_HEADERS = {
     "src/backends/torchscript.cpp": "a backend: backends/backend.h declares every backend",
     "src/backends/aoti.cpp": "a backend: backends/backend.h declares every backend",
     "src/backends/openvino.cpp": "a backend: backends/backend.h declares every backend",
-    "src/platform/jemalloc_settings.cpp": "defines jemalloc's malloc_conf, which jemalloc declares and reads",
+    "src/backends/package_worker_main.cpp":
+        "serve_package_worker (runtime.h): the worker's side of package_worker.h",
+    "src/platform/jemalloc_settings.cpp":
+        "defines jemalloc's malloc_conf, which jemalloc declares and reads",
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)

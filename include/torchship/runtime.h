@@ -6,8 +6,17 @@
 #pragma once
 
 #include <optional>
+#include <string>
 
 namespace torchship {
+
+// Which AOTInductor packages run in a worker process of their own rather than in this one.
+enum class PackageWorkers {
+  Off,     // none: every package runs in this process
+  Frozen,  // packages compiled with their weights inside (the default export): each version is
+           // a new library, which only the end of the process that mapped it unmaps
+  All,     // every package (a weights update over a package still runs in this process)
+};
 
 struct RuntimeOptions {
   int threads = 0;          // intra-op threads; 0: default_threads()
@@ -29,6 +38,13 @@ struct RuntimeOptions {
   // opened for the process's life: what a server that unloads and reloads models needs
   // (torchship serve sets it). Unset: as is (off at start).
   std::optional<bool> keep_compiled_packages;
+  // Packages that run in a worker process (PackageWorkers), one per loaded package: the worker
+  // maps the package's libraries, and ends when the model is freed, which returns all of it to
+  // the system. `package_worker_program` is the program that serves as the worker: torchship's
+  // own (`torchship package-worker`; an application that links the library calls
+  // serve_package_worker() from its main). Unset: as is (off at start).
+  std::optional<PackageWorkers> package_workers;
+  std::optional<std::string> package_worker_program;
 
   RuntimeOptions& with_threads(int value) {
     threads = value;
@@ -50,6 +66,11 @@ struct RuntimeOptions {
     keep_compiled_packages = value;
     return *this;
   }
+  RuntimeOptions& with_package_workers(PackageWorkers value, std::string program) {
+    package_workers = value;
+    package_worker_program = std::move(program);
+    return *this;
+  }
 };
 
 // Applies the options to this process: the intra-op threads (default_threads() for 0), the
@@ -59,6 +80,16 @@ struct RuntimeOptions {
 // Throws Error(BadInput) for negative counts. A process that never calls it gets the defaults
 // from its first Model::load.
 void configure_runtime(const RuntimeOptions& options);
+
+// "off", "frozen" or "all" as PackageWorkers; Error(BadInput) naming them for another word.
+PackageWorkers parse_package_workers(const std::string& text);
+
+// The worker side of RuntimeOptions::package_workers: serves the package the parent process
+// sends on file descriptors 3 to 3 + channels - 1 (one per concurrent forward), until the parent
+// closes them or ends; returns the process's exit code. The torchship program runs it as
+// `torchship package-worker CHANNELS DEVICE THREADS`; a program of an application's own that
+// serves as package_worker_program calls it with those arguments.
+int serve_package_worker(int channels, const std::string& device, int threads);
 
 // The intra-op thread count models run with now.
 int intra_op_threads();

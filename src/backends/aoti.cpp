@@ -1,6 +1,7 @@
 // The AOTInductor backend: .pt2 packages written by torch.export + AOTInductor
 // (torchship.export(format="aoti"), or torch._inductor.aoti_compile_and_package).
 #include "backends/backend.h"
+#include "backends/compiled_package.h"
 #include "core/text.h"
 #include "core/torch_compat.h"
 #include "platform/library_stubs.h"
@@ -24,6 +25,7 @@
 
 #include "archive/memory_file.h"
 #include "backends/exported_call.h"
+#include "backends/package_worker.h"
 #include "backends/updated_weights.h"
 #include "platform/cpu_features.h"
 #include "platform/runtime_defaults.h"
@@ -37,6 +39,12 @@
 namespace torchship::backends {
 
 #ifndef TORCHSHIP_HAVE_AOTI
+
+std::unique_ptr<CompiledPackage> open_compiled_package(const Archive& archive,
+                                                       const c10::Device& device, int) {
+  open_aoti(archive, device, 1);  // throws, saying why
+  return nullptr;
+}
 
 std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device&, int) {
   throw unsupported("cannot load " + archive.path().string() +
@@ -519,10 +527,10 @@ std::shared_ptr<const LoadedPackage> open_updated(const Archive& archive,
   return package;
 }
 
-class AotiBackend final : public Backend {
+// A package opened in this process: its compiled libraries are mapped here.
+class OpenedPackage final : public CompiledPackage {
  public:
-  AotiBackend(const Archive& archive, const c10::Device& device, int concurrent_forwards) {
-    const std::string path = archive.path().string();
+  OpenedPackage(const Archive& archive, const c10::Device& device, int concurrent_forwards) {
     check_runnable(archive, compiled_metadata(archive), device);
     auto weights = updated_weights(archive);
     package_ = !weights.empty() ? open_updated(archive, weights, device, concurrent_forwards)
@@ -530,8 +538,10 @@ class AotiBackend final : public Backend {
                                           : open_package(archive, device, concurrent_forwards);
     Runner& runner = package_->model.runner();
     auto spec = runner.get_call_spec();
-    if (spec.size() != 2) throw bad_model("cannot load " + path + ": it has no call spec");
-    call_.emplace(spec[0], spec[1], archive.manifest(), path);
+    if (spec.size() != 2) {
+      throw bad_model("cannot load " + archive.path().string() + ": it has no call spec");
+    }
+    spec_ = {spec[0], spec[1]};
     summary_.methods = {"forward"};
     try {
       for (const auto& [name, tensor] : runner.extract_constants_map(false)) {
@@ -543,12 +553,47 @@ class AotiBackend final : public Backend {
     }
   }
 
-  ModelFormat format() const override { return ModelFormat::AOTInductor; }
-  const Signature& signature() const override { return call_->signature(); }
+  const CallSpec& call_spec() const override { return spec_; }
   ModelSummary summary() const override { return summary_; }
+  std::string where() const override { return ""; }
+
+  std::vector<at::Tensor> run(int model, std::vector<at::Tensor> inputs) const override {
+    bool fixed = model >= 0 && static_cast<size_t>(model) < package_->static_models.size();
+    Runner& runner =
+        fixed ? package_->static_models[model].compiled.runner() : package_->model.runner();
+    return runner.run(inputs);
+  }
+
+ private:
+  std::shared_ptr<const LoadedPackage> package_;
+  CallSpec spec_;
+  ModelSummary summary_;
+};
+
+// Whether a package runs in a worker process (RuntimeOptions::package_workers): a weights
+// update over it runs here, as its library is the one every version shares.
+bool runs_in_worker(const Archive& archive) {
+  PackageWorkers workers = package_workers();
+  if (workers == PackageWorkers::Off || !updated_weights(archive).empty()) return false;
+  return workers == PackageWorkers::All || !weights_as_exported(archive);
+}
+
+class AotiBackend final : public Backend {
+ public:
+  AotiBackend(std::unique_ptr<CompiledPackage> package, const Archive& archive)
+      : package_(std::move(package)),
+        static_models_(archive.manifest() ? archive.manifest()->exported.static_batches
+                                          : std::vector<StaticBatchModel>()),
+        call_(package_->call_spec().inputs, package_->call_spec().outputs, archive.manifest(),
+              archive.path().string()) {}
+
+  ModelFormat format() const override { return ModelFormat::AOTInductor; }
+  const Signature& signature() const override { return call_.signature(); }
+  ModelSummary summary() const override { return package_->summary(); }
 
   c10::IValue run(std::vector<c10::IValue> inputs) const override {
-    return call_->unflatten(runner_for(inputs).run(call_->flatten(inputs)));
+    return call_.unflatten(
+        package_->run(static_model_for(static_models_, inputs), call_.flatten(inputs)));
   }
 
   RunFailure explain(const std::exception& error) const override {
@@ -559,40 +604,46 @@ class AotiBackend final : public Backend {
   bool optimize(const CandidateProbe&, OptimizationReport& report,
                 std::vector<std::string>& notes) override {
     std::vector<int64_t> static_batches;
-    for (const auto& fixed : package_->static_models) static_batches.push_back(fixed.batch.batch);
-    return keep_as_compiled("compiled ahead of time by AOTInductor: nothing to optimize at load",
-                            "compiled for static batch size", static_batches, report, notes);
+    for (const auto& fixed : static_models_) static_batches.push_back(fixed.batch);
+    return keep_as_compiled(
+        "compiled ahead of time by AOTInductor: nothing to optimize at load" + package_->where(),
+        "compiled for static batch size", static_batches, report, notes);
   }
 
  private:
-  // The model compiled for these inputs' batch size, if the package has one, else the dynamic
-  // one. Other sizes of a static model's inputs are checked by its own compiled checks.
-  Runner& runner_for(const std::vector<c10::IValue>& inputs) const {
-    for (const auto& fixed : package_->static_models) {
-      if (takes_static_batch(fixed.batch, inputs)) return fixed.compiled.runner();
-    }
-    return package_->model.runner();
-  }
-
-  std::shared_ptr<const LoadedPackage> package_;
-  std::optional<ExportedCall> call_;  // set once the package is open
-  ModelSummary summary_;
+  std::unique_ptr<CompiledPackage> package_;
+  std::vector<StaticBatchModel> static_models_;  // the manifest's, in the package's order
+  ExportedCall call_;
 };
 
-}  // namespace
-
-std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device& device,
-                                   int concurrent_forwards) {
-  // Compiled code trusts its inputs' sizes, strides and dtypes unless this variable is set when
-  // it first runs (then each input is checked against the shapes it was compiled for): without
-  // it, a tensor of another size is read out of bounds. Set once, and only when the application
-  // did not set it; an application that loads packages while other threads run (setenv races
-  // with getenv) sets it itself before starting them.
+// Compiled code trusts its inputs' sizes, strides and dtypes unless this variable is set when it
+// first runs (then each input is checked against the shapes it was compiled for): without it, a
+// tensor of another size is read out of bounds. Set once, and only when the application did not
+// set it; an application that loads packages while other threads run (setenv races with getenv)
+// sets it itself before starting them. A worker process inherits it.
+void check_inputs_in_compiled_code() {
   static std::once_flag checks_on;
   std::call_once(checks_on, [] {
     if (!std::getenv("AOTI_RUNTIME_CHECK_INPUTS")) setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", 0);
   });
-  return std::make_unique<AotiBackend>(archive, device, concurrent_forwards);
+}
+
+}  // namespace
+
+std::unique_ptr<CompiledPackage> open_compiled_package(const Archive& archive,
+                                                       const c10::Device& device,
+                                                       int concurrent_forwards) {
+  check_inputs_in_compiled_code();
+  return std::make_unique<OpenedPackage>(archive, device, concurrent_forwards);
+}
+
+std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device& device,
+                                   int concurrent_forwards) {
+  check_inputs_in_compiled_code();
+  auto package = runs_in_worker(archive)
+                     ? open_package_in_worker(archive, device, concurrent_forwards)
+                     : open_compiled_package(archive, device, concurrent_forwards);
+  return std::make_unique<AotiBackend>(std::move(package), archive);
 }
 
 #endif

@@ -94,6 +94,14 @@ bool takes_static_batch(const StaticBatchModel& model, const std::vector<c10::IV
   return true;
 }
 
+int static_model_for(const std::vector<StaticBatchModel>& models,
+                     const std::vector<c10::IValue>& inputs) {
+  for (size_t i = 0; i < models.size(); ++i) {
+    if (takes_static_batch(models[i], inputs)) return static_cast<int>(i);
+  }
+  return -1;
+}
+
 c10::IValue ExportedCall::unflatten(const std::vector<at::Tensor>& outputs) const {
   size_t next = 0;
   c10::IValue result = outputs_.unflatten(outputs, next);

@@ -45,4 +45,9 @@ class ExportedCall {
 // each argument the model fixes (export.static_batches).
 bool takes_static_batch(const StaticBatchModel& model, const std::vector<c10::IValue>& inputs);
 
+// The position in `models` (the manifest's export.static_batches) of the first that takes these
+// inputs, or -1: the dynamic model.
+int static_model_for(const std::vector<StaticBatchModel>& models,
+                     const std::vector<c10::IValue>& inputs);
+
 }  // namespace torchship::backends

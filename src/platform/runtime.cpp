@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <mutex>
 #include <string>
 
 #include <ATen/Parallel.h>
@@ -17,6 +18,9 @@ namespace torchship {
 namespace {
 std::atomic<bool> configured{false};
 std::atomic<bool> keep_packages{false};
+std::mutex workers_mutex;
+PackageWorkers workers = PackageWorkers::Off;
+std::string worker_program;
 }  // namespace
 
 void configure_runtime(const RuntimeOptions& options) {
@@ -47,10 +51,30 @@ void configure_runtime(const RuntimeOptions& options) {
     torch::jit::setGraphExecutorOptimize(*options.graph_optimizations);
   }
   if (options.keep_compiled_packages) keep_packages = *options.keep_compiled_packages;
+  std::lock_guard<std::mutex> lock(workers_mutex);
+  if (options.package_workers) workers = *options.package_workers;
+  if (options.package_worker_program) worker_program = *options.package_worker_program;
 }
 
 bool keep_compiled_packages() {
   return keep_packages;
+}
+
+PackageWorkers package_workers() {
+  std::lock_guard<std::mutex> lock(workers_mutex);
+  return workers;
+}
+
+std::string package_worker_program() {
+  std::lock_guard<std::mutex> lock(workers_mutex);
+  return worker_program;
+}
+
+PackageWorkers parse_package_workers(const std::string& text) {
+  if (text == "off") return PackageWorkers::Off;
+  if (text == "frozen") return PackageWorkers::Frozen;
+  if (text == "all") return PackageWorkers::All;
+  throw bad_input("package workers must be off, frozen or all, got '" + printable(text) + "'");
 }
 
 int intra_op_threads() {

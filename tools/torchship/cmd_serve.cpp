@@ -24,6 +24,7 @@ struct ServeOptions {
   std::string model_control = "none";
   std::string engine = "auto";
   std::string precision;
+  std::string package_workers = "off";
 };
 
 // SIGTERM and SIGINT may arrive on any thread: libraries start threads of their own (the CUDA
@@ -55,10 +56,13 @@ void configure(ServeOptions& options) {
   // libraries cannot be unloaded; runtime.h). TORCHSHIP_KEEP_COMPILED_PACKAGES=0 turns that off,
   // to measure what it saves (tests/python/test_model_cycles.py).
   const char* keep = std::getenv("TORCHSHIP_KEEP_COMPILED_PACKAGES");
-  configure_runtime(RuntimeOptions()
-                        .with_threads(options.threads)
-                        .with_interop_threads(options.interop_threads)
-                        .with_keep_compiled_packages(!keep || std::string(keep) != "0"));
+  configure_runtime(
+      RuntimeOptions()
+          .with_threads(options.threads)
+          .with_interop_threads(options.interop_threads)
+          .with_keep_compiled_packages(!keep || std::string(keep) != "0")
+          // (this program, even if its file was replaced since it started)
+          .with_package_workers(parse_package_workers(options.package_workers), "/proc/self/exe"));
   options.server.threads_per_instance = options.threads;
   options.server.model_control = serving::parse_model_control(options.model_control);
   options.server.load.with_optimize(!options.no_optimize)
@@ -207,6 +211,13 @@ void add_loading_options(CLI::App& command, ServeOptions& options) {
   command.add_option("--engine", options.engine, kEngineHelp)->capture_default_str();
   command.add_option("--precision", options.precision, kPrecisionHelp)
       ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
+  command
+      .add_option("--package-workers", options.package_workers,
+                  "AOTInductor packages to run each in a worker process, freed with its model: "
+                  "frozen (their weights compiled in: each version a new library, which only "
+                  "a process's end unmaps), all, or off")
+      ->check(CLI::IsMember({"off", "frozen", "all"}))
+      ->capture_default_str();
   command.add_option("--warmup", options.warmup, "forward runs per model right after loading")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();

@@ -7,6 +7,7 @@
 #include "core/text.h"
 #include "platform/libtorch_warnings.h"
 #include "stderr_filter.h"
+#include "torchship/runtime.h"
 #include "torchship/version.h"
 #ifdef TORCHSHIP_WITH_SERVE
 #include "serving/server.h"
@@ -91,11 +92,24 @@ int run_parsed_command(const std::vector<torchship::cli::Command>& commands) {
   }
 }
 
+// `torchship package-worker CHANNELS DEVICE THREADS`: not a command for people; what a server
+// with --package-workers starts to run a package in (torchship/runtime.h).
+std::optional<int> run_package_worker(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) != "package-worker") return std::nullopt;
+  if (argc != 5) return report("package-worker takes CHANNELS DEVICE THREADS", 2);
+  try {
+    return torchship::serve_package_worker(std::stoi(argv[2]), argv[3], std::stoi(argv[4]));
+  } catch (const std::exception& e) {
+    return report("package-worker: " + std::string(e.what()), 2);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace torchship;
   tune_memory_for_inference();
+  if (auto exit_code = run_package_worker(argc, argv)) return *exit_code;
   cli::drop_compiled_code_error_copies();
   route_libtorch_warnings([](const std::string& message) { cli::warn("libtorch: " + message); });
   CLI::App app{
