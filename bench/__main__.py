@@ -23,6 +23,7 @@ BENCHMARKS = {
     "soak": "one server under mixed traffic and reloads, for minutes or hours",
     "weights_swap": "weights updates against re-export + reload, and RSS per form",
     "new_versions": "a server's memory over 100 re-exported versions and 200 reloads, per form",
+    "package_workers": "AOTInductor packages served in the server and in package workers",
 }
 # The pages again from the committed results, measuring nothing.
 RENDERERS = {

@@ -65,12 +65,12 @@ def make_repository(folder: str, models: Dict[str, Tuple[str, Optional[dict]]]) 
     return folder
 
 
-def rss_of(pid: int) -> int:
-    """A process's resident set in kB (0 once it ended)."""
+def rss_of(pid: int, field: str = "VmRSS:", file: str = "status") -> int:
+    """A process's resident set in kB (0 once it ended), or another field of /proc/PID/FILE."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"/proc/{pid}/{file}") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except OSError:
         pass
@@ -128,8 +128,15 @@ class Server:
         return children
 
     def total_rss_kb(self) -> int:
-        """RSS of the server and its package workers together."""
+        """RSS of the server and its package workers together (pages of the same library files
+        count once per process)."""
         return self.rss_kb() + sum(rss_of(pid) for pid in self.workers())
+
+    def total_pss_kb(self) -> int:
+        """The proportional set size of the server and its package workers: a page shared by
+        them counts once in the sum, what the machine gives them all."""
+        return sum(rss_of(pid, "Pss:", "smaps_rollup")
+                   for pid in [self.process.pid, *self.workers()])
 
     def threads(self) -> int:
         return len(os.listdir(f"/proc/{self.process.pid}/task"))

@@ -15,6 +15,7 @@
 #include "backends/worker_channel.h"
 #include "platform/device.h"
 #include "torchship/error.h"
+#include "torchship/memory.h"
 #include "torchship/runtime.h"
 
 namespace torchship {
@@ -117,6 +118,7 @@ int serve_package_worker(int channels, const std::string& device_name, int threa
   try {
     configure_runtime(RuntimeOptions().with_threads(threads));
     package = open_sent_package(*all.front(), parse_device(device_name), channels);
+    release_free_memory();  // the package's bytes as sent, and the load's own
   } catch (const ChannelClosed&) {
     return 0;  // torchship went away first
   } catch (const std::exception& e) {
@@ -126,16 +128,16 @@ int serve_package_worker(int channels, const std::string& device_name, int threa
     }
     return 0;
   }
+  // A channel that closes (torchship freed the model, or ended) or carries what torchship does
+  // not send ends the worker: torchship reads the end on every channel.
   for (int i = 1; i < channels; ++i) {
     std::thread([&channel = *all[i], &package = *package] {
       serve_channel(channel, package);
+      _exit(0);
     }).detach();
   }
   serve_channel(*all.front(), *package);
-  // The model was freed: end now, with the other channels' threads still running, without
-  // destroying what they use.
-  std::cout.flush();
-  _exit(0);
+  _exit(0);  // with the other channels' threads running: nothing to destroy under them
 #endif
 }
 
