@@ -570,11 +570,14 @@ class OpenedPackage final : public CompiledPackage {
   ModelSummary summary_;
 };
 
-// Whether a package runs in a worker process (RuntimeOptions::package_workers): a weights
-// update over it runs here, as its library is the one every version shares.
-bool runs_in_worker(const Archive& archive) {
+// Whether a package runs in a worker process (RuntimeOptions::package_workers): on CPU (a worker
+// takes and gives tensors in host memory). A weights update over it runs here, as its library
+// is the one every version shares.
+bool runs_in_worker(const Archive& archive, const c10::Device& device) {
   PackageWorkers workers = package_workers();
-  if (workers == PackageWorkers::Off || !updated_weights(archive).empty()) return false;
+  if (workers == PackageWorkers::Off || !device.is_cpu() || !updated_weights(archive).empty()) {
+    return false;
+  }
   return workers == PackageWorkers::All || !weights_as_exported(archive);
 }
 
@@ -640,7 +643,7 @@ std::unique_ptr<CompiledPackage> open_compiled_package(const Archive& archive,
 std::unique_ptr<Backend> open_aoti(const Archive& archive, const c10::Device& device,
                                    int concurrent_forwards) {
   check_inputs_in_compiled_code();
-  auto package = runs_in_worker(archive)
+  auto package = runs_in_worker(archive, device)
                      ? open_package_in_worker(archive, device, concurrent_forwards)
                      : open_compiled_package(archive, device, concurrent_forwards);
   return std::make_unique<AotiBackend>(std::move(package), archive);

@@ -30,11 +30,11 @@ std::unique_ptr<CompiledPackage> open_package_in_worker(const Archive&, const c1
 #include <unistd.h>
 
 #include <ATen/Parallel.h>
+#include <nlohmann/json.hpp>
 
 #include "backends/worker_channel.h"
 #include "platform/runtime_defaults.h"
 #include "torchship/error.h"
-#include "torchship/json_input.h"
 
 extern char** environ;
 
@@ -58,9 +58,14 @@ class WorkerProcess {
           "package workers are on, but no program to run them is set "
           "(RuntimeOptions::package_worker_program)");
     }
-    std::vector<int> child_ends;
-    for (int i = 0; i < channels; ++i) child_ends.push_back(open_channel(channels));
-    start(program, child_ends, device);
+    std::vector<int> child_ends;  // closed here once the worker has them, or failed to start
+    try {
+      for (int i = 0; i < channels; ++i) child_ends.push_back(open_channel(channels));
+      start(program, child_ends, device);
+    } catch (...) {
+      for (int fd : child_ends) ::close(fd);
+      throw;
+    }
     for (int fd : child_ends) ::close(fd);
   }
 
@@ -81,11 +86,13 @@ class WorkerProcess {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!reaped_) {
       int status = 0;
-      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+      pid_t waited = -1;
+      while ((waited = ::waitpid(pid_, &status, 0)) < 0 && errno == EINTR) {
       }
       reaped_ = true;
-      ended_ = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
-                                   : "exited with code " + std::to_string(WEXITSTATUS(status));
+      ended_ = waited != pid_        ? "ended (the application collected its status)"
+               : WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
+                                     : "exited with code " + std::to_string(WEXITSTATUS(status));
     }
     return ended_;
   }
@@ -153,9 +160,14 @@ class WorkerProcess {
 // What a Failure frame says, thrown as in the worker: a torchship Error as itself, anything
 // else (the compiled code's own failures) as text for the backend to explain.
 [[noreturn]] void throw_failure(const std::string& payload) {
-  auto failure = parse_json(payload, "a package worker's failure");
-  std::string message = failure.value("message", "the package worker failed");
-  int kind = failure.value("kind", -1);
+  auto failure = nlohmann::json::parse(payload, nullptr, false);
+  std::string message = "the package worker failed, and its failure does not read";
+  int kind = static_cast<int>(ErrorKind::Internal);
+  if (failure.is_object() && failure.value("message", nlohmann::json()).is_string()) {
+    message = failure["message"].get<std::string>();
+    kind = failure.value("kind", nlohmann::json()).is_number_integer() ? failure["kind"].get<int>()
+                                                                       : -1;
+  }
   if (kind >= 0 && kind <= static_cast<int>(ErrorKind::Internal)) {
     throw Error(static_cast<ErrorKind>(kind), message);
   }
@@ -179,9 +191,11 @@ struct ReadyPackage {
   ModelSummary summary;
 };
 
-// A worker that ended: how, in words, for the request that found out.
+// A worker that ended: how, in words, for the request that found out, and whether that request
+// reached it (one that did not may run in the worker that takes its place).
 struct WorkerEnded {
   std::string how;
+  bool delivered = true;
 };
 
 // One worker process with the package loaded, and its channels, each used by one forward at a
@@ -201,11 +215,16 @@ class Worker {
                            " while loading it");
     }
     if (frame.kind == FrameKind::Failure) throw_failure(frame.payload);
-    auto ready = parse_json(frame.payload, "a package worker's answer");
-    ready_.spec = {ready.at("inputs").get<std::string>(), ready.at("outputs").get<std::string>()};
-    ready_.summary.methods = {"forward"};
-    ready_.summary.parameter_count = ready.value("parameter_count", int64_t(0));
-    ready_.summary.parameter_bytes = ready.value("parameter_bytes", int64_t(0));
+    try {
+      auto ready = nlohmann::json::parse(frame.payload);
+      ready_.spec = {ready.at("inputs").get<std::string>(), ready.at("outputs").get<std::string>()};
+      ready_.summary.methods = {"forward"};
+      ready_.summary.parameter_count = ready.value("parameter_count", int64_t(0));
+      ready_.summary.parameter_bytes = ready.value("parameter_bytes", int64_t(0));
+    } catch (const std::exception& e) {
+      throw internal_error("cannot load " + name_ + ": its package worker answered what " +
+                           "torchship cannot read (" + first_line(e) + ")");
+    }
     for (auto& channel : process_.channels()) idle_.push_back(channel.get());
   }
 
@@ -217,17 +236,31 @@ class Worker {
     Frame answer;
     {
       IdleChannel channel(*this);
+      bool delivered = false;
       try {
         channel->send(FrameKind::Run, request);
+        delivered = true;
         answer = channel->receive(kMaxAnswerBytes);
       } catch (const ChannelClosed&) {
         throw WorkerEnded{"the package worker of " + name_ + " (process " +
-                          std::to_string(process_.pid()) + ") " + process_.how_it_ended()};
+                              std::to_string(process_.pid()) + ") " + process_.how_it_ended(),
+                          delivered};
+      } catch (const std::exception& e) {
+        // Part of a frame may be left in the channel: no later request may read it. Closing it
+        // ends the worker, and the next request starts another.
+        channel->shut_down();
+        throw internal_error("the package worker of " + name_ + " answered what torchship " +
+                             "cannot read (" + first_line(e) + "); it is ended");
       }
     }
     if (answer.kind == FrameKind::Failure) throw_failure(answer.payload);
-    int ignored = 0;
-    return decode_tensors(answer.payload, ignored);
+    try {
+      int ignored = 0;
+      return decode_tensors(answer.payload, ignored);
+    } catch (const std::exception& e) {
+      throw internal_error("the package worker of " + name_ + " answered what torchship " +
+                           "cannot read: " + first_line(e));
+    }
   }
 
  private:
@@ -284,10 +317,18 @@ class RemotePackage final : public CompiledPackage {
     std::string request = encode_tensors(model, inputs);
     inputs.clear();
     std::shared_ptr<Worker> worker = current();
-    try {
-      return worker->run(request);
-    } catch (const WorkerEnded& ended) {
-      throw internal_error(ended.how + replace(worker));
+    for (int attempt = 0;; ++attempt) {
+      try {
+        return worker->run(request);
+      } catch (const WorkerEnded& ended) {
+        std::string outcome = replace(worker);
+        std::shared_ptr<Worker> next = current();
+        // A request that never reached the worker that ended runs, once, in the one in its place.
+        if (ended.delivered || next == worker || attempt > 0) {
+          throw internal_error(ended.how + outcome);
+        }
+        worker = std::move(next);
+      }
     }
   }
 

@@ -18,8 +18,8 @@ namespace torchship::backends {
 // The package opened in a new worker process. The worker's load failures come back as they
 // would in this process (the same kind and message); Error(Internal) when the worker cannot be
 // started or ends while loading. A worker that ends later (compiled code that crashed, a kill)
-// fails the forward that finds it gone with Error(Internal), naming how it ended, and a new
-// worker takes its place for the next ones.
+// is replaced by a new one: a forward it was running fails with Error(Internal), naming how it
+// ended; one that had not reached it runs in the new worker.
 std::unique_ptr<CompiledPackage> open_package_in_worker(const Archive& archive,
                                                         const c10::Device& device,
                                                         int concurrent_forwards);

@@ -4,7 +4,10 @@
 #include <new>
 #include <thread>
 
+#include <csignal>
+
 #ifndef _WIN32
+#include <fcntl.h>
 #include <unistd.h>
 #endif
 
@@ -35,7 +38,7 @@ std::string failure_json(const std::exception& error) {
   failure["kind"] = own ? static_cast<int>(own->kind()) : -1;
   // (bad_alloc's text says nothing; the backend recognizes these words)
   failure["message"] =
-      dynamic_cast<const std::bad_alloc*>(&error) ? "out of memory" : first_line(error);
+      dynamic_cast<const std::bad_alloc*>(&error) ? "out of memory" : printable(first_line(error));
   return failure.dump();
 }
 
@@ -90,6 +93,9 @@ void serve_channel(WorkerChannel& channel, const backends::CompiledPackage& pack
     } catch (const std::exception& e) {
       kind = FrameKind::Failure;
       answer = failure_json(e);
+    } catch (...) {
+      kind = FrameKind::Failure;
+      answer = failure_json(internal_error("the compiled model failed (not a C++ exception)"));
     }
     try {
       channel.send(kind, answer);

@@ -126,15 +126,20 @@ std::vector<at::Tensor> decode_tensors(std::string_view payload, int& model) {
   for (uint32_t i = 0; i < count; ++i) {
     auto type = static_cast<c10::ScalarType>(reader.take<int8_t>());
     auto rank = reader.take<uint8_t>();
-    bool known = static_cast<int>(type) >= 0 && type < c10::ScalarType::NumOptions;
+    bool known = static_cast<int>(type) >= 0 && type < c10::ScalarType::Undefined;
     if (rank > kMaxTensorRank || !known) {
       throw internal_error("a package worker's tensor is malformed");
     }
     std::vector<int64_t> sizes(rank);
     for (auto& size : sizes) size = reader.take<int64_t>();
-    int64_t numel = checked_numel(sizes, "a package worker's tensor");
+    uint64_t numel = 1, expected = 0;
+    for (int64_t size : sizes) {
+      if (size < 0 || __builtin_mul_overflow(numel, static_cast<uint64_t>(size), &numel)) {
+        throw internal_error("a package worker's tensor has sizes out of range");
+      }
+    }
     auto bytes = reader.take<uint64_t>();
-    if (bytes != static_cast<uint64_t>(numel) * c10::elementSize(type)) {
+    if (__builtin_mul_overflow(numel, c10::elementSize(type), &expected) || bytes != expected) {
       throw internal_error("a package worker's tensor holds " + std::to_string(bytes) +
                            " bytes, not its sizes'");
     }

@@ -2,8 +2,8 @@
 compiled in is a new library each version, which glibc never unmaps from the process that ran
 it; in a worker process of its own, it goes when the model is freed. A server that takes new
 versions of such a package under 32 clients answers each request from one version, fails none,
-and holds its memory (the server's and its workers' together); a worker that dies fails the
-request that finds it gone, in one line, and another takes its place."""
+and holds its memory (the server's and its workers' together); a worker that dies is replaced,
+and the request that found it gone answered by the new one."""
 
 import os
 import re
@@ -69,12 +69,15 @@ def wait_until_ended(pid: int, timeout: float = 30) -> None:
 
 
 def answer_continuously(server, x, stop, results) -> None:
+    """One client's answers in order; a request that got no answer at all is recorded too."""
     client = server.connect()
     try:
         while not stop.is_set():
             response = client.infer("net", {"x": x})
             results.append((response.status, response.outputs()["output"]
                             if response.status == 200 else response.body))
+    except Exception as error:  # noqa: BLE001 - the test asserts on it
+        results.append((None, repr(error)))
     finally:
         client.close()
 
@@ -127,10 +130,12 @@ def test_new_frozen_versions_under_load_leave_nothing_behind(cli, frozen, tmp_pa
     assert np.allclose(per_client[0][-1][1], outputs[0], rtol=RTOL, atol=1e-5)  # version 20's
 
 
-def test_a_worker_that_dies_fails_one_request_and_another_takes_its_place(cli, frozen, tmp_path):
+def test_a_killed_worker_is_replaced_and_the_next_request_answered(cli, frozen, tmp_path):
     """A frozen package runs in a worker, a swappable one (its library shared by every version)
-    in the server; the request that finds its worker killed fails with 500 and how the worker
-    ended, the other model answers on, a new worker answers the next; an unload ends it."""
+    in the server. A worker killed between requests: the next request, which never reached it,
+    is answered by a new worker in its place, and the other model answers on; an unload ends
+    the worker. (A request that reached a worker that then ended fails with how it ended:
+    tests/cpp/test_worker_channel.cpp.)"""
     repository = str(tmp_path / "repository")
     add_version(repository, 1, frozen[1], "model.pt2")
     os.makedirs(os.path.join(repository, "swappable", "1"))
@@ -146,21 +151,16 @@ def test_a_worker_that_dies_fails_one_request_and_another_takes_its_place(cli, f
         assert np.allclose(answer.outputs()["output"], frozen["outputs"][1], rtol=RTOL, atol=1e-5)
         os.kill(worker, signal.SIGKILL)
         wait_until_ended(worker)
-        failed = client.infer("net", {"x": x})
-        assert failed.status == 500, failed.body
-        assert failed.json()["error"].endswith(
-            f"the package worker of {repository}/net/1/model.pt2 (process {worker}) killed by "
-            "signal 9; a new worker serves the next requests"), failed.json()
-        assert client.infer("swappable", {"x": x}).status == 200
-        [new_worker] = server.workers()
-        assert new_worker != worker
         answer = client.infer("net", {"x": x})
         assert answer.status == 200, answer.body
         assert np.allclose(answer.outputs()["output"], frozen["outputs"][1], rtol=RTOL, atol=1e-5)
+        [new_worker] = server.workers()
+        assert new_worker != worker
+        assert client.infer("swappable", {"x": x}).status == 200
         unloaded = client.request("POST", "/v2/repository/models/net/unload")
         assert unloaded.status == 200, unloaded.body
         wait_until_ended(new_worker)
-        assert server.workers() == []
+        wait_for(lambda: server.workers() == [], "the server collects its ended worker")
         client.close()
     finally:
         server.terminate()

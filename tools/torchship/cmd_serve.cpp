@@ -6,6 +6,7 @@
 #include <iostream>
 #include <thread>
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "cli_common.h"
@@ -39,7 +40,7 @@ extern "C" void on_stop_signal(int number) {
 }
 
 void install_stop_signals() {
-  if (pipe(signal_pipe) != 0) throw internal_error("cannot create the signal pipe");
+  if (pipe2(signal_pipe, O_CLOEXEC) != 0) throw internal_error("cannot create the signal pipe");
   struct sigaction action {};
   action.sa_handler = on_stop_signal;
   sigemptyset(&action.sa_mask);

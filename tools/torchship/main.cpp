@@ -109,9 +109,9 @@ std::optional<int> run_package_worker(int argc, char** argv) {
 int main(int argc, char** argv) {
   using namespace torchship;
   tune_memory_for_inference();
-  if (auto exit_code = run_package_worker(argc, argv)) return *exit_code;
   cli::drop_compiled_code_error_copies();
   route_libtorch_warnings([](const std::string& message) { cli::warn("libtorch: " + message); });
+  if (auto exit_code = run_package_worker(argc, argv)) return *exit_code;
   CLI::App app{
       "torchship " + std::string(version()) +
       ": run PyTorch pipelines exported as TorchScript archives, AOTInductor packages or OpenVINO "
