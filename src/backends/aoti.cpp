@@ -575,7 +575,8 @@ class OpenedPackage final : public CompiledPackage {
 // is the one every version shares.
 bool runs_in_worker(const Archive& archive, const c10::Device& device) {
   PackageWorkers workers = package_workers();
-  if (workers == PackageWorkers::Off || !device.is_cpu() || !updated_weights(archive).empty()) {
+  bool updated = archive.read_extra(kWeightsUpdateFile).has_value();  // (not its tensors)
+  if (workers == PackageWorkers::Off || !device.is_cpu() || updated) {
     return false;
   }
   return workers == PackageWorkers::All || !weights_as_exported(archive);

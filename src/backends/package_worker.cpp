@@ -20,7 +20,6 @@ std::unique_ptr<CompiledPackage> open_package_in_worker(const Archive&, const c1
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <sstream>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -34,7 +33,6 @@ std::unique_ptr<CompiledPackage> open_package_in_worker(const Archive&, const c1
 
 #include "backends/worker_channel.h"
 #include "platform/runtime_defaults.h"
-#include "torchship/error.h"
 
 extern char** environ;
 
@@ -174,15 +172,23 @@ class WorkerProcess {
   throw std::runtime_error(message);
 }
 
+// The Archive frame: the name's size, the name, the archive's bytes, read straight into it (a
+// package may be hundreds of MB: one copy, not three).
 std::string archive_payload(const Archive& archive) {
   std::string name = archive.path().string();
+  std::error_code ec;
+  auto size = std::filesystem::file_size(archive.file(), ec);
+  auto name_size = static_cast<uint32_t>(name.size());
+  std::string payload(reinterpret_cast<const char*>(&name_size), sizeof(name_size));
+  payload += name;
+  size_t start = payload.size();
   std::ifstream file(archive.file(), std::ios::binary);
-  std::ostringstream bytes;
-  bytes << file.rdbuf();
-  if (!file) throw bad_model("cannot read " + name + " to send it to its package worker");
-  auto size = static_cast<uint32_t>(name.size());
-  std::string payload(reinterpret_cast<const char*>(&size), sizeof(size));
-  return payload + name + std::move(bytes).str();
+  if (!ec) {
+    payload.resize(start + size);
+    file.read(payload.data() + start, static_cast<std::streamsize>(size));
+  }
+  if (ec || !file) throw bad_model("cannot read " + name + " to send it to its package worker");
+  return payload;
 }
 
 // What a Ready frame says about the package.
@@ -295,9 +301,9 @@ class Worker {
   std::vector<WorkerChannel*> idle_;
 };
 
-// The package in a worker, and a new worker in its place when one ends: the request that found
-// it gone fails, the next ones run in the new worker. The archive is kept for that (an open
-// file, or the in-memory copy of an archive from bytes).
+// The package in a worker, and a new worker in its place when one ends: a request it was running
+// fails, one that had not reached it runs in the new worker, as do the next ones. The archive is
+// kept for that (an open file, or the in-memory copy of an archive from bytes).
 class RemotePackage final : public CompiledPackage {
  public:
   RemotePackage(const Archive& archive, const c10::Device& device, int concurrent_forwards)

@@ -1,10 +1,9 @@
 // The worker's side of package_worker.h: serve_package_worker (torchship/runtime.h).
+#include <csignal>
 #include <cstring>
 #include <iostream>
 #include <new>
 #include <thread>
-
-#include <csignal>
 
 #ifndef _WIN32
 #include <fcntl.h>
@@ -118,8 +117,15 @@ int serve_package_worker(int channels, const std::string& device_name, int threa
               << channels << " and " << threads << "\n";
     return 2;
   }
+  // Ctrl-C at a terminal and a service manager's stop signal the whole group: the server
+  // finishes its requests, in its workers too, then closes the channels, which ends them.
+  std::signal(SIGINT, SIG_IGN);
+  std::signal(SIGTERM, SIG_IGN);
   std::vector<std::unique_ptr<WorkerChannel> > all;
-  for (int i = 0; i < channels; ++i) all.push_back(std::make_unique<WorkerChannel>(3 + i));
+  for (int i = 0; i < channels; ++i) {
+    fcntl(3 + i, F_SETFD, FD_CLOEXEC);  // not to what the worker's libraries may start
+    all.push_back(std::make_unique<WorkerChannel>(3 + i));
+  }
   std::unique_ptr<backends::CompiledPackage> package;
   try {
     configure_runtime(RuntimeOptions().with_threads(threads));

@@ -19,8 +19,8 @@ import torch
 
 import torchship
 from harness.server_process import Server, wait_for
-from test_weights_update import (RTOL, add_version, exported_net, manifest, retrained,
-                                 wait_for_answers)
+from test_weights_update import (RTOL, add_version, answers, exported_net, manifest,
+                                 retrained, wait_for_answers)
 
 pytestmark = pytest.mark.skipif(not hasattr(torch, "export"), reason="needs torch.export")
 
@@ -68,20 +68,6 @@ def wait_until_ended(pid: int, timeout: float = 30) -> None:
         os.close(handle)
 
 
-def answer_continuously(server, x, stop, results) -> None:
-    """One client's answers in order; a request that got no answer at all is recorded too."""
-    client = server.connect()
-    try:
-        while not stop.is_set():
-            response = client.infer("net", {"x": x})
-            results.append((response.status, response.outputs()["output"]
-                            if response.status == 200 else response.body))
-    except Exception as error:  # noqa: BLE001 - the test asserts on it
-        results.append((None, repr(error)))
-    finally:
-        client.close()
-
-
 def test_new_frozen_versions_under_load_leave_nothing_behind(cli, frozen, tmp_path):
     """20 new versions, each a library the server has not mapped, loaded while 32 clients ask:
     every answer 200 and one version's, the server maps none of them, one worker at the end,
@@ -92,7 +78,7 @@ def test_new_frozen_versions_under_load_leave_nothing_behind(cli, frozen, tmp_pa
                     "--package-workers", "frozen")
     x, outputs = frozen["x"], frozen["outputs"]
     stop, per_client = threading.Event(), [[] for _ in range(32)]
-    clients = [threading.Thread(target=answer_continuously, args=(server, x, stop, results))
+    clients = [threading.Thread(target=answers, args=(server, x, stop, results))
                for results in per_client]
     rss = {}
     try:

@@ -285,13 +285,16 @@ def test_new_weights_that_miss_their_golden_vectors_are_refused(run, exported):
 
 
 def answers(server, x: np.ndarray, stop: threading.Event, results: list) -> None:
-    """One client's answers, in the order it got them (each request sent after the last)."""
+    """One client's answers, in the order it got them (each request sent after the last); a
+    request that got no answer at all is recorded too, with no status."""
     client = server.connect()
     try:
         while not stop.is_set():
             response = client.infer("net", {"x": x})
             results.append((response.status, response.outputs()["output"]
                             if response.status == 200 else response.body))
+    except Exception as error:  # noqa: BLE001 - the test asserts on it
+        results.append((None, repr(error)))
     finally:
         client.close()
 
